@@ -1,0 +1,85 @@
+"""aioduct: a fast HTTP client driving sans-I/O protocol engines on asyncio and io_uring.
+
+>>> import aioduct
+>>> async def main():
+...     async with aioduct.Client(timeout=30) as client:
+...         response = await client.get("https://example.org/")
+...         return response.status, response.text
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .auth import BasicAuth, BearerAuth
+from .client import BlockingClient, Client, run
+from .config import ClientConfig
+from .errors import (
+    AioductError,
+    BodyTooLarge,
+    ClientClosed,
+    ConnectError,
+    ConnectTimeout,
+    DecodeError,
+    InvalidURL,
+    LocalProtocolError,
+    PoolTimeout,
+    ProtocolError,
+    ProxyError,
+    ReadError,
+    ReadTimeout,
+    RedirectError,
+    RemoteProtocolError,
+    StatusError,
+    TimeoutError,
+    TLSError,
+    TooManyRedirects,
+    TotalTimeout,
+    TransportError,
+    WriteError,
+    WriteTimeout,
+)
+from .headers import Headers
+from .models import Request, Response, Timings
+from .redirects import RedirectPolicy, same_origin_only
+from .url import URL
+
+__all__ = [
+    "URL",
+    "AioductError",
+    "BasicAuth",
+    "BearerAuth",
+    "BlockingClient",
+    "BodyTooLarge",
+    "Client",
+    "ClientClosed",
+    "ClientConfig",
+    "ConnectError",
+    "ConnectTimeout",
+    "DecodeError",
+    "Headers",
+    "InvalidURL",
+    "LocalProtocolError",
+    "PoolTimeout",
+    "ProtocolError",
+    "ProxyError",
+    "ReadError",
+    "ReadTimeout",
+    "RedirectError",
+    "RedirectPolicy",
+    "RemoteProtocolError",
+    "Request",
+    "Response",
+    "StatusError",
+    "TLSError",
+    "TimeoutError",
+    "Timings",
+    "TooManyRedirects",
+    "TotalTimeout",
+    "TransportError",
+    "WriteError",
+    "WriteTimeout",
+    "__version__",
+    "run",
+    "same_origin_only",
+]

@@ -1,0 +1,188 @@
+"""ClientConfig: everything that shapes a client's behaviour, as data.
+
+It is a frozen ``msgspec.Struct`` so that one value describes a client completely, can be
+encoded, sent to a worker process and decoded back equal
+(``msgspec.msgpack.decode(msgspec.msgpack.encode(cfg), type=ClientConfig) == cfg``).
+Behaviour that is code (a redirect policy callable, an ``ssl.SSLContext``, auth objects)
+is passed to the in-process :class:`~aioduct.Client` instead.
+
+Validation runs in ``__post_init__``, which msgspec calls both on construction and on
+decode, so a bad value is rejected with a clear message wherever it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+
+from .headers import Headers, HeadersLike
+
+__all__ = ["ClientConfig"]
+
+#: Sentinel default of ``timeout``-like options meaning "use the built-in default".
+_TIMEOUT_FIELDS: Final = (
+    "timeout",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "pool_timeout",
+    "pool_idle_timeout",
+    "tcp_keepalive",
+)
+
+
+class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Options of a client. ``Client(**options)`` accepts the same names.
+
+    Durations are seconds (``float``); ``None`` means "no limit".
+    """
+
+    # -- requests --------------------------------------------------------------------------
+    base_url: str | None = None
+    """Prefix joined with relative request URLs."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers sent with every request (a dict or pairs is accepted)."""
+    default_headers: bool = True
+    """Send ``User-Agent: aioduct/<version>`` and ``Accept: */*`` unless overridden."""
+
+    # -- timeouts --------------------------------------------------------------------------
+    timeout: float | None = None
+    """Deadline for a whole request: connect, send, and the response body."""
+    connect_timeout: float | None = 30.0
+    """Deadline for TCP connect plus TLS handshake."""
+    read_timeout: float | None = 300.0
+    """Longest silence allowed while waiting for response bytes."""
+    write_timeout: float | None = None
+    """Longest wait for the socket to accept request bytes."""
+    pool_timeout: float | None = None
+    """Longest wait for a connection when the pool is at ``max_connections``."""
+
+    # -- redirects -------------------------------------------------------------------------
+    follow_redirects: bool = True
+    max_redirects: int = 10
+    """Redirect hops followed before :class:`TooManyRedirects`; 0 disables following."""
+    referer: bool = False
+    """Send ``Referer`` (the previous URL) on redirect hops."""
+
+    # -- connections -----------------------------------------------------------------------
+    https_only: bool = False
+    """Refuse ``http://`` URLs, including redirect targets."""
+    pool_idle_timeout: float | None = 90.0
+    """Idle keep-alive connections older than this are closed."""
+    pool_max_idle_per_host: int = 10
+    """Idle connections kept per origin; 0 disables connection reuse."""
+    max_connections: int | None = 100
+    """Open connections across all origins; requests beyond it wait (``pool_timeout``)."""
+    max_connections_per_host: int | None = None
+    """Open connections per origin; requests beyond it wait (``pool_timeout``)."""
+    local_address: str | None = None
+    """Bind outgoing connections to this local IP address."""
+    tcp_keepalive: float | None = None
+    """Enable TCP keep-alive probes, idle this many seconds before the first."""
+
+    # -- TLS -------------------------------------------------------------------------------
+    verify: bool | str = True
+    """``True``: certifi's roots; ``False``: no verification; a path: CA file or directory."""
+    danger_accept_invalid_certs: bool = False
+    """Same as ``verify=False``, spelled to be noticed in review."""
+    cert: str | tuple[str, ...] | None = None
+    """Client certificate: a PEM path with key, or ``(cert, key)`` / ``(cert, key, password)``."""
+
+    # -- limits ----------------------------------------------------------------------------
+    max_response_head_bytes: int = 65536
+    """Largest response status line plus headers accepted."""
+    max_response_headers: int = 100
+    """Most header fields accepted in a response head (and in trailers)."""
+    max_body_size: int | None = None
+    """Largest buffered response body; beyond it :class:`BodyTooLarge` is raised."""
+
+    def __post_init__(self) -> None:
+        headers = self.headers
+        if not (isinstance(headers, tuple) and all(type(h) is tuple for h in headers)):
+            msgspec.structs.force_setattr(self, "headers", _header_pairs(headers))
+        if isinstance(self.cert, list):
+            msgspec.structs.force_setattr(self, "cert", tuple(self.cert))
+        if isinstance(self.cert, tuple) and len(self.cert) not in (2, 3):
+            raise ValueError(f"cert must be a path or (cert, key[, password]), not {self.cert!r}")
+        for name in _TIMEOUT_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+            if isinstance(value, int):
+                msgspec.structs.force_setattr(self, name, float(value))
+        for name, minimum in (
+            ("max_redirects", 0),
+            ("pool_max_idle_per_host", 0),
+            ("max_connections", 1),
+            ("max_connections_per_host", 1),
+            ("max_response_head_bytes", 1024),
+            ("max_response_headers", 1),
+            ("max_body_size", 0),
+        ):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+        if self.base_url is not None:
+            from .url import URL
+
+            URL(self.base_url)  # raises InvalidURL with a clear message
+
+    @property
+    def verify_certificates(self) -> bool:
+        return bool(self.verify) and not self.danger_accept_invalid_certs
+
+    def replace(self, **changes: Any) -> ClientConfig:
+        """A copy with some options changed (validated like a new config)."""
+        check_option_names(changes)
+        return msgspec.structs.replace(self, **changes)
+
+    def encode(self) -> bytes:
+        return _ENCODER.encode(self)
+
+    @classmethod
+    def decode(cls, data: bytes) -> ClientConfig:
+        try:
+            return _DECODER.decode(data)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"invalid ClientConfig: {exc}") from None
+
+
+def _header_pairs(headers: HeadersLike | Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(headers, Headers):
+        pairs = headers.multi_items()
+    elif isinstance(headers, Mapping):
+        pairs = list(headers.items())
+    else:
+        pairs = [tuple(item) for item in headers]
+    out = []
+    for pair in pairs:
+        if len(pair) != 2 or not all(isinstance(x, str) for x in pair):
+            raise TypeError(f"headers must be str name/value pairs, got {pair!r}")
+        out.append((pair[0], pair[1]))
+    return tuple(out)
+
+
+OPTION_NAMES: Final = frozenset(ClientConfig.__struct_fields__)
+
+
+def check_option_names(options: Mapping[str, Any]) -> None:
+    """Reject unknown option names with a suggestion, before msgspec's generic error."""
+    for name in options:
+        if name not in OPTION_NAMES:
+            close = difflib.get_close_matches(name, OPTION_NAMES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"unknown client option {name!r}{hint}")
+
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_DECODER: Final = msgspec.msgpack.Decoder(ClientConfig)

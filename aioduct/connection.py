@@ -1,0 +1,202 @@
+"""HTTP11Connection: one HTTP/1.1 exchange at a time over a runtime stream.
+
+This is the only place where the sans-I/O codec meets I/O: it moves bytes between a
+:class:`~aioduct.runtimes.Stream` and a :class:`~aioduct.protocol.http11.ClientCodec`,
+and translates OS errors into aioduct's. Framing rules live in the codec, pooling rules
+in the pool, policy in the engine.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import Final
+
+from .errors import ReadError, RemoteProtocolError, WriteError
+from .models import Request
+from .pool import PoolKey
+from .protocol.http11 import (
+    NEED_DATA,
+    ClientCodec,
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+    Response,
+)
+from .runtimes import Expired, Stream
+from .timeouts import Deadlines
+
+__all__ = ["HTTP11Connection", "ResponseHead", "StaleConnection"]
+
+#: Request bodies up to this size are sent in one write together with the head.
+_COALESCE_BODY: Final = 64 * 1024
+
+ResponseHead = Response
+
+
+class StaleConnection(ReadError):
+    """A reused connection failed before any response byte arrived.
+
+    The server most likely closed it while it sat idle, so the request was not processed;
+    the engine retries an idempotent request once on a fresh connection.
+    """
+
+
+class HTTP11Connection:
+    """A keep-alive HTTP/1.1 connection (see module docstring)."""
+
+    __slots__ = (
+        "codec",
+        "holds_slot",
+        "idle_since",
+        "key",
+        "requests_sent",
+        "stream",
+    )
+
+    http_version: Final = "1.1"
+
+    def __init__(
+        self, stream: Stream, key: PoolKey, *, max_head_bytes: int, max_headers: int
+    ) -> None:
+        self.stream = stream
+        self.key = key
+        self.codec = ClientCodec(max_head_bytes=max_head_bytes, max_headers=max_headers)
+        self.idle_since = 0.0
+        self.requests_sent = 0
+        self.holds_slot = False
+
+    def is_ready(self) -> bool:
+        return self.stream.is_reusable()
+
+    def close(self) -> None:
+        self.stream.close()
+
+    # -- the exchange --------------------------------------------------------------------------
+
+    async def send(self, request: Request, deadlines: Deadlines) -> tuple[Response, float]:
+        """Send ``request`` and return its final response head and the time of its arrival.
+
+        1xx interim responses are skipped. Raises :class:`StaleConnection` when a reused
+        connection turns out to be dead before any response byte arrived.
+        """
+        codec = self.codec
+        if self.requests_sent:
+            codec.start_next_cycle()
+        self.requests_sent += 1
+        reused = self.requests_sent > 1
+        url = request.url
+        headers = request.headers.raw()
+        try:
+            if request.stream is None:
+                content = request.content
+                if content is not None and len(content) > _COALESCE_BODY:
+                    self.stream.write(codec.encode_request(request.method, url.target, headers))
+                    self.stream.write(codec.encode_data(content))
+                    self.stream.write(codec.encode_end())
+                else:
+                    self.stream.write(
+                        codec.encode_request(request.method, url.target, headers, content)
+                    )
+                await self.stream.drain(deadlines.for_write())
+            else:
+                await self._send_streaming(request, deadlines)
+        except Expired:
+            raise deadlines.error("write", "sending the request") from None
+        except OSError as exc:
+            if reused:
+                raise StaleConnection(f"reused connection failed while sending: {exc}") from None
+            raise WriteError(f"connection failed while sending the request: {exc}") from None
+        sent_at = perf_counter()
+        stream = self.stream
+        while True:
+            event = codec.next_event()
+            if event is NEED_DATA:
+                data = await self._receive(stream, deadlines, reused, "waiting for the response")
+                codec.receive_data(data)
+                continue
+            if type(event) is Response:
+                return event, sent_at
+            if type(event) is InformationalResponse:
+                continue
+            raise RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
+
+    async def _send_streaming(self, request: Request, deadlines: Deadlines) -> None:
+        codec, stream = self.codec, self.stream
+        assert request.stream is not None
+        chunked = "content-length" not in request.headers
+        stream.write(
+            codec.encode_request(
+                request.method, request.url.target, request.headers.raw(), chunked=chunked
+            )
+        )
+        async for chunk in request.stream:
+            if chunk:
+                stream.write(codec.encode_data(bytes(chunk)))
+                await stream.drain(deadlines.for_write())
+        stream.write(codec.encode_end())
+        await stream.drain(deadlines.for_write())
+
+    async def _receive(
+        self, stream: Stream, deadlines: Deadlines, reused: bool, what: str
+    ) -> bytes:
+        try:
+            data = await stream.read(deadlines.for_read())
+        except Expired:
+            raise deadlines.error("read", what) from None
+        except OSError as exc:
+            if reused and not self.codec.response_started:
+                raise StaleConnection(f"reused connection was reset: {exc}") from None
+            raise ReadError(f"connection failed while {what}: {exc}") from None
+        if not data and reused and not self.codec.response_started:
+            raise StaleConnection("reused connection was closed by the server")
+        return data
+
+    async def next_chunk(self, deadlines: Deadlines) -> bytes | None:
+        """The next piece of the response body, or ``None`` once it is complete."""
+        codec = self.codec
+        while True:
+            event = codec.next_event()
+            if type(event) is Data:
+                return event.data
+            if event is NEED_DATA:
+                codec.receive_data(
+                    await self._receive(self.stream, deadlines, False, "reading the body")
+                )
+                continue
+            if type(event) is EndOfMessage:
+                return None
+            raise RemoteProtocolError(f"unexpected {type(event).__name__} in the body")
+
+    async def read_body(self, deadlines: Deadlines, max_size: int | None) -> bytes:
+        """The whole response body (one copy when it arrived in one piece)."""
+        first = await self.next_chunk(deadlines)
+        if first is None:
+            return b""
+        second = await self.next_chunk(deadlines)
+        if second is None:
+            _check_size(len(first), max_size)
+            return first
+        parts = [first, second]
+        size = len(first) + len(second)
+        _check_size(size, max_size)
+        while (chunk := await self.next_chunk(deadlines)) is not None:
+            parts.append(chunk)
+            size += len(chunk)
+            _check_size(size, max_size)
+        return b"".join(parts)
+
+    @property
+    def reusable(self) -> bool:
+        """After a complete exchange: may carry another request."""
+        return self.codec.reusable
+
+    def detach(self) -> tuple[Stream, bytes]:
+        """Hand the stream over after ``101 Switching Protocols`` (with early bytes)."""
+        return self.stream, self.codec.trailing_data
+
+
+def _check_size(size: int, max_size: int | None) -> None:
+    if max_size is not None and size > max_size:
+        from .errors import BodyTooLarge
+
+        raise BodyTooLarge(f"response body exceeds max_body_size={max_size} bytes")

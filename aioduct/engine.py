@@ -1,0 +1,347 @@
+"""The request pipeline, written once for every runtime.
+
+``Engine.send`` takes a built :class:`Request` through: deadlines → redirect loop →
+pool checkout (or connect: DNS, TCP, TLS) → send on the connection → response head →
+body (read now, or handed to the caller as a stream) → pool checkin. It talks to the
+outside world only through a :class:`~aioduct.runtimes.Runtime`, so the io_uring engine
+runs this same code.
+
+The engine binds to the event loop it is first used on: pools hold sockets that belong to
+one loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from time import perf_counter
+from typing import Final
+
+from .config import ClientConfig
+from .connection import HTTP11Connection, StaleConnection
+from .dns import Resolver, literal_address
+from .errors import (
+    AioductError,
+    ConnectError,
+    InvalidURL,
+    RemoteProtocolError,
+    TooManyRedirects,
+)
+from .headers import Headers
+from .models import Request, Response, Timings
+from .pool import ConnectionPool, PoolKey
+from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
+from .runtimes import Expired, Runtime, default_runtime
+from .timeouts import Deadlines
+from .tls import create_ssl_context, tls_error
+
+__all__ = ["Engine"]
+
+#: Methods RFC 9110 §9.2.2 calls idempotent: safe to resend when a reused connection
+#: turns out to have been closed before the server saw the request.
+IDEMPOTENT_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
+#: A redirect response body larger than this is not drained; its connection is closed.
+_DRAIN_LIMIT: Final = 256 * 1024
+
+_UNSET: Final = object()
+
+
+class _ConnectTimings:
+    __slots__ = ("connect", "dns", "tls")
+
+    def __init__(self) -> None:
+        self.dns: float | None = None
+        self.connect: float | None = None
+        self.tls: float | None = None
+
+
+class Engine:
+    """Runs requests for one client: its config, pool and TLS settings."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        redirect_policy: RedirectPolicy | None = None,
+    ) -> None:
+        self.config = config
+        self._ssl_context = ssl_context
+        self._redirect_policy = redirect_policy
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runtime: Runtime | None = None
+        self._pool: ConnectionPool | None = None
+        self._resolver: Resolver | None = None
+        self._closed = False
+
+    # -- binding -------------------------------------------------------------------------------
+
+    def _bind(self) -> tuple[Runtime, ConnectionPool]:
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            assert self._runtime is not None and self._pool is not None
+            return self._runtime, self._pool
+        if self._loop is not None and not self._loop.is_closed():
+            raise RuntimeError(
+                "this client is bound to the event loop it was first used on; "
+                "create one client per loop (BlockingClient runs its own loop)"
+            )
+        if self._closed:
+            from .errors import ClientClosed
+
+            raise ClientClosed("the client is closed")
+        cfg = self.config
+        runtime = default_runtime()
+        self._loop = loop
+        self._runtime = runtime
+        self._resolver = Resolver(runtime)
+        self._pool = ConnectionPool(
+            runtime,
+            max_idle_per_host=cfg.pool_max_idle_per_host,
+            idle_timeout=cfg.pool_idle_timeout,
+            max_connections=cfg.max_connections,
+            max_connections_per_host=cfg.max_connections_per_host,
+        )
+        return runtime, self._pool
+
+    @property
+    def pool(self) -> ConnectionPool | None:
+        return self._pool
+
+    def close(self) -> None:
+        self._closed = True
+        if self._pool is not None:
+            self._pool.close()
+
+    # -- the pipeline --------------------------------------------------------------------------
+
+    async def send(
+        self,
+        request: Request,
+        *,
+        stream: bool = False,
+        timeout: float | object | None = _UNSET,
+        follow_redirects: bool | None = None,
+    ) -> Response:
+        """Send ``request`` and return its final response (body read unless ``stream``)."""
+        runtime, pool = self._bind()
+        cfg = self.config
+        deadlines = Deadlines(
+            runtime,
+            total=cfg.timeout if timeout is _UNSET else timeout,  # type: ignore[arg-type]
+            connect=cfg.connect_timeout,
+            read=cfg.read_timeout,
+            write=cfg.write_timeout,
+        )
+        follow = cfg.follow_redirects if follow_redirects is None else follow_redirects
+        history: list[Response] = []
+        while True:
+            try:
+                response = await self._send_once(request, deadlines, pool, stream)
+            except AioductError as exc:
+                raise exc._with_request(request.method, request.url.redacted()) from exc.__cause__
+            if not (follow and response.status in REDIRECT_STATUSES):
+                break
+            if "location" not in response.headers:
+                break
+            nxt = next_request(request, response, https_only=cfg.https_only, referer=cfg.referer)
+            policy = self._redirect_policy
+            if policy is not None and not policy(request.url, nxt.url, response.status, nxt.method):
+                break
+            if len(history) >= cfg.max_redirects:
+                await response.aclose()
+                history.append(response)
+                chain = " -> ".join(str(r.url) for r in history)
+                raise TooManyRedirects(
+                    f"exceeded max_redirects={cfg.max_redirects}: {chain}",
+                    history=history,
+                    method=request.method,
+                    url=request.url.redacted(),
+                )
+            await self._discard_body(response)
+            history.append(response)
+            request = nxt
+        response.history = history
+        return response
+
+    async def _discard_body(self, response: Response) -> None:
+        if response.is_read:
+            return
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) <= _DRAIN_LIMIT:
+            await response.aread()
+        else:
+            await response.aclose()
+
+    async def _send_once(
+        self, request: Request, deadlines: Deadlines, pool: ConnectionPool, stream: bool
+    ) -> Response:
+        url = request.url
+        cfg = self.config
+        if cfg.https_only and url.scheme != "https":
+            raise InvalidURL(f"refusing {url.redacted()!r}: https_only is set")
+        key = PoolKey(url.scheme, url.host, url.port)
+        replayable = request.stream is None and request.method in IDEMPOTENT_METHODS
+        timings = _ConnectTimings()
+
+        async def connect() -> HTTP11Connection:
+            return await self._connect(key, deadlines, timings)
+
+        pool_deadline = deadlines.total_at
+        if cfg.pool_timeout is not None:
+            pool_deadline = deadlines.now() + cfg.pool_timeout
+            if deadlines.total_at is not None and deadlines.total_at < pool_deadline:
+                pool_deadline = deadlines.total_at
+        attempt = 0
+        while True:
+            before = perf_counter()
+            conn, reused = await pool.acquire(key, connect, pool_deadline, reuse=attempt == 0)
+            pool_wait = perf_counter() - before if reused else None
+            assert isinstance(conn, HTTP11Connection)
+            try:
+                head, sent_at = await conn.send(request, deadlines)
+                break
+            except StaleConnection:
+                pool.discard(conn)
+                if replayable and attempt == 0:
+                    attempt += 1
+                    continue
+                raise
+            except BaseException:
+                pool.discard(conn)
+                raise
+        head_at = perf_counter()
+        response = Response(
+            head.status,
+            headers=Headers._adopt(head.headers),
+            reason=head.reason,
+            http_version=head.http_version,
+            request=request,
+            timings=Timings(
+                dns=timings.dns,
+                connect=timings.connect,
+                tls=timings.tls,
+                ttfb=head_at - sent_at,
+                total=head_at - deadlines.started,
+                pool_wait=pool_wait,
+            ),
+        )
+        if head.status == 101:
+            # The connection now speaks another protocol and never returns to the pool.
+            # Until the upgrade API lands, a 101 response is returned without a body.
+            pool.discard(conn)
+            response._content = b""
+            return response
+        if stream:
+            response._body = _StreamingBody(conn, pool, deadlines)
+            return response
+        try:
+            response._content = await conn.read_body(deadlines, cfg.max_body_size)
+        except BaseException:
+            pool.discard(conn)
+            raise
+        if conn.reusable:
+            pool.release(conn)
+        else:
+            pool.discard(conn)
+        return response
+
+    async def _connect(
+        self, key: PoolKey, deadlines: Deadlines, timings: _ConnectTimings
+    ) -> HTTP11Connection:
+        runtime = self._runtime
+        assert runtime is not None and self._resolver is not None
+        cfg = self.config
+        host, port = key.host, key.port
+        deadline = deadlines.for_connect()
+        started = perf_counter()
+        addresses = literal_address(host)
+        try:
+            if addresses is None:
+                if deadline is None:
+                    addresses, looked_up = await self._resolver.resolve(host, port)
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        addresses, looked_up = await self._resolver.resolve(host, port)
+                if looked_up:
+                    timings.dns = perf_counter() - started
+            tcp_started = perf_counter()
+            stream = None
+            errors: list[str] = []
+            for _family, ip in addresses:
+                try:
+                    stream = await runtime.open_tcp(
+                        ip,
+                        port,
+                        deadline=deadline,
+                        local_address=cfg.local_address,
+                        keepalive=cfg.tcp_keepalive,
+                    )
+                    break
+                except OSError as exc:
+                    errors.append(f"{ip}: {exc.strerror or exc}")
+            if stream is None:
+                raise ConnectError(f"cannot connect to {host}:{port} ({'; '.join(errors)})")
+            timings.connect = perf_counter() - tcp_started
+            if key.scheme == "https":
+                tls_started = perf_counter()
+                context = self._ssl_context or create_ssl_context(
+                    cfg.verify_certificates and cfg.verify, cfg.cert
+                )
+                try:
+                    stream = await runtime.start_tls(stream, context, host, deadline=deadline)
+                except (ssl.SSLError, ssl.CertificateError) as exc:
+                    raise tls_error(exc, host, port) from None
+                except OSError as exc:
+                    raise ConnectError(
+                        f"connection to {host}:{port} failed during the TLS handshake: {exc}"
+                    ) from None
+                timings.tls = perf_counter() - tls_started
+                alpn = stream.alpn_protocol
+                if alpn not in (None, "http/1.1"):
+                    stream.close()
+                    raise RemoteProtocolError(f"server selected unsupported protocol {alpn!r}")
+        except (Expired, TimeoutError) as exc:
+            if isinstance(exc, AioductError):
+                raise
+            raise deadlines.error("connect", f"connecting to {host}:{port}") from None
+        return HTTP11Connection(
+            stream,
+            key,
+            max_head_bytes=cfg.max_response_head_bytes,
+            max_headers=cfg.max_response_headers,
+        )
+
+
+class _StreamingBody:
+    """The body of a streamed response, reading from a checked-out connection."""
+
+    __slots__ = ("_conn", "_deadlines", "_pool")
+
+    def __init__(self, conn: HTTP11Connection, pool: ConnectionPool, deadlines: Deadlines):
+        self._conn: HTTP11Connection | None = conn
+        self._pool = pool
+        self._deadlines = deadlines
+
+    async def read_chunk(self) -> bytes | None:
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            chunk = await conn.next_chunk(self._deadlines)
+        except BaseException:
+            self._conn = None
+            self._pool.discard(conn)
+            raise
+        if chunk is None:
+            self._conn = None
+            if conn.reusable:
+                self._pool.release(conn)
+            else:
+                self._pool.discard(conn)
+        return chunk
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool.discard(conn)

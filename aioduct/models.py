@@ -1,0 +1,370 @@
+"""Request, Response and Timings: the values a user holds.
+
+``Response`` is a single type for every engine. A response from ``await client.get()`` has
+its body read already (``content`` works); one from ``client.stream()`` holds a
+:class:`BodyReader` and reads on demand. The blocking client sets a *portal* — a function
+that runs a coroutine on its loop thread — so the same object offers ``iter_bytes()``
+and ``read()`` synchronously without a second Response class.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from http import HTTPStatus
+from typing import Any, Protocol, TypeVar, overload
+
+import msgspec
+
+from .errors import BodyTooLarge, DecodeError, StatusError
+from .headers import Headers
+from .url import URL
+
+__all__ = ["BodyReader", "Request", "Response", "Timings"]
+
+T = TypeVar("T")
+Portal = Callable[[Awaitable[Any]], Any]
+
+
+class Timings(msgspec.Struct, frozen=True, array_like=True):
+    """How long each phase of a request took, in seconds.
+
+    ``dns``, ``connect`` and ``tls`` are ``None`` when the phase did not happen: a literal
+    IP address needs no lookup, ``http://`` has no handshake, and a reused pooled connection
+    skips all three. ``ttfb`` runs from the request being written to the first response
+    byte; ``total`` from the start of the request to the response head (redirect hops are
+    timed separately, on each response of ``history``).
+    """
+
+    dns: float | None = None
+    connect: float | None = None
+    tls: float | None = None
+    ttfb: float | None = None
+    total: float = 0.0
+    pool_wait: float | None = None
+
+
+class Request:
+    """An HTTP request as the pipeline sends it.
+
+    ``content`` is a buffered body; ``stream`` an async iterable of chunks sent with
+    chunked framing (or with the ``Content-Length`` the caller set). At most one is set.
+    """
+
+    __slots__ = ("content", "headers", "method", "stream", "url")
+
+    def __init__(
+        self,
+        method: str,
+        url: URL | str,
+        *,
+        headers: Headers | None = None,
+        content: bytes | None = None,
+        stream: AsyncIterable[bytes] | None = None,
+    ) -> None:
+        self.method = method
+        self.url = URL(url)
+        self.headers = headers if headers is not None else Headers()
+        self.content = content
+        self.stream = stream
+
+    def __repr__(self) -> str:
+        return f"<Request [{self.method} {self.url.redacted()}]>"
+
+
+class BodyReader(Protocol):
+    """What a connection hands a streaming response: chunks until ``None``."""
+
+    async def read_chunk(self) -> bytes | None:
+        """The next piece of the body, or ``None`` at its end."""
+
+    async def aclose(self) -> None:
+        """Stop reading; an unfinished body means the connection is closed, not reused."""
+
+
+class Response:
+    """An HTTP response. ``status`` and ``status_code`` are the same number."""
+
+    __slots__ = (
+        "_body",
+        "_content",
+        "_encoding",
+        "_portal",
+        "_text",
+        "headers",
+        "history",
+        "http_version",
+        "reason",
+        "request",
+        "status",
+        "timings",
+        "url",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        headers: Headers | None = None,
+        reason: str = "",
+        http_version: str = "1.1",
+        content: bytes | None = None,
+        body: BodyReader | None = None,
+        request: Request | None = None,
+        timings: Timings | None = None,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers if headers is not None else Headers()
+        self.http_version = http_version
+        self.request = request
+        self.url: URL | None = request.url if request is not None else None
+        self.history: list[Response] = []
+        self.timings = timings if timings is not None else Timings()
+        self._content = content
+        self._body = body
+        self._text: str | None = None
+        self._encoding: str | None = None
+        self._portal: Portal | None = None
+
+    # -- status ----------------------------------------------------------------------------
+
+    @property
+    def status_code(self) -> int:
+        return self.status
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def is_redirect(self) -> bool:
+        return self.status in (301, 302, 303, 307, 308) and "location" in self.headers
+
+    @property
+    def is_error(self) -> bool:
+        return self.status >= 400
+
+    def raise_for_status(self) -> Response:
+        """Raise :class:`StatusError` for a 4xx or 5xx status; otherwise return ``self``."""
+        if self.status < 400:
+            return self
+        kind = "client error" if self.status < 500 else "server error"
+        reason = self.reason or _phrase(self.status)
+        method = self.request.method if self.request else None
+        url = str(self.url) if self.url else None
+        raise StatusError(f"{self.status} {reason} ({kind})", response=self, method=method, url=url)
+
+    # -- buffered body -----------------------------------------------------------------------
+
+    @property
+    def is_read(self) -> bool:
+        return self._content is not None
+
+    @property
+    def content(self) -> bytes:
+        """The whole body. A streamed response must be read first (``await r.aread()``)."""
+        if self._content is None:
+            raise RuntimeError(
+                "the body of a streamed response has not been read: "
+                "call 'await response.aread()' (or iterate it) first"
+            )
+        return self._content
+
+    @property
+    def encoding(self) -> str:
+        """The charset used by ``text``: Content-Type's ``charset``, else UTF-8."""
+        if self._encoding is None:
+            self._encoding = _charset(self.headers.get("content-type")) or "utf-8"
+        return self._encoding
+
+    @encoding.setter
+    def encoding(self, value: str) -> None:
+        codecs.lookup(value)
+        self._encoding = value
+        self._text = None
+
+    @property
+    def text(self) -> str:
+        """The body decoded with :attr:`encoding`; undecodable bytes become U+FFFD."""
+        if self._text is None:
+            self._text = self.content.decode(self.encoding, errors="replace")
+        return self._text
+
+    @overload
+    def json(self) -> Any: ...
+    @overload
+    def json(self, type: type[T]) -> T: ...
+    def json(self, type: Any = Any) -> Any:
+        """Decode the JSON body with msgspec, optionally validating into ``type``."""
+        try:
+            return msgspec.json.decode(self.content, type=type)
+        except msgspec.DecodeError as exc:
+            snippet = self.content[:60]
+            raise DecodeError(
+                f"response body is not valid JSON ({exc}); it starts with {snippet!r}",
+                url=str(self.url) if self.url else None,
+            ) from None
+
+    # -- streaming (async) -------------------------------------------------------------------
+
+    async def aread(self, max_size: int | None = None) -> bytes:
+        """Read the rest of the body and keep it as :attr:`content`."""
+        if self._content is None:
+            chunks = [chunk async for chunk in self._raw_chunks(max_size)]
+            self._content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._content
+
+    async def _raw_chunks(self, max_size: int | None = None) -> AsyncIterator[bytes]:
+        if self._content is not None:
+            if self._content:
+                yield self._content
+            return
+        body = self._body
+        if body is None:
+            return
+        seen = 0
+        try:
+            while (chunk := await body.read_chunk()) is not None:
+                seen += len(chunk)
+                if max_size is not None and seen > max_size:
+                    raise BodyTooLarge(
+                        f"response body exceeds max_body_size={max_size} bytes",
+                        url=str(self.url) if self.url else None,
+                    )
+                yield chunk
+        finally:
+            self._body = None
+            await body.aclose()
+
+    async def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        """Yield the body as it arrives; ``chunk_size`` regroups it into pieces of that size."""
+        if chunk_size is None:
+            async for chunk in self._raw_chunks():
+                if chunk:
+                    yield chunk
+            return
+        buffer = bytearray()
+        async for chunk in self._raw_chunks():
+            buffer += chunk
+            while len(buffer) >= chunk_size:
+                yield bytes(buffer[:chunk_size])
+                del buffer[:chunk_size]
+        if buffer:
+            yield bytes(buffer)
+
+    async def aiter_text(self, chunk_size: int | None = None) -> AsyncIterator[str]:
+        """Yield decoded text; multi-byte characters split across chunks are kept whole."""
+        decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
+        async for chunk in self.aiter_bytes(chunk_size):
+            if text := decoder.decode(chunk):
+                yield text
+        if tail := decoder.decode(b"", final=True):
+            yield tail
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        """Yield text lines without their terminators (``\\n``, ``\\r\\n`` or ``\\r``)."""
+        pending = ""
+        async for text in self.aiter_text():
+            pending += text
+            lines = pending.splitlines(keepends=True)
+            pending = ""
+            if lines and not lines[-1].endswith(("\n", "\r")):
+                pending = lines.pop()
+            elif lines and lines[-1].endswith("\r"):
+                # "\r" may be the first half of "\r\n" split across chunks.
+                pending = lines.pop()
+            for line in lines:
+                yield line.rstrip("\r\n")
+        if pending:
+            yield pending.rstrip("\r\n")
+
+    async def aclose(self) -> None:
+        """Release the connection; an unread body is discarded (the connection is closed)."""
+        body, self._body = self._body, None
+        if body is not None:
+            await body.aclose()
+
+    async def __aenter__(self) -> Response:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- streaming (blocking client) ---------------------------------------------------------
+
+    def _run(self, awaitable: Awaitable[T]) -> T:
+        if self._portal is None:
+            raise RuntimeError(
+                "this response belongs to an async client: use 'await response.aread()' "
+                "and 'async for ... in response.aiter_bytes()'"
+            )
+        result: T = self._portal(awaitable)
+        return result
+
+    def read(self) -> bytes:
+        """Blocking form of :meth:`aread`."""
+        return self._run(self.aread())
+
+    def close(self) -> None:
+        """Blocking form of :meth:`aclose`."""
+        if self._body is not None:
+            self._run(self.aclose())
+
+    def _iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    yield self._run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(_aclose_gen(agen))
+
+    def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        return self._iterate(self.aiter_bytes(chunk_size))
+
+    def iter_text(self, chunk_size: int | None = None) -> Iterator[str]:
+        return self._iterate(self.aiter_text(chunk_size))
+
+    def iter_lines(self) -> Iterator[str]:
+        return self._iterate(self.aiter_lines())
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status} {self.reason or _phrase(self.status)}]>"
+
+
+async def _aclose_gen(agen: AsyncIterator[Any]) -> None:
+    aclose = getattr(agen, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _charset(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    mime, _, params = content_type.partition(";")
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            value = value.strip().strip('"').strip("'")
+            try:
+                return codecs.lookup(value).name
+            except LookupError:
+                return None
+    if mime.strip().lower() in ("application/json", "application/problem+json"):
+        return "utf-8"
+    return None

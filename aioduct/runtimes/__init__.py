@@ -1,0 +1,99 @@
+"""The runtime interface: the only things the request pipeline asks of an I/O engine.
+
+The pipeline (:mod:`aioduct.engine`) is ordinary async code. Everything it needs from the
+outside world is here: resolve a name, open a TCP stream, upgrade it to TLS, read and write
+bytes with deadlines, and a clock. An engine — asyncio/uvloop today, the io_uring worker
+loop of the local engine — implements these two small protocols and nothing else, so the
+pipeline, pool and protocol code run unchanged on every engine.
+
+Deadlines are absolute times on :meth:`Runtime.now`'s clock. A stream operation whose
+deadline passes raises :class:`Expired`; the caller knows which limit that was (read,
+write, total) and raises the matching public error.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+__all__ = ["Expired", "Runtime", "Stream", "default_runtime"]
+
+
+class Expired(Exception):
+    """A stream operation's deadline passed (internal; mapped to a public TimeoutError)."""
+
+
+class Stream(Protocol):
+    """A connected byte stream (TCP, possibly with TLS)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue bytes for sending; never blocks (see :meth:`drain`)."""
+
+    async def drain(self, deadline: float | None) -> None:
+        """Wait until queued bytes are below the high-water mark."""
+
+    async def read(self, deadline: float | None) -> bytes:
+        """The bytes received so far (waiting for some); ``b""`` once the peer closed."""
+
+    def is_reusable(self) -> bool:
+        """Open, no EOF seen, and no unsolicited bytes waiting: safe to send a new request."""
+
+    def close(self) -> None:
+        """Close now, discarding unsent bytes."""
+
+    @property
+    def alpn_protocol(self) -> str | None:
+        """The protocol the TLS peer selected by ALPN, if any."""
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | ssl.SSLSocket | None:
+        """The TLS session, for certificate inspection."""
+
+    @property
+    def peer_address(self) -> tuple[str, int] | None: ...
+
+
+class Runtime(Protocol):
+    """An I/O engine the pipeline can run on."""
+
+    name: str
+
+    def now(self) -> float:
+        """Monotonic time in seconds, the clock deadlines are measured on."""
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` in the background; the result has ``cancel()``."""
+
+    async def resolve(self, host: str, port: int) -> list[tuple[int, str]]:
+        """Addresses of ``host`` as ``(family, ip)`` pairs, preferred first."""
+
+    async def open_tcp(
+        self,
+        ip: str,
+        port: int,
+        *,
+        deadline: float | None,
+        local_address: str | None = None,
+        keepalive: float | None = None,
+    ) -> Stream:
+        """Connect to ``ip:port``. Raises OSError on failure, :class:`Expired` on deadline."""
+
+    async def start_tls(
+        self,
+        stream: Stream,
+        context: ssl.SSLContext,
+        server_hostname: str | None,
+        *,
+        deadline: float | None,
+    ) -> Stream:
+        """Run a TLS handshake over ``stream`` and return the encrypted stream."""
+
+
+def default_runtime() -> Runtime:
+    """The asyncio runtime bound to the running loop (uvloop when that is the loop)."""
+    from .asyncio import AsyncioRuntime
+
+    return AsyncioRuntime()

@@ -1,0 +1,273 @@
+"""The asyncio runtime: streams on ``asyncio.BufferedProtocol``, for any asyncio loop.
+
+On uvloop (``aioduct.run()`` picks it when installed) the same code runs on libuv; nothing
+here is loop-specific. The stream *is* the protocol object: the loop reads straight into
+its reusable receive buffer (``get_buffer``/``buffer_updated``, no intermediate bytes
+object per ``recv``), and a reader waits on one future per wake-up. Deadlines are plain
+``loop.call_at`` timers, cancelled as soon as data arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Coroutine
+from typing import Any, Final, cast
+
+from . import Expired
+
+__all__ = ["AsyncioRuntime", "AsyncioStream"]
+
+_INITIAL_BUFFER: Final = 64 * 1024
+_MIN_FREE: Final = 16 * 1024
+#: Stop reading from the socket while this much is received but not yet consumed.
+_READ_HIGH_WATER: Final = 4 * 1024 * 1024
+_WRITE_HIGH_WATER: Final = 256 * 1024
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(Expired())
+
+
+class AsyncioStream(asyncio.BufferedProtocol):
+    """A TCP (or TLS) connection: the protocol object doubles as the stream API."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray(_INITIAL_BUFFER)
+        self._view = memoryview(self._buf)
+        self._size = 0
+        self._eof = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # -- protocol callbacks (called by the loop) ---------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the Transport API without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if len(self._buf) - self._size < _MIN_FREE:
+            grown = bytearray(max(2 * len(self._buf), self._size + max(sizehint, _MIN_FREE)))
+            grown[: self._size] = self._view[: self._size]
+            self._buf = grown
+            self._view = memoryview(grown)
+        return self._view[self._size :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._size += nbytes
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._size > _READ_HIGH_WATER and not self._reading_paused:
+            assert self._transport is not None
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if exc is not None:
+            self._error = exc
+        self._wake()
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- Stream API --------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed or self._transport is None:
+            raise self._error or ConnectionResetError("connection is closed")
+        self._transport.write(data)
+
+    async def drain(self, deadline: float | None) -> None:
+        while self._writing_paused:
+            if self._closed:
+                break
+            waiter = self._drain_waiter = self._loop.create_future()
+            handle = self._loop.call_at(deadline, _expire, waiter) if deadline else None
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+                if handle is not None:
+                    handle.cancel()
+        if self._closed:
+            raise self._error or ConnectionResetError("connection closed while sending")
+
+    async def read(self, deadline: float | None) -> bytes:
+        if not self._size:
+            if self._eof or self._closed:
+                if self._error is not None:
+                    raise self._error
+                return b""
+            waiter = self._waiter = self._loop.create_future()
+            handle = self._loop.call_at(deadline, _expire, waiter) if deadline else None
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if handle is not None:
+                    handle.cancel()
+            if not self._size:
+                if self._error is not None:
+                    raise self._error
+                return b""
+        data = self._view[: self._size].tobytes()
+        self._size = 0
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return data
+
+    def is_reusable(self) -> bool:
+        transport = self._transport
+        return (
+            not self._closed
+            and not self._eof
+            and not self._size
+            and transport is not None
+            and not transport.is_closing()
+        )
+
+    def close(self) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+        self._closed = True
+
+    @property
+    def alpn_protocol(self) -> str | None:
+        obj = self.ssl_object
+        return obj.selected_alpn_protocol() if obj is not None else None
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | ssl.SSLSocket | None:
+        if self._transport is None:
+            return None
+        obj: ssl.SSLObject | ssl.SSLSocket | None = self._transport.get_extra_info("ssl_object")
+        return obj
+
+    @property
+    def peer_address(self) -> tuple[str, int] | None:
+        if self._transport is None:
+            return None
+        peer = self._transport.get_extra_info("peername")
+        return (peer[0], peer[1]) if peer else None
+
+
+class AsyncioRuntime:
+    """Runs the pipeline on the running asyncio loop (stock asyncio or uvloop)."""
+
+    __slots__ = ("_loop", "name")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        module = type(self._loop).__module__
+        self.name = "uvloop" if module.startswith("uvloop") else "asyncio"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        return self._loop.create_task(coro)
+
+    async def resolve(self, host: str, port: int) -> list[tuple[int, str]]:
+        infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        seen: dict[tuple[int, str], None] = {}
+        for family, _type, _proto, _canon, sockaddr in infos:
+            seen.setdefault((int(family), str(sockaddr[0])), None)
+        return list(seen)
+
+    async def open_tcp(
+        self,
+        ip: str,
+        port: int,
+        *,
+        deadline: float | None,
+        local_address: str | None = None,
+        keepalive: float | None = None,
+    ) -> AsyncioStream:
+        loop = self._loop
+        local_addr = (local_address, 0) if local_address else None
+        try:
+            async with asyncio.timeout_at(deadline):
+                _transport, stream = await loop.create_connection(
+                    lambda: AsyncioStream(loop), ip, port, local_addr=local_addr
+                )
+        except TimeoutError:
+            raise Expired() from None
+        sock = _transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if keepalive is not None:
+                _set_keepalive(sock, keepalive)
+        return stream
+
+    async def start_tls(
+        self,
+        stream: Any,
+        context: ssl.SSLContext,
+        server_hostname: str | None,
+        *,
+        deadline: float | None,
+    ) -> AsyncioStream:
+        assert isinstance(stream, AsyncioStream) and stream._transport is not None
+        try:
+            async with asyncio.timeout_at(deadline):
+                transport = await self._loop.start_tls(
+                    stream._transport, stream, context, server_hostname=server_hostname
+                )
+        except TimeoutError:
+            stream.close()
+            raise Expired() from None
+        except BaseException:
+            stream.close()
+            raise
+        if transport is None:  # pragma: no cover - only when the loop is closing
+            raise ConnectionResetError("connection closed during the TLS handshake")
+        stream._transport = transport  # type: ignore[assignment]
+        return stream
+
+
+def _set_keepalive(sock: Any, idle: float) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    seconds = max(1, int(idle))
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, seconds)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, seconds)

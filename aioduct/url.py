@@ -1,0 +1,276 @@
+"""URL: the parsed, validated form of a request URL.
+
+Parsing happens once per distinct URL string (a bounded cache makes repeated requests to the
+same URL free) and every field the pipeline needs later — origin, request-target, Host header
+— is computed here, so the hot path only reads attributes.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final, Union
+from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
+
+import idna
+
+from .errors import InvalidURL
+
+__all__ = ["URL", "QueryParams"]
+
+DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+SUPPORTED_SCHEMES: Final = frozenset(("http", "https"))
+
+# Characters left alone when re-quoting a path or query: RFC 3986 pchar, '/', '?', and '%'
+# so that existing escapes survive. Everything else (spaces, non-ASCII, quotes) is escaped.
+_PATH_SAFE: Final = "/:@!$&'()*+,;=-._~%"
+_QUERY_SAFE: Final = "/?:@!$&'()*+,;=-._~%"
+
+QueryParams = Union[
+    Mapping[str, "str | int | float | Sequence[str | int | float] | None"],
+    Sequence[tuple[str, "str | int | float | None"]],
+    str,
+]
+
+
+class URL:
+    """An absolute http(s) URL, split into the parts a client uses.
+
+    ``host`` is ASCII (IDNA-encoded, lower-case; IPv6 without brackets), ``port`` is always
+    set (the scheme's default when absent), ``target`` is the origin-form request-target.
+    """
+
+    __slots__ = (
+        "_str",
+        "fragment",
+        "host",
+        "host_header",
+        "origin",
+        "password",
+        "path",
+        "port",
+        "query",
+        "scheme",
+        "target",
+        "username",
+    )
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    query: str
+    fragment: str
+    username: str
+    password: str
+    target: str
+    host_header: str
+    origin: tuple[str, str, int]
+    _str: str
+
+    def __new__(cls, url: str | URL) -> URL:
+        if isinstance(url, URL):
+            return url
+        return _parse(url)
+
+    @classmethod
+    def _build(
+        cls,
+        scheme: str,
+        host: str,
+        port: int | None,
+        path: str,
+        query: str,
+        fragment: str,
+        username: str,
+        password: str,
+    ) -> URL:
+        self = object.__new__(cls)
+        self.scheme = scheme
+        self.host = host
+        default = DEFAULT_PORTS.get(scheme)
+        self.port = port if port is not None else (default or 0)
+        self.path = path or "/"
+        self.query = query
+        self.fragment = fragment
+        self.username = username
+        self.password = password
+        self.target = f"{self.path}?{query}" if query else self.path
+        bracketed = f"[{host}]" if ":" in host else host
+        netloc_host = bracketed if port is None or port == default else f"{bracketed}:{port}"
+        self.host_header = netloc_host
+        self.origin = (scheme, host, self.port)
+        userinfo = ""
+        if username or password:
+            userinfo = quote(username, safe="") + (
+                ":" + quote(password, safe="") if password else ""
+            )
+            userinfo += "@"
+        frag = f"#{fragment}" if fragment else ""
+        self._str = f"{scheme}://{userinfo}{netloc_host}{self.target}{frag}"
+        return self
+
+    # -- derived forms -------------------------------------------------------------------
+
+    def __str__(self) -> str:
+        return self._str
+
+    def __repr__(self) -> str:
+        return f"URL({self.redacted()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, URL):
+            return self._str == other._str
+        if isinstance(other, str):
+            return self._str == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._str)
+
+    def redacted(self) -> str:
+        """The URL with any password replaced, safe to log and put in error messages."""
+        if not self.password:
+            return self._str
+        return self.copy_with(password="[secure]")._str
+
+    @property
+    def is_https(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def is_default_port(self) -> bool:
+        return self.port == DEFAULT_PORTS.get(self.scheme)
+
+    def copy_with(self, **changes: str | int | None) -> URL:
+        """A copy with some parts replaced (``scheme``, ``host``, ``port``, ``path``, ...)."""
+        parts: dict[str, object] = {
+            "scheme": self.scheme,
+            "host": self.host,
+            "port": None if self.is_default_port else self.port,
+            "path": self.path,
+            "query": self.query,
+            "fragment": self.fragment,
+            "username": self.username,
+            "password": self.password,
+        }
+        parts.update(changes)
+        return URL._build(**parts)  # type: ignore[arg-type]
+
+    def join(self, reference: str) -> URL:
+        """Resolve ``reference`` (e.g. a Location header) against this URL (RFC 3986 §5)."""
+        return URL(urljoin(self._str, reference.strip()))
+
+    def with_params(self, params: QueryParams | None) -> URL:
+        """This URL with ``params`` appended to its query string."""
+        if not params:
+            return self
+        extra = encode_params(params)
+        if not extra:
+            return self
+        query = f"{self.query}&{extra}" if self.query else extra
+        return self.copy_with(query=query)
+
+    def without_fragment(self) -> URL:
+        return self.copy_with(fragment="") if self.fragment else self
+
+
+def encode_params(params: QueryParams) -> str:
+    """Encode query parameters: a mapping (list values repeat the key), pairs, or a string."""
+    if isinstance(params, str):
+        return params.lstrip("?")
+    pairs: list[tuple[str, str]] = []
+    items: Iterable[tuple[str, object]] = (
+        params.items() if isinstance(params, Mapping) else params  # type: ignore[assignment]
+    )
+    for key, value in items:
+        if value is None:
+            continue
+        if isinstance(value, list | tuple):
+            pairs.extend((key, _param_str(v)) for v in value)
+        else:
+            pairs.append((key, _param_str(value)))
+    return urlencode(pairs, quote_via=quote)
+
+
+def _param_str(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _idna_host(host: str, url: str) -> str:
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise InvalidURL(f"invalid IPv6 host in {url!r}")
+        literal = host[1:-1]
+        try:
+            return str(ipaddress.IPv6Address(literal.split("%", 1)[0])) + (
+                "%" + literal.split("%", 1)[1] if "%" in literal else ""
+            )
+        except ValueError:
+            raise InvalidURL(f"invalid IPv6 address {literal!r} in {url!r}") from None
+    if host.isascii():
+        lowered = host.lower()
+        if not lowered or any(c in lowered for c in ' <>\\^`{|}"%/?#@'):
+            raise InvalidURL(f"invalid host {host!r} in {url!r}")
+        return lowered
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise InvalidURL(f"invalid international host {host!r} in {url!r}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse(url: str) -> URL:
+    if not isinstance(url, str):
+        raise InvalidURL(f"URL must be a str or aioduct.URL, not {type(url).__name__}")
+    text = url.strip()
+    if any(c in text for c in "\r\n\t\x00"):
+        raise InvalidURL(f"control character in URL {url!r}")
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise InvalidURL(f"cannot parse URL {url!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if not scheme or not parts.netloc:
+        if "://" not in text:
+            raise InvalidURL(f"missing scheme in {url!r} (did you mean 'http://{text}'?)")
+        raise InvalidURL(f"missing host in {url!r}")
+    if scheme not in SUPPORTED_SCHEMES:
+        raise InvalidURL(f"unsupported scheme {scheme!r} in {url!r}: aioduct speaks http and https")
+    netloc = parts.netloc
+    userinfo, _, hostport = netloc.rpartition("@")
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        raw_host, rest = hostport[: end + 1], hostport[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise InvalidURL(f"invalid host in {url!r}")
+        raw_port = rest[1:]
+    else:
+        raw_host, _, raw_port = hostport.partition(":")
+    if not raw_host:
+        raise InvalidURL(f"missing host in {url!r}")
+    port: int | None = None
+    if raw_port:
+        if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
+            raise InvalidURL(f"invalid port {raw_port!r} in {url!r}")
+        port = int(raw_port)
+    username, _, password = userinfo.partition(":")
+    path = parts.path
+    if not path.isascii() or " " in path or '"' in path:
+        path = quote(path, safe=_PATH_SAFE)
+    query = parts.query
+    if query and (not query.isascii() or " " in query or '"' in query):
+        query = quote(query, safe=_QUERY_SAFE)
+    return URL._build(
+        scheme,
+        _idna_host(raw_host, url),
+        port,
+        path,
+        query,
+        parts.fragment,
+        unquote(username),
+        unquote(password),
+    )
