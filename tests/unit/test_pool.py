@@ -1,0 +1,199 @@
+"""ConnectionPool as a state machine, with fake connections and a controllable clock."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from aioduct import ClientClosed, PoolTimeout
+from aioduct.pool import ConnectionPool, PoolKey
+
+A = PoolKey("http", "a.test", 80)
+B = PoolKey("http", "b.test", 80)
+
+
+class FakeConn:
+    def __init__(self, key: PoolKey, name: str) -> None:
+        self.key = key
+        self.name = name
+        self.idle_since = 0.0
+        self.holds_slot = False
+        self.ready = True
+        self.closed = False
+
+    def is_ready(self) -> bool:
+        return self.ready and not self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class Clock:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+def make_pool(**kw: Any) -> tuple[ConnectionPool, Clock, list[FakeConn]]:
+    clock = Clock()
+    made: list[FakeConn] = []
+    return ConnectionPool(clock, **kw), clock, made  # type: ignore[arg-type]
+
+
+def connector(key: PoolKey, made: list[FakeConn]):
+    async def connect() -> FakeConn:
+        conn = FakeConn(key, f"{key.host}#{len(made)}")
+        made.append(conn)
+        return conn
+
+    return connect
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_reuse_is_lifo_and_skips_dead_or_expired() -> None:
+    async def scenario() -> None:
+        pool, clock, made = make_pool(idle_timeout=10)
+        c1, reused = await pool.acquire(A, connector(A, made), None)
+        c2, _ = await pool.acquire(A, connector(A, made), None)
+        assert not reused and pool.open_connections == 2
+        pool.release(c1)
+        clock.t += 1
+        pool.release(c2)
+        got, reused = await pool.acquire(A, connector(A, made), None)
+        assert reused and got is c2  # most recently returned first
+        pool.release(got)
+        c2.ready = False  # server closed it while idle
+        got, reused = await pool.acquire(A, connector(A, made), None)
+        assert got is c1 and reused and c2.closed
+        pool.release(got)
+        clock.t += 11  # past idle_timeout
+        got, reused = await pool.acquire(A, connector(A, made), None)
+        assert not reused and c1.closed
+        assert pool.open_connections == 1
+
+    run(scenario())
+
+
+def test_max_idle_per_host_evicts_oldest_and_zero_disables_reuse() -> None:
+    async def scenario() -> None:
+        pool, clock, made = make_pool(max_idle_per_host=2)
+        conns = [(await pool.acquire(A, connector(A, made), None))[0] for _ in range(3)]
+        for c in conns:
+            clock.t += 1
+            pool.release(c)
+        assert pool.idle_connections(A) == 2 and conns[0].closed
+        assert pool.open_connections == 2
+
+        pool0, _, made0 = make_pool(max_idle_per_host=0)
+        c, _ = await pool0.acquire(A, connector(A, made0), None)
+        pool0.release(c)
+        assert c.closed and pool0.open_connections == 0
+
+    run(scenario())
+
+
+def test_limits_make_requests_wait_then_time_out() -> None:
+    async def scenario() -> None:
+        pool, _, made = make_pool(max_connections=1)
+        c1, _ = await pool.acquire(A, connector(A, made), None)
+        loop = asyncio.get_running_loop()
+        waiter = asyncio.create_task(pool.acquire(A, connector(A, made), None))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        pool.release(c1)  # goes idle -> the waiter takes it
+        got, reused = await waiter
+        assert got is c1 and reused
+        with pytest.raises(PoolTimeout, match="max_connections=1"):
+            await pool.acquire(A, connector(A, made), loop.time() + 0.05)
+        pool.discard(got)
+        assert pool.open_connections == 0
+
+    run(scenario())
+
+
+def test_total_limit_evicts_idle_connections_of_other_hosts() -> None:
+    async def scenario() -> None:
+        pool, _, made = make_pool(max_connections=1)
+        a, _ = await pool.acquire(A, connector(A, made), None)
+        pool.release(a)
+        b, reused = await pool.acquire(B, connector(B, made), None)
+        assert not reused and a.closed and pool.open_connections == 1
+
+    run(scenario())
+
+
+def test_per_host_limit_leaves_other_hosts_alone() -> None:
+    async def scenario() -> None:
+        pool, _, made = make_pool(max_connections_per_host=1)
+        await pool.acquire(A, connector(A, made), None)
+        b, _ = await pool.acquire(B, connector(B, made), None)
+        assert b.key == B
+        with pytest.raises(PoolTimeout):
+            await pool.acquire(A, connector(A, made), asyncio.get_running_loop().time() + 0.02)
+
+    run(scenario())
+
+
+def test_failed_connect_frees_its_slot() -> None:
+    async def scenario() -> None:
+        pool, _, _ = make_pool(max_connections=1)
+
+        async def boom() -> FakeConn:
+            raise OSError("refused")
+
+        with pytest.raises(OSError):
+            await pool.acquire(A, boom, None)
+        assert pool.open_connections == 0
+
+    run(scenario())
+
+
+def test_discard_twice_frees_one_slot() -> None:
+    async def scenario() -> None:
+        pool, _, made = make_pool()
+        c, _ = await pool.acquire(A, connector(A, made), None)
+        await pool.acquire(A, connector(A, made), None)
+        pool.discard(c)
+        pool.discard(c)
+        assert pool.open_connections == 1
+
+    run(scenario())
+
+
+def test_reaper_and_close() -> None:
+    async def scenario() -> None:
+        pool, clock, made = make_pool(idle_timeout=0.1)
+        c, _ = await pool.acquire(A, connector(A, made), None)
+        pool.release(c)
+        clock.t += 1
+        assert pool.evict_expired() == 1 and c.closed
+        c2, _ = await pool.acquire(A, connector(A, made), None)
+        pool.release(c2)
+        waiter_pool, _, made2 = make_pool(max_connections=1)
+        await waiter_pool.acquire(A, connector(A, made2), None)
+        waiting = asyncio.create_task(waiter_pool.acquire(A, connector(A, made2), None))
+        await asyncio.sleep(0)
+        waiter_pool.close()
+        with pytest.raises(ClientClosed):
+            await waiting
+        pool.close()
+        assert c2.closed
+        with pytest.raises(ClientClosed):
+            await pool.acquire(A, connector(A, made), None)
+
+    run(scenario())
