@@ -8,7 +8,7 @@ Challenge-response schemes (Digest) arrive with the middleware layer.
 from __future__ import annotations
 
 import base64
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from .headers import Headers
 
@@ -58,7 +58,7 @@ class BearerAuth:
         return "BearerAuth('[secure]')"
 
 
-AuthTypes = Union[tuple[str, str], Auth]
+AuthTypes = tuple[str, str] | Auth
 
 
 def resolve_auth(auth: AuthTypes | None) -> Auth | None:

@@ -179,8 +179,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             return content.encode(), None
         if isinstance(content, AsyncIterable):
             return None, content
+        kind_name = type(content).__name__
         raise TypeError(
-            f"content= must be bytes, str or an async iterable of bytes, not {type(content).__name__}"
+            f"content= must be bytes, str or an async iterable of bytes, not {kind_name}"
         )
 
     # -- sending ---------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         return await self._engine.send(
             request,
             stream=stream,
-            timeout=options["timeout"] if "timeout" in options else _UNSET,
+            timeout=options.get("timeout", _UNSET),
             follow_redirects=options.get("follow_redirects"),
         )
 
@@ -265,10 +266,11 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, awaitable: Awaitable[T]) -> T:
-        if threading.current_thread() is self._thread:
+        if self._loop.is_closed() or threading.current_thread() is self._thread:
+            discard(awaitable)
+            if self._loop.is_closed():
+                raise ClientClosed("the client is closed")
             raise RuntimeError("a BlockingClient cannot be used from its own loop thread")
-        if self._loop.is_closed():
-            raise ClientClosed("the client is closed")
         future = asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop)
         try:
             return future.result()
@@ -282,6 +284,13 @@ class _LoopThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+def discard(awaitable: Awaitable[object]) -> None:
+    """Close a coroutine that will never run, so Python does not warn it was not awaited."""
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
 
 
 async def _await(awaitable: Awaitable[T]) -> T:

@@ -90,6 +90,9 @@ class HTTP11Connection:
             if request.stream is None:
                 content = request.content
                 if content is not None and len(content) > _COALESCE_BODY:
+                    # Head and body go out as two writes: no copy of a large body.
+                    if "content-length" not in request.headers:
+                        headers = [*headers, ("Content-Length", str(len(content)))]
                     self.stream.write(codec.encode_request(request.method, url.target, headers))
                     self.stream.write(codec.encode_data(content))
                     self.stream.write(codec.encode_end())

@@ -120,7 +120,7 @@ class Engine:
         request: Request,
         *,
         stream: bool = False,
-        timeout: float | object | None = _UNSET,
+        timeout: float | object | None = _UNSET,  # noqa: ASYNC109 (a deadline, not a wrapper)
         follow_redirects: bool | None = None,
     ) -> Response:
         """Send ``request`` and return its final response (body read unless ``stream``)."""

@@ -295,6 +295,9 @@ class Response:
 
     def _run(self, awaitable: Awaitable[T]) -> T:
         if self._portal is None:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()
             raise RuntimeError(
                 "this response belongs to an async client: use 'await response.aread()' "
                 "and 'async for ... in response.aiter_bytes()'"

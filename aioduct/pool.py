@@ -140,9 +140,9 @@ class ConnectionPool:
         per_key = self._open.get(key, 0)
         if self._max_per_key is not None and per_key >= self._max_per_key:
             return False
-        if self._max_total is not None and self._open_total >= self._max_total:
-            if not self._evict_oldest_idle():
-                return False
+        at_limit = self._max_total is not None and self._open_total >= self._max_total
+        if at_limit and not self._evict_oldest_idle():
+            return False
         self._open[key] = per_key + 1
         self._open_total += 1
         return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final, Union
+from typing import Final
 from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 
 import idna
@@ -27,11 +27,11 @@ SUPPORTED_SCHEMES: Final = frozenset(("http", "https"))
 _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~%"
 _QUERY_SAFE: Final = "/?:@!$&'()*+,;=-._~%"
 
-QueryParams = Union[
-    Mapping[str, "str | int | float | Sequence[str | int | float] | None"],
-    Sequence[tuple[str, "str | int | float | None"]],
-    str,
-]
+QueryParams = (
+    Mapping[str, str | int | float | Sequence[str | int | float] | None]
+    | Sequence[tuple[str, str | int | float | None]]
+    | str
+)
 
 
 class URL:

@@ -117,8 +117,10 @@ def _run(args: argparse.Namespace) -> int:
     origin = _Origin()
     try:
         loop_name = "asyncio" if args.no_uvloop else "uvloop"
-        print(f"aioduct demo: crawling {args.urls} pages of {origin.url} "
-              f"({args.concurrency} in flight, send engine on {loop_name})")
+        print(
+            f"aioduct demo: crawling {args.urls} pages of {origin.url} "
+            f"({args.concurrency} in flight, send engine on {loop_name})"
+        )
         progress = sys.stderr.isatty()
         usage_before = resource.getrusage(resource.RUSAGE_SELF)
         coro = _crawl(origin.url, args.urls, args.concurrency, progress)
@@ -131,8 +133,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     done = stats["done"]
     errors = sum(stats["errors"].values())
-    print(f"  requests      {done:,} in {stats['elapsed']:.2f} s "
-          f"= {done / stats['elapsed']:,.0f} req/s")
+    print(
+        f"  requests      {done:,} in {stats['elapsed']:.2f} s "
+        f"= {done / stats['elapsed']:,.0f} req/s"
+    )
     print(f"  client CPU    {cpu * 1e6 / max(done, 1):,.1f} µs per request (pid {os.getpid()})")
     print(f"  latency       p50 {stats['p50'] * 1e3:.2f} ms, p99 {stats['p99'] * 1e3:.2f} ms")
     print(f"  received      {stats['bytes'] / 1e6:,.2f} MB of verified bodies")

@@ -70,7 +70,9 @@ class OriginProtocol(asyncio.Protocol):
             request_line = head if line_end < 0 else head[:line_end]
             parts = request_line.split(b" ")
             if len(parts) != 3:
-                out.append(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                out.append(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
                 close = True
                 break
             method, target = parts[0], parts[1].decode("latin-1")

@@ -51,7 +51,9 @@ def test_bad_values_are_rejected_on_decode_too() -> None:
 
 
 def test_unknown_option_suggests_the_right_name() -> None:
-    with pytest.raises(TypeError, match=r"unknown client option 'timout' \(did you mean 'timeout'\?\)"):
+    with pytest.raises(
+        TypeError, match=r"unknown client option 'timout' \(did you mean 'timeout'\?\)"
+    ):
         aioduct.Client(timout=3)
     with pytest.raises(TypeError, match="unknown client option"):
         ClientConfig().replace(retries=3)

@@ -12,7 +12,11 @@ def test_all_is_sorted_and_complete() -> None:
         return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
 
     assert aioduct.__all__ == sorted(aioduct.__all__, key=isort_style)
-    public = {n for n in dir(aioduct) if not n.startswith("_") and not inspect.ismodule(getattr(aioduct, n))}
+    public = {
+        n
+        for n in dir(aioduct)
+        if not n.startswith("_") and not inspect.ismodule(getattr(aioduct, n))
+    }
     assert public - {"annotations"} <= set(aioduct.__all__) | {"__version__"}
 
 

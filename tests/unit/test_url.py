@@ -18,7 +18,14 @@ from aioduct import URL, InvalidURL
         ("https://example.com:443/", "https", "example.com", 443, "/", "example.com"),
         ("http://[::1]:8080/x", "http", "::1", 8080, "/x", "[::1]:8080"),
         ("http://[2001:DB8::1]/", "http", "2001:db8::1", 80, "/", "[2001:db8::1]"),
-        ("http://bücher.example/", "http", "xn--bcher-kva.example", 80, "/", "xn--bcher-kva.example"),
+        (
+            "http://bücher.example/",
+            "http",
+            "xn--bcher-kva.example",
+            80,
+            "/",
+            "xn--bcher-kva.example",
+        ),
         ("http://h/a b?q=a b", "http", "h", 80, "/a%20b?q=a%20b", "h"),
         ("http://h/%7Euser", "http", "h", 80, "/%7Euser", "h"),
     ],
@@ -38,7 +45,10 @@ def test_parse(text: str, scheme: str, host: str, port: int, target: str, host_h
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("example.com/x", "missing scheme in 'example.com/x' (did you mean 'http://example.com/x'?)"),
+        (
+            "example.com/x",
+            "missing scheme in 'example.com/x' (did you mean 'http://example.com/x'?)",
+        ),
         ("ftp://example.com/", "unsupported scheme 'ftp'"),
         ("http://", "missing host"),
         ("http://h:99999/", "invalid port '99999'"),

@@ -1,0 +1,66 @@
+"""TLS against nginx with trustme certificates, and servers with bad certificates."""
+
+from __future__ import annotations
+
+import pytest
+
+import aioduct
+from aioduct.testing.nginx import Nginx, TLSMaterial
+from aioduct.testing.server import BadTLSServers
+
+pytestmark = pytest.mark.nginx
+
+
+async def test_https_with_private_ca(nginx: Nginx, tls_ca: TLSMaterial) -> None:
+    async with aioduct.Client(verify=tls_ca.ca_pem_path) as client:
+        r = await client.get(nginx.https_url + "/small")
+        assert r.content == b"Hello, World!" and r.http_version == "1.1"
+        assert r.timings.tls is not None and r.timings.connect is not None
+        again = await client.get(nginx.https_url + "/json")
+        assert again.timings.tls is None and again.json()["count"] == 42
+
+
+async def test_ssl_context_and_unverified(nginx: Nginx, tls_ca: TLSMaterial) -> None:
+    async with aioduct.Client(verify=tls_ca.client_ssl_context()) as client:
+        assert (await client.get(nginx.https_url + "/small")).status == 200
+    async with aioduct.Client(verify=False) as client:
+        assert (await client.get(nginx.https_url + "/small")).status == 200
+    async with aioduct.Client(danger_accept_invalid_certs=True) as client:
+        assert (await client.get(nginx.https_url + "/small")).status == 200
+
+
+async def test_default_roots_reject_a_private_ca(nginx: Nginx) -> None:
+    async with aioduct.Client() as client:
+        with pytest.raises(aioduct.TLSError, match="not signed by a trusted CA") as info:
+            await client.get(nginx.https_url + "/small")
+    assert info.value.is_connect
+
+
+@pytest.mark.parametrize(
+    ("which", "message"),
+    [
+        ("expired", "certificate has expired"),
+        ("wrong_host", "not valid for 'localhost'"),
+        ("unknown_ca", "not signed by a trusted CA"),
+    ],
+)
+async def test_bad_certificates_are_named(
+    bad_tls_servers: BadTLSServers, tls_ca: TLSMaterial, which: str, message: str
+) -> None:
+    async with aioduct.Client(verify=tls_ca.ca_pem_path) as client:
+        with pytest.raises(aioduct.TLSError, match=message):
+            await client.get(getattr(bad_tls_servers, which) + "/")
+        assert client._engine.pool is not None and client._engine.pool.open_connections == 0
+
+
+async def test_https_redirect_chain(nginx: Nginx, tls_ca: TLSMaterial) -> None:
+    async with aioduct.Client(verify=tls_ca.ca_pem_path, https_only=True) as client:
+        r = await client.get(nginx.https_url + "/redirect/301/small")
+        assert r.content == b"Hello, World!"
+
+
+def test_bad_ca_path_is_explained() -> None:
+    with pytest.raises(aioduct.TLSError, match="neither a CA bundle file nor a directory"):
+        from aioduct.tls import create_ssl_context
+
+        create_ssl_context("/nonexistent/ca.pem")
