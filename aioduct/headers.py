@@ -9,7 +9,9 @@ first lookup — a response whose headers are never looked up costs nothing extr
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from typing import Union, overload
+from typing import TypeVar, Union, overload
+
+T = TypeVar("T")
 
 __all__ = ["Headers", "HeadersLike"]
 
@@ -72,12 +74,12 @@ class Headers(MutableMapping[str, str]):
         return values[0] if len(values) == 1 else ", ".join(values)
 
     @overload
-    def get(self, name: str) -> str | None: ...
+    def get(self, name: str, /) -> str | None: ...
     @overload
-    def get(self, name: str, default: str) -> str: ...
+    def get(self, name: str, default: str, /) -> str: ...
     @overload
-    def get(self, name: str, default: str | None) -> str | None: ...
-    def get(self, name: str, default: str | None = None) -> str | None:
+    def get(self, name: str, default: T, /) -> str | T: ...
+    def get(self, name: str, default: object = None, /) -> object:
         values = self._lookup().get(name.lower())
         if values is None:
             return default
@@ -141,7 +143,7 @@ class Headers(MutableMapping[str, str]):
         self._list.append((name, value))
         self._index = None
 
-    def setdefault(self, name: str, default: str = "") -> str:  # type: ignore[override]
+    def setdefault(self, name: str, default: str = "") -> str:
         current = self.get(name)
         if current is None:
             self.add(name, default)

@@ -182,7 +182,7 @@ def encode_params(params: QueryParams) -> str:
         return params.lstrip("?")
     pairs: list[tuple[str, str]] = []
     items: Iterable[tuple[str, object]] = (
-        params.items() if isinstance(params, Mapping) else params  # type: ignore[assignment]
+        params.items() if isinstance(params, Mapping) else params
     )
     for key, value in items:
         if value is None:

@@ -261,7 +261,7 @@ class AsyncioRuntime:
             raise
         if transport is None:  # pragma: no cover - only when the loop is closing
             raise ConnectionResetError("connection closed during the TLS handshake")
-        stream._transport = transport  # type: ignore[assignment]
+        stream._transport = transport
         return stream
 
 

@@ -113,7 +113,11 @@ async def _main(port: int) -> None:
     def watch_stdin() -> None:
         with contextlib.suppress(Exception):
             sys.stdin.buffer.read()
-        loop.call_soon_threadsafe(lambda: stdin_closed.done() or stdin_closed.set_result(None))
+        def finish() -> None:
+            if not stdin_closed.done():
+                stdin_closed.set_result(None)
+
+        loop.call_soon_threadsafe(finish)
 
     loop.run_in_executor(None, watch_stdin)
     async with server:
