@@ -50,6 +50,7 @@ class HTTP11Connection:
         "idle_since",
         "key",
         "requests_sent",
+        "setup_timings",
         "stream",
     )
 
@@ -64,6 +65,8 @@ class HTTP11Connection:
         self.idle_since = 0.0
         self.requests_sent = 0
         self.holds_slot = False
+        #: How long DNS, TCP connect and TLS took to open this connection (seconds).
+        self.setup_timings: tuple[float | None, float | None, float | None] = (None, None, None)
 
     def is_ready(self) -> bool:
         return self.stream.is_reusable()

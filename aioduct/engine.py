@@ -46,15 +46,6 @@ _DRAIN_LIMIT: Final = 256 * 1024
 _UNSET: Final = object()
 
 
-class _ConnectTimings:
-    __slots__ = ("connect", "dns", "tls")
-
-    def __init__(self) -> None:
-        self.dns: float | None = None
-        self.connect: float | None = None
-        self.tls: float | None = None
-
-
 class Engine:
     """Runs requests for one client: its config, pool and TLS settings."""
 
@@ -182,11 +173,6 @@ class Engine:
             raise InvalidURL(f"refusing {url.redacted()!r}: https_only is set")
         key = PoolKey(url.scheme, url.host, url.port)
         replayable = request.stream is None and request.method in IDEMPOTENT_METHODS
-        timings = _ConnectTimings()
-
-        async def connect() -> HTTP11Connection:
-            return await self._connect(key, deadlines, timings)
-
         pool_deadline = deadlines.total_at
         if cfg.pool_timeout is not None:
             pool_deadline = deadlines.now() + cfg.pool_timeout
@@ -195,9 +181,10 @@ class Engine:
         attempt = 0
         while True:
             before = perf_counter()
-            conn, reused = await pool.acquire(key, connect, pool_deadline, reuse=attempt == 0)
+            conn, reused = await pool.acquire(
+                key, self._connect, deadlines, pool_deadline, reuse=attempt == 0
+            )
             pool_wait = perf_counter() - before if reused else None
-            assert isinstance(conn, HTTP11Connection)
             try:
                 head, sent_at = await conn.send(request, deadlines)
                 break
@@ -211,6 +198,7 @@ class Engine:
                 pool.discard(conn)
                 raise
         head_at = perf_counter()
+        dns, connect, tls = (None, None, None) if reused else conn.setup_timings
         response = Response(
             head.status,
             headers=Headers._adopt(head.headers),
@@ -218,9 +206,9 @@ class Engine:
             http_version=head.http_version,
             request=request,
             timings=Timings(
-                dns=timings.dns,
-                connect=timings.connect,
-                tls=timings.tls,
+                dns=dns,
+                connect=connect,
+                tls=tls,
                 ttfb=head_at - sent_at,
                 total=head_at - deadlines.started,
                 pool_wait=pool_wait,
@@ -247,14 +235,16 @@ class Engine:
         return response
 
     async def _connect(
-        self, key: PoolKey, deadlines: Deadlines, timings: _ConnectTimings
+        self, key: PoolKey, deadlines: Deadlines
     ) -> HTTP11Connection:
+        """Open a connection for ``key``: DNS, TCP, then TLS for https (timed each)."""
         runtime = self._runtime
         assert runtime is not None and self._resolver is not None
         cfg = self.config
         host, port = key.host, key.port
         deadline = deadlines.for_connect()
         started = perf_counter()
+        dns_time = tls_time = None
         addresses = literal_address(host)
         try:
             if addresses is None:
@@ -264,7 +254,7 @@ class Engine:
                     async with asyncio.timeout_at(deadline):
                         addresses, looked_up = await self._resolver.resolve(host, port)
                 if looked_up:
-                    timings.dns = perf_counter() - started
+                    dns_time = perf_counter() - started
             tcp_started = perf_counter()
             stream = None
             errors: list[str] = []
@@ -282,7 +272,7 @@ class Engine:
                     errors.append(f"{ip}: {exc.strerror or exc}")
             if stream is None:
                 raise ConnectError(f"cannot connect to {host}:{port} ({'; '.join(errors)})")
-            timings.connect = perf_counter() - tcp_started
+            connect_time = perf_counter() - tcp_started
             if key.scheme == "https":
                 tls_started = perf_counter()
                 context = self._ssl_context or create_ssl_context(
@@ -296,7 +286,7 @@ class Engine:
                     raise ConnectError(
                         f"connection to {host}:{port} failed during the TLS handshake: {exc}"
                     ) from None
-                timings.tls = perf_counter() - tls_started
+                tls_time = perf_counter() - tls_started
                 alpn = stream.alpn_protocol
                 if alpn not in (None, "http/1.1"):
                     stream.close()
@@ -305,12 +295,14 @@ class Engine:
             if isinstance(exc, AioductError):
                 raise
             raise deadlines.error("connect", f"connecting to {host}:{port}") from None
-        return HTTP11Connection(
+        conn = HTTP11Connection(
             stream,
             key,
             max_head_bytes=cfg.max_response_head_bytes,
             max_headers=cfg.max_response_headers,
         )
+        conn.setup_timings = (dns_time, connect_time, tls_time)
+        return conn
 
 
 class _StreamingBody:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from .errors import ClientClosed, PoolTimeout
 from .runtimes import Runtime
@@ -51,6 +51,9 @@ class PooledConnection(Protocol):
         """Can carry a new request right now (open, idle, nothing unexpected received)."""
 
     def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=PooledConnection)
 
 
 class ConnectionPool:
@@ -94,15 +97,16 @@ class ConnectionPool:
     async def acquire(
         self,
         key: PoolKey,
-        connect: Callable[[], Awaitable[PooledConnection]],
+        connect: Callable[[PoolKey, Any], Awaitable[C]],
+        context: Any,
         deadline: float | None,
         *,
         reuse: bool = True,
-    ) -> tuple[PooledConnection, bool]:
+    ) -> tuple[C, bool]:
         """A ready connection for ``key`` and whether it was reused.
 
         Reuses an idle connection when one is ready (unless ``reuse`` is false); otherwise
-        opens one with ``connect`` when the limits allow, or waits (until ``deadline``:
+        opens one with ``connect(key, context)`` when the limits allow, or waits (until ``deadline``:
         :class:`PoolTimeout`).
         """
         while True:
@@ -110,10 +114,10 @@ class ConnectionPool:
                 raise ClientClosed("the client is closed")
             conn = self._checkout(key) if reuse else None
             if conn is not None:
-                return conn, True
+                return cast(C, conn), True
             if self._reserve(key):
                 try:
-                    new = await connect()
+                    new = await connect(key, context)
                 except BaseException:
                     self._unreserve(key)
                     raise

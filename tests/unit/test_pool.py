@@ -53,7 +53,7 @@ def make_pool(**kw: Any) -> tuple[ConnectionPool, Clock, list[FakeConn]]:
 
 
 def connector(key: PoolKey, made: list[FakeConn]):
-    async def connect() -> FakeConn:
+    async def connect(_key: PoolKey, _context: object) -> FakeConn:
         conn = FakeConn(key, f"{key.host}#{len(made)}")
         made.append(conn)
         return conn
@@ -68,21 +68,21 @@ def run(coro: Any) -> Any:
 def test_reuse_is_lifo_and_skips_dead_or_expired() -> None:
     async def scenario() -> None:
         pool, clock, made = make_pool(idle_timeout=10)
-        c1, reused = await pool.acquire(A, connector(A, made), None)
-        c2, _ = await pool.acquire(A, connector(A, made), None)
+        c1, reused = await pool.acquire(A, connector(A, made), None, None)
+        c2, _ = await pool.acquire(A, connector(A, made), None, None)
         assert not reused and pool.open_connections == 2
         pool.release(c1)
         clock.t += 1
         pool.release(c2)
-        got, reused = await pool.acquire(A, connector(A, made), None)
+        got, reused = await pool.acquire(A, connector(A, made), None, None)
         assert reused and got is c2  # most recently returned first
         pool.release(got)
         c2.ready = False  # server closed it while idle
-        got, reused = await pool.acquire(A, connector(A, made), None)
+        got, reused = await pool.acquire(A, connector(A, made), None, None)
         assert got is c1 and reused and c2.closed
         pool.release(got)
         clock.t += 11  # past idle_timeout
-        got, reused = await pool.acquire(A, connector(A, made), None)
+        got, reused = await pool.acquire(A, connector(A, made), None, None)
         assert not reused and c1.closed
         assert pool.open_connections == 1
 
@@ -92,7 +92,7 @@ def test_reuse_is_lifo_and_skips_dead_or_expired() -> None:
 def test_max_idle_per_host_evicts_oldest_and_zero_disables_reuse() -> None:
     async def scenario() -> None:
         pool, clock, made = make_pool(max_idle_per_host=2)
-        conns = [(await pool.acquire(A, connector(A, made), None))[0] for _ in range(3)]
+        conns = [(await pool.acquire(A, connector(A, made), None, None))[0] for _ in range(3)]
         for c in conns:
             clock.t += 1
             pool.release(c)
@@ -100,7 +100,7 @@ def test_max_idle_per_host_evicts_oldest_and_zero_disables_reuse() -> None:
         assert pool.open_connections == 2
 
         pool0, _, made0 = make_pool(max_idle_per_host=0)
-        c, _ = await pool0.acquire(A, connector(A, made0), None)
+        c, _ = await pool0.acquire(A, connector(A, made0), None, None)
         pool0.release(c)
         assert c.closed and pool0.open_connections == 0
 
@@ -110,16 +110,16 @@ def test_max_idle_per_host_evicts_oldest_and_zero_disables_reuse() -> None:
 def test_limits_make_requests_wait_then_time_out() -> None:
     async def scenario() -> None:
         pool, _, made = make_pool(max_connections=1)
-        c1, _ = await pool.acquire(A, connector(A, made), None)
+        c1, _ = await pool.acquire(A, connector(A, made), None, None)
         loop = asyncio.get_running_loop()
-        waiter = asyncio.create_task(pool.acquire(A, connector(A, made), None))
+        waiter = asyncio.create_task(pool.acquire(A, connector(A, made), None, None))
         await asyncio.sleep(0)
         assert not waiter.done()
         pool.release(c1)  # goes idle -> the waiter takes it
         got, reused = await waiter
         assert got is c1 and reused
         with pytest.raises(PoolTimeout, match="max_connections=1"):
-            await pool.acquire(A, connector(A, made), loop.time() + 0.05)
+            await pool.acquire(A, connector(A, made), None, loop.time() + 0.05)
         pool.discard(got)
         assert pool.open_connections == 0
 
@@ -129,9 +129,9 @@ def test_limits_make_requests_wait_then_time_out() -> None:
 def test_total_limit_evicts_idle_connections_of_other_hosts() -> None:
     async def scenario() -> None:
         pool, _, made = make_pool(max_connections=1)
-        a, _ = await pool.acquire(A, connector(A, made), None)
+        a, _ = await pool.acquire(A, connector(A, made), None, None)
         pool.release(a)
-        b, reused = await pool.acquire(B, connector(B, made), None)
+        b, reused = await pool.acquire(B, connector(B, made), None, None)
         assert not reused and a.closed and pool.open_connections == 1
 
     run(scenario())
@@ -140,11 +140,11 @@ def test_total_limit_evicts_idle_connections_of_other_hosts() -> None:
 def test_per_host_limit_leaves_other_hosts_alone() -> None:
     async def scenario() -> None:
         pool, _, made = make_pool(max_connections_per_host=1)
-        await pool.acquire(A, connector(A, made), None)
-        b, _ = await pool.acquire(B, connector(B, made), None)
+        await pool.acquire(A, connector(A, made), None, None)
+        b, _ = await pool.acquire(B, connector(B, made), None, None)
         assert b.key == B
         with pytest.raises(PoolTimeout):
-            await pool.acquire(A, connector(A, made), asyncio.get_running_loop().time() + 0.02)
+            await pool.acquire(A, connector(A, made), None, asyncio.get_running_loop().time() + 0.02)
 
     run(scenario())
 
@@ -153,11 +153,11 @@ def test_failed_connect_frees_its_slot() -> None:
     async def scenario() -> None:
         pool, _, _ = make_pool(max_connections=1)
 
-        async def boom() -> FakeConn:
+        async def boom(_key: PoolKey, _context: object) -> FakeConn:
             raise OSError("refused")
 
         with pytest.raises(OSError):
-            await pool.acquire(A, boom, None)
+            await pool.acquire(A, boom, None, None)
         assert pool.open_connections == 0
 
     run(scenario())
@@ -166,8 +166,8 @@ def test_failed_connect_frees_its_slot() -> None:
 def test_discard_twice_frees_one_slot() -> None:
     async def scenario() -> None:
         pool, _, made = make_pool()
-        c, _ = await pool.acquire(A, connector(A, made), None)
-        await pool.acquire(A, connector(A, made), None)
+        c, _ = await pool.acquire(A, connector(A, made), None, None)
+        await pool.acquire(A, connector(A, made), None, None)
         pool.discard(c)
         pool.discard(c)
         assert pool.open_connections == 1
@@ -178,15 +178,15 @@ def test_discard_twice_frees_one_slot() -> None:
 def test_reaper_and_close() -> None:
     async def scenario() -> None:
         pool, clock, made = make_pool(idle_timeout=0.1)
-        c, _ = await pool.acquire(A, connector(A, made), None)
+        c, _ = await pool.acquire(A, connector(A, made), None, None)
         pool.release(c)
         clock.t += 1
         assert pool.evict_expired() == 1 and c.closed
-        c2, _ = await pool.acquire(A, connector(A, made), None)
+        c2, _ = await pool.acquire(A, connector(A, made), None, None)
         pool.release(c2)
         waiter_pool, _, made2 = make_pool(max_connections=1)
-        await waiter_pool.acquire(A, connector(A, made2), None)
-        waiting = asyncio.create_task(waiter_pool.acquire(A, connector(A, made2), None))
+        await waiter_pool.acquire(A, connector(A, made2), None, None)
+        waiting = asyncio.create_task(waiter_pool.acquire(A, connector(A, made2), None, None))
         await asyncio.sleep(0)
         waiter_pool.close()
         with pytest.raises(ClientClosed):
@@ -194,6 +194,6 @@ def test_reaper_and_close() -> None:
         pool.close()
         assert c2.closed
         with pytest.raises(ClientClosed):
-            await pool.acquire(A, connector(A, made), None)
+            await pool.acquire(A, connector(A, made), None, None)
 
     run(scenario())
