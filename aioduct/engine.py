@@ -234,9 +234,7 @@ class Engine:
             pool.discard(conn)
         return response
 
-    async def _connect(
-        self, key: PoolKey, deadlines: Deadlines
-    ) -> HTTP11Connection:
+    async def _connect(self, key: PoolKey, deadlines: Deadlines) -> HTTP11Connection:
         """Open a connection for ``key``: DNS, TCP, then TLS for https (timed each)."""
         runtime = self._runtime
         assert runtime is not None and self._resolver is not None

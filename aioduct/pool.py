@@ -106,8 +106,8 @@ class ConnectionPool:
         """A ready connection for ``key`` and whether it was reused.
 
         Reuses an idle connection when one is ready (unless ``reuse`` is false); otherwise
-        opens one with ``connect(key, context)`` when the limits allow, or waits (until ``deadline``:
-        :class:`PoolTimeout`).
+        opens one with ``connect(key, context)`` when the limits allow, or waits (until
+        ``deadline``: :class:`PoolTimeout`).
         """
         while True:
             if self._closed:

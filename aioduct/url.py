@@ -181,9 +181,7 @@ def encode_params(params: QueryParams) -> str:
     if isinstance(params, str):
         return params.lstrip("?")
     pairs: list[tuple[str, str]] = []
-    items: Iterable[tuple[str, object]] = (
-        params.items() if isinstance(params, Mapping) else params
-    )
+    items: Iterable[tuple[str, object]] = params.items() if isinstance(params, Mapping) else params
     for key, value in items:
         if value is None:
             continue

@@ -113,6 +113,7 @@ async def _main(port: int) -> None:
     def watch_stdin() -> None:
         with contextlib.suppress(Exception):
             sys.stdin.buffer.read()
+
         def finish() -> None:
             if not stdin_closed.done():
                 stdin_closed.set_result(None)

@@ -133,7 +133,7 @@ async def test_read_timeout_on_a_silent_server(srv: ScriptServer) -> None:
         await conn.sleep(30)
 
     async with aioduct.Client(read_timeout=0.2) as client:
-        with pytest.raises(aioduct.ReadTimeout, match="read_timeout=0.2s") as info:
+        with pytest.raises(aioduct.ReadTimeout, match=r"read_timeout=0\.2s") as info:
             await client.get(srv.url + "/silent")
         assert info.value.is_timeout
         with pytest.raises(aioduct.ReadTimeout):

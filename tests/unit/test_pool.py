@@ -131,7 +131,7 @@ def test_total_limit_evicts_idle_connections_of_other_hosts() -> None:
         pool, _, made = make_pool(max_connections=1)
         a, _ = await pool.acquire(A, connector(A, made), None, None)
         pool.release(a)
-        b, reused = await pool.acquire(B, connector(B, made), None, None)
+        _, reused = await pool.acquire(B, connector(B, made), None, None)
         assert not reused and a.closed and pool.open_connections == 1
 
     run(scenario())
@@ -144,7 +144,8 @@ def test_per_host_limit_leaves_other_hosts_alone() -> None:
         b, _ = await pool.acquire(B, connector(B, made), None, None)
         assert b.key == B
         with pytest.raises(PoolTimeout):
-            await pool.acquire(A, connector(A, made), None, asyncio.get_running_loop().time() + 0.02)
+            deadline = asyncio.get_running_loop().time() + 0.02
+            await pool.acquire(A, connector(A, made), None, deadline)
 
     run(scenario())
 
