@@ -1,0 +1,1 @@
+"""Sans-I/O protocol engines: bytes in, events out; no sockets, no event loop."""
