@@ -153,8 +153,17 @@ class HTTP11Connection:
             if reused and not self.codec.response_started:
                 raise StaleConnection(f"reused connection was reset: {exc}") from None
             raise ReadError(f"connection failed while {what}: {exc}") from None
-        if not data and reused and not self.codec.response_started:
-            raise StaleConnection("reused connection was closed by the server")
+        if not data and not self.codec.response_started:
+            if reused:
+                raise StaleConnection("reused connection was closed by the server")
+            if self.stream.ssl_object is not None:
+                # TLS 1.3 servers check client certificates after the client's side of the
+                # handshake is done, and asyncio drops the alert: all we see is EOF.
+                raise RemoteProtocolError(
+                    "server closed the connection right after the TLS handshake without "
+                    "sending a response; it may require a client certificate (cert=) "
+                    "or refuse this TLS configuration"
+                )
         return data
 
     async def next_chunk(self, deadlines: Deadlines) -> bytes | None:

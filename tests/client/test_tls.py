@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
 import pytest
 
 import aioduct
 from aioduct.testing.nginx import Nginx, TLSMaterial
-from aioduct.testing.server import BadTLSServers
+from aioduct.testing.server import BadTLSServers, ScriptServer
 
 pytestmark = pytest.mark.nginx
 
@@ -64,3 +67,30 @@ def test_bad_ca_path_is_explained() -> None:
         from aioduct.tls import create_ssl_context
 
         create_ssl_context("/nonexistent/ca.pem")
+
+
+async def test_client_certificate(tls_ca: TLSMaterial, tmp_path: Path) -> None:
+    """Mutual TLS: a server that demands a client certificate issued by the test CA."""
+    server_ctx = tls_ca.server_ssl_context()
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    tls_ca.ca.configure_trust(server_ctx)
+    leaf = tls_ca.ca.issue_cert("client@aioduct.test")
+    cert_pem = tmp_path / "client.pem"
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(cert_pem))
+    with ScriptServer(tls=server_ctx) as srv:
+        srv.route_respond("/who", body=b"hello client")
+        async with aioduct.Client(verify=tls_ca.ca_pem_path, cert=str(cert_pem)) as client:
+            assert (await client.get(srv.url + "/who")).content == b"hello client"
+        async with aioduct.Client(verify=tls_ca.ca_pem_path) as anonymous:
+            with pytest.raises(aioduct.RemoteProtocolError, match="client certificate"):
+                await anonymous.get(srv.url + "/who")
+        srv.close(raise_errors=False)
+
+
+def test_unreadable_client_certificate_is_explained(tmp_path: Path) -> None:
+    from aioduct.tls import create_ssl_context
+
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("not a certificate")
+    with pytest.raises(aioduct.TLSError, match="cannot load client certificate"):
+        create_ssl_context(True, str(bogus))
