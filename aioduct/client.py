@@ -134,16 +134,19 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             target = self._base_url.join(url.lstrip("/"))
         else:
             target = URL(url)
-        params = options.get("params")
-        if params:
-            target = target.with_params(params)
+        auth_from_url = None
         if target.username or target.password:
             auth_from_url = resolve_auth((target.username, target.password))
             target = target.copy_with(username="", password="")
-        else:
-            auth_from_url = None
-        pairs = [("Host", target.host_header), *self._default_headers]
-        headers = Headers._adopt(pairs)
+        headers = Headers._adopt([("Host", target.host_header), *self._default_headers])
+        if not options:  # the common case: nothing per-request to merge
+            default_auth = auth_from_url or self._auth
+            if default_auth is not None:
+                default_auth.apply(headers)
+            return Request(method, target, headers=headers)
+        params = options.get("params")
+        if params:
+            target = target.with_params(params)
         extra = options.get("headers")
         if extra:
             headers.update(extra)
@@ -190,7 +193,16 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         self, method: str, url: URL | str, **options: Unpack[RequestOptions]
     ) -> Response:
         """Send a request and return the response with its body read."""
-        return await self._send(method, url, options, stream=False)
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        request = self.build_request(method, url, **options)
+        if not options:
+            return await self._engine.send(request)
+        return await self._engine.send(
+            request,
+            timeout=options.get("timeout", _UNSET),
+            follow_redirects=options.get("follow_redirects"),
+        )
 
     async def _send(
         self, method: str, url: URL | str, options: RequestOptions, *, stream: bool

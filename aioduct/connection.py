@@ -11,7 +11,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Final
 
-from .errors import ReadError, RemoteProtocolError, WriteError
+from .errors import BodyTooLarge, ReadError, RemoteProtocolError, WriteError
 from .models import Request
 from .pool import PoolKey
 from .protocol.http11 import (
@@ -77,33 +77,33 @@ class HTTP11Connection:
     # -- the exchange --------------------------------------------------------------------------
 
     async def send(self, request: Request, deadlines: Deadlines) -> tuple[Response, float]:
-        """Send ``request`` and return its final response head and the time of its arrival.
+        """Send ``request`` and return its final response head and when it was written.
 
         1xx interim responses are skipped. Raises :class:`StaleConnection` when a reused
         connection turns out to be dead before any response byte arrived.
         """
         codec = self.codec
+        stream = self.stream
         if self.requests_sent:
             codec.start_next_cycle()
         self.requests_sent += 1
         reused = self.requests_sent > 1
-        url = request.url
-        headers = request.headers.raw()
         try:
             if request.stream is None:
                 content = request.content
+                target = request.url.target
+                headers = request.headers.raw()
                 if content is not None and len(content) > _COALESCE_BODY:
                     # Head and body go out as two writes: no copy of a large body.
                     if "content-length" not in request.headers:
                         headers = [*headers, ("Content-Length", str(len(content)))]
-                    self.stream.write(codec.encode_request(request.method, url.target, headers))
-                    self.stream.write(codec.encode_data(content))
-                    self.stream.write(codec.encode_end())
+                    stream.write(codec.encode_request(request.method, target, headers))
+                    stream.write(codec.encode_data(content))
+                    stream.write(codec.encode_end())
                 else:
-                    self.stream.write(
-                        codec.encode_request(request.method, url.target, headers, content)
-                    )
-                await self.stream.drain(deadlines.for_write())
+                    stream.write(codec.encode_request(request.method, target, headers, content))
+                if stream.writing_paused:
+                    await stream.drain(deadlines.for_write())
             else:
                 await self._send_streaming(request, deadlines)
         except Expired:
@@ -113,46 +113,41 @@ class HTTP11Connection:
                 raise StaleConnection(f"reused connection failed while sending: {exc}") from None
             raise WriteError(f"connection failed while sending the request: {exc}") from None
         sent_at = perf_counter()
-        stream = self.stream
         while True:
             event = codec.next_event()
             if event is NEED_DATA:
-                data = await self._receive(stream, deadlines, reused, "waiting for the response")
-                codec.receive_data(data)
-                continue
-            if type(event) is Response:
+                codec.receive_data(await self._receive(deadlines, reused))
+            elif type(event) is Response:
                 return event, sent_at
-            if type(event) is InformationalResponse:
-                continue
-            raise RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
+            elif type(event) is not InformationalResponse:
+                raise RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
 
     async def _send_streaming(self, request: Request, deadlines: Deadlines) -> None:
         codec, stream = self.codec, self.stream
         assert request.stream is not None
         chunked = "content-length" not in request.headers
-        stream.write(
-            codec.encode_request(
-                request.method, request.url.target, request.headers.raw(), chunked=chunked
-            )
+        head = codec.encode_request(
+            request.method, request.url.target, request.headers.raw(), chunked=chunked
         )
+        stream.write(head)
         async for chunk in request.stream:
             if chunk:
                 stream.write(codec.encode_data(bytes(chunk)))
-                await stream.drain(deadlines.for_write())
+                if stream.writing_paused:
+                    await stream.drain(deadlines.for_write())
         stream.write(codec.encode_end())
         await stream.drain(deadlines.for_write())
 
-    async def _receive(
-        self, stream: Stream, deadlines: Deadlines, reused: bool, what: str
-    ) -> bytes:
+    async def _receive(self, deadlines: Deadlines, reused: bool = False) -> bytes:
         try:
-            data = await stream.read(deadlines.for_read())
+            data = await self.stream.read(deadlines.for_read())
         except Expired:
+            what = "reading the body" if self.codec.response_started else "waiting for the response"
             raise deadlines.error("read", what) from None
         except OSError as exc:
             if reused and not self.codec.response_started:
                 raise StaleConnection(f"reused connection was reset: {exc}") from None
-            raise ReadError(f"connection failed while {what}: {exc}") from None
+            raise ReadError(f"connection failed while reading the response: {exc}") from None
         if not data and not self.codec.response_started:
             if reused:
                 raise StaleConnection("reused connection was closed by the server")
@@ -174,30 +169,32 @@ class HTTP11Connection:
             if type(event) is Data:
                 return event.data
             if event is NEED_DATA:
-                codec.receive_data(
-                    await self._receive(self.stream, deadlines, False, "reading the body")
-                )
-                continue
-            if type(event) is EndOfMessage:
+                codec.receive_data(await self._receive(deadlines))
+            elif type(event) is EndOfMessage:
                 return None
-            raise RemoteProtocolError(f"unexpected {type(event).__name__} in the body")
+            else:
+                raise RemoteProtocolError(f"unexpected {type(event).__name__} in the body")
 
     async def read_body(self, deadlines: Deadlines, max_size: int | None) -> bytes:
-        """The whole response body (one copy when it arrived in one piece)."""
-        first = await self.next_chunk(deadlines)
-        if first is None:
-            return b""
-        second = await self.next_chunk(deadlines)
-        if second is None:
-            _check_size(len(first), max_size)
-            return first
-        parts = [first, second]
-        size = len(first) + len(second)
-        _check_size(size, max_size)
-        while (chunk := await self.next_chunk(deadlines)) is not None:
-            parts.append(chunk)
-            size += len(chunk)
-            _check_size(size, max_size)
+        """The whole response body; no await at all when it is already buffered."""
+        codec = self.codec
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = codec.next_event()
+            if type(event) is Data:
+                parts.append(event.data)
+                size += len(event.data)
+                if max_size is not None and size > max_size:
+                    raise BodyTooLarge(f"response body exceeds max_body_size={max_size} bytes")
+            elif type(event) is EndOfMessage:
+                break
+            elif event is NEED_DATA:
+                codec.receive_data(await self._receive(deadlines))
+            else:
+                raise RemoteProtocolError(f"unexpected {type(event).__name__} in the body")
+        if len(parts) == 1:
+            return parts[0]
         return b"".join(parts)
 
     @property
@@ -208,10 +205,3 @@ class HTTP11Connection:
     def detach(self) -> tuple[Stream, bytes]:
         """Hand the stream over after ``101 Switching Protocols`` (with early bytes)."""
         return self.stream, self.codec.trailing_data
-
-
-def _check_size(size: int, max_size: int | None) -> None:
-    if max_size is not None and size > max_size:
-        from .errors import BodyTooLarge
-
-        raise BodyTooLarge(f"response body exceeds max_body_size={max_size} bytes")

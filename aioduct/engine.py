@@ -61,13 +61,13 @@ class Engine:
         self._redirect_policy = redirect_policy
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runtime: Runtime | None = None
-        self._pool: ConnectionPool | None = None
+        self._pool: ConnectionPool[HTTP11Connection] | None = None
         self._resolver: Resolver | None = None
         self._closed = False
 
     # -- binding -------------------------------------------------------------------------------
 
-    def _bind(self) -> tuple[Runtime, ConnectionPool]:
+    def _bind(self) -> tuple[Runtime, ConnectionPool[HTTP11Connection]]:
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             assert self._runtime is not None and self._pool is not None
@@ -86,7 +86,7 @@ class Engine:
         self._loop = loop
         self._runtime = runtime
         self._resolver = Resolver(runtime)
-        self._pool = ConnectionPool(
+        self._pool = ConnectionPool[HTTP11Connection](
             runtime,
             max_idle_per_host=cfg.pool_max_idle_per_host,
             idle_timeout=cfg.pool_idle_timeout,
@@ -96,7 +96,7 @@ class Engine:
         return runtime, self._pool
 
     @property
-    def pool(self) -> ConnectionPool | None:
+    def pool(self) -> ConnectionPool[HTTP11Connection] | None:
         return self._pool
 
     def close(self) -> None:
@@ -165,13 +165,17 @@ class Engine:
             await response.aclose()
 
     async def _send_once(
-        self, request: Request, deadlines: Deadlines, pool: ConnectionPool, stream: bool
+        self,
+        request: Request,
+        deadlines: Deadlines,
+        pool: ConnectionPool[HTTP11Connection],
+        stream: bool,
     ) -> Response:
         url = request.url
         cfg = self.config
         if cfg.https_only and url.scheme != "https":
             raise InvalidURL(f"refusing {url.redacted()!r}: https_only is set")
-        key = PoolKey(url.scheme, url.host, url.port)
+        key = url.origin
         replayable = request.stream is None and request.method in IDEMPOTENT_METHODS
         pool_deadline = deadlines.total_at
         if cfg.pool_timeout is not None:
@@ -181,9 +185,13 @@ class Engine:
         attempt = 0
         while True:
             before = perf_counter()
-            conn, reused = await pool.acquire(
-                key, self._connect, deadlines, pool_deadline, reuse=attempt == 0
-            )
+            conn = pool.checkout(key) if attempt == 0 else None
+            if conn is not None:
+                reused = True
+            else:
+                conn, reused = await pool.acquire(
+                    key, self._connect, deadlines, pool_deadline, reuse=attempt == 0
+                )
             pool_wait = perf_counter() - before if reused else None
             try:
                 head, sent_at = await conn.send(request, deadlines)
@@ -308,7 +316,9 @@ class _StreamingBody:
 
     __slots__ = ("_conn", "_deadlines", "_pool")
 
-    def __init__(self, conn: HTTP11Connection, pool: ConnectionPool, deadlines: Deadlines):
+    def __init__(
+        self, conn: HTTP11Connection, pool: ConnectionPool[HTTP11Connection], deadlines: Deadlines
+    ):
         self._conn: HTTP11Connection | None = conn
         self._pool = pool
         self._deadlines = deadlines

@@ -16,27 +16,17 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import ClientClosed, PoolTimeout
 from .runtimes import Runtime
-
-if TYPE_CHECKING:
-    from .url import URL
+from .url import Origin
 
 __all__ = ["ConnectionPool", "PoolKey", "PooledConnection"]
 
 
-class PoolKey(NamedTuple):
-    """What makes two connections interchangeable (a proxy/SNI join this in later issues)."""
-
-    scheme: str
-    host: str
-    port: int
-
-    @classmethod
-    def for_url(cls, url: URL) -> PoolKey:
-        return cls(url.scheme, url.host, url.port)
+#: Connections are pooled per origin; a proxy or SNI override joins the key in later issues.
+PoolKey = Origin
 
 
 class PooledConnection(Protocol):
@@ -56,7 +46,7 @@ class PooledConnection(Protocol):
 C = TypeVar("C", bound=PooledConnection)
 
 
-class ConnectionPool:
+class ConnectionPool(Generic[C]):
     """Connections by :class:`PoolKey`, bounded by idle and open-connection limits."""
 
     def __init__(
@@ -73,7 +63,7 @@ class ConnectionPool:
         self._idle_timeout = idle_timeout
         self._max_total = max_connections
         self._max_per_key = max_connections_per_host
-        self._idle: dict[PoolKey, list[PooledConnection]] = {}
+        self._idle: dict[PoolKey, list[C]] = {}
         self._open: dict[PoolKey, int] = {}
         self._open_total = 0
         self._waiters: deque[tuple[PoolKey, asyncio.Future[None]]] = deque()
@@ -112,9 +102,9 @@ class ConnectionPool:
         while True:
             if self._closed:
                 raise ClientClosed("the client is closed")
-            conn = self._checkout(key) if reuse else None
+            conn = self.checkout(key) if reuse else None
             if conn is not None:
-                return cast(C, conn), True
+                return conn, True
             if self._reserve(key):
                 try:
                     new = await connect(key, context)
@@ -125,7 +115,8 @@ class ConnectionPool:
                 return new, False
             await self._wait(key, deadline)
 
-    def _checkout(self, key: PoolKey) -> PooledConnection | None:
+    def checkout(self, key: PoolKey) -> C | None:
+        """A ready idle connection for ``key``, or ``None`` (synchronous fast path)."""
         stack = self._idle.get(key)
         if not stack:
             return None
@@ -196,7 +187,7 @@ class ConnectionPool:
 
     # -- checkin -------------------------------------------------------------------------------
 
-    def release(self, conn: PooledConnection) -> None:
+    def release(self, conn: C) -> None:
         """Return a connection after its response was fully read; closes it if unusable."""
         if self._closed or self._max_idle == 0 or not conn.is_ready():
             self.discard(conn)
@@ -211,11 +202,11 @@ class ConnectionPool:
         if self._reaper is None and self._idle_timeout is not None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap())
 
-    def discard(self, conn: PooledConnection) -> None:
+    def discard(self, conn: C) -> None:
         """Close a connection that must not be reused and free its slot."""
         self._forget(conn)
 
-    def _forget(self, conn: PooledConnection) -> None:
+    def _forget(self, conn: C) -> None:
         conn.close()
         if not conn.holds_slot:
             return
@@ -231,7 +222,7 @@ class ConnectionPool:
             self._wake_waiters()
 
     def _evict_oldest_idle(self) -> bool:
-        oldest: PooledConnection | None = None
+        oldest: C | None = None
         for stack in self._idle.values():
             if stack and (oldest is None or stack[0].idle_since < oldest.idle_since):
                 oldest = stack[0]

@@ -10,14 +10,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 
 import idna
 
 from .errors import InvalidURL
 
-__all__ = ["URL", "QueryParams"]
+__all__ = ["URL", "Origin", "QueryParams"]
 
 DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 SUPPORTED_SCHEMES: Final = frozenset(("http", "https"))
@@ -32,6 +32,14 @@ QueryParams = (
     | Sequence[tuple[str, str | int | float | None]]
     | str
 )
+
+
+class Origin(NamedTuple):
+    """Scheme, host and port: what RFC 6454 calls an origin, and the connection pool's key."""
+
+    scheme: str
+    host: str
+    port: int
 
 
 class URL:
@@ -66,7 +74,7 @@ class URL:
     password: str
     target: str
     host_header: str
-    origin: tuple[str, str, int]
+    origin: Origin
     _str: str
 
     def __new__(cls, url: str | URL) -> URL:
@@ -100,7 +108,7 @@ class URL:
         bracketed = f"[{host}]" if ":" in host else host
         netloc_host = bracketed if port is None or port == default else f"{bracketed}:{port}"
         self.host_header = netloc_host
-        self.origin = (scheme, host, self.port)
+        self.origin = Origin(scheme, host, self.port)
         userinfo = ""
         if username or password:
             userinfo = quote(username, safe="") + (

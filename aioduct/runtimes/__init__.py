@@ -27,11 +27,14 @@ class Expired(Exception):
 class Stream(Protocol):
     """A connected byte stream (TCP, possibly with TLS)."""
 
+    writing_paused: bool
+    """True while queued bytes are above the high-water mark: call :meth:`drain`."""
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue bytes for sending; never blocks (see :meth:`drain`)."""
 
     async def drain(self, deadline: float | None) -> None:
-        """Wait until queued bytes are below the high-water mark."""
+        """Wait until queued bytes are below the high-water mark (or raise if closed)."""
 
     async def read(self, deadline: float | None) -> bytes:
         """The bytes received so far (waiting for some); ``b""`` once the peer closed."""

@@ -45,8 +45,12 @@ class AsyncioStream(asyncio.BufferedProtocol):
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
-        self._writing_paused = False
+        self.writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        # uvloop's handles have no when(): remember when the timer fires ourselves.
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
+        self._deadline = 0.0
 
     # -- protocol callbacks (called by the loop) ---------------------------------------------
 
@@ -80,6 +84,9 @@ class AsyncioStream(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if exc is not None:
             self._error = exc
         self._wake()
@@ -88,13 +95,39 @@ class AsyncioStream(asyncio.BufferedProtocol):
             drain.set_result(None)
 
     def pause_writing(self) -> None:
-        self._writing_paused = True
+        self.writing_paused = True
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self.writing_paused = False
         drain = self._drain_waiter
         if drain is not None and not drain.done():
             drain.set_result(None)
+
+    def _arm(self, deadline: float) -> None:
+        """Make sure the read deadline timer fires no later than ``deadline``.
+
+        Read deadlines mostly move forward (now + read_timeout), so one timer per
+        connection is kept and re-armed lazily when it fires early, instead of creating
+        and cancelling a timer for every read.
+        """
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or self._timer_at > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._loop.time() >= self._deadline:
+            waiter.set_exception(Expired())
+        else:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+            self._timer_at = self._deadline
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -109,7 +142,7 @@ class AsyncioStream(asyncio.BufferedProtocol):
         self._transport.write(data)
 
     async def drain(self, deadline: float | None) -> None:
-        while self._writing_paused:
+        while self.writing_paused:
             if self._closed:
                 break
             waiter = self._drain_waiter = self._loop.create_future()
@@ -130,13 +163,12 @@ class AsyncioStream(asyncio.BufferedProtocol):
                     raise self._error
                 return b""
             waiter = self._waiter = self._loop.create_future()
-            handle = self._loop.call_at(deadline, _expire, waiter) if deadline else None
+            if deadline is not None:
+                self._arm(deadline)
             try:
                 await waiter
             finally:
                 self._waiter = None
-                if handle is not None:
-                    handle.cancel()
             if not self._size:
                 if self._error is not None:
                     raise self._error
@@ -159,6 +191,9 @@ class AsyncioStream(asyncio.BufferedProtocol):
         )
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.abort()
