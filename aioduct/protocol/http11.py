@@ -25,8 +25,8 @@ a dict lookup (header names are checked once and memoised). The body is a slice 
 received ``bytes`` object, or that very object when it holds exactly the body.
 
 Where the two differ, this codec refuses more. A client loses nothing by refusing a
-malformed response, and every refusal below closes a door that request smuggling or
-response splitting has used:
+malformed response, and the first few refusals below close doors that request smuggling
+and response splitting have used:
 
 * Line endings must be CRLF; h11 also accepts a bare LF.
 * Obsolete line folding (a header line starting with SP or HTAB) is an error; h11 unfolds.
@@ -311,11 +311,13 @@ _SENT_BAD: Final = (
 
 def _bad_characters(lines: list[str], what: str) -> str:
     """Explain which line of a head or trailer section holds a forbidden byte."""
-    for number, line in enumerate(lines, 1):
-        for char, label in _RECEIVED_BAD:
-            if char in line:
-                return f"{what} line {number} contains {label}: {_show(line)}"
-    return f"{what} contains a forbidden byte"  # pragma: no cover - the callers' scan found one
+    number, line, label = next(
+        (number, line, label)
+        for number, line in enumerate(lines, 1)
+        for char, label in _RECEIVED_BAD
+        if char in line
+    )
+    return f"{what} line {number} contains {label}: {_show(line)}"
 
 
 def _forbidden_in(text: str, crlf: int) -> bool:
@@ -388,27 +390,26 @@ def _render_fields(fields: Iterable[tuple[str, str]], parts: list[str]) -> list[
 
 def _encode_text(parts: list[str], fields: Iterable[tuple[str, str]]) -> bytes:
     """Join ``parts`` (one line each) and encode as latin-1, refusing illegal bytes."""
+    # Method, target and names are already known to be clean ASCII: only values can fail.
     text = "".join(parts)
     if _forbidden_in(text, len(parts)):
-        for name, value in fields:
-            for char, label in _SENT_BAD:
-                if char in value:
-                    raise LocalProtocolError(
-                        f"header {name!r} value contains {label}: {_show(value)}"
-                    )
-        raise LocalProtocolError("request head contains CR, LF or NUL")  # pragma: no cover
+        name, value, label = next(
+            (name, value, label)
+            for name, value in fields
+            for char, label in _SENT_BAD
+            if char in value
+        )
+        raise LocalProtocolError(f"header {name!r} value contains {label}: {_show(value)}")
     try:
         return text.encode("latin-1")
     except UnicodeEncodeError:
-        for name, value in fields:
-            try:
-                value.encode("latin-1")
-            except UnicodeEncodeError:
-                raise LocalProtocolError(
-                    f"header {name!r} value {_show(value)} is not latin-1 encodable; "
-                    "percent-encode or RFC 8187-encode it"
-                ) from None
-        raise  # pragma: no cover - method, target and names were checked to be ASCII
+        name, value = next(
+            (name, value) for name, value in fields if max(value, default="") > "\xff"
+        )
+        raise LocalProtocolError(
+            f"header {name!r} value {_show(value)} is not latin-1 encodable; "
+            "percent-encode or RFC 8187-encode it"
+        ) from None
 
 
 # -- the codec ---------------------------------------------------------------------------------
@@ -775,13 +776,16 @@ class ClientCodec:
 
     @property
     def our_state(self) -> str:
-        """``IDLE``, ``SEND_BODY``, ``DONE`` or ``ERROR`` (h11's names)."""
+        """Our side in h11's names: ``IDLE``, ``SEND_BODY``, ``DONE`` or ``ERROR``."""
         return "ERROR" if self._error is not None else _OUR_STATES[self._send]
 
     @property
     def their_state(self) -> str:
-        """h11's names: ``IDLE`` (no request yet), ``SEND_RESPONSE``, ``SEND_BODY``, ``DONE``,
-        ``SWITCHED_PROTOCOL`` or ``ERROR``."""
+        """The server's side in h11's names.
+
+        ``IDLE`` (no request yet), ``SEND_RESPONSE``, ``SEND_BODY``, ``DONE``,
+        ``SWITCHED_PROTOCOL`` or ``ERROR``.
+        """
         return _THEIR_STATES[self._reader]
 
     # -- internals: errors ---------------------------------------------------------------------
@@ -842,13 +846,7 @@ class ClientCodec:
         head = buf[pos:end].decode("latin-1")
         lines = head.split("\r\n")
         count = len(lines) - 1
-        if (  # _forbidden_in(head, count), inlined on the hot path
-            head.count("\r") != count
-            or head.count("\n") != count
-            or "\x00" in head
-            or "\x0b" in head
-            or "\x0c" in head
-        ):
+        if _forbidden_in(head, count):
             raise RemoteProtocolError(_bad_characters(lines, "response head"))
         if count > self._max_headers:
             raise RemoteProtocolError(
@@ -877,8 +875,6 @@ class ClientCodec:
             self._close_reason = "the response has Connection: close"
         elif self._request_close:
             self._close_reason = "the request has Connection: close"
-        else:
-            self._close_reason = None
         if self._connect and status < 300:
             self._switch()
         elif self._head_request or status == 204 or status == 304:
