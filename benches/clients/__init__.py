@@ -1,0 +1,117 @@
+"""Client adapters, one module per library, imported only inside that client's subprocess.
+
+This registry names them without importing them, so the runner process never loads a client
+library and no two clients ever share an interpreter.
+
+An adapter module provides exactly one of:
+
+- ``open_async(target) -> AsyncContextManager[AsyncFetch]``: one client shared by
+  ``target.concurrency`` asyncio tasks, on the event loop named by ``ClientInfo.loop``;
+- ``open_sync(target) -> ContextManager[SyncFetch]``: one session per thread, with
+  ``target.concurrency`` threads (a ThreadPool, as sync libraries are used concurrently);
+
+and optionally ``multi_loop(target) -> ThreadLoop`` (replaces the N threads by one
+event-driven loop, e.g. libcurl's multi interface), ``unsupported(target) -> str | None`` (a
+reason printed as ``n/a``) and ``describe() -> str`` (extra version detail for the JSON).
+A fetch performs one complete request, reads the whole body and returns ``(status, payload)``
+where payload is the body (bytes-like), the decoded text, or the decoded JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """How to run one client: its adapter module, event loop (None = threads) and setup."""
+
+    name: str
+    module: str
+    dist: str
+    loop: Literal["asyncio", "uvloop"] | None
+    config: str
+
+
+CLIENTS: dict[str, ClientInfo] = {
+    c.name: c
+    for c in (
+        ClientInfo(
+            "aioduct-uvloop",
+            "benches.clients.aioduct_client",
+            "aioduct",
+            "uvloop",
+            "aioduct.Client() on uvloop; no_pool: Client(pool_max_idle_per_host=0)",
+        ),
+        ClientInfo(
+            "aioduct-asyncio",
+            "benches.clients.aioduct_client",
+            "aioduct",
+            "asyncio",
+            "aioduct.Client() on the stock asyncio loop; no_pool as above",
+        ),
+        ClientInfo(
+            "aiohttp",
+            "benches.clients.aiohttp_client",
+            "aiohttp",
+            "uvloop",
+            "one ClientSession + TCPConnector on uvloop; no_pool: TCPConnector(force_close=True)",
+        ),
+        ClientInfo(
+            "httpx",
+            "benches.clients.httpx_client",
+            "httpx",
+            "uvloop",
+            "AsyncClient (HTTP/1.1) on uvloop; no_pool: Limits(max_keepalive_connections=0)",
+        ),
+        ClientInfo(
+            "niquests",
+            "benches.clients.niquests_client",
+            "niquests",
+            None,
+            "sync Session per thread (faster here than AsyncSession); no_pool: Connection: close",
+        ),
+        ClientInfo(
+            "niquests-async",
+            "benches.clients.niquests_async_client",
+            "niquests",
+            "uvloop",
+            "AsyncSession on uvloop (not in the default set: slower than Session here)",
+        ),
+        ClientInfo(
+            "pycurl",
+            "benches.clients.pycurl_client",
+            "pycurl",
+            None,
+            "one reused Curl handle; concurrent: CurlMulti with N handles; "
+            "no_pool: FORBID_REUSE+FRESH_CONNECT",
+        ),
+        ClientInfo(
+            "pyreqwest",
+            "benches.clients.pyreqwest_client",
+            "pyreqwest",
+            "uvloop",
+            "async Client (reqwest/tokio, default single-thread runtime) on uvloop; "
+            "no_pool: pool_max_idle_per_host(0)",
+        ),
+        ClientInfo(
+            "requests",
+            "benches.clients.requests_client",
+            "requests",
+            None,
+            "Session per thread; no_pool: Connection: close",
+        ),
+    )
+}
+
+DEFAULT_CLIENTS: tuple[str, ...] = (
+    "aioduct-uvloop",
+    "aioduct-asyncio",
+    "aiohttp",
+    "httpx",
+    "niquests",
+    "pycurl",
+    "pyreqwest",
+    "requests",
+)

@@ -1,0 +1,53 @@
+"""aioduct: one pooled Client shared by the tasks; the loop (asyncio or uvloop) is the runner's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aioduct
+from benches.harness import AsyncFetch, Fetched
+from benches.scenarios import Target
+
+
+def unsupported(target: Target) -> str | None:
+    if not hasattr(aioduct, "Client"):
+        return "aioduct.Client is not implemented yet"
+    return None
+
+
+@asynccontextmanager
+async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
+    options: dict[str, Any] = {}
+    if not target.keepalive:
+        # no_pool: the client is reused but keeps no idle connection, like the peers' switches.
+        options["pool_max_idle_per_host"] = 0
+    async with aioduct.Client(**options) as client:
+        url, body = target.url, target.body
+
+        if target.method == "POST":
+
+            async def fetch() -> Fetched:
+                r = await client.post(url, content=body)
+                return r.status, r.content
+
+        elif target.decode == "json":
+
+            async def fetch() -> Fetched:
+                r = await client.get(url)
+                return r.status, r.json()
+
+        elif target.decode == "text":
+
+            async def fetch() -> Fetched:
+                r = await client.get(url)
+                return r.status, r.text
+
+        else:
+
+            async def fetch() -> Fetched:
+                r = await client.get(url)
+                return r.status, r.content
+
+        yield fetch

@@ -1,0 +1,47 @@
+"""aiohttp: one ClientSession over a TCPConnector, on uvloop (its fastest configuration)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+from benches.harness import AsyncFetch, Fetched
+from benches.scenarios import Target
+
+
+@asynccontextmanager
+async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
+    # no_pool: force_close is aiohttp's own "no keep-alive" switch (session reused).
+    connector = aiohttp.TCPConnector(
+        limit=max(100, target.concurrency), force_close=not target.keepalive
+    )
+    async with aiohttp.ClientSession(connector=connector) as session:
+        url, body = target.url, target.body
+
+        if target.method == "POST":
+
+            async def fetch() -> Fetched:
+                async with session.post(url, data=body) as r:
+                    return r.status, await r.read()
+
+        elif target.decode == "json":
+
+            async def fetch() -> Fetched:
+                async with session.get(url) as r:
+                    return r.status, await r.json()
+
+        elif target.decode == "text":
+
+            async def fetch() -> Fetched:
+                async with session.get(url) as r:
+                    return r.status, await r.text()
+
+        else:
+
+            async def fetch() -> Fetched:
+                async with session.get(url) as r:
+                    return r.status, await r.read()
+
+        yield fetch

@@ -1,0 +1,188 @@
+"""Worker-side measurement: run fetches continuously, snapshot counters and rusage twice.
+
+Load is kept constant across the measured window: workers (asyncio tasks or threads) start
+before the warm-up and never stop until after the second snapshot, so there is no ramp-up or
+drain inside the window. Counting happens in per-worker `Tally` objects, read by the timer
+side, so the hot loop pays one attribute increment per request.
+
+CPU is `getrusage(RUSAGE_SELF)` user+sys of the whole process, so client threads (libcurl's
+resolver, tokio's runtime) are charged to the client that started them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import resource
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from benches.scenarios import Target
+
+Fetched = tuple[int, Any]  # (status, payload): bytes-like, str or decoded JSON per target.decode
+AsyncFetch = Callable[[], Awaitable[Fetched]]
+SyncFetch = Callable[[], Fetched]
+AsyncOpen = Callable[[Target], AbstractAsyncContextManager[AsyncFetch]]
+SyncOpen = Callable[[Target], AbstractContextManager[SyncFetch]]
+
+
+class BadResponse(Exception):
+    """A response that does not match the reference: counted as an error, never as a request."""
+
+
+def check(target: Target, status: int, payload: Any) -> None:
+    """The per-response check, identical for every client (O(1) for bodies, == for text/JSON)."""
+    if status != target.status:
+        raise BadResponse(f"status {status}, expected {target.status}")
+    if target.decode == "json":
+        if payload != target.json_value:
+            raise BadResponse(f"JSON {payload!r:.80} != reference")
+    elif target.decode == "text":
+        if payload != target.text:
+            raise BadResponse(f"text {payload!r:.80} != reference")
+    elif len(payload) != target.length:
+        raise BadResponse(f"body of {len(payload)} bytes, expected {target.length}")
+
+
+def check_first(target: Target, status: int, payload: Any) -> None:
+    """The full check, once per worker slot: also hashes raw bodies against the reference."""
+    check(target, status, payload)
+    if target.decode == "bytes" and hashlib.sha256(payload).hexdigest() != target.sha256:
+        raise BadResponse("body bytes differ from the reference (sha256)")
+
+
+class Tally:
+    """Counters of one worker slot (a task or a thread)."""
+
+    __slots__ = ("errors", "first_error", "ok")
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.errors = 0
+        self.first_error: str | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = f"{type(exc).__name__}: {exc}"[:300]
+
+
+@dataclass
+class Snapshot:
+    wall: float
+    cpu: float
+    ok: int
+
+    @classmethod
+    def take(cls, tallies: list[Tally]) -> Snapshot:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(time.perf_counter(), ru.ru_utime + ru.ru_stime, sum(t.ok for t in tallies))
+
+
+@dataclass
+class Measurement:
+    """What a worker reports for one (scenario, client) pair."""
+
+    requests: int
+    wall_s: float
+    cpu_s: float
+    errors: int
+    first_error: str | None
+
+    @classmethod
+    def between(cls, a: Snapshot, b: Snapshot, tallies: list[Tally]) -> Measurement:
+        first = next((t.first_error for t in tallies if t.first_error), None)
+        return cls(
+            b.ok - a.ok, b.wall - a.wall, b.cpu - a.cpu, sum(t.errors for t in tallies), first
+        )
+
+
+async def measure_async(
+    open_fetch: AsyncOpen, target: Target, warmup: float, duration: float
+) -> Measurement:
+    """`target.concurrency` tasks share one client (how async clients are meant to be used)."""
+    async with open_fetch(target) as fetch:
+        tallies = [Tally() for _ in range(target.concurrency)]
+        running = [True]
+
+        async def slot(tally: Tally) -> None:
+            try:
+                check_first(target, *(await fetch()))
+                tally.ok += 1
+            except Exception as exc:
+                tally.fail(exc)
+            while running[0]:
+                try:
+                    status, payload = await fetch()
+                    check(target, status, payload)
+                    tally.ok += 1
+                except Exception as exc:
+                    tally.fail(exc)
+                    await asyncio.sleep(0.001)  # a failing client must not spin the window away
+
+        tasks = [asyncio.create_task(slot(t)) for t in tallies]
+        await asyncio.sleep(warmup)
+        a = Snapshot.take(tallies)
+        await asyncio.sleep(duration)
+        b = Snapshot.take(tallies)
+        running[0] = False
+        _, pending = await asyncio.wait(tasks, timeout=10)
+        for task in pending:
+            task.cancel()
+        return Measurement.between(a, b, tallies)
+
+
+ThreadLoop = Callable[[Tally, threading.Event], None]
+
+
+def sync_loop(open_fetch: SyncOpen, target: Target) -> ThreadLoop:
+    """A thread body: its own client/session, one request at a time until `stop`."""
+
+    def run(tally: Tally, stop: threading.Event) -> None:
+        with open_fetch(target) as fetch:
+            try:
+                check_first(target, *fetch())
+                tally.ok += 1
+            except Exception as exc:
+                tally.fail(exc)
+            while not stop.is_set():
+                try:
+                    status, payload = fetch()
+                    check(target, status, payload)
+                    tally.ok += 1
+                except Exception as exc:
+                    tally.fail(exc)
+                    time.sleep(0.001)
+
+    return run
+
+
+def measure_threads(loops: list[ThreadLoop], warmup: float, duration: float) -> Measurement:
+    """Run each loop on its own thread; the main thread only sleeps and snapshots."""
+    tallies = [Tally() for _ in loops]
+    stop = threading.Event()
+
+    def guarded(loop: ThreadLoop, tally: Tally) -> None:
+        try:
+            loop(tally, stop)
+        except Exception as exc:  # setup failure of the client itself
+            tally.fail(exc)
+
+    threads = [
+        threading.Thread(target=guarded, args=(loop, t), daemon=True)
+        for loop, t in zip(loops, tallies, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(warmup)
+    a = Snapshot.take(tallies)
+    time.sleep(duration)
+    b = Snapshot.take(tallies)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    return Measurement.between(a, b, tallies)

@@ -1,0 +1,338 @@
+"""Run the scenario × client matrix against one nginx, one fresh subprocess per pair.
+
+One server for the whole run keeps its state identical for every client; a fresh interpreter
+per pair keeps clients from sharing imports, pools, threads or a warmed allocator. With two or
+more CPUs, nginx is pinned to one CPU and every client subprocess to another, so the client's
+CPU time is its own and the server never competes with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from aioduct.testing.nginx import Nginx
+from benches import report
+from benches.clients import CLIENTS, DEFAULT_CLIENTS
+from benches.scenarios import SCENARIOS, Scenario, Target, reference_target
+from benches.worker import RESULT_PREFIX
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Options:
+    scenarios: Sequence[str] = tuple(SCENARIOS)
+    clients: Sequence[str] = DEFAULT_CLIENTS
+    duration: float = 2.0
+    warmup: float = 0.3
+    repeat: int = 1  # runs per pair, interleaved across clients; the median run is reported
+    pin: bool = True
+    json_path: Path | None = None  # None: do not write JSON (programmatic use)
+    out: TextIO | None = None  # where tables go; None: sys.stdout
+
+
+@dataclass
+class PairResult:
+    """One (scenario, client) measurement as the report and the JSON see it."""
+
+    scenario: str
+    client: str
+    status: str  # "ok" | "n/a" | "error"
+    reason: str = ""
+    requests: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    errors: int = 0
+    first_error: str | None = None
+    detail: str = ""
+    process_s: float = 0.0  # whole subprocess, imports and setup included
+    samples_rps: list[float] = field(default_factory=list)  # every run when --repeat > 1
+    other_load: float | None = None  # CPUs used by other processes meanwhile (LoadMeter)
+
+    @property
+    def valid(self) -> bool:
+        """Only error-free measurements count: a fast wrong answer is not a result."""
+        return self.status == "ok" and self.errors == 0 and self.requests > 0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu_s / self.requests * 1e6 if self.requests else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rps"] = round(self.rps, 1)
+        data["cpu_us_per_req"] = round(self.cpu_us, 2)
+        data["valid"] = self.valid
+        return data
+
+
+@dataclass
+class Report:
+    meta: dict[str, Any]
+    results: list[PairResult] = field(default_factory=list)
+
+    def get(self, scenario: str, client: str) -> PairResult | None:
+        for r in self.results:
+            if r.scenario == scenario and r.client == client:
+                return r
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"meta": self.meta, "results": [r.to_json() for r in self.results]}
+
+
+def _process_tree(root: int) -> list[int]:
+    """The pid and its descendants (nginx master + workers), read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, ppid in parents.items() if ppid in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
+class LoadMeter:
+    """CPU time used by *other* processes while one pair ran, in CPUs (0.5 = half a core).
+
+    Machine-wide busy time (/proc/stat, steal included) minus the client subprocess
+    (RUSAGE_CHILDREN), nginx and this runner. On a shared machine or a noisy VM host this
+    is the noise in the numbers, so it is printed beside them instead of being guessed at.
+    """
+
+    def __init__(self, nginx_pids: list[int]) -> None:
+        self._nginx = nginx_pids
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._mark: tuple[float, float, float, float] | None = None
+
+    def _machine_busy(self) -> float:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        return (user + nice + system + irq + softirq + steal) / self._tick
+
+    def _nginx_busy(self) -> float:
+        ticks = 0
+        for pid in self._nginx:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            ticks += int(stat[11]) + int(stat[12])  # utime, stime
+        return ticks / self._tick
+
+    @staticmethod
+    def _ours() -> float:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def start(self) -> None:
+        try:
+            self._mark = (
+                time.perf_counter(),
+                self._machine_busy(),
+                self._nginx_busy(),
+                self._ours(),
+            )
+        except OSError:  # no /proc: not Linux
+            self._mark = None
+
+    def stop(self) -> float | None:
+        if self._mark is None:
+            return None
+        wall, machine, nginx, ours = self._mark
+        try:
+            other = (self._machine_busy() - machine) - (self._nginx_busy() - nginx)
+        except OSError:
+            return None
+        other -= self._ours() - ours
+        return max(0.0, other / max(time.perf_counter() - wall, 1e-9))
+
+
+def choose_cpus(pin: bool) -> tuple[int | None, int | None, str]:
+    """(client CPU, server CPU, description); no pinning below two usable CPUs."""
+    if not pin:
+        return None, None, "off (--no-pin)"
+    if not hasattr(os, "sched_setaffinity"):
+        return None, None, "off (no sched_setaffinity on this OS)"
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None, "off (fewer than two usable CPUs)"
+    client, server = cpus[0], cpus[1]
+    return (
+        client,
+        server,
+        f"client subprocess on CPU {client} (all its threads, e.g. pyreqwest's tokio runtime), "
+        f"nginx (master + 1 worker) on CPU {server}",
+    )
+
+
+def run_pair(
+    target: Target, client: str, opts: Options, cpu: int | None, meter: LoadMeter
+) -> PairResult:
+    spec = {
+        "client": client,
+        "target": target.to_json(),
+        "warmup": opts.warmup,
+        "duration": opts.duration,
+        "cpu": cpu,
+    }
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    started = time.perf_counter()
+    meter.start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benches.worker", json.dumps(spec)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=opts.warmup + opts.duration + 60,
+        )
+    except subprocess.TimeoutExpired:
+        return PairResult(target.scenario, client, "error", reason="worker timed out")
+    elapsed = time.perf_counter() - started
+    other_load = meter.stop()
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
+    if not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return PairResult(
+            target.scenario, client, "error", reason=f"worker exit {proc.returncode}: {tail}"
+        )
+    data = json.loads(lines[-1][len(RESULT_PREFIX) :])
+    known = {k: v for k, v in data.items() if k in PairResult.__dataclass_fields__}
+    return PairResult(
+        scenario=target.scenario,
+        client=client,
+        process_s=elapsed,
+        other_load=other_load,
+        **known,
+    )
+
+
+def _median(runs: list[PairResult]) -> PairResult:
+    """The median run by req/s; any failed run wins, so an error is never averaged away."""
+    bad = [r for r in runs if not r.valid]
+    chosen = bad[0] if bad else sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+    chosen.samples_rps = [round(r.rps, 1) for r in runs]
+    return chosen
+
+
+def run(opts: Options) -> Report:
+    """Run the whole matrix; print tables as scenarios complete; return (and save) the report."""
+    out = opts.out or sys.stdout
+    unknown = _unknown(opts.scenarios, opts.clients)
+    if unknown:
+        raise ValueError(unknown)
+    client_cpu, server_cpu, pinning = choose_cpus(opts.pin)
+    meta = report.machine_info(opts.clients)
+    meta.update(
+        pinning=pinning,
+        duration_s=opts.duration,
+        warmup_s=opts.warmup,
+        repeat=opts.repeat,
+        clients={c: CLIENTS[c].config for c in opts.clients},
+        started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    rep = Report(meta)
+    report.print_header(rep.meta, out)
+    started = time.perf_counter()
+    with Nginx(access_log=False, worker_processes=1) as nginx:
+        nginx_pids = _process_tree(nginx.pid)
+        if server_cpu is not None:
+            for pid in nginx_pids:
+                os.sched_setaffinity(pid, {server_cpu})
+        meter = LoadMeter(nginx_pids)
+        for name in opts.scenarios:
+            scenario: Scenario = SCENARIOS[name]
+            target = reference_target(scenario, nginx.http_url)
+            runs: dict[str, list[PairResult]] = {c: [] for c in opts.clients}
+            for _ in range(opts.repeat):  # interleaved, so slow drift hits every client alike
+                for client in opts.clients:
+                    runs[client].append(run_pair(target, client, opts, client_cpu, meter))
+            rep.results += [_median(runs[c]) for c in opts.clients]
+            report.print_scenario(rep, scenario, opts.clients, opts.duration, out)
+    rep.meta["total_s"] = round(time.perf_counter() - started, 1)
+    report.print_summary(rep, opts.scenarios, opts.clients, out)
+    if opts.json_path is not None:
+        opts.json_path.parent.mkdir(parents=True, exist_ok=True)
+        opts.json_path.write_text(json.dumps(rep.to_json(), indent=1) + "\n")
+        print(f"\nJSON: {opts.json_path}", file=out)
+    return rep
+
+
+def _unknown(scenarios: Sequence[str], clients: Sequence[str]) -> str:
+    names = [s for s in scenarios if s not in SCENARIOS]
+    names += [c for c in clients if c not in CLIENTS]
+    return f"unknown scenario/client: {', '.join(names)} (see --list)" if names else ""
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benches",
+        description="aioduct vs peer HTTP clients against nginx on loopback.",
+    )
+    parser.add_argument("--scenarios", type=_csv, default=list(SCENARIOS), metavar="A,B")
+    parser.add_argument("--clients", type=_csv, default=list(DEFAULT_CLIENTS), metavar="X,Y")
+    parser.add_argument("--duration", type=float, default=None, help="timed seconds (2.0)")
+    parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds (0.3)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per pair; median shown")
+    parser.add_argument("--quick", action="store_true", help="0.5 s timed, 0.2 s warm-up")
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
+    parser.add_argument("--json", type=Path, default=None, help="output (benches/results/…)")
+    parser.add_argument("--list", action="store_true", help="list scenarios and clients")
+    args = parser.parse_args(argv)
+    if args.list:
+        for s in SCENARIOS.values():
+            print(f"scenario  {s.name:16} {s.title}")
+        for c in CLIENTS.values():
+            star = "*" if c.name in DEFAULT_CLIENTS else " "
+            print(f"client {star} {c.name:16} {c.config}")
+        return 0
+    duration = args.duration if args.duration is not None else (0.5 if args.quick else 2.0)
+    warmup = args.warmup if args.warmup is not None else (0.2 if args.quick else 0.3)
+    unknown = _unknown(args.scenarios, args.clients)
+    if unknown:
+        parser.error(unknown)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run(
+        Options(
+            scenarios=args.scenarios,
+            clients=args.clients,
+            duration=duration,
+            warmup=warmup,
+            repeat=max(1, args.repeat),
+            pin=args.pin,
+            json_path=args.json or RESULTS_DIR / f"{stamp}.json",
+        )
+    )
+    return 0

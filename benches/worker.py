@@ -1,0 +1,74 @@
+"""Subprocess entry point: measure one (scenario, client) pair and print one JSON line.
+
+Run as ``python -m benches.worker '<spec json>'``. The CPU pin is applied before the client
+library is imported, so every thread it later starts (tokio, libcurl) inherits it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+RESULT_PREFIX = "BENCH-RESULT "
+
+
+def _run(spec: dict[str, Any]) -> dict[str, Any]:
+    import asyncio
+    import dataclasses
+    import importlib
+
+    from benches.clients import CLIENTS
+    from benches.harness import measure_async, measure_threads, sync_loop
+    from benches.scenarios import Target
+
+    info = CLIENTS[spec["client"]]
+    target = Target.from_json(spec["target"])
+    warmup, duration = float(spec["warmup"]), float(spec["duration"])
+    try:
+        module = importlib.import_module(info.module)
+    except ImportError as exc:
+        return {"status": "n/a", "reason": f"cannot import: {exc}"}
+    unsupported = getattr(module, "unsupported", None)
+    reason = unsupported(target) if unsupported else None
+    if reason:
+        return {"status": "n/a", "reason": reason}
+    describe = getattr(module, "describe", None)
+    detail = describe() if describe else ""
+
+    if hasattr(module, "open_async"):
+        coro = measure_async(module.open_async, target, warmup, duration)
+        if info.loop == "uvloop":
+            import uvloop
+
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                m = runner.run(coro)
+        else:
+            m = asyncio.run(coro)
+    elif target.concurrency > 1 and hasattr(module, "multi_loop"):
+        m = measure_threads([module.multi_loop(target)], warmup, duration)
+    else:
+        loop = sync_loop(module.open_sync, target)
+        m = measure_threads([loop] * target.concurrency, warmup, duration)
+    return {"status": "ok", "detail": detail, **dataclasses.asdict(m)}
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[1])
+    cpu = spec.get("cpu")
+    if cpu is not None:
+        os.sched_setaffinity(0, {int(cpu)})
+    try:
+        result = _run(spec)
+    except Exception as exc:
+        traceback.print_exc()
+        result = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+    sys.stdout.flush()
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
