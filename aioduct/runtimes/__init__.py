@@ -96,7 +96,17 @@ class Runtime(Protocol):
 
 
 def default_runtime() -> Runtime:
-    """The asyncio runtime bound to the running loop (uvloop when that is the loop)."""
+    """The runtime for the running loop: io_uring on a UringEventLoop, else asyncio/uvloop."""
+    import asyncio
+    import sys
+
+    loop = asyncio.get_running_loop()
+    # The uring loop module is imported iff such a loop can exist; never import it here.
+    uring_loop = sys.modules.get("aioduct.uring.loop")
+    if uring_loop is not None and isinstance(loop, uring_loop.UringEventLoop):
+        from .uring import UringRuntime
+
+        return UringRuntime(loop)
     from .asyncio import AsyncioRuntime
 
-    return AsyncioRuntime()
+    return AsyncioRuntime(loop)
