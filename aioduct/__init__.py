@@ -21,6 +21,7 @@ from .errors import (
     ConnectError,
     ConnectTimeout,
     DecodeError,
+    EngineUnavailable,
     InvalidURL,
     LocalProtocolError,
     PoolTimeout,
@@ -36,12 +37,17 @@ from .errors import (
     TooManyRedirects,
     TotalTimeout,
     TransportError,
+    WorkerCrashed,
     WriteError,
     WriteTimeout,
 )
 from .headers import Headers
+from .jobs import Job, JobError, Result
+from .local import EngineStats, LocalEngine
 from .models import Request, Response, Timings
 from .redirects import RedirectPolicy, same_origin_only
+from .retries import RetryConfig
+from .runner import SendEngine
 from .url import URL
 
 __all__ = [
@@ -57,8 +63,13 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "DecodeError",
+    "EngineStats",
+    "EngineUnavailable",
     "Headers",
     "InvalidURL",
+    "Job",
+    "JobError",
+    "LocalEngine",
     "LocalProtocolError",
     "PoolTimeout",
     "ProtocolError",
@@ -70,6 +81,9 @@ __all__ = [
     "RemoteProtocolError",
     "Request",
     "Response",
+    "Result",
+    "RetryConfig",
+    "SendEngine",
     "StatusError",
     "TLSError",
     "TimeoutError",
@@ -77,6 +91,7 @@ __all__ = [
     "TooManyRedirects",
     "TotalTimeout",
     "TransportError",
+    "WorkerCrashed",
     "WriteError",
     "WriteTimeout",
     "__version__",

@@ -21,7 +21,11 @@ The tree is shaped by what a caller can *do* about an error::
     ├── StatusError                raise_for_status() on a 4xx/5xx response
     ├── DecodeError                the body could not be decoded (charset, JSON, encoding)
     ├── BodyTooLarge               a body exceeded the configured limit
-    └── ClientClosed               the client was used after close()
+    ├── ClientClosed               the client was used after close()
+    └── EngineUnavailable          the engine asked for cannot run here (says why)
+
+The local engine adds ``WorkerCrashed`` (a TransportError): the worker process running
+a request died on every attempt it was given.
 
 ``is_timeout`` and ``is_connect`` answer the two questions retry logic asks most.
 """
@@ -41,6 +45,7 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "DecodeError",
+    "EngineUnavailable",
     "InvalidURL",
     "LocalProtocolError",
     "PoolTimeout",
@@ -56,6 +61,7 @@ __all__ = [
     "TooManyRedirects",
     "TotalTimeout",
     "TransportError",
+    "WorkerCrashed",
     "WriteError",
     "WriteTimeout",
 ]
@@ -119,6 +125,10 @@ class TLSError(ConnectError):
 
 class ProxyError(ConnectError):
     """The proxy refused the connection or failed to relay it."""
+
+
+class WorkerCrashed(TransportError):
+    """The local engine's worker process died while running the request, on every try."""
 
 
 class ReadError(TransportError):
@@ -202,3 +212,7 @@ class BodyTooLarge(AioductError):
 
 class ClientClosed(AioductError):
     """The client (or its pool) was used after it was closed."""
+
+
+class EngineUnavailable(AioductError, RuntimeError):
+    """The engine asked for cannot run on this machine; the message says why."""

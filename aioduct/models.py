@@ -26,7 +26,7 @@ T = TypeVar("T")
 Portal = Callable[[Awaitable[Any]], Any]
 
 
-class Timings(msgspec.Struct, frozen=True, array_like=True):
+class Timings(msgspec.Struct, frozen=True, omit_defaults=True):
     """How long each phase of a request took, in seconds.
 
     ``dns``, ``connect`` and ``tls`` are ``None`` when the phase did not happen: a literal

@@ -1,0 +1,194 @@
+"""Jobs and Results: requests and their outcomes as plain data.
+
+The bulk engines (:class:`~aioduct.LocalEngine`, :class:`~aioduct.SendEngine`) take
+:class:`Job` values in and give :class:`Result` values back. Both are ``msgspec`` Structs
+so that they cross process boundaries as compact msgpack frames and land in a crawler's
+JSON-lines output unchanged. A failed request is a Result too (``status == 0`` and an
+:class:`JobError`), never an exception that would end a ten-million-URL map.
+
+This module also converts between the two worlds: a :class:`~aioduct.Request` to a Job,
+a :class:`~aioduct.Response` or an exception to a Result, and a Result back to a
+Response or to the exception it stands for (``Client(engine="local")`` needs both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+
+from . import errors as _errors
+from .errors import AioductError
+from .headers import Headers
+from .models import Request, Response, Timings
+from .url import URL
+
+__all__ = ["Job", "JobError", "Result", "error_to_exception", "result_to_response"]
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+def _pairs(headers: object) -> Pairs:
+    if isinstance(headers, Mapping):
+        return tuple((str(k), str(v)) for k, v in headers.items())
+    return tuple((str(k), str(v)) for k, v in headers)  # type: ignore[attr-defined]
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One request to run. ``map()`` also accepts a plain URL string for a GET."""
+
+    url: str
+    method: str = "GET"
+    id: int | str | None = None
+    """Echoed on the Result; the engine numbers jobs in input order when ``None``."""
+    headers: Pairs = ()
+    """Added to the engine's default headers (a dict or pairs is accepted)."""
+    body: bytes | None = None
+    timeout: float | None = None
+    """Total deadline for this job (each attempt); ``None`` uses the engine's config."""
+    follow_redirects: bool | None = None
+    """``None`` uses the engine's config."""
+    meta: Any = None
+    """Anything msgpack can encode; echoed on the Result untouched."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.headers, tuple) and all(type(h) is tuple for h in self.headers)):
+            msgspec.structs.force_setattr(self, "headers", _pairs(self.headers))
+        if isinstance(self.body, bytearray | memoryview):
+            msgspec.structs.force_setattr(self, "body", bytes(self.body))
+        method = self.method.upper()
+        if method != self.method:
+            msgspec.structs.force_setattr(self, "method", method)
+
+    @classmethod
+    def coerce(cls, item: Job | str) -> Job:
+        """A Job from a Job or a URL string (anything else is a TypeError that says so)."""
+        if isinstance(item, Job):
+            return item
+        if isinstance(item, str):
+            return cls(url=item)
+        raise TypeError(f"map() takes Jobs or URL strings, not {type(item).__name__}: {item!r}")
+
+    @classmethod
+    def from_request(cls, request: Request, *, timeout: float | None = None, **kw: Any) -> Job:
+        """The Job that sends ``request`` (its body must be bytes, not a stream)."""
+        if request.stream is not None:
+            raise TypeError("a streamed request body cannot be sent as a Job; pass bytes")
+        return cls(
+            url=str(request.url),
+            method=request.method,
+            headers=tuple(request.headers.multi_items()),
+            body=request.content,
+            timeout=timeout,
+            **kw,
+        )
+
+
+class JobError(msgspec.Struct, frozen=True):
+    """Why a job has no response. ``kind`` is the aioduct exception's class name."""
+
+    kind: str
+    """e.g. ``"ConnectError"``, ``"ReadTimeout"``, ``"TLSError"``, ``"WorkerCrashed"``."""
+    message: str
+
+
+class Result(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """What happened to one :class:`Job`."""
+
+    id: int | str | None
+    url: str
+    """The job's URL."""
+    final_url: str | None = None
+    """The URL of the final response, after redirects."""
+    status: int = 0
+    """0 when there is no response (see :attr:`error`)."""
+    headers: Pairs = ()
+    body: bytes | None = None
+    http_version: str | None = None
+    error: JobError | None = None
+    timings: Timings | None = None
+    worker: int = -1
+    """The local engine worker that ran it; -1 for the send engine."""
+    attempts: int = 1
+    """Tries it took: > 1 after retries or after its worker died mid-request."""
+    meta: Any = None
+    reason: str = ""
+    size: int = 0
+    """Body length in bytes (kept when a crawler drops :attr:`body`)."""
+
+    @property
+    def ok(self) -> bool:
+        """A response arrived and its status is below 400."""
+        return self.error is None and 0 < self.status < 400
+
+
+def response_result(job: Job, response: Response, *, worker: int = -1, attempts: int = 1) -> Result:
+    body = response.content
+    return Result(
+        id=job.id,
+        url=job.url,
+        final_url=str(response.url) if response.url is not None else job.url,
+        status=response.status,
+        headers=tuple(response.headers.multi_items()),
+        body=body,
+        http_version=response.http_version,
+        timings=response.timings,
+        worker=worker,
+        attempts=attempts,
+        meta=job.meta,
+        reason=response.reason,
+        size=len(body),
+    )
+
+
+def error_result(job: Job, exc: BaseException, *, worker: int = -1, attempts: int = 1) -> Result:
+    return Result(
+        id=job.id,
+        url=job.url,
+        error=exception_to_error(exc),
+        worker=worker,
+        attempts=attempts,
+        meta=job.meta,
+    )
+
+
+#: Kinds that are not aioduct exception classes.
+INTERNAL: Final = "InternalError"
+
+
+def exception_to_error(exc: BaseException) -> JobError:
+    """The JobError describing ``exc``: aioduct errors by class name, others as internal."""
+    if isinstance(exc, AioductError):
+        return JobError(type(exc).__name__, str(exc))
+    return JobError(INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+def error_to_exception(
+    error: JobError, *, method: str | None = None, url: str | None = None
+) -> AioductError:
+    """The exception a Result's error stands for (the same class where it is an aioduct one)."""
+    found = getattr(_errors, error.kind, None)
+    if not (isinstance(found, type) and issubclass(found, AioductError)):
+        return AioductError(f"{error.kind}: {error.message}", method=method, url=url)
+    if found is _errors.TooManyRedirects:  # the chain stayed in the worker
+        return found(error.message, history=[], method=method, url=url)
+    if found is _errors.StatusError:  # needs a response; never produced by a job
+        return AioductError(error.message, method=method, url=url)
+    return found(error.message, method=method, url=url)
+
+
+def result_to_response(result: Result, request: Request | None = None) -> Response:
+    """A buffered :class:`Response` built from a successful Result."""
+    response = Response(
+        result.status,
+        headers=Headers._adopt(list(result.headers)),
+        reason=result.reason,
+        http_version=result.http_version or "1.1",
+        content=result.body if result.body is not None else b"",
+        request=request,
+        timings=result.timings,
+    )
+    if result.final_url is not None:
+        response.url = URL(result.final_url)
+    return response

@@ -1,0 +1,195 @@
+"""A local-engine worker process: one pinned CPU, one io_uring loop, one pool.
+
+Started by :class:`~aioduct.LocalEngine` as ``python -m aioduct.local.worker FD PPID``
+with one end of a Unix socket pair as ``FD``. It reads its :class:`~.wire.Hello` (config
+and pacing), pins itself to its CPU, builds its event loop and a
+:class:`~aioduct.runner.JobRunner`, says ``READY``, then runs every Job frame it receives
+as its own task and sends each Result back as soon as it is done (Results finishing in
+the same loop iteration share one ``write``).
+
+It never outlives its parent: ``PR_SET_PDEATHSIG`` kills it if the parent dies, and EOF
+on the socket (the parent closed it or died) ends it too. ``SIGINT`` is ignored, because
+Ctrl-C in a terminal reaches the whole process group and it is the parent's job to stop
+its workers in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from . import wire
+
+__all__ = ["main"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(0)
+
+
+def _read_hello(sock: socket.socket) -> tuple[wire.Hello, list[tuple[int, int, object]]]:
+    reader = wire.FrameReader()
+    while True:
+        data = sock.recv(1 << 16)
+        if not data:
+            os._exit(0)
+        frames = reader.feed(data)
+        if frames:
+            kind, _, hello = frames[0]
+            if kind != wire.HELLO or not isinstance(hello, wire.Hello):
+                raise wire.WireError(f"expected a HELLO frame first, got kind {kind}")
+            return hello, frames[1:]
+
+
+def _fatal(sock: socket.socket, message: str) -> None:
+    out = bytearray()
+    wire.append_frame(out, wire.FATAL, 0, message)
+    with contextlib.suppress(OSError):
+        sock.sendall(out)
+
+
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uring":
+        from ..uring.loop import new_event_loop
+
+        return new_event_loop()
+    from ..client import new_event_loop as new_default_loop
+
+    return new_default_loop()
+
+
+class _Link(asyncio.Protocol):
+    """The worker's end of the socket: Job frames in, Result frames out."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self.worker = worker
+        self.reader = wire.FrameReader()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.worker.on_frames(self.reader.feed(data))
+
+    def eof_received(self) -> bool:
+        self.worker.parent_gone()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.parent_gone()
+
+
+class _Worker:
+    def __init__(self, hello: wire.Hello, loop_kind: str) -> None:
+        from ..client import Client
+        from ..runner import JobRunner
+
+        self.hello = hello
+        self.loop_kind = loop_kind
+        self.client = Client(config=hello.config)
+        self.runner = JobRunner(self.client, hello.settings, worker=hello.worker)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.out = bytearray()
+        self.flush_scheduled = False
+        self.link: _Link | None = None
+        self.done: asyncio.Future[None] | None = None
+        self.stopping = False
+
+    async def serve(self, sock: socket.socket, early: list[tuple[int, int, object]]) -> None:
+        loop = asyncio.get_running_loop()
+        self.done = loop.create_future()
+        sock.setblocking(False)
+        _, link = await loop.create_connection(lambda: _Link(self), sock=sock)
+        self.link = link
+        runtime = loop_name(loop)
+        wire.append_frame(self.out, wire.READY, 0, wire.Ready(pid=os.getpid(), runtime=runtime))
+        self._flush()
+        self.on_frames(early)
+        try:
+            await self.done
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+            await self.client.aclose()
+            if link.transport is not None:
+                link.transport.close()
+
+    def on_frames(self, frames: list[tuple[int, int, object]]) -> None:
+        loop = asyncio.get_running_loop()
+        for kind, seq, payload in frames:
+            if kind == wire.JOB:
+                task = loop.create_task(self._run(seq, payload))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            elif kind == wire.STOP:
+                self._finish()
+            else:
+                raise wire.WireError(f"unexpected frame kind {kind} from the parent")
+
+    async def _run(self, seq: int, job: Any) -> None:
+        result = await self.runner.run(job)
+        wire.append_frame(self.out, wire.RESULT, seq, result)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        link = self.link
+        if self.out and link is not None and link.transport is not None:
+            link.transport.write(bytes(self.out))
+            self.out.clear()
+
+    def parent_gone(self) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    module = type(loop).__module__
+    if module.startswith("aioduct.uring"):
+        return "uring"
+    return "uvloop" if module.startswith("uvloop") else "asyncio"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    fd, parent, loop_kind = int(args[0]), int(args[1]), args[2]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+    sock = socket.socket(fileno=fd)
+    hello, early = _read_hello(sock)
+    try:
+        if hello.cpu is not None:
+            os.sched_setaffinity(0, {hello.cpu})
+        loop = _new_loop(loop_kind)
+        worker = _Worker(hello, loop_kind)
+    except Exception as exc:
+        _fatal(sock, f"worker {hello.worker} cannot start: {type(exc).__name__}: {exc}")
+        sys.exit(2)
+    try:
+        loop.run_until_complete(worker.serve(sock, early))
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,369 @@
+"""Running many Jobs in one event loop: limits, politeness, retries.
+
+:class:`JobRunner` is the one place a :class:`~aioduct.jobs.Job` becomes a
+:class:`~aioduct.jobs.Result`. Every local-engine worker runs one on its io_uring loop, and
+:class:`SendEngine` runs one on the caller's loop, so both engines enforce the same
+limits the same way:
+
+* ``concurrency``: requests in flight at once (in this loop);
+* ``per_host_concurrency`` and ``per_host_rate`` (requests per second, spaced evenly):
+  politeness towards each origin. The local engine shards jobs by origin, so one host's
+  state lives in exactly one worker and these limits hold across the whole engine;
+* ``retry``: a :class:`~aioduct.RetryConfig` for transient failures and 5xx/429.
+
+A Job never raises out of the runner: failures become Results with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from .config import ClientConfig
+from .errors import AioductError, InvalidURL
+from .jobs import Job, Result, error_result, response_result
+from .retries import RetryConfig
+from .url import URL, Origin
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["JobRunner", "RunnerSettings", "SendEngine"]
+
+JobsLike = Iterable[Job | str] | AsyncIterable[Job | str]
+
+
+class RunnerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How a job runner paces its jobs (sent to each local-engine worker as data)."""
+
+    concurrency: int = 64
+    per_host_concurrency: int | None = None
+    per_host_rate: float | None = None
+    """Requests per second started towards one origin, spaced evenly; ``None``: no limit."""
+    retry: RetryConfig | None = None
+    keep_body: bool = True
+    """``False`` drops response bodies from Results (``size`` still says how long)."""
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, not {self.concurrency}")
+        if self.per_host_concurrency is not None and self.per_host_concurrency < 1:
+            raise ValueError(f"per_host_concurrency must be >= 1, not {self.per_host_concurrency}")
+        if self.per_host_rate is not None and not self.per_host_rate > 0:
+            raise ValueError(f"per_host_rate must be > 0 requests/s, not {self.per_host_rate}")
+
+
+class _HostGate:
+    """Per-origin politeness state: a concurrency slot count and the next start time."""
+
+    __slots__ = ("active", "next_start", "waiters")
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.next_start = 0.0
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+
+class JobRunner:
+    """Turns Jobs into Results on one client, within :class:`RunnerSettings`."""
+
+    def __init__(self, client: Client, settings: RunnerSettings, *, worker: int = -1) -> None:
+        self.client = client
+        self.settings = settings
+        self.worker = worker
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._hosts: dict[Origin, _HostGate] = {}
+        self._polite = settings.per_host_concurrency is not None or bool(settings.per_host_rate)
+
+    async def run(self, job: Job) -> Result:
+        """Run ``job`` (with retries) and describe the outcome; never raises an error."""
+        try:
+            url = URL(job.url)
+            url.origin  # noqa: B018 (validates scheme/host before a slot is taken)
+        except (InvalidURL, ValueError) as exc:
+            if not isinstance(exc, AioductError):
+                exc = InvalidURL(str(exc))
+            return error_result(job, exc, worker=self.worker)
+        async with self._slots:
+            if not self._polite:
+                return await self._attempts(job, url)
+            gate = await self._enter(url.origin)
+            try:
+                return await self._attempts(job, url)
+            finally:
+                self._leave(url.origin, gate)
+
+    async def _attempts(self, job: Job, url: URL) -> Result:
+        options: dict[str, Any] = {}  # only what the job sets: the client's fast path
+        if job.headers:
+            options["headers"] = job.headers
+        if job.body is not None:
+            options["content"] = job.body
+        if job.timeout is not None:
+            options["timeout"] = job.timeout
+        if job.follow_redirects is not None:
+            options["follow_redirects"] = job.follow_redirects
+        retry = self.settings.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self.client.request(job.method, url, **options)
+            except AioductError as exc:
+                if retry is None or attempt > retry.max_retries or not retry.retries_error(exc):
+                    return error_result(job, exc, worker=self.worker, attempts=attempt)
+                await asyncio.sleep(retry.backoff(attempt - 1))
+                continue
+            except (ValueError, TypeError) as exc:  # a job the client refuses to build
+                return error_result(job, InvalidURL(str(exc)), worker=self.worker)
+            if (
+                retry is not None
+                and attempt <= retry.max_retries
+                and retry.retries_status(response.status)
+            ):
+                await asyncio.sleep(retry.backoff(attempt - 1, response.headers.get("retry-after")))
+                continue
+            result = response_result(job, response, worker=self.worker, attempts=attempt)
+            if not self.settings.keep_body:
+                result.body = None
+            return result
+
+    # -- politeness ------------------------------------------------------------------------------
+
+    async def _enter(self, origin: Origin) -> _HostGate:
+        gate = self._hosts.get(origin)
+        if gate is None:
+            gate = self._hosts[origin] = _HostGate()
+        limit = self.settings.per_host_concurrency
+        if limit is not None and gate.active >= limit:
+            waiter = asyncio.get_running_loop().create_future()
+            gate.waiters.append(waiter)
+            try:
+                await waiter  # _leave hands its slot over: active stays counted
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._leave(origin, gate)  # the slot arrived with the cancellation
+                else:
+                    gate.waiters.remove(waiter)
+                raise
+        else:
+            gate.active += 1
+        rate = self.settings.per_host_rate
+        if rate:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            start = max(now, gate.next_start)
+            gate.next_start = start + 1.0 / rate
+            if start > now:
+                await asyncio.sleep(start - now)
+        return gate
+
+    def _leave(self, origin: Origin, gate: _HostGate) -> None:
+        while gate.waiters:
+            waiter = gate.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes to it; active is unchanged
+                return
+        gate.active -= 1
+        if gate.active == 0 and gate.next_start <= asyncio.get_running_loop().time():
+            del self._hosts[origin]  # forget idle hosts: a crawl may touch millions
+
+
+# -- the send engine as a bulk engine ------------------------------------------------------------
+
+#: Results a map may hold undelivered per unit of concurrency (bounds memory).
+_WINDOW_FACTOR: Final = 2
+
+
+async def amap_jobs(runner: JobRunner, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
+    """Run ``jobs`` on ``runner``, yielding batches of Results in completion order.
+
+    Jobs are pulled lazily: at most ``2 x concurrency`` are running or finished but not
+    yet handed to the caller, so an endless generator of URLs is fine.
+    """
+    window = runner.settings.concurrency * _WINDOW_FACTOR
+    done: list[Result] = []
+    wake: asyncio.Future[None] | None = None
+    outstanding = 0
+    tasks: set[asyncio.Task[Result]] = set()
+    loop = asyncio.get_running_loop()
+    source = _job_source(jobs)
+
+    def finished(task: asyncio.Task[Result]) -> None:
+        nonlocal wake
+        tasks.discard(task)
+        if task.cancelled():
+            return
+        done.append(task.result())
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and outstanding < window:
+                job = await anext(source, None)
+                if job is None:
+                    exhausted = True
+                    break
+                outstanding += 1
+                task = loop.create_task(runner.run(job))
+                tasks.add(task)
+                task.add_done_callback(finished)
+            if done:
+                batch = done[:]
+                done.clear()
+                outstanding -= len(batch)
+                yield batch
+                continue
+            if exhausted and outstanding == 0:
+                return
+            wake = loop.create_future()
+            await wake
+            wake = None
+    finally:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await source.aclose()
+
+
+async def _job_source(jobs: JobsLike) -> AsyncGenerator[Job, None]:
+    """Jobs from a sync or async iterable, numbered in input order when they have no id."""
+    number = 0
+    if isinstance(jobs, AsyncIterable):
+        async for item in jobs:
+            job = Job.coerce(item)
+            if job.id is None:
+                job = msgspec.structs.replace(job, id=number)
+            number += 1
+            yield job
+    else:
+        for item in jobs:
+            job = Job.coerce(item)
+            if job.id is None:
+                job = msgspec.structs.replace(job, id=number)
+            number += 1
+            yield job
+
+
+class SendEngine:
+    """The send engine as a bulk engine: ``map()`` over Jobs in this process, one loop.
+
+    The same interface as :class:`~aioduct.LocalEngine`, for machines without io_uring,
+    for small jobs, and for ``engine="auto"``'s fallback::
+
+        with aioduct.SendEngine(concurrency=50) as engine:
+            for result in engine.map(urls):
+                print(result.status, result.url)
+
+    ``map()`` drives a private uvloop (or asyncio) loop in the calling thread; inside a
+    running loop use ``async with`` and ``amap()``.
+    """
+
+    name = "send"
+
+    def __init__(
+        self,
+        *,
+        config: ClientConfig | None = None,
+        concurrency: int = 64,
+        per_host_concurrency: int | None = None,
+        per_host_rate: float | None = None,
+        retry: RetryConfig | int | None = None,
+        keep_body: bool = True,
+        **options: Any,
+    ) -> None:
+        from .client import Client
+
+        self.settings = RunnerSettings(
+            concurrency=concurrency,
+            per_host_concurrency=per_host_concurrency,
+            per_host_rate=per_host_rate,
+            retry=_retry(retry),
+            keep_body=keep_body,
+        )
+        self._client = Client(config=config, **options)
+        self.config = self._client.config
+        self._runner = JobRunner(self._client, self.settings)
+        self._loop_runner: asyncio.Runner | None = None
+
+    # -- async ---------------------------------------------------------------------------------
+
+    async def amap(self, jobs: JobsLike) -> AsyncIterator[Result]:
+        """Results of ``jobs`` (Jobs or URL strings) in completion order."""
+        batches = amap_jobs(self._runner, jobs)
+        try:
+            async for batch in batches:
+                for result in batch:
+                    yield result
+        finally:
+            await batches.aclose()
+
+    async def arequest(self, method: str, url: str, **job: Any) -> Result:
+        """Run one job and return its Result (errors are in ``result.error``)."""
+        return await self._runner.run(Job(method=method, url=url, **job))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> SendEngine:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- blocking ------------------------------------------------------------------------------
+
+    def _loop(self) -> asyncio.Runner:
+        if self._loop_runner is None:
+            from .client import new_event_loop
+
+            self._loop_runner = asyncio.Runner(loop_factory=new_event_loop)
+        return self._loop_runner
+
+    def map(self, jobs: Iterable[Job | str]) -> Iterator[Result]:
+        """Results of ``jobs`` in completion order, on a private loop in this thread."""
+        runner = self._loop()
+        batches = amap_jobs(self._runner, jobs)
+        try:
+            while True:
+                batch = runner.run(_next_batch(batches))
+                if batch is None:
+                    return
+                yield from batch
+        finally:
+            runner.run(batches.aclose())
+
+    def request(self, method: str, url: str, **job: Any) -> Result:
+        return self._loop().run(self.arequest(method, url, **job))
+
+    def close(self) -> None:
+        if self._loop_runner is not None:
+            self._loop_runner.run(self._client.aclose())
+            self._loop_runner.close()
+            self._loop_runner = None
+
+    def __enter__(self) -> SendEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+async def _next_batch(batches: AsyncGenerator[list[Result], None]) -> list[Result] | None:
+    return await anext(batches, None)
+
+
+def _retry(retry: RetryConfig | int | None) -> RetryConfig | None:
+    """``retry=3`` is shorthand for ``RetryConfig(max_retries=3)``; 0 or None: no retries."""
+    if retry is None or isinstance(retry, RetryConfig):
+        return retry
+    if isinstance(retry, bool) or not isinstance(retry, int):
+        raise TypeError(f"retry must be a RetryConfig, a number of retries or None, not {retry!r}")
+    return RetryConfig(max_retries=retry) if retry > 0 else None
