@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, Iterator
-from typing import Any, Generic, TypedDict, TypeVar, Unpack
+from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import msgspec
 
@@ -80,11 +81,17 @@ _JSON_ENCODER = msgspec.json.Encoder()
 
 
 class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
-    """The async HTTP client (send engine) on the running asyncio or uvloop loop.
+    """The async HTTP client on the running asyncio or uvloop loop.
 
     Options are :class:`ClientConfig`'s fields, passed as keywords or as ``config=``.
     Objects that are code rather than data go here directly: ``auth``, ``ssl_context``
     (or ``verify=`` an ``SSLContext``) and ``redirect_policy``.
+
+    ``engine`` picks who sends the requests: ``"send"`` (default) this loop itself;
+    ``"local"`` a :class:`~aioduct.LocalEngine` of ``workers`` pinned io_uring worker
+    processes (responses arrive fully buffered; raises :class:`EngineUnavailable`
+    saying why where io_uring is unusable); ``"auto"`` the local engine where io_uring
+    is usable, else the send engine (and it says so once, on the ``aioduct`` logger).
     """
 
     def __init__(
@@ -94,6 +101,8 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         auth: AuthTypes | None = None,
         ssl_context: ssl.SSLContext | None = None,
         redirect_policy: RedirectPolicy | None = None,
+        engine: str = "send",
+        workers: int | None = None,
         **options: Any,
     ) -> None:
         verify = options.get("verify")
@@ -106,7 +115,23 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             config = config.replace(**options)
         self.config = config
         self._auth = resolve_auth(auth)
-        self._engine = Engine(config, ssl_context=ssl_context, redirect_policy=redirect_policy)
+        self._engine: Sender
+        if choose_engine(engine) == "local":
+            if ssl_context is not None or redirect_policy is not None:
+                given = "ssl_context" if ssl_context is not None else "redirect_policy"
+                raise TypeError(
+                    f"{given} is a Python object, and local-engine workers are separate "
+                    "processes that receive the configuration as data; use the send engine "
+                    "for it (or verify='path/to/ca.pem' instead of an SSLContext)"
+                )
+            from .local.sender import LocalSender
+
+            self._engine = LocalSender(config, workers=workers)
+        else:
+            if workers is not None:
+                raise TypeError("workers= applies to engine='local' (or 'auto') only")
+            self._engine = Engine(config, ssl_context=ssl_context, redirect_policy=redirect_policy)
+        self.engine = self._engine.name
         self._base_url = None
         if config.base_url:
             base = URL(config.base_url)
@@ -245,9 +270,12 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         return self._closed
 
     async def aclose(self) -> None:
-        """Close pooled connections. In-flight requests finish on their own connections."""
+        """Close pooled connections (local engine: stop its workers).
+
+        In-flight requests of the send engine finish on their own connections.
+        """
         self._closed = True
-        self._engine.close()
+        await self._engine.aclose()
 
     async def __aenter__(self) -> Client:
         return self
@@ -257,6 +285,47 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
 
     def __repr__(self) -> str:
         return f"<aioduct.Client {'closed' if self._closed else 'open'}>"
+
+
+class Sender(Protocol):
+    """What a Client needs from an engine: send one request, and close."""
+
+    name: str
+
+    async def send(
+        self,
+        request: Request,
+        *,
+        stream: bool = False,
+        timeout: float | object | None = _UNSET,  # noqa: ASYNC109 (a deadline)
+        follow_redirects: bool | None = None,
+    ) -> Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+_auto_said = False
+
+
+def choose_engine(engine: str) -> str:
+    """``"send"`` or ``"local"`` for an ``engine=`` option (``"auto"`` decides here)."""
+    if engine in ("send", "local"):
+        return engine
+    if engine != "auto":
+        raise ValueError(f"engine must be 'send', 'local' or 'auto', not {engine!r}")
+    from . import uring
+
+    problem = uring.unavailable_reason()
+    if problem is None:
+        return "local"
+    global _auto_said
+    if not _auto_said:
+        _auto_said = True
+        logging.getLogger("aioduct").warning(
+            "aioduct: engine='auto' uses the send engine: io_uring is unusable here (%s)",
+            problem,
+        )
+    return "send"
 
 
 def _set_default(headers: Headers, name: str, value: str) -> None:

@@ -99,10 +99,15 @@ class Engine:
     def pool(self) -> ConnectionPool[HTTP11Connection] | None:
         return self._pool
 
+    name = "send"
+
     def close(self) -> None:
         self._closed = True
         if self._pool is not None:
             self._pool.close()
+
+    async def aclose(self) -> None:
+        self.close()
 
     # -- the pipeline --------------------------------------------------------------------------
 

@@ -78,7 +78,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return cls(
             url=str(request.url),
             method=request.method,
-            headers=tuple(request.headers.multi_items()),
+            # Host comes from the URL in the worker (and changes with redirects there).
+            headers=tuple(h for h in request.headers.multi_items() if h[0].lower() != "host"),
             body=request.content,
             timeout=timeout,
             **kw,

@@ -4,43 +4,24 @@ Every test that needs io_uring asks for ``run_uring``; it skips with the probe's
 (``aioduct.uring.unavailable_reason()``) where io_uring is unusable, and only then
 imports :mod:`aioduct.uring.loop` (importing liburing can kill a process on CPUs its
 build does not support). Probe tests do not use it and run everywhere.
-
-``run_uring`` also makes the pipeline pick :class:`UringRuntime` on a UringEventLoop, the
-way ``aioduct.runtimes.default_runtime()`` is meant to once it knows about this loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
 
-import aioduct.engine
 from aioduct import uring
-from aioduct.runtimes import Runtime
 
 T = TypeVar("T")
 RunUring = Callable[..., Any]
 
 
-def _runtime_for_running_loop() -> Runtime:
-    # Exactly the body proposed for aioduct.runtimes.default_runtime().
-    loop = asyncio.get_running_loop()
-    uring_loop = sys.modules.get("aioduct.uring.loop")  # imported iff such a loop exists
-    if uring_loop is not None and isinstance(loop, uring_loop.UringEventLoop):
-        from aioduct.runtimes.uring import UringRuntime
-
-        return UringRuntime(loop)
-    from aioduct.runtimes.asyncio import AsyncioRuntime
-
-    return AsyncioRuntime(loop)
-
-
 @pytest.fixture
-def run_uring(monkeypatch: pytest.MonkeyPatch) -> RunUring:
+def run_uring() -> RunUring:
     """``run_uring(coro, timeout=10, mode=None)``: run ``coro`` on a new UringEventLoop.
 
     ``mode`` picks the ring's completion mode (``"defer"``, ``"coop"``, ``"plain"``);
@@ -50,8 +31,6 @@ def run_uring(monkeypatch: pytest.MonkeyPatch) -> RunUring:
     if reason is not None:
         pytest.skip(reason)
     from aioduct.uring.loop import new_event_loop
-
-    monkeypatch.setattr(aioduct.engine, "default_runtime", _runtime_for_running_loop)
 
     def run(coro: Coroutine[Any, Any, T], timeout: float = 10.0, mode: str | None = None) -> T:
         async def guarded() -> T:

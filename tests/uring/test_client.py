@@ -182,10 +182,10 @@ def test_runtime_sets_nodelay_and_keepalive(run_uring: RunUring, nginx: Nginx) -
     assert nodelay and keepalive and idle == 30
 
 
-def test_the_proposed_default_runtime_keeps_asyncio_on_other_loops() -> None:
-    from .conftest import _runtime_for_running_loop
+def test_default_runtime_keeps_asyncio_on_other_loops() -> None:
+    from aioduct.runtimes import default_runtime
 
     async def name() -> str:
-        return _runtime_for_running_loop().name
+        return default_runtime().name
 
     assert asyncio.run(name()) == "asyncio"
