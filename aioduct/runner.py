@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from .config import ClientConfig
+from .config import ClientConfig, check_option_names
 from .errors import AioductError, InvalidURL
 from .jobs import Job, Result, error_result, response_result
 from .retries import RetryConfig
@@ -238,18 +238,19 @@ async def _job_source(jobs: JobsLike) -> AsyncGenerator[Job, None]:
     number = 0
     if isinstance(jobs, AsyncIterable):
         async for item in jobs:
-            job = Job.coerce(item)
-            if job.id is None:
-                job = msgspec.structs.replace(job, id=number)
+            yield _numbered(item, number)
             number += 1
-            yield job
     else:
         for item in jobs:
-            job = Job.coerce(item)
-            if job.id is None:
-                job = msgspec.structs.replace(job, id=number)
+            yield _numbered(item, number)
             number += 1
-            yield job
+
+
+def _numbered(item: Job | str, number: int) -> Job:
+    if type(item) is str:
+        return Job(url=item, id=number)
+    job = Job.coerce(item)
+    return msgspec.structs.replace(job, id=number) if job.id is None else job
 
 
 class SendEngine:
@@ -288,7 +289,7 @@ class SendEngine:
             retry=_retry(retry),
             keep_body=keep_body,
         )
-        self._client = Client(config=config, **options)
+        self._client = Client(config=bulk_config(config, options, concurrency))
         self.config = self._client.config
         self._runner = JobRunner(self._client, self.settings)
         self._loop_runner: asyncio.Runner | None = None
@@ -358,6 +359,27 @@ class SendEngine:
 
 async def _next_batch(batches: AsyncGenerator[list[Result], None]) -> list[Result] | None:
     return await anext(batches, None)
+
+
+def bulk_config(
+    config: ClientConfig | None, options: dict[str, Any], concurrency: int
+) -> ClientConfig:
+    """The ClientConfig for a bulk engine: pool sizes follow ``concurrency`` unless set.
+
+    A job runner starts each job as its own task, so a finished request's connection goes
+    back to the pool a loop turn before the next job takes it. With the Client defaults
+    (10 idle per host) a burst of completions would close the connections above 10, only
+    for the next jobs to open new ones: at 50 in flight against one host that churned a
+    new connection for almost every request. Keeping up to ``concurrency`` idle (and
+    allowing that many open) is what a bulk run needs; explicit values always win.
+    """
+    check_option_names(options)
+    if config is not None:
+        return config.replace(**options) if options else config
+    options = dict(options)
+    options.setdefault("pool_max_idle_per_host", max(10, concurrency))
+    options.setdefault("max_connections", max(100, concurrency))
+    return ClientConfig(**options)
 
 
 def _retry(retry: RetryConfig | int | None) -> RetryConfig | None:

@@ -13,6 +13,7 @@ connections, per-host limits and rate pacing live in one worker.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable
 from typing import Final
@@ -28,6 +29,9 @@ __all__ = ["Dispatcher", "EngineStats", "Sink"]
 Sink = Callable[[Result], None]
 #: How many dead workers one job may outlive before it fails with WorkerCrashed.
 DEFAULT_MAX_CRASHES: Final = 2
+_AUTHORITY: Final = re.compile(r"[^/?#]*")
+#: URL prefixes whose shard is remembered (a crawl may touch millions of hosts).
+_SHARD_CACHE: Final = 65536
 
 
 class EngineStats(msgspec.Struct):
@@ -73,11 +77,23 @@ class Dispatcher:
         self.in_flight: list[dict[int, _InFlight]] = [{} for _ in range(workers)]
         self.stats = EngineStats()
         self._seq = 0
+        self._shards: dict[str, int] = {}
 
     def shard(self, job: Job) -> int:
         if self.workers == 1:
             return 0
-        return zlib.crc32(origin_key(job.url).encode()) % self.workers
+        url = job.url
+        # Cache by the URL's text up to its path: parsing every URL would cost more
+        # than everything else the parent does per job.
+        scheme_end = url.find("://")
+        end = _AUTHORITY.match(url, scheme_end + 3).end() if scheme_end >= 0 else len(url)  # type: ignore[union-attr]
+        prefix = url[:end]
+        shard = self._shards.get(prefix)
+        if shard is None:
+            if len(self._shards) >= _SHARD_CACHE:
+                self._shards.clear()
+            shard = self._shards[prefix] = zlib.crc32(origin_key(url).encode()) % self.workers
+        return shard
 
     def has_room(self, worker: int) -> bool:
         return len(self.in_flight[worker]) < self.window

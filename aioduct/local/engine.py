@@ -27,11 +27,11 @@ from typing import Any, Final
 
 import msgspec
 
-from ..config import ClientConfig, check_option_names
+from ..config import ClientConfig
 from ..errors import AioductError, ClientClosed, EngineUnavailable
 from ..jobs import Job, Result
 from ..retries import RetryConfig
-from ..runner import JobsLike, RunnerSettings, _job_source, _next_batch, _retry
+from ..runner import JobsLike, RunnerSettings, _job_source, _next_batch, _retry, bulk_config
 from . import wire
 from .dispatch import DEFAULT_MAX_CRASHES, Dispatcher, EngineStats, Sink
 
@@ -144,11 +144,7 @@ class LocalEngine:
         max_crashes: int = DEFAULT_MAX_CRASHES,
         **options: Any,
     ) -> None:
-        check_option_names(options)
-        if config is None:
-            config = ClientConfig(**options)
-        elif options:
-            config = config.replace(**options)
+        config = bulk_config(config, options, concurrency)
         self.config = config
         self.settings = RunnerSettings(
             concurrency=concurrency,
