@@ -1,0 +1,101 @@
+"""Job runner behaviour shared by both bulk engines: limits, pacing, retries, async use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+import aioduct
+from aioduct import Job, SendEngine
+from aioduct.testing.nginx import Nginx
+from aioduct.testing.server import Conn, ScriptServer, ServerRequest
+
+pytestmark = pytest.mark.nginx
+
+
+def slow_counting_route(server: ScriptServer, path: str) -> dict[str, int]:
+    """A route that holds each request 50 ms and records the peak number in flight."""
+    seen = {"now": 0, "peak": 0, "total": 0}
+
+    @server.route(path)
+    async def handler(conn: Conn, req: ServerRequest) -> None:
+        seen["now"] += 1
+        seen["total"] += 1
+        seen["peak"] = max(seen["peak"], seen["now"])
+        await asyncio.sleep(0.05)
+        seen["now"] -= 1
+        await conn.send_response(200, [], b"ok")
+
+    return seen
+
+
+def test_per_host_concurrency_is_a_ceiling(script_server: ScriptServer, nginx: Nginx) -> None:
+    seen = slow_counting_route(script_server, "/hold")
+    urls = [script_server.url + "/hold"] * 12 + [nginx.http_url + "/small"] * 30
+    with SendEngine(concurrency=20, per_host_concurrency=3) as engine:
+        results = list(engine.map(urls))
+    assert all(r.status == 200 for r in results) and len(results) == 42
+    assert seen["total"] == 12 and seen["peak"] == 3
+
+
+def test_per_host_rate_spaces_request_starts(script_server: ScriptServer) -> None:
+    script_server.route_respond("/r", body=b"ok")
+    with SendEngine(concurrency=10, per_host_rate=20.0) as engine:
+        started = time.monotonic()
+        results = list(engine.map([script_server.url + "/r"] * 6))
+        elapsed = time.monotonic() - started
+    assert [r.status for r in results] == [200] * 6
+    assert elapsed >= 5 / 20.0 * 0.9  # 6 starts, 50 ms apart: at least ~250 ms (a floor)
+
+
+def test_retries_honour_retry_after_and_stop_at_the_limit(script_server: ScriptServer) -> None:
+    calls = {"n": 0}
+
+    @script_server.route("/flaky")
+    async def flaky(conn: Conn, req: ServerRequest) -> None:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            await conn.send_response(503, [("Retry-After", "0")], b"busy")
+        else:
+            await conn.send_response(200, [], b"fine")
+
+    retry = aioduct.RetryConfig(max_retries=5, initial_backoff=0.01)
+    with SendEngine(retry=retry) as engine:
+        r = engine.request("GET", script_server.url + "/flaky")
+        assert (r.status, r.body, r.attempts) == (200, b"fine", 3)
+        gone = engine.request("GET", "http://127.0.0.1:1/")
+        assert gone.error is not None and gone.error.kind == "ConnectError" and gone.attempts == 6
+    with SendEngine(retry=0) as engine:
+        assert engine.request("GET", "http://127.0.0.1:1/").attempts == 1
+    with pytest.raises(TypeError, match="retry must be a RetryConfig"):
+        SendEngine(retry="often")  # type: ignore[arg-type]
+
+
+async def test_amap_with_an_async_source_and_arequest(nginx: Nginx) -> None:
+    async def jobs():
+        for i in range(50):
+            yield (
+                Job(url=f"{nginx.http_url}/small?{i}", meta=i)
+                if i % 2
+                else f"{nginx.http_url}/json"
+            )
+
+    for engine in (SendEngine(concurrency=8), aioduct.LocalEngine(workers=1, loop="asyncio")):
+        async with engine:
+            results = [r async for r in engine.amap(jobs())]
+            one = await engine.arequest("GET", nginx.http_url + "/small")
+        assert sorted(r.id for r in results) == list(range(50))  # type: ignore[type-var]
+        assert all(r.status == 200 for r in results)
+        assert {r.meta for r in results if r.id % 2} == set(range(1, 50, 2))  # type: ignore[operator]
+        assert one.body == b"Hello, World!"
+
+
+def test_breaking_out_of_map_leaves_the_engine_usable(nginx: Nginx) -> None:
+    with aioduct.LocalEngine(workers=1, loop="asyncio", concurrency=4) as engine:
+        for n, _ in enumerate(engine.map(nginx.http_url + f"/small?{i}" for i in range(10_000))):
+            if n == 20:
+                break
+        assert engine.request("GET", nginx.http_url + "/small").status == 200
+        assert [r.status for r in engine.map([nginx.http_url + "/small"] * 3)] == [200] * 3
