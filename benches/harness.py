@@ -6,19 +6,22 @@ drain inside the window. Counting happens in per-worker `Tally` objects, read by
 side, so the hot loop pays one attribute increment per request.
 
 CPU is `getrusage(RUSAGE_SELF)` user+sys of the whole process, so client threads (libcurl's
-resolver, tokio's runtime) are charged to the client that started them.
+resolver, tokio's runtime) are charged to the client that started them, plus whatever a
+client registers in `EXTRA_CPU` (the local engine's worker processes, read from /proc).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import resource
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benches.scenarios import Target
@@ -28,6 +31,25 @@ AsyncFetch = Callable[[], Awaitable[Fetched]]
 SyncFetch = Callable[[], Fetched]
 AsyncOpen = Callable[[Target], AbstractAsyncContextManager[AsyncFetch]]
 SyncOpen = Callable[[Target], AbstractContextManager[SyncFetch]]
+
+
+#: CPU seconds of processes a client started (its own process is measured anyway), added to
+#: every snapshot: a multi-process client is charged for all of its processes.
+EXTRA_CPU: list[Callable[[], float]] = []
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def processes_cpu(pids: list[int]) -> float:
+    """user+sys CPU seconds of live processes, from /proc (0 for any that is gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
 
 
 class BadResponse(Exception):
@@ -80,7 +102,8 @@ class Snapshot:
     @classmethod
     def take(cls, tallies: list[Tally]) -> Snapshot:
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        return cls(time.perf_counter(), ru.ru_utime + ru.ru_stime, sum(t.ok for t in tallies))
+        cpu = ru.ru_utime + ru.ru_stime + sum(extra() for extra in EXTRA_CPU)
+        return cls(time.perf_counter(), cpu, sum(t.ok for t in tallies))
 
 
 @dataclass
@@ -139,6 +162,20 @@ async def measure_async(
 ThreadLoop = Callable[[Tally, threading.Event], None]
 
 
+class ReadyLoop:
+    """A thread body with slow setup (processes to start): measuring waits for `ready`."""
+
+    def __init__(self, body: Callable[[Tally, threading.Event, threading.Event], None]) -> None:
+        self._body = body
+        self.ready = threading.Event()
+
+    def __call__(self, tally: Tally, stop: threading.Event) -> None:
+        try:
+            self._body(tally, stop, self.ready)
+        finally:
+            self.ready.set()  # a setup failure must not leave the measurement waiting
+
+
 def sync_loop(open_fetch: SyncOpen, target: Target) -> ThreadLoop:
     """A thread body: its own client/session, one request at a time until `stop`."""
 
@@ -178,6 +215,9 @@ def measure_threads(loops: list[ThreadLoop], warmup: float, duration: float) -> 
     ]
     for t in threads:
         t.start()
+    for loop in loops:
+        if isinstance(loop, ReadyLoop):
+            loop.ready.wait(60)
     time.sleep(warmup)
     a = Snapshot.take(tallies)
     time.sleep(duration)

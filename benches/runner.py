@@ -9,19 +9,22 @@ CPU time is its own and the server never competes with it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from aioduct.testing.nginx import Nginx
+from aioduct.testing.nginx import Nginx, locations_config
 from benches import report
 from benches.clients import CLIENTS, DEFAULT_CLIENTS
 from benches.scenarios import SCENARIOS, Scenario, Target, reference_target
@@ -29,6 +32,10 @@ from benches.worker import RESULT_PREFIX
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Extra nginx origins serving the standard locations, for clients that shard by origin.
+MIRRORS = 16
+#: The scenario of the scaling run.
+SCALING_SCENARIO = "concurrent_50"
 
 
 @dataclass
@@ -191,15 +198,38 @@ def choose_cpus(pin: bool) -> tuple[int | None, int | None, str]:
     )
 
 
+def free_cpus(server_cpu: int | None) -> list[int]:
+    """Every CPU this process may use except nginx's."""
+    if not hasattr(os, "sched_getaffinity"):
+        return []
+    return [c for c in sorted(os.sched_getaffinity(0)) if c != server_cpu]
+
+
+def client_cpus(client: str, client_cpu: int | None, server_cpu: int | None) -> list[int] | None:
+    """The CPUs a client subprocess is pinned to (None: not pinned)."""
+    if client_cpu is None:
+        return None
+    if CLIENTS[client].cpus == "free":
+        return free_cpus(server_cpu) or [client_cpu]
+    return [client_cpu]
+
+
 def run_pair(
-    target: Target, client: str, opts: Options, cpu: int | None, meter: LoadMeter
+    target: Target,
+    client: str,
+    opts: Options,
+    cpus: list[int] | None,
+    meter: LoadMeter,
+    *,
+    workers: int | None = None,
 ) -> PairResult:
     spec = {
         "client": client,
         "target": target.to_json(),
         "warmup": opts.warmup,
         "duration": opts.duration,
-        "cpu": cpu,
+        "cpus": cpus,
+        "workers": workers,
     }
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -262,19 +292,15 @@ def run(opts: Options) -> Report:
     rep = Report(meta)
     report.print_header(rep.meta, out)
     started = time.perf_counter()
-    with Nginx(access_log=False, worker_processes=1) as nginx:
-        nginx_pids = _process_tree(nginx.pid)
-        if server_cpu is not None:
-            for pid in nginx_pids:
-                os.sched_setaffinity(pid, {server_cpu})
-        meter = LoadMeter(nginx_pids)
+    with bench_nginx(server_cpu) as (nginx, mirrors, meter):
         for name in opts.scenarios:
             scenario: Scenario = SCENARIOS[name]
-            target = reference_target(scenario, nginx.http_url)
+            target = reference_target(scenario, nginx.http_url, mirrors)
             runs: dict[str, list[PairResult]] = {c: [] for c in opts.clients}
             for _ in range(opts.repeat):  # interleaved, so slow drift hits every client alike
                 for client in opts.clients:
-                    runs[client].append(run_pair(target, client, opts, client_cpu, meter))
+                    cpus = client_cpus(client, client_cpu, server_cpu)
+                    runs[client].append(run_pair(target, client, opts, cpus, meter))
             rep.results += [_median(runs[c]) for c in opts.clients]
             report.print_scenario(rep, scenario, opts.clients, opts.duration, out)
     rep.meta["total_s"] = round(time.perf_counter() - started, 1)
@@ -286,10 +312,85 @@ def run(opts: Options) -> Report:
     return rep
 
 
+@contextlib.contextmanager
+def bench_nginx(server_cpu: int | None) -> Iterator[tuple[Nginx, tuple[str, ...], LoadMeter]]:
+    """nginx (1 worker, no access log, pinned to ``server_cpu``) with MIRRORS extra origins.
+
+    The mirrors serve the standard locations on other ports, so a client that shards by
+    origin can use its workers; every other client only talks to ``http_url``.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="aioduct-bench-nginx-"))
+    files = workdir / "files"  # where Nginx writes the standard locations' files
+    mirror = "server_name localhost;\n" + locations_config(files, "http://127.0.0.1:9")
+    servers = {f"mirror{i}": mirror for i in range(MIRRORS)}
+    try:
+        with Nginx(workdir, access_log=False, worker_processes=1, extra_servers=servers) as nginx:
+            nginx_pids = _process_tree(nginx.pid)
+            if server_cpu is not None:
+                for pid in nginx_pids:
+                    os.sched_setaffinity(pid, {server_cpu})
+            mirrors = tuple(nginx.extra_urls[name] for name in servers)
+            yield nginx, mirrors, LoadMeter(nginx_pids)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_scaling(opts: Options, workers: Sequence[int]) -> list[PairResult]:
+    """The local engine with 1, 2, ... N workers on the 50-concurrent small GET.
+
+    Efficiency is req/s over ``k x`` the 1-worker req/s: 1.0 is perfect scaling. nginx
+    stays on its own CPU; the client may use every CPU (each worker pins itself to one),
+    so beyond the CPUs free of nginx the workers share a core with it.
+    """
+    out = opts.out or sys.stdout
+    _, server_cpu, _ = choose_cpus(opts.pin)
+    free = free_cpus(server_cpu)
+    scenario = SCENARIOS[SCALING_SCENARIO]
+    where = f"nginx on CPU {server_cpu}" if server_cpu is not None else "nginx not pinned"
+    print(
+        f"scaling  aioduct-local with {', '.join(map(str, workers))} workers on "
+        f"{scenario.name} ({scenario.title}), {opts.duration:g} s each\n"
+        f"pinning  {where}; each engine worker pins itself to one CPU; "
+        f"CPUs free of nginx: {len(free) or '?'}\n",
+        file=out,
+    )
+    results: list[PairResult] = []
+    with bench_nginx(server_cpu) as (nginx, mirrors, meter):
+        target = reference_target(scenario, nginx.http_url, mirrors)
+        for count in workers:
+            runs = [
+                run_pair(target, "aioduct-local-1", opts, None, meter, workers=count)
+                for _ in range(opts.repeat)
+            ]
+            results.append(_median(runs))
+    base = results[0].rps / workers[0] if results and results[0].valid else 0.0
+    print(f"{'workers':>7}  {'req/s':>9}  {'CPU µs/req':>10}  {'efficiency':>10}  other", file=out)
+    for count, r in zip(workers, results, strict=True):
+        if not r.valid:
+            print(f"{count:>7}  {'error':>9}  {r.reason or r.first_error}", file=out)
+            continue
+        eff = r.rps / (count * base) if base else 0.0
+        note = "" if not free or count <= len(free) else "  (shares a CPU with nginx)"
+        print(
+            f"{count:>7}  {r.rps:>9,.0f}  {r.cpu_us:>10.1f}  {eff:>10.2f}  "
+            f"{_load_text(r.other_load)}{note}",
+            file=out,
+        )
+    return results
+
+
+def _load_text(load: float | None) -> str:
+    return "?" if load is None else f"{load:.2f}"
+
+
 def _unknown(scenarios: Sequence[str], clients: Sequence[str]) -> str:
     names = [s for s in scenarios if s not in SCENARIOS]
     names += [c for c in clients if c not in CLIENTS]
     return f"unknown scenario/client: {', '.join(names)} (see --list)" if names else ""
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _csv(value: str) -> list[str]:
@@ -310,6 +411,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
     parser.add_argument("--json", type=Path, default=None, help="output (benches/results/…)")
     parser.add_argument("--list", action="store_true", help="list scenarios and clients")
+    parser.add_argument(
+        "--scaling",
+        nargs="?",
+        const="",
+        metavar="1,2,4",
+        help=f"local engine scaling run on {SCALING_SCENARIO}: these worker counts "
+        "(default 1..CPUs)",
+    )
     args = parser.parse_args(argv)
     if args.list:
         for s in SCENARIOS.values():
@@ -320,6 +429,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     duration = args.duration if args.duration is not None else (0.5 if args.quick else 2.0)
     warmup = args.warmup if args.warmup is not None else (0.2 if args.quick else 0.3)
+    if args.scaling is not None:
+        try:
+            counts = [int(n) for n in _csv(args.scaling)] or list(range(1, _cpu_count() + 1))
+        except ValueError:
+            parser.error(f"--scaling takes worker counts like 1,2,4, not {args.scaling!r}")
+        if min(counts) < 1:
+            parser.error("--scaling worker counts must be at least 1")
+        opts = Options(duration=duration, warmup=warmup, repeat=max(1, args.repeat), pin=args.pin)
+        results = run_scaling(opts, counts)
+        return 0 if all(r.valid for r in results) else 1
     unknown = _unknown(args.scenarios, args.clients)
     if unknown:
         parser.error(unknown)

@@ -77,6 +77,9 @@ class Target:
     sha256: str
     text: str | None = None
     json_value: Any = None
+    mirrors: tuple[str, ...] = ()
+    """The same location on other origins of the same nginx (other ports): a client that
+    shards by origin, like the local engine, needs several origins to use several workers."""
 
     @property
     def body(self) -> bytes | None:
@@ -87,6 +90,8 @@ class Target:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Target:
+        data = dict(data)
+        data["mirrors"] = tuple(data.get("mirrors", ()))
         return cls(**data)
 
 
@@ -98,7 +103,9 @@ def _charset(content_type: str) -> str:
     return "utf-8"
 
 
-def reference_target(scenario: Scenario, base_url: str) -> Target:
+def reference_target(
+    scenario: Scenario, base_url: str, mirror_bases: tuple[str, ...] = ()
+) -> Target:
     """Fetch the scenario's URL once with http.client and freeze the answer as the reference."""
     url = base_url.rstrip("/") + scenario.path
     parts = urllib.parse.urlsplit(url)
@@ -127,4 +134,5 @@ def reference_target(scenario: Scenario, base_url: str) -> Target:
         sha256=hashlib.sha256(raw).hexdigest(),
         text=text,
         json_value=json.loads(raw) if scenario.decode == "json" else None,
+        mirrors=tuple(base.rstrip("/") + scenario.path for base in mirror_bases),
     )

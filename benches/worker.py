@@ -38,7 +38,10 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     describe = getattr(module, "describe", None)
     detail = describe() if describe else ""
 
-    if hasattr(module, "open_async"):
+    if hasattr(module, "bulk_loop"):
+        workers = spec.get("workers") or info.workers
+        m = measure_threads([module.bulk_loop(target, workers)], warmup, duration)
+    elif hasattr(module, "open_async"):
         coro = measure_async(module.open_async, target, warmup, duration)
         if info.loop == "uvloop":
             import uvloop
@@ -57,9 +60,11 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
-    cpu = spec.get("cpu")
-    if cpu is not None:
-        os.sched_setaffinity(0, {int(cpu)})
+    cpus = spec.get("cpus")
+    if cpus is None and spec.get("cpu") is not None:
+        cpus = [spec["cpu"]]
+    if cpus:
+        os.sched_setaffinity(0, {int(c) for c in cpus})
     try:
         result = _run(spec)
     except Exception as exc:

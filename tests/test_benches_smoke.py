@@ -6,11 +6,16 @@ Not a performance test: durations are tiny and nothing is compared, only the rep
 from __future__ import annotations
 
 import io
+import itertools
 
 import pytest
 
+from aioduct.jobs import Job
+from aioduct.local.dispatch import Dispatcher
 from aioduct.testing.nginx import NGINX_MISSING_REASON, nginx_binary
+from benches.clients.aioduct_local_client import spread_urls
 from benches.runner import Options, run
+from benches.scenarios import Target
 
 CLIENTS = ("aiohttp", "aioduct-asyncio")
 
@@ -42,3 +47,43 @@ def test_runner_get_small_reports_requests_per_second() -> None:
     text = out.getvalue()
     assert "get_small" in text and "req/s" in text
     assert report.to_json()["results"][0]["rps"] > 0
+
+
+@pytest.mark.timeout(60)
+def test_runner_local_engine_client_reports_requests_per_second() -> None:
+    from aioduct import uring
+
+    reason = uring.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"the local engine needs io_uring: {reason}")
+    out = io.StringIO()
+    report = run(
+        Options(
+            scenarios=["concurrent_10"],
+            clients=["aioduct-local-1"],
+            duration=0.2,
+            warmup=0.1,
+            pin=False,
+            json_path=None,
+            out=out,
+        )
+    )
+    (r,) = report.results
+    assert r.status == "ok", r.reason
+    assert r.errors == 0, r.first_error
+    assert r.valid and r.requests > 0 and r.cpu_us > 0
+    assert "aioduct-local-1" in out.getvalue()
+
+
+def test_local_client_spreads_jobs_over_every_worker() -> None:
+    mirrors = tuple(f"http://127.0.0.1:{port}/small" for port in range(20001, 20017))
+    target = Target(
+        "concurrent_50", "GET", "http://127.0.0.1:20000/small", 0, "bytes", 50, True,
+        200, 13, "", mirrors=mirrors,
+    )  # fmt: skip
+    cycle, busy = spread_urls(target, 2)
+    shard = Dispatcher(2, 1).shard
+    owners = [shard(Job(url=url)) for url in cycle]
+    assert busy == 2 and set(owners) == {0, 1}
+    assert all(a != b for a, b in itertools.pairwise(owners))  # alternating
+    assert spread_urls(target, 1) == ([target.url], 1)

@@ -7,7 +7,10 @@ them — the point is to give a client something quick and predictable to crawl,
 general server (:mod:`aioduct.testing.server` is the scriptable one for hostile cases).
 
 Run standalone: ``python -m aioduct.testing.origin --port 0`` prints ``PORT <n>`` and
-serves until stdin closes or it is terminated.
+serves until stdin closes or it is terminated. ``--ports 32`` listens on 32 kernel-picked
+ports at once and prints ``PORTS <n1> <n2> ...``: each port is a distinct origin
+(``scheme://host:port``), which is what a crawl sharded by origin needs to spread its
+work over many workers — the demo uses it as 32 virtual hosts served by one process.
 """
 
 from __future__ import annotations
@@ -15,11 +18,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import subprocess
 import sys
 import zlib
+from types import TracebackType
 from typing import Final
 
-__all__ = ["OriginProtocol", "page_body", "serve"]
+__all__ = [
+    "OriginProcess",
+    "OriginProtocol",
+    "bound_port",
+    "page_body",
+    "serve",
+    "serve_many",
+]
 
 _MAX_HEAD: Final = 16 * 1024
 
@@ -103,10 +115,33 @@ async def serve(host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
     return await loop.create_server(OriginProtocol, host, port, backlog=4096)
 
 
-async def _main(port: int) -> None:
-    server = await serve(port=port)
-    bound = server.sockets[0].getsockname()[1]
-    print(f"PORT {bound}", flush=True)
+async def serve_many(count: int, host: str = "127.0.0.1") -> list[asyncio.Server]:
+    """``count`` servers on kernel-picked ports of ``host``: one origin per port."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1 port, not {count}")
+    servers: list[asyncio.Server] = []
+    try:
+        while len(servers) < count:
+            servers.append(await serve(host, 0))
+    except BaseException:
+        for server in servers:
+            server.close()
+        raise
+    return servers
+
+
+def bound_port(server: asyncio.Server) -> int:
+    port: int = server.sockets[0].getsockname()[1]
+    return port
+
+
+async def _main(port: int, count: int | None) -> None:
+    if count is None:
+        servers = [await serve(port=port)]
+        print(f"PORT {bound_port(servers[0])}", flush=True)
+    else:
+        servers = await serve_many(count)
+        print("PORTS " + " ".join(str(bound_port(s)) for s in servers), flush=True)
     loop = asyncio.get_running_loop()
     stdin_closed = loop.create_future()
 
@@ -121,18 +156,70 @@ async def _main(port: int) -> None:
         loop.call_soon_threadsafe(finish)
 
     loop.run_in_executor(None, watch_stdin)
-    async with server:
+    try:
         await stdin_closed
+    finally:
+        for server in servers:
+            server.close()
+
+
+class OriginProcess:
+    """The origin in a child process (its CPU is not the caller's), stopped by closing stdin.
+
+    ``with OriginProcess(ports=32) as origin: origin.urls`` -- one base URL per port.
+    """
+
+    def __init__(self, ports: int = 1) -> None:
+        argv = [sys.executable, "-m", "aioduct.testing.origin"]
+        argv += ["--ports", str(ports)] if ports != 1 else ["--port", "0"]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        words = line.split()
+        if not words or words[0] not in ("PORT", "PORTS") or not words[1:]:
+            self.stop()
+            raise RuntimeError(f"the origin server failed to start (it said {line!r})")
+        self.ports = [int(w) for w in words[1:]]
+        self.urls = [f"http://127.0.0.1:{port}" for port in self.ports]
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    def stop(self) -> None:
+        if self.proc.stdin:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> OriginProcess:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port", type=int, default=0, help="one port (0: the kernel picks)")
+    parser.add_argument(
+        "--ports", type=int, default=None, metavar="N", help="N kernel-picked ports (N origins)"
+    )
     args = parser.parse_args(argv)
+    if args.ports is not None and args.ports < 1:
+        parser.error(f"--ports must be at least 1, not {args.ports}")
     from ..client import run
 
     with contextlib.suppress(KeyboardInterrupt):
-        run(_main(args.port))
+        run(_main(args.port, args.ports))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ An adapter module provides exactly one of:
 - ``open_sync(target) -> ContextManager[SyncFetch]``: one session per thread, with
   ``target.concurrency`` threads (a ThreadPool, as sync libraries are used concurrently);
 
+- ``bulk_loop(target, workers) -> ThreadLoop``: one thread feeds a bulk engine (the local
+  engine's ``map()``), which keeps ``target.concurrency`` requests in flight itself, on
+  ``workers`` processes (``None``: one per CPU the client may use);
+
 and optionally ``multi_loop(target) -> ThreadLoop`` (replaces the N threads by one
 event-driven loop, e.g. libcurl's multi interface), ``unsupported(target) -> str | None`` (a
 reason printed as ``n/a``) and ``describe() -> str`` (extra version detail for the JSON).
@@ -32,6 +36,10 @@ class ClientInfo:
     dist: str
     loop: Literal["asyncio", "uvloop"] | None
     config: str
+    workers: int | None = None
+    """For bulk engines: worker processes (None: one per CPU the client subprocess gets)."""
+    cpus: Literal["one", "free"] = "one"
+    """The client subprocess's CPUs when pinning: one, or every CPU but nginx's."""
 
 
 CLIENTS: dict[str, ClientInfo] = {
@@ -50,6 +58,25 @@ CLIENTS: dict[str, ClientInfo] = {
             "aioduct",
             "asyncio",
             "aioduct.Client() on the stock asyncio loop; no_pool as above",
+        ),
+        ClientInfo(
+            "aioduct-local-1",
+            "benches.clients.aioduct_local_client",
+            "aioduct",
+            None,
+            "aioduct.LocalEngine(workers=1) on io_uring, fed by engine.map(); the scenario's "
+            "concurrency is the engine's",
+            workers=1,
+        ),
+        ClientInfo(
+            "aioduct-local-N",
+            "benches.clients.aioduct_local_client",
+            "aioduct",
+            None,
+            "aioduct.LocalEngine(workers=N): N = CPUs free of nginx, concurrency split "
+            "over them; jobs spread over mirror origins (other nginx ports) so each "
+            "worker gets its share (the engine shards by origin)",
+            cpus="free",
         ),
         ClientInfo(
             "aiohttp",
@@ -108,6 +135,8 @@ CLIENTS: dict[str, ClientInfo] = {
 DEFAULT_CLIENTS: tuple[str, ...] = (
     "aioduct-uvloop",
     "aioduct-asyncio",
+    "aioduct-local-1",
+    "aioduct-local-N",
     "aiohttp",
     "httpx",
     "niquests",

@@ -1,0 +1,102 @@
+"""aioduct's local engine: worker processes on io_uring, fed Jobs through ``engine.map()``.
+
+One thread runs ``engine.map()`` over an endless generator of Jobs that stops when the
+measurement ends; the engine keeps ``target.concurrency`` requests in flight in all (split
+evenly over the workers), exactly as a crawler uses it. The workers' CPU is read from
+/proc and charged to this client beside the parent's own.
+
+The engine shards jobs by origin, so with N workers the jobs cycle over the target's mirror
+origins (the same nginx location on other ports) chosen so that every worker owns some;
+one origin would keep N - 1 workers idle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from aioduct import uring
+from aioduct.jobs import Job, Result, result_to_response
+from benches.harness import EXTRA_CPU, BadResponse, ReadyLoop, Tally, processes_cpu
+from benches.harness import check as check_response
+from benches.harness import check_first as check_first_response
+from benches.scenarios import Target
+
+
+def unsupported(target: Target) -> str | None:
+    return uring.unavailable_reason()
+
+
+def describe() -> str:
+    return "LocalEngine on io_uring"
+
+
+def spread_urls(target: Target, workers: int) -> tuple[list[str], int]:
+    """URLs to cycle through so that consecutive jobs go to different workers.
+
+    Returns the cycle and how many workers own at least one origin (the others idle).
+    """
+    if workers == 1 or not target.mirrors:
+        return [target.url], 1
+    from aioduct.local.dispatch import Dispatcher
+
+    shard = Dispatcher(workers, 1).shard
+    owned: list[list[str]] = [[] for _ in range(workers)]
+    for url in (target.url, *target.mirrors):
+        owned[shard(Job(url=url))].append(url)
+    groups = [urls for urls in owned if urls]
+    depth = max(len(urls) for urls in groups)
+    cycle = [urls[i % len(urls)] for i in range(depth) for urls in groups]
+    return cycle, len(groups)
+
+
+def _payload(target: Target, result: Result) -> Any:
+    if result.error is not None:
+        raise BadResponse(f"{result.error.kind}: {result.error.message}")
+    if target.decode == "json":
+        return json.loads(result.body or b"")
+    if target.decode == "text":
+        return result_to_response(result).text
+    return result.body or b""
+
+
+def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
+    def body(tally: Tally, stop: threading.Event, ready: threading.Event) -> None:
+        from aioduct.local.engine import LocalEngine, usable_cpus
+
+        count = workers or len(usable_cpus())
+        per_worker = max(1, math.ceil(target.concurrency / count))
+        options: dict[str, Any] = {}
+        if not target.keepalive:  # no_pool: the engine keeps no idle connection
+            options["pool_max_idle_per_host"] = 0
+        urls, busy = spread_urls(target, count)
+        if busy < count:
+            print(f"aioduct-local: only {busy} of {count} workers own an origin", flush=True)
+
+        def jobs() -> Iterator[Job]:
+            method, body_bytes = target.method, target.body
+            i = 0
+            while not stop.is_set():
+                yield Job(url=urls[i % len(urls)], method=method, body=body_bytes)
+                i += 1
+
+        with LocalEngine(workers=count, concurrency=per_worker, **options) as engine:
+            EXTRA_CPU.append(lambda: processes_cpu(engine.pids))
+            ready.set()
+            first = True
+            for result in engine.map(jobs()):
+                try:
+                    payload = _payload(target, result)
+                    if first:
+                        check_first_response(target, result.status, payload)
+                        first = False
+                    else:
+                        check_response(target, result.status, payload)
+                    tally.ok += 1
+                except Exception as exc:
+                    tally.fail(exc)
+
+    return ReadyLoop(body)

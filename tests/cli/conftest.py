@@ -1,0 +1,76 @@
+"""Fixtures for the command-line tests: the loopback origin on several ports, and a runner
+for ``python -m aioduct.cli`` in a subprocess (signals and stdin need a real process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aioduct.testing.origin import OriginProcess
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def origin() -> Iterator[OriginProcess]:
+    """The demo origin listening on four ports: four distinct origins."""
+    with OriginProcess(ports=4) as server:
+        yield server
+
+
+@dataclass
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def env(**extra: str) -> dict[str, str]:
+    environ = dict(os.environ)
+    environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), environ.get("PYTHONPATH")) if p)
+    environ.update(extra)
+    return environ
+
+
+def aioduct(*args: str, stdin: str | None = None, cwd: Path | None = None, **extra: str) -> Ran:
+    """Run ``python -m aioduct.cli ARGS`` to completion."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "aioduct.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env(**extra),
+        cwd=cwd,
+        timeout=60,
+    )
+    return Ran(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start(*args: str, cwd: Path | None = None, **extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "aioduct.cli", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(**extra),
+        cwd=cwd,
+    )
+
+
+def results(path: Path) -> list[dict[str, Any]]:
+    """Every line of a crawl output, decoded (a partial line fails the test)."""
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def write_urls(path: Path, urls: list[str]) -> Path:
+    path.write_text("".join(url + "\n" for url in urls))
+    return path
