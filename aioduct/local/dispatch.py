@@ -30,6 +30,8 @@ Sink = Callable[[Result], None]
 #: How many dead workers one job may outlive before it fails with WorkerCrashed.
 DEFAULT_MAX_CRASHES: Final = 2
 _AUTHORITY: Final = re.compile(r"[^/?#]*")
+#: "origin": a host's jobs all go to one worker; "balanced": to the least busy worker.
+SHARDINGS: Final = ("origin", "balanced")
 #: URL prefixes whose shard is remembered (a crawl may touch millions of hosts).
 _SHARD_CACHE: Final = 65536
 
@@ -68,10 +70,20 @@ def origin_key(url: str) -> str:
 class Dispatcher:
     """Shards jobs over ``workers`` and tracks each one until its Result arrives."""
 
-    def __init__(self, workers: int, window: int, *, max_crashes: int = DEFAULT_MAX_CRASHES):
+    def __init__(
+        self,
+        workers: int,
+        window: int,
+        *,
+        max_crashes: int = DEFAULT_MAX_CRASHES,
+        sharding: str = "origin",
+    ):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
+        if sharding not in SHARDINGS:
+            raise ValueError(f"sharding must be 'origin' or 'balanced', not {sharding!r}")
         self.workers = workers
+        self.balanced = sharding == "balanced"
         self.window = window
         self.max_crashes = max_crashes
         self.in_flight: list[dict[int, _InFlight]] = [{} for _ in range(workers)]
@@ -82,6 +94,9 @@ class Dispatcher:
     def shard(self, job: Job) -> int:
         if self.workers == 1:
             return 0
+        if self.balanced:  # the worker with the fewest jobs in hand
+            tables = self.in_flight
+            return min(range(self.workers), key=lambda i: len(tables[i]))
         url = job.url
         # Cache by the URL's text up to its path: parsing every URL would cost more
         # than everything else the parent does per job.

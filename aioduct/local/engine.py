@@ -122,7 +122,10 @@ class LocalEngine:
     flight *per worker*), ``per_host_concurrency`` and ``per_host_rate`` (requests/s
     per origin; jobs are sharded by origin, so these hold engine-wide), ``retry`` (a
     :class:`~aioduct.RetryConfig` or a number of retries), ``keep_body`` (``False``
-    drops bodies from Results), ``pin`` (pin each worker to one CPU), and ``loop``:
+    drops bodies from Results), ``pin`` (pin each worker to one CPU), ``sharding``
+    (``"origin"``, default: a host's jobs all run on one worker, where its connections
+    and per-host limits live; ``"balanced"``: each job to the least busy worker, for a
+    few hosts and many cores, without per-host limits), and ``loop``:
     ``"uring"`` (default; raises :class:`~aioduct.EngineUnavailable` saying why where
     io_uring is unusable) or ``"asyncio"`` (uvloop) for machines without io_uring.
     """
@@ -142,6 +145,7 @@ class LocalEngine:
         pin: bool = True,
         loop: str = "uring",
         max_crashes: int = DEFAULT_MAX_CRASHES,
+        sharding: str = "origin",
         **options: Any,
     ) -> None:
         config = bulk_config(config, options, concurrency)
@@ -171,8 +175,13 @@ class LocalEngine:
         self.workers = workers
         self.loop_kind = loop
         self._slots = [_Slot(i, cpus[i % len(cpus)] if pin else None) for i in range(workers)]
+        if sharding == "balanced" and (per_host_concurrency or per_host_rate):
+            raise ValueError(
+                "per-host limits need sharding='origin': with 'balanced' one host's jobs "
+                "are spread over workers that do not share their per-host state"
+            )
         self._dispatcher = Dispatcher(
-            workers, concurrency * _WINDOW_FACTOR, max_crashes=max_crashes
+            workers, concurrency * _WINDOW_FACTOR, max_crashes=max_crashes, sharding=sharding
         )
         # Encoded once, here: an option msgpack cannot carry fails in the caller's frame.
         self._config_bytes = msgspec.msgpack.encode(config)

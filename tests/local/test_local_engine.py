@@ -169,3 +169,11 @@ def _is_zombie_of_nobody(pid: int) -> bool:
             return f.read().split(") ")[1].startswith("Z")
     except FileNotFoundError:
         return True
+
+
+def test_balanced_sharding_spreads_one_host(nginx: Nginx) -> None:
+    with LocalEngine(workers=2, loop="asyncio", sharding="balanced", concurrency=4) as engine:
+        results = list(engine.map([nginx.http_url + "/small"] * 400))
+    assert all(r.status == 200 for r in results) and {r.worker for r in results} == {0, 1}
+    with pytest.raises(ValueError, match="per-host limits need sharding='origin'"):
+        LocalEngine(workers=2, loop="asyncio", sharding="balanced", per_host_rate=5)

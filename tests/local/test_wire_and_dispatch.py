@@ -114,3 +114,16 @@ def test_retry_after_dates() -> None:
     assert parse_retry_after("Wed, 21 Oct 2026 07:00:00 GMT", wall_clock=clock) == 0.0
     assert parse_retry_after(" 120 ") == 120.0
     assert parse_retry_after("-5") is None and parse_retry_after("tomorrow") is None
+
+
+def test_balanced_sharding_picks_the_least_busy_worker() -> None:
+    d = Dispatcher(3, window=10, sharding="balanced")
+    picks = []
+    for i in range(6):
+        job = Job(url="http://one.example/x", id=i)
+        worker = d.shard(job)
+        d.assign(worker, job, lambda r: None)
+        picks.append(worker)
+    assert sorted(picks) == [0, 0, 1, 1, 2, 2]  # one host, spread evenly
+    with pytest.raises(ValueError, match="sharding must be 'origin' or 'balanced'"):
+        Dispatcher(2, window=1, sharding="random")
