@@ -61,6 +61,19 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         if method != self.method:
             msgspec.structs.force_setattr(self, "method", method)
 
+    def request_options(self) -> dict[str, Any]:
+        """``Client.request`` keywords for this job: only what it sets (the fast path)."""
+        options: dict[str, Any] = {}
+        if self.headers:
+            options["headers"] = self.headers
+        if self.body is not None:
+            options["content"] = self.body
+        if self.timeout is not None:
+            options["timeout"] = self.timeout
+        if self.follow_redirects is not None:
+            options["follow_redirects"] = self.follow_redirects
+        return options
+
     @classmethod
     def coerce(cls, item: Job | str) -> Job:
         """A Job from a Job or a URL string (anything else is a TypeError that says so)."""

@@ -18,8 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+import contextlib
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+)
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
 import msgspec
 
@@ -32,7 +40,7 @@ from .url import URL, Origin
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["JobRunner", "RunnerSettings", "SendEngine"]
+__all__ = ["BulkEngine", "JobRunner", "RunnerSettings", "SendEngine"]
 
 JobsLike = Iterable[Job | str] | AsyncIterable[Job | str]
 
@@ -98,15 +106,7 @@ class JobRunner:
                 self._leave(url.origin, gate)
 
     async def _attempts(self, job: Job, url: URL) -> Result:
-        options: dict[str, Any] = {}  # only what the job sets: the client's fast path
-        if job.headers:
-            options["headers"] = job.headers
-        if job.body is not None:
-            options["content"] = job.body
-        if job.timeout is not None:
-            options["timeout"] = job.timeout
-        if job.follow_redirects is not None:
-            options["follow_redirects"] = job.follow_redirects
+        options = job.request_options()
         retry = self.settings.retry
         attempt = 0
         while True:
@@ -179,41 +179,53 @@ class JobRunner:
 _WINDOW_FACTOR: Final = 2
 
 
-async def amap_jobs(runner: JobRunner, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
-    """Run ``jobs`` on ``runner``, yielding batches of Results in completion order.
+Sink = Callable[[Result], None]
 
-    Jobs are pulled lazily: at most ``2 x concurrency`` are running or finished but not
-    yet handed to the caller, so an endless generator of URLs is fine.
+
+class Submitter(Protocol):
+    """Where :func:`map_batches` sends jobs: one engine's way of running them."""
+
+    def submit(self, job: Job, sink: Sink) -> bool:
+        """Start ``job`` (its Result goes to ``sink``), or return False: no room for it now."""
+
+    def wait_for_room(self, waiter: asyncio.Future[None]) -> None:
+        """Resolve ``waiter`` once a refused job may fit (or raise: the engine is gone)."""
+
+
+async def map_batches(
+    jobs: JobsLike, window: int, engine: Submitter
+) -> AsyncGenerator[list[Result], None]:
+    """Run ``jobs`` on ``engine``, yielding batches of Results in completion order.
+
+    Jobs are pulled lazily: at most ``window`` are running or finished but not yet handed
+    to the caller, so an endless generator of URLs is fine. A job the engine has no room
+    for waits at the head of the line (no further job is pulled past it).
     """
-    window = runner.settings.concurrency * _WINDOW_FACTOR
+    loop = asyncio.get_running_loop()
     done: list[Result] = []
     wake: asyncio.Future[None] | None = None
     outstanding = 0
-    tasks: set[asyncio.Task[Result]] = set()
-    loop = asyncio.get_running_loop()
-    source = _job_source(jobs)
 
-    def finished(task: asyncio.Task[Result]) -> None:
-        nonlocal wake
-        tasks.discard(task)
-        if task.cancelled():
-            return
-        done.append(task.result())
+    def sink(result: Result) -> None:
+        done.append(result)
         if wake is not None and not wake.done():
             wake.set_result(None)
 
+    source = _job_source(jobs)
+    held: Job | None = None
+    exhausted = False
     try:
-        exhausted = False
         while True:
-            while not exhausted and outstanding < window:
-                job = await anext(source, None)
+            while held is not None or (not exhausted and outstanding < window):
+                job = held if held is not None else await anext(source, None)
+                held = None
                 if job is None:
                     exhausted = True
                     break
+                if not engine.submit(job, sink):
+                    held = job
+                    break
                 outstanding += 1
-                task = loop.create_task(runner.run(job))
-                tasks.add(task)
-                task.add_done_callback(finished)
             if done:
                 batch = done[:]
                 done.clear()
@@ -223,14 +235,50 @@ async def amap_jobs(runner: JobRunner, jobs: JobsLike) -> AsyncGenerator[list[Re
             if exhausted and outstanding == 0:
                 return
             wake = loop.create_future()
+            if held is not None:
+                engine.wait_for_room(wake)
             await wake
             wake = None
     finally:
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
         await source.aclose()
+
+
+class _Tasks:
+    """The send engine's Submitter: each job a task on this loop (JobRunner paces them)."""
+
+    def __init__(self, runner: JobRunner) -> None:
+        self.runner = runner
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, job: Job, sink: Sink) -> bool:
+        task = asyncio.get_running_loop().create_task(self._run(job, sink))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return True
+
+    async def _run(self, job: Job, sink: Sink) -> None:
+        sink(await self.runner.run(job))
+
+    def wait_for_room(self, waiter: asyncio.Future[None]) -> None:  # always has room
+        waiter.set_result(None)
+
+    async def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def amap_jobs(runner: JobRunner, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
+    """:func:`map_batches` with each job a task on this loop; unfinished ones are cancelled."""
+    tasks = _Tasks(runner)
+    batches = map_batches(jobs, runner.settings.concurrency * _WINDOW_FACTOR, tasks)
+    try:
+        async for batch in batches:
+            yield batch
+    finally:
+        await batches.aclose()
+        await tasks.cancel()
 
 
 async def _job_source(jobs: JobsLike) -> AsyncGenerator[Job, None]:
@@ -253,7 +301,104 @@ def _numbered(item: Job | str, number: int) -> Job:
     return msgspec.structs.replace(job, id=number) if job.id is None else job
 
 
-class SendEngine:
+class BulkEngine:
+    """What both bulk engines share: the blocking twins of an async core, and contexts.
+
+    A subclass provides the async core -- ``_batches(jobs)`` (an async generator of
+    Result lists, in completion order), ``arequest_job(job)``, ``start()`` and
+    ``aclose()`` -- and gets ``amap``/``arequest``/``async with`` on the caller's loop,
+    and ``map``/``request``/``with`` on a private uvloop (or asyncio) loop driven from
+    the calling thread, so Ctrl-C lands in the caller's frame and unwinds through
+    ``with``.
+    """
+
+    name: str
+    _loop_runner: asyncio.Runner | None = None
+
+    # -- the async core (subclasses) -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Get ready to run jobs (``async with`` and ``with`` call it)."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    def _batches(self, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
+        raise NotImplementedError
+
+    async def arequest_job(self, job: Job) -> Result:
+        """Run one Job and return its Result (errors are in ``result.error``)."""
+        raise NotImplementedError
+
+    # -- async -----------------------------------------------------------------------------------
+
+    async def amap(self, jobs: JobsLike) -> AsyncIterator[Result]:
+        """Results of ``jobs`` (Jobs or URL strings, sync or async iterable), as they finish."""
+        batches = self._batches(jobs)
+        try:
+            async for batch in batches:
+                for result in batch:
+                    yield result
+        finally:
+            await batches.aclose()
+
+    async def arequest(self, method: str, url: str, **job: Any) -> Result:
+        """Run one request (Job fields as keywords) and return its Result."""
+        return await self.arequest_job(Job(method=method, url=url, **job))
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- blocking --------------------------------------------------------------------------------
+
+    def _blocking(self) -> asyncio.Runner:
+        if self._loop_runner is None:
+            from .client import new_event_loop
+
+            self._loop_runner = asyncio.Runner(loop_factory=new_event_loop)
+        return self._loop_runner
+
+    def map(self, jobs: Iterable[Job | str]) -> Iterator[Result]:
+        """Results of ``jobs`` as they finish (blocking; best inside ``with engine:``)."""
+        runner = self._blocking()
+        batches = self._batches(jobs)
+        try:
+            while True:
+                batch = runner.run(_next_batch(batches))
+                if batch is None:
+                    return
+                yield from batch
+        finally:
+            with contextlib.suppress(RuntimeError):  # interrupted mid-step: already closing
+                runner.run(batches.aclose())
+
+    def request(self, method: str, url: str, **job: Any) -> Result:
+        """Blocking :meth:`arequest`."""
+        return self._blocking().run(self.arequest(method, url, **job))
+
+    def close(self) -> None:
+        """Blocking :meth:`aclose`."""
+        runner = self._loop_runner
+        if runner is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            runner.run(self.aclose())
+        runner.close()
+        self._loop_runner = None
+
+    def __enter__(self) -> Self:
+        self._blocking().run(self.start())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SendEngine(BulkEngine):
     """The send engine as a bulk engine: ``map()`` over Jobs in this process, one loop.
 
     The same interface as :class:`~aioduct.LocalEngine`, for machines without io_uring,
@@ -262,9 +407,6 @@ class SendEngine:
         with aioduct.SendEngine(concurrency=50) as engine:
             for result in engine.map(urls):
                 print(result.status, result.url)
-
-    ``map()`` drives a private uvloop (or asyncio) loop in the calling thread; inside a
-    running loop use ``async with`` and ``amap()``.
     """
 
     name = "send"
@@ -292,69 +434,15 @@ class SendEngine:
         self._client = Client(config=bulk_config(config, options, concurrency))
         self.config = self._client.config
         self._runner = JobRunner(self._client, self.settings)
-        self._loop_runner: asyncio.Runner | None = None
 
-    # -- async ---------------------------------------------------------------------------------
+    def _batches(self, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
+        return amap_jobs(self._runner, jobs)
 
-    async def amap(self, jobs: JobsLike) -> AsyncIterator[Result]:
-        """Results of ``jobs`` (Jobs or URL strings) in completion order."""
-        batches = amap_jobs(self._runner, jobs)
-        try:
-            async for batch in batches:
-                for result in batch:
-                    yield result
-        finally:
-            await batches.aclose()
-
-    async def arequest(self, method: str, url: str, **job: Any) -> Result:
-        """Run one job and return its Result (errors are in ``result.error``)."""
-        return await self._runner.run(Job(method=method, url=url, **job))
+    async def arequest_job(self, job: Job) -> Result:
+        return await self._runner.run(job)
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-    async def __aenter__(self) -> SendEngine:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    # -- blocking ------------------------------------------------------------------------------
-
-    def _loop(self) -> asyncio.Runner:
-        if self._loop_runner is None:
-            from .client import new_event_loop
-
-            self._loop_runner = asyncio.Runner(loop_factory=new_event_loop)
-        return self._loop_runner
-
-    def map(self, jobs: Iterable[Job | str]) -> Iterator[Result]:
-        """Results of ``jobs`` in completion order, on a private loop in this thread."""
-        runner = self._loop()
-        batches = amap_jobs(self._runner, jobs)
-        try:
-            while True:
-                batch = runner.run(_next_batch(batches))
-                if batch is None:
-                    return
-                yield from batch
-        finally:
-            runner.run(batches.aclose())
-
-    def request(self, method: str, url: str, **job: Any) -> Result:
-        return self._loop().run(self.arequest(method, url, **job))
-
-    def close(self) -> None:
-        if self._loop_runner is not None:
-            self._loop_runner.run(self._client.aclose())
-            self._loop_runner.close()
-            self._loop_runner = None
-
-    def __enter__(self) -> SendEngine:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 async def _next_batch(batches: AsyncGenerator[list[Result], None]) -> list[Result] | None:

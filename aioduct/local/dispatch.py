@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable
 from typing import Final
 
 import msgspec
 
 from ..errors import WorkerCrashed
 from ..jobs import Job, Result, error_result
+from ..runner import Sink
 from ..url import URL
 
 __all__ = ["Dispatcher", "EngineStats", "Sink"]
 
-Sink = Callable[[Result], None]
 #: How many dead workers one job may outlive before it fails with WorkerCrashed.
 DEFAULT_MAX_CRASHES: Final = 2
 _AUTHORITY: Final = re.compile(r"[^/?#]*")

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,7 +31,7 @@ from ..config import ClientConfig
 from ..errors import AioductError, ClientClosed, EngineUnavailable
 from ..jobs import Job, Result
 from ..retries import RetryConfig
-from ..runner import JobsLike, RunnerSettings, _job_source, _next_batch, _retry, bulk_config
+from ..runner import BulkEngine, JobsLike, RunnerSettings, _retry, bulk_config, map_batches
 from . import wire
 from .dispatch import DEFAULT_MAX_CRASHES, Dispatcher, EngineStats, Sink
 
@@ -108,7 +108,7 @@ class _ParentLink(asyncio.Protocol):
         self.engine._on_lost(self)
 
 
-class LocalEngine:
+class LocalEngine(BulkEngine):
     """Bulk HTTP on every core: one pinned worker process per CPU, each on io_uring.
 
     ::
@@ -186,7 +186,6 @@ class LocalEngine:
         # Encoded once, here: an option msgpack cannot carry fails in the caller's frame.
         self._config_bytes = msgspec.msgpack.encode(config)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: asyncio.Runner | None = None
         self._room: list[asyncio.Future[None]] = []
         self._respawning: set[asyncio.Task[None]] = set()
         self._broken: AioductError | None = None
@@ -291,43 +290,22 @@ class LocalEngine:
             while proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             _reap(proc)
-        for waiter in self._room:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def __aenter__(self) -> LocalEngine:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def _private_loop(self) -> asyncio.Runner:
-        if self._runner is None:
-            from ..client import new_event_loop
-
-            self._runner = asyncio.Runner(loop_factory=new_event_loop)
-        return self._runner
-
-    def __enter__(self) -> LocalEngine:
-        self._private_loop().run(self.start())
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        # Every job still gets its one Result, even now.
+        closed = ClientClosed("the local engine was closed before this job finished")
+        for slot in self._slots:
+            for sink, result in self._dispatcher.abandon(slot.index, closed):
+                sink(result)
+        self._wake_room()
 
     def close(self) -> None:
-        """Blocking :meth:`aclose` (for engines used with ``with``)."""
-        if self._runner is not None:
-            with contextlib.suppress(RuntimeError):
-                self._runner.run(self.aclose())
-            self._runner.close()
-            self._runner = None
-        elif self._state != "closed":
+        """Blocking :meth:`aclose` (also for an engine only ever started with ``async with``,
+        whose loop may be gone: then the workers are killed and reaped here)."""
+        super().close()
+        if self._state != "closed":
+            self._state = "closed"
             for slot in self._slots:
                 if slot.proc is not None:
                     _reap(slot.proc)
-            self._state = "closed"
 
     def __del__(self) -> None:
         if getattr(self, "_state", "closed") == "running":
@@ -450,78 +428,26 @@ class LocalEngine:
             )
 
     async def _batches(self, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
-        """Results of ``jobs`` in batches, completion order, pulling jobs lazily."""
         await self._ensure_started()
-        loop = asyncio.get_running_loop()
-        dispatcher = self._dispatcher
-        window = dispatcher.window * self.workers
-        done: list[Result] = []
-        wake: asyncio.Future[None] | None = None
-        outstanding = 0
-
-        def sink(result: Result) -> None:
-            done.append(result)
-            if wake is not None and not wake.done():
-                wake.set_result(None)
-
-        source = _job_source(jobs)
-        held: Job | None = None
-        exhausted = False
-        try:
-            while True:
-                while held is not None or (not exhausted and outstanding < window):
-                    job = held if held is not None else await anext(source, None)
-                    held = None
-                    if job is None:
-                        exhausted = True
-                        break
-                    slot = self._slots[dispatcher.shard(job)]
-                    if not dispatcher.has_room(slot.index):
-                        held = job  # head of line: wait for that worker to free a place
-                        break
-                    outstanding += 1
-                    self._send_job(slot, job, sink)
-                if done:
-                    batch = done[:]
-                    done.clear()
-                    outstanding -= len(batch)
-                    yield batch
-                    continue
-                if exhausted and outstanding == 0:
-                    return
-                if self._state != "running":
-                    raise self._broken or ClientClosed("the local engine was closed mid-map")
-                wake = loop.create_future()
-                if held is not None:
-                    self._room.append(wake)
-                await wake
-                wake = None
-        finally:
-            await source.aclose()
-
-    async def amap(self, jobs: JobsLike) -> AsyncIterator[Result]:
-        """Results of ``jobs`` (Jobs or URL strings, sync or async iterable), as they finish."""
-        batches = self._batches(jobs)
+        batches = map_batches(jobs, self._dispatcher.window * self.workers, self)
         try:
             async for batch in batches:
-                for result in batch:
-                    yield result
+                yield batch
         finally:
             await batches.aclose()
 
-    def map(self, jobs: Iterable[Job | str]) -> Iterator[Result]:
-        """Results of ``jobs`` as they finish (blocking; use inside ``with engine:``)."""
-        runner = self._private_loop()
-        batches = self._batches(jobs)
-        try:
-            while True:
-                batch = runner.run(_next_batch(batches))
-                if batch is None:
-                    return
-                yield from batch
-        finally:
-            with contextlib.suppress(RuntimeError):
-                runner.run(batches.aclose())
+    def submit(self, job: Job, sink: Sink) -> bool:
+        """Send ``job`` to the worker for its origin, unless that worker's window is full."""
+        slot = self._slots[self._dispatcher.shard(job)]
+        if not self._dispatcher.has_room(slot.index):
+            return False
+        self._send_job(slot, job, sink)
+        return True
+
+    def wait_for_room(self, waiter: asyncio.Future[None]) -> None:
+        if self._state != "running":
+            raise self._broken or ClientClosed("the local engine was closed mid-map")
+        self._room.append(waiter)
 
     async def arequest_job(self, job: Job) -> Result:
         """Run one Job on the worker for its origin and return its Result."""
@@ -542,13 +468,6 @@ class LocalEngine:
                 raise self._broken or ClientClosed("the local engine is closed")
         self._send_job(slot, job, sink)
         return await future
-
-    async def arequest(self, method: str, url: str, **job: Any) -> Result:
-        """Run one request (Job fields as keywords) and return its Result."""
-        return await self.arequest_job(Job(method=method, url=url, **job))
-
-    def request(self, method: str, url: str, **job: Any) -> Result:
-        return self._private_loop().run(self.arequest(method, url, **job))
 
     def __repr__(self) -> str:
         return f"<aioduct.LocalEngine workers={self.workers} loop={self.loop_kind} {self._state}>"

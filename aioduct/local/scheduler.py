@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import AioductError, InvalidURL
 from ..headers import Headers
@@ -219,15 +219,7 @@ class JobScheduler:
     async def _pipeline(self, entry: _Entry) -> None:
         """One attempt through ``Client.request`` (JobRunner's call, without its loop)."""
         job = entry.job
-        options: dict[str, Any] = {}  # only what the job sets: the client's fast path
-        if job.headers:
-            options["headers"] = job.headers
-        if job.body is not None:
-            options["content"] = job.body
-        if job.timeout is not None:
-            options["timeout"] = job.timeout
-        if job.follow_redirects is not None:
-            options["follow_redirects"] = job.follow_redirects
+        options = job.request_options()
         try:
             response = await self.client.request(job.method, entry.url, **options)
         except AioductError as exc:

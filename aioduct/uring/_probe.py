@@ -23,6 +23,8 @@ import subprocess
 import sys
 from typing import Final
 
+from ._import import LOCK_PATH
+
 __all__ = [
     "ENV_SWITCH",
     "UringUnavailable",
@@ -55,9 +57,11 @@ REQUIRED_OPCODES: Final = (
 # The child prints one line "<stage> <detail>" and exits with a stage-specific code, so
 # the parent can tell an import problem from a refused ring from a broken NOP.
 _CHILD: Final = f"""
-import sys
-try:
-    import liburing as L
+import fcntl, sys
+try:  # under aioduct's import lock: liburing's loader races (see aioduct.uring._import)
+    with open({LOCK_PATH!r}, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        import liburing as L
 except BaseException as exc:
     print("import", type(exc).__name__ + ": " + str(exc)); sys.exit(3)
 ring = L.io_uring()

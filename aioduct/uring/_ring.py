@@ -37,7 +37,11 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
-from liburing import (  # type: ignore[import-untyped]
+from ._import import liburing_import_lock
+
+with liburing_import_lock():  # see _import: concurrent first imports race
+    import liburing  # type: ignore[import-untyped]  # noqa: F401
+from liburing import (
     io_uring,
     io_uring_cqe,
     io_uring_cqe_seen,
