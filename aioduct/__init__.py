@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
-from .config import ClientConfig
+from .config import ClientConfig, Http2Config
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -42,6 +42,7 @@ from .errors import (
 from .headers import Headers
 from .models import Request, Response, Timings
 from .redirects import RedirectPolicy, same_origin_only
+from .upgrade import Upgraded
 from .url import URL
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "ConnectTimeout",
     "DecodeError",
     "Headers",
+    "Http2Config",
     "InvalidURL",
     "LocalProtocolError",
     "PoolTimeout",
@@ -77,6 +79,7 @@ __all__ = [
     "TooManyRedirects",
     "TotalTimeout",
     "TransportError",
+    "Upgraded",
     "WriteError",
     "WriteTimeout",
     "__version__",

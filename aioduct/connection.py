@@ -55,6 +55,7 @@ class HTTP11Connection:
     )
 
     http_version: Final = "1.1"
+    multiplexed = False
 
     def __init__(
         self, stream: Stream, key: PoolKey, *, max_head_bytes: int, max_headers: int

@@ -15,6 +15,8 @@ B = PoolKey("http", "b.test", 80)
 
 
 class FakeConn:
+    multiplexed = False
+
     def __init__(self, key: PoolKey, name: str) -> None:
         self.key = key
         self.name = name
@@ -53,7 +55,7 @@ def make_pool(**kw: Any) -> tuple[ConnectionPool, Clock, list[FakeConn]]:
 
 
 def connector(key: PoolKey, made: list[FakeConn]):
-    async def connect(_key: PoolKey, _context: object) -> FakeConn:
+    async def connect(_key: PoolKey, _context: object, _version: object) -> FakeConn:
         conn = FakeConn(key, f"{key.host}#{len(made)}")
         made.append(conn)
         return conn
@@ -154,7 +156,7 @@ def test_failed_connect_frees_its_slot() -> None:
     async def scenario() -> None:
         pool, _, _ = make_pool(max_connections=1)
 
-        async def boom(_key: PoolKey, _context: object) -> FakeConn:
+        async def boom(_key: PoolKey, _context: object, _version: object) -> FakeConn:
             raise OSError("refused")
 
         with pytest.raises(OSError):
