@@ -202,6 +202,12 @@ class H2Exchange:
                     raise WriteError(f"HTTP/2 connection failed while sending: {exc}") from None
             if not view and (sent or not piece or last):
                 return
+            if not proto.stream_is_open(self.stream_id):
+                if self.ended and self.head is not None:
+                    return
+                raise self.error or StreamResetError(
+                    "the HTTP/2 stream was closed while the request body was being sent"
+                )
             if sent < len(piece):
                 try:
                     await self._wait(self.deadlines.for_write(), send=True)

@@ -195,6 +195,25 @@ def error_name(code: int) -> str:
         return f"unknown error code 0x{code:x}"
 
 
+def _graceful_goaway_transitions() -> dict[Any, Any]:
+    """h2's connection state machine, except that a received GOAWAY keeps it open.
+
+    h2 treats a received GOAWAY as the end of the connection and rejects every frame
+    after it, but RFC 9113 §6.8 lets the server finish the streams up to last-stream-id
+    after a graceful GOAWAY. We stop opening streams ourselves and keep receiving.
+    """
+    machine = h2.connection.H2ConnectionStateMachine
+    transitions: dict[Any, Any] = dict(machine._transitions)
+    for state in (h2.connection.ConnectionState.IDLE, h2.connection.ConnectionState.CLIENT_OPEN):
+        key = (state, h2.connection.ConnectionInputs.RECV_GOAWAY)
+        if key in transitions:
+            func, _closed = transitions[key]
+            transitions[key] = (func, h2.connection.ConnectionState.CLIENT_OPEN)
+    return transitions
+
+
+_TRANSITIONS: Final = _graceful_goaway_transitions()
+
 _CONFIG: Final = h2.config.H2Configuration(
     client_side=True,
     header_encoding="latin-1",
@@ -212,6 +231,7 @@ class H2Protocol:
         "_bdp_bytes",
         "_bdp_sent_at",
         "_conn",
+        "_preface",
         "_window",
         "adaptive_window",
         "connection_window",
@@ -239,6 +259,7 @@ class H2Protocol:
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
             },
         )
+        conn.state_machine._transitions = _TRANSITIONS
         # h2 remembers closed streams so that late frames on them are ignored.
         conn.MAX_CLOSED_STREAMS = max_closed_streams
         conn._closed_streams.size_limit = max_closed_streams  # type: ignore[attr-defined]
@@ -253,6 +274,8 @@ class H2Protocol:
         self._bdp_bytes = 0
         #: Set once a GOAWAY was received or sent, or the peer broke the protocol.
         self.terminated = False
+        #: Bytes received before the first frame header was complete (then None).
+        self._preface: bytes | None = b""
 
     # -- limits ----------------------------------------------------------------------------
 
@@ -361,19 +384,25 @@ class H2Protocol:
         total = len(data)
         sent = 0
         max_frame = conn.max_outbound_frame_size
-        while sent < total:
-            room = min(conn.local_flow_control_window(stream_id), max_frame, total - sent)
-            if room <= 0:
-                return sent
-            last = end_stream and sent + room == total
-            conn.send_data(stream_id, data[sent : sent + room], end_stream=last)
-            sent += room
-        if end_stream and total == 0:
-            conn.end_stream(stream_id)
+        try:
+            while sent < total:
+                room = min(conn.local_flow_control_window(stream_id), max_frame, total - sent)
+                if room <= 0:
+                    return sent
+                last = end_stream and sent + room == total
+                conn.send_data(stream_id, data[sent : sent + room], end_stream=last)
+                sent += room
+            if end_stream and total == 0:
+                conn.end_stream(stream_id)
+        except h2.exceptions.StreamClosedError:
+            pass  # the server ended or reset the stream; its events say which
         return sent
 
     def end_stream(self, stream_id: int) -> None:
-        self._conn.end_stream(stream_id)
+        try:
+            self._conn.end_stream(stream_id)
+        except h2.exceptions.StreamClosedError:
+            pass  # already closed by the server (early response or reset)
 
     def acknowledge(self, stream_id: int, flow_length: int) -> None:
         """Credit consumed body bytes back to the server (maybe a WINDOW_UPDATE)."""
@@ -412,6 +441,10 @@ class H2Protocol:
 
     def receive_data(self, data: bytes, now: float = 0.0) -> list[Event]:
         """Process received bytes; returns what happened, in order."""
+        if self._preface is not None:
+            data = self._check_preface(data)
+            if not data:
+                return []
         try:
             h2_events: list[Any] = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -464,6 +497,27 @@ class H2Protocol:
                 # the stream refused.
                 self.reset(ev.pushed_stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
         return out
+
+    def _check_preface(self, data: bytes) -> bytes:
+        """The server's first frame must be SETTINGS (RFC 9113 §3.4).
+
+        Checked here because h2 waits for a whole frame before judging it: an HTTP/1.1
+        answer would otherwise look like the start of a 4 MB frame and hang.
+        """
+        assert self._preface is not None
+        head = self._preface + data
+        if len(head) < 9:
+            self._preface = head
+            return b""
+        self._preface = None
+        if head[3] != 0x4 or head[5:9] != b"\0\0\0\0":
+            snippet = head[:40]
+            hint = " (an HTTP/1.x response)" if head.startswith(b"HTTP/") else ""
+            self.terminated = True
+            raise RemoteProtocolError(
+                f"the server did not start with HTTP/2 SETTINGS{hint}: {snippet!r}"
+            )
+        return head
 
     def _bdp_ack(self, payload: bytes, now: float) -> float | None:
         sent_at = self._bdp_sent_at
