@@ -253,15 +253,26 @@ class H2Exchange:
         return self._take()
 
     async def read_body(self, max_size: int | None) -> bytes:
-        """The whole body (no await when it is already here, as for small responses)."""
+        """The whole body (no await when it is already here, as for small responses).
+
+        Everything buffered is taken at once and credited back in one acknowledgement.
+        """
         parts: list[bytes] = []
         size = 0
+        chunks = self.chunks
+        conn = self._conn
         try:
             while True:
-                if self.chunks:
-                    data = self._take()
-                    parts.append(data)
-                    size += len(data)
+                if chunks:
+                    flow = 0
+                    while chunks:
+                        data, length = chunks.popleft()
+                        parts.append(data)
+                        size += len(data)
+                        flow += length
+                    if flow:
+                        conn.proto.acknowledge(self.stream_id, flow)
+                        conn.flush()
                     if max_size is not None and size > max_size:
                         raise BodyTooLarge(f"response body exceeds max_body_size={max_size} bytes")
                     continue

@@ -270,7 +270,7 @@ def run(opts: Options) -> Report:
         meter = LoadMeter(nginx_pids)
         for name in opts.scenarios:
             scenario: Scenario = SCENARIOS[name]
-            target = reference_target(scenario, nginx.http_url)
+            target = reference_target(scenario, nginx.http_url, nginx.h2c_url)
             runs: dict[str, list[PairResult]] = {c: [] for c in opts.clients}
             for _ in range(opts.repeat):  # interleaved, so slow drift hits every client alike
                 for client in opts.clients:

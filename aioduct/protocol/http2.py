@@ -21,6 +21,7 @@ request that cannot be encoded raises :class:`~aioduct.errors.LocalProtocolError
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 import h2.config
@@ -29,6 +30,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 
@@ -213,14 +215,77 @@ def _graceful_goaway_transitions() -> dict[Any, Any]:
 
 
 _TRANSITIONS: Final = _graceful_goaway_transitions()
+#: Header blocks remembered per connection by the memoising HPACK coder below.
+_HPACK_CACHE_SIZE: Final = 64
+
+
+class _MemoDecoder(hpack.Decoder):
+    """An HPACK decoder that remembers header blocks decoded with an empty dynamic table.
+
+    With the dynamic table empty and sized 0, decoding is a pure function of the block's
+    bytes -- and that is how nginx encodes every response (it never indexes) -- so a
+    repeated block (same status, type, length; the date changes once a second) skips
+    Huffman decoding entirely. Any other table state decodes normally.
+    """
+
+    def __init__(self, max_header_list_size: int) -> None:
+        super().__init__(max_header_list_size=max_header_list_size)
+        self._memo: dict[bytes, list[hpack.HeaderTuple]] = {}
+
+    def decode(self, data: bytes, raw: bool = False) -> Iterable[hpack.HeaderTuple]:
+        table = self.header_table
+        if table.maxsize or table.dynamic_entries or not raw:
+            return super().decode(data, raw)
+        key = bytes(data)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = list(super().decode(key, raw))
+            if table.maxsize or table.dynamic_entries:
+                return hit  # the block resized the table: not a pure function after all
+            if len(self._memo) >= _HPACK_CACHE_SIZE:
+                self._memo.clear()
+            self._memo[key] = hit
+        return list(hit)
+
+
+class _MemoEncoder(hpack.Encoder):
+    """An HPACK encoder that remembers header lists whose encoding changed no table state.
+
+    A request whose fields are all already in the dynamic table encodes to index
+    references only and leaves the table as it was; the same list then encodes to the
+    same bytes for as long as the table is unchanged (checked by its newest entry and
+    length: every insertion replaces the newest entry).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._memo: dict[tuple[Any, ...], tuple[Any, int, bytes]] = {}
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        if self.table_size_changes or self.header_table.resized or not isinstance(headers, list):
+            return super().encode(headers, huffman)
+        entries = self.header_table.dynamic_entries
+        newest = entries[0] if entries else None
+        size = len(entries)
+        key = (*headers, huffman)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is newest and hit[1] == size:
+            return hit[2]
+        block = super().encode(headers, huffman)
+        if (entries[0] if entries else None) is newest and len(entries) == size:
+            if len(self._memo) >= _HPACK_CACHE_SIZE:
+                self._memo.clear()
+            self._memo[key] = (newest, size, block)
+        return block
+
 
 _CONFIG: Final = h2.config.H2Configuration(
     client_side=True,
     header_encoding="latin-1",
     validate_outbound_headers=False,  # we build the request headers ourselves
     normalize_outbound_headers=False,
-    validate_inbound_headers=True,
-    normalize_inbound_headers=True,
+    validate_inbound_headers=False,
+    normalize_inbound_headers=False,
 )
 
 
@@ -260,6 +325,8 @@ class H2Protocol:
             },
         )
         conn.state_machine._transitions = _TRANSITIONS
+        conn.encoder = _MemoEncoder()
+        conn.decoder = _MemoDecoder(max_header_list_size)
         # h2 remembers closed streams so that late frames on them are ignored.
         conn.MAX_CLOSED_STREAMS = max_closed_streams
         conn._closed_streams.size_limit = max_closed_streams  # type: ignore[attr-defined]
