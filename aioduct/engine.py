@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 from time import perf_counter
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .config import ClientConfig
-from .connection import HTTP11Connection, StaleConnection
+from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .dns import Resolver, literal_address
 from .errors import (
     AioductError,
@@ -35,7 +35,6 @@ from .errors import (
     TooManyRedirects,
 )
 from .headers import Headers
-from .http2 import HTTP2Connection, StreamNotProcessed, _NoCapacity
 from .models import Request, Response, Timings
 from .pool import ConnectionPool, PoolKey
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
@@ -56,7 +55,12 @@ _UNSET: Final = object()
 #: Times a request the server did not process (GOAWAY, REFUSED_STREAM) is sent again.
 _MAX_UNPROCESSED_RETRIES: Final = 3
 
-Connection = HTTP11Connection | HTTP2Connection
+if TYPE_CHECKING:
+    # Imported lazily at runtime: h2 costs ~25 ms to import and HTTP/1.1-only programs
+    # (and plain-http crawls) never need it.
+    from .http2 import HTTP2Connection
+
+    Connection = HTTP11Connection | HTTP2Connection
 
 
 class Engine:
@@ -99,7 +103,7 @@ class Engine:
         self._loop = loop
         self._runtime = runtime
         self._resolver = Resolver(runtime)
-        self._pool = ConnectionPool[Connection](
+        self._pool = ConnectionPool(
             runtime,
             max_idle_per_host=cfg.pool_max_idle_per_host,
             idle_timeout=cfg.pool_idle_timeout,
@@ -222,7 +226,7 @@ class Engine:
                     coalesce=coalesce,
                 )
             pool_wait = perf_counter() - before if reused else None
-            if isinstance(conn, HTTP2Connection):
+            if conn.multiplexed:
                 try:
                     return await self._exchange_h2(
                         conn, request, deadlines, stream, reused, pool_wait
@@ -233,7 +237,7 @@ class Engine:
                         raise
                     unprocessed += 1
                     continue
-                except _NoCapacity:
+                except NoStreamCapacity:
                     unprocessed += 1
                     if unprocessed > _MAX_UNPROCESSED_RETRIES:
                         raise RemoteProtocolError(
@@ -351,7 +355,7 @@ class Engine:
         candidates = [
             conn
             for conn in pool.shared_connections()
-            if isinstance(conn, HTTP2Connection)
+            if conn.multiplexed
             and conn.key.scheme == "https"
             and conn.key.port == key.port
             and key not in conn.aliases
@@ -446,6 +450,8 @@ class Engine:
             else:
                 h2 = version == "2" or (version is None and cfg.http2_prior_knowledge)
             if h2:
+                from .http2 import HTTP2Connection
+
                 h2conn = HTTP2Connection(stream, key, runtime, cfg.http2_config)
                 try:
                     await h2conn.start(deadline)

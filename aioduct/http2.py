@@ -25,12 +25,13 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import h2.errors
 import h2.exceptions
 
 from .config import Http2Config
+from .connection import NoStreamCapacity, StreamNotProcessed
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -57,18 +58,10 @@ from .protocol.http2 import (
 from .runtimes import Expired, Runtime, Stream
 from .timeouts import Deadlines
 
-__all__ = ["H2Exchange", "HTTP2Connection", "StreamNotProcessed", "StreamReset"]
+__all__ = ["H2Exchange", "HTTP2Connection", "StreamNotProcessed", "StreamResetError"]
 
 _REFUSED: Final = int(h2.errors.ErrorCodes.REFUSED_STREAM)
 _CANCEL: Final = int(h2.errors.ErrorCodes.CANCEL)
-
-
-class StreamNotProcessed(ReadError):
-    """The server did not process this request (GOAWAY above it, or REFUSED_STREAM).
-
-    RFC 9113 §8.7 makes such a request safe to retry whatever its method; the engine
-    does so transparently on another connection when the body can be sent again.
-    """
 
 
 class StreamResetError(RemoteProtocolError):
@@ -77,10 +70,6 @@ class StreamResetError(RemoteProtocolError):
     def __init__(self, message: str, *, error_code: int = 0, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.error_code = error_code
-
-
-class _NoCapacity(Exception):
-    """Internal: the server lowered its stream limit under us; acquire another slot."""
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
@@ -326,7 +315,7 @@ class H2Exchange:
 class HTTP2Connection:
     """An HTTP/2 connection shared by concurrent requests (see module docstring)."""
 
-    multiplexed = True
+    multiplexed: Literal[True] = True
     http_version: Final = "2"
 
     def __init__(
@@ -485,7 +474,7 @@ class HTTP2Connection:
             )
         except h2.exceptions.TooManyStreamsError:
             self.in_use -= 1
-            raise _NoCapacity() from None
+            raise NoStreamCapacity() from None
         except BaseException:
             self.in_use -= 1
             if self.on_change is not None:

@@ -44,8 +44,10 @@ class PooledConnection(Protocol):
     idle_since: float
     holds_slot: bool
     """True while the connection counts against the pool's limits (cleared once freed)."""
-    multiplexed: bool
-    """Carries many requests at once (HTTP/2): shared, never on the idle stack."""
+
+    @property
+    def multiplexed(self) -> bool:
+        """Carries many requests at once (HTTP/2): shared, never on the idle stack."""
 
     def is_ready(self) -> bool:
         """Can carry a new request right now (open, idle, nothing unexpected received)."""
