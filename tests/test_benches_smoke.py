@@ -42,3 +42,21 @@ def test_runner_get_small_reports_requests_per_second() -> None:
     text = out.getvalue()
     assert "get_small" in text and "req/s" in text
     assert report.to_json()["results"][0]["rps"] > 0
+
+
+@pytest.mark.timeout(30)
+def test_runner_h2c_scenario_runs_aioduct_over_http2() -> None:
+    report = run(
+        Options(
+            scenarios=["h2c_concurrent_10"],
+            clients=("aioduct-asyncio", "aiohttp"),
+            duration=0.2,
+            warmup=0.1,
+            pin=False,
+            json_path=None,
+            out=io.StringIO(),
+        )
+    )
+    ours, theirs = report.results
+    assert ours.status == "ok" and ours.errors == 0 and ours.requests > 0, ours.first_error
+    assert theirs.status == "n/a" and "HTTP/2" in theirs.reason

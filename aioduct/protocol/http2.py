@@ -14,6 +14,11 @@ Time is an input (``now=``) for the adaptive window: a PING measures the round t
 the bytes received meanwhile estimate the bandwidth-delay product, and the windows grow
 to twice the estimate when it approaches them (the BDP algorithm hyper and gRPC use).
 
+Two behaviours of ``h2`` are adjusted, relying on h2 4.x internals (hence ``h2<5``):
+a received GOAWAY no longer closes h2's state machine (the server may still finish
+the streams it processed), and its HPACK encoder/decoder are replaced by memoising
+subclasses (see :class:`_MemoDecoder`, :class:`_MemoEncoder`) that read hpack's table.
+
 ``h2``'s own exceptions do not escape: a peer that breaks the protocol raises
 :class:`~aioduct.errors.RemoteProtocolError` (``h2`` has then queued a GOAWAY), and a
 request that cannot be encoded raises :class:`~aioduct.errors.LocalProtocolError`.
@@ -254,7 +259,9 @@ class _MemoEncoder(hpack.Encoder):
     A request whose fields are all already in the dynamic table encodes to index
     references only and leaves the table as it was; the same list then encodes to the
     same bytes for as long as the table is unchanged (checked by its newest entry and
-    length: every insertion replaces the newest entry).
+    length: every insertion replaces the newest entry). The key is the fields' content:
+    h2 marks sensitive fields never-indexed by their name and value, so equal content
+    always arrives with equal marking.
     """
 
     def __init__(self) -> None:

@@ -175,3 +175,11 @@ async def test_h2_on_uvloop(nginx: Nginx, tls_ca: TLSMaterial) -> None:
     async with aioduct.Client(verify=tls_ca.ca_pem_path) as client:
         rs = await asyncio.gather(*(client.get(nginx.https_url + "/bytes/64k") for _ in range(8)))
         assert all(len(r.content) == 65536 and r.http_version == "2" for r in rs)
+
+
+def test_blocking_client_over_h2c(nginx: Nginx) -> None:
+    with aioduct.BlockingClient(http2_prior_knowledge=True) as client:
+        r = client.get(nginx.h2c_url + "/json")
+        assert r.http_version == "2" and r.json()["count"] == 42
+        with client.stream("GET", nginx.h2c_url + "/bytes/64k") as streamed:
+            assert sum(len(c) for c in streamed.iter_bytes()) == 65536

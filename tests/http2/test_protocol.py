@@ -7,7 +7,10 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.settings
+import hpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aioduct.errors import LocalProtocolError, RemoteProtocolError
 from aioduct.protocol.http2 import (
@@ -22,6 +25,8 @@ from aioduct.protocol.http2 import (
     StreamReset,
     TrailersReceived,
     WindowUpdated,
+    _MemoDecoder,
+    _MemoEncoder,
 )
 
 
@@ -230,3 +235,30 @@ def test_adaptive_window_grows_with_the_bandwidth_delay_product() -> None:
     assert acks and acks[0].data == BDP_PING and acks[0].rtt == pytest.approx(0.1)
     assert pair.client.stream_window == 120000
     assert pair.client.connection_window >= 240000
+
+
+# -- the memoising HPACK coder is exact -------------------------------------------------
+
+_names = st.sampled_from(["content-type", "x-a", "x-b", "date", "set-cookie", "etag"])
+_values = st.sampled_from(["text/plain", "1", "2", "a" * 40, "Mon, 01 Jan 2024", ""])
+_header_lists = st.lists(st.lists(st.tuples(_names, _values), max_size=6), max_size=25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_header_lists, st.sampled_from([0, 64, 4096]))
+def test_memo_decoder_matches_hpack(blocks: list[list[tuple[str, str]]], table: int) -> None:
+    encoder = hpack.Encoder()
+    encoder.header_table_size = table
+    plain, memo = hpack.Decoder(), _MemoDecoder(65536)
+    for fields in blocks * 2:  # repeats exercise the memo
+        block = encoder.encode(fields)
+        assert list(memo.decode(block, raw=True)) == list(plain.decode(block, raw=True))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_header_lists)
+def test_memo_encoder_output_decodes_to_its_input(blocks: list[list[tuple[str, str]]]) -> None:
+    memo, decoder = _MemoEncoder(), hpack.Decoder()
+    for fields in blocks * 3:
+        encoded = [(n.encode(), v.encode()) for n, v in fields]
+        assert decoder.decode(memo.encode(encoded)) == fields
