@@ -504,6 +504,7 @@ class HTTP2Connection:
         stream = self.stream
         proto = self.proto
         now = self.runtime.now
+        adaptive = proto.adaptive_window
         try:
             while True:
                 data = await stream.read(None)
@@ -512,6 +513,8 @@ class HTTP2Connection:
                 self._last_received = t = now()
                 events = proto.receive_data(data, t)
                 self._dispatch(events)
+                if adaptive and self.exchanges:
+                    proto.maybe_sample_bdp(t)  # one PING per round trip while busy
                 self.flush()
         except asyncio.CancelledError:
             self._fail(ReadError("the HTTP/2 connection was closed"))

@@ -183,3 +183,18 @@ def test_blocking_client_over_h2c(nginx: Nginx) -> None:
         assert r.http_version == "2" and r.json()["count"] == 42
         with client.stream("GET", nginx.h2c_url + "/bytes/64k") as streamed:
             assert sum(len(c) for c in streamed.iter_bytes()) == 65536
+
+
+async def test_adaptive_window_grows_during_a_download(nginx: Nginx) -> None:
+    cfg = aioduct.Http2Config(
+        initial_stream_window_size=65535,
+        initial_connection_window_size=65535,
+        adaptive_window=True,
+    )
+    async with aioduct.Client(http2_prior_knowledge=True, http2_config=cfg) as client:
+        r = await client.get(nginx.h2c_url + "/bytes/10m")
+        assert r.content == deterministic_bytes(BYTES_SIZES["10m"])
+        assert client._engine.pool is not None
+        (conn,) = client._engine.pool.shared_connections()
+        assert conn.proto.stream_window > 65535  # type: ignore[union-attr]
+        assert (await client.get(nginx.h2c_url + "/small")).status == 200
