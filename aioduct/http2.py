@@ -62,6 +62,7 @@ __all__ = ["H2Exchange", "HTTP2Connection", "StreamNotProcessed", "StreamResetEr
 
 _REFUSED: Final = int(h2.errors.ErrorCodes.REFUSED_STREAM)
 _CANCEL: Final = int(h2.errors.ErrorCodes.CANCEL)
+_NO_LIMIT: Final = 1 << 62
 
 
 class StreamResetError(RemoteProtocolError):
@@ -87,14 +88,16 @@ class H2Exchange:
 
     __slots__ = (
         "_conn",
-        "_flow_pending",
         "_send_waiter",
         "_waiter",
+        "buffered",
         "chunks",
+        "collecting",
         "deadlines",
         "ended",
         "error",
         "head",
+        "limit",
         "released",
         "stream_id",
         "trailers",
@@ -112,7 +115,12 @@ class H2Exchange:
         self.released = False
         self._waiter: asyncio.Future[None] | None = None
         self._send_waiter: asyncio.Future[None] | None = None
-        self._flow_pending = 0
+        #: Set while read_body() gathers the whole body: the reader task then credits
+        #: DATA as it arrives (buffering it *is* consuming it) and wakes the request
+        #: only at the end -- not once per DATA frame.
+        self.collecting = False
+        self.buffered = 0
+        self.limit = _NO_LIMIT
 
     # -- called by the reader task ---------------------------------------------------------
 
@@ -244,12 +252,17 @@ class H2Exchange:
     async def read_body(self, max_size: int | None) -> bytes:
         """The whole body (no await when it is already here, as for small responses).
 
-        Everything buffered is taken at once and credited back in one acknowledgement.
+        While it waits, the reader task buffers and credits the DATA itself and wakes
+        this task only at the end of the stream, on an error, or past ``max_size``.
         """
         parts: list[bytes] = []
         size = 0
         chunks = self.chunks
         conn = self._conn
+        self.collecting = True
+        self.buffered = 0
+        if max_size is not None:
+            self.limit = max_size  # woken early to raise BodyTooLarge
         try:
             while True:
                 if chunks:
@@ -269,6 +282,7 @@ class H2Exchange:
                     raise self.error
                 if self.ended:
                     break
+                self.buffered = size
                 try:
                     await self._wait(self.deadlines.for_read())
                 except Expired:
@@ -533,12 +547,25 @@ class HTTP2Connection:
 
     def _dispatch(self, events: list[Any]) -> None:
         exchanges = self.exchanges
+        unacked: dict[int, int] = {}
         for ev in events:
             kind = type(ev)
             if kind is DataReceived:
                 exchange = exchanges.get(ev.stream_id)
                 if exchange is None:
                     self.proto.acknowledge(ev.stream_id, ev.flow_length)
+                    continue
+                if exchange.collecting:
+                    # read_body() is gathering everything: credit now, wake at the end.
+                    if ev.flow_length:
+                        unacked[ev.stream_id] = unacked.get(ev.stream_id, 0) + ev.flow_length
+                    exchange.chunks.append((ev.data, 0))
+                    exchange.buffered += len(ev.data)
+                    if ev.end_stream:
+                        exchange.ended = True
+                        exchange._notify()
+                    elif exchange.buffered > exchange.limit:
+                        exchange._notify()
                     continue
                 if ev.data or ev.flow_length:
                     exchange.chunks.append((ev.data, ev.flow_length))
@@ -583,6 +610,8 @@ class HTTP2Connection:
                     _wake(self._ping_waiter)
             elif kind is ConnectionTerminated:
                 self._goaway(ev)
+        for stream_id, flow in unacked.items():
+            self.proto.acknowledge(stream_id, flow)
 
     def _reset_error(self, ev: StreamReset) -> AioductError:
         code = ev.error_code

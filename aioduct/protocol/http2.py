@@ -17,7 +17,8 @@ to twice the estimate when it approaches them (the BDP algorithm hyper and gRPC 
 Two behaviours of ``h2`` are adjusted, relying on h2 4.x internals (hence ``h2<5``):
 a received GOAWAY no longer closes h2's state machine (the server may still finish
 the streams it processed), and its HPACK encoder/decoder are replaced by memoising
-subclasses (see :class:`_MemoDecoder`, :class:`_MemoEncoder`) that read hpack's table.
+subclasses (see :class:`_MemoDecoder`, :class:`_MemoEncoder`) that read hpack's table,
+and received DATA/HEADERS frames get cheap reprs (:class:`_QuietData`).
 
 ``h2``'s own exceptions do not escape: a peer that breaks the protocol raises
 :class:`~aioduct.errors.RemoteProtocolError` (``h2`` has then queued a GOAWAY), and a
@@ -34,8 +35,10 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 import hpack
+import hyperframe.frame
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 
@@ -224,6 +227,42 @@ _TRANSITIONS: Final = _graceful_goaway_transitions()
 _HPACK_CACHE_SIZE: Final = 64
 
 
+class _QuietData(hyperframe.frame.DataFrame):
+    """A DATA frame whose repr does not hex-dump its payload.
+
+    h2 formats ``repr(frame)`` for its trace log on every received frame, whether or not
+    anyone logs, and hyperframe's repr hexlifies the *whole* payload before truncating it
+    to 20 characters: about a quarter of the CPU of a 64 KiB download.
+    """
+
+    def _body_repr(self) -> str:
+        return f"<{len(self.data)} bytes>"
+
+
+class _QuietHeaders(hyperframe.frame.HeadersFrame):
+    """A HEADERS frame whose repr does not hex-dump its header block (see _QuietData)."""
+
+    def _body_repr(self) -> str:
+        return f"<{len(self.data)} bytes of header block>"
+
+
+_QUIET: Final[dict[type, type]] = {
+    hyperframe.frame.DataFrame: _QuietData,
+    hyperframe.frame.HeadersFrame: _QuietHeaders,
+}
+
+
+class _QuietFrameBuffer(h2.frame_buffer.FrameBuffer):
+    """h2's frame buffer, handing out DATA and HEADERS frames with cheap reprs."""
+
+    def __next__(self) -> hyperframe.frame.Frame:
+        frame = super().__next__()
+        quiet = _QUIET.get(type(frame))
+        if quiet is not None:
+            frame.__class__ = quiet
+        return frame
+
+
 class _MemoDecoder(hpack.Decoder):
     """An HPACK decoder that remembers header blocks decoded with an empty dynamic table.
 
@@ -334,6 +373,12 @@ class H2Protocol:
         conn.state_machine._transitions = _TRANSITIONS
         conn.encoder = _MemoEncoder()
         conn.decoder = _MemoDecoder(max_header_list_size)
+        # Our SETTINGS replace the defaults h2 read at construction: apply them here.
+        conn.max_inbound_frame_size = max_frame_size
+        conn.incoming_buffer = _QuietFrameBuffer(server=False)
+        table = conn._frame_dispatch_table
+        for plain, quiet in _QUIET.items():
+            table[quiet] = table[plain]
         # h2 remembers closed streams so that late frames on them are ignored.
         conn.MAX_CLOSED_STREAMS = max_closed_streams
         conn._closed_streams.size_limit = max_closed_streams  # type: ignore[attr-defined]

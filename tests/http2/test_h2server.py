@@ -257,3 +257,10 @@ async def test_h2_over_tls_and_coalescing_needs_matching_address(tls_ca: TLSMate
             assert r.status == 200
             assert open_connections(c) == 1
         assert srv.connections_accepted == 1
+
+
+async def test_our_max_frame_size_is_advertised_and_accepted(srv: H2Server) -> None:
+    cfg = aioduct.Http2Config(max_frame_size=1 << 20)
+    async with client(http2_config=cfg) as c:
+        r = await c.get(srv.url + "/bytes/3000000")  # sent in frames of up to 1 MiB
+        assert r.content == deterministic_bytes(3_000_000)
