@@ -214,6 +214,8 @@ class H2Server:
         max_frame_size: int | None = None,
         enable_connect_protocol: bool = False,
         answer_pings: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         if tls is not None:
             tls.set_alpn_protocols(["h2"])
@@ -228,7 +230,8 @@ class H2Server:
         if enable_connect_protocol:
             self.settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
         self.answer_pings = answer_pings
-        self.port = 0
+        self.host = host
+        self.port = port
         self.connections_accepted = 0
         self.conns: list[H2ServerConn] = []
         #: ``(connection id, stream id, method, path)`` of every request, in order.
@@ -244,7 +247,7 @@ class H2Server:
     @property
     def url(self) -> str:
         scheme = "https" if self.tls is not None else "http"
-        host = "localhost" if self.tls is not None else "127.0.0.1"
+        host = "localhost" if self.tls is not None and self.host == "127.0.0.1" else self.host
         return f"{scheme}://{host}:{self.port}"
 
     def route(self, path: str) -> Callable[[_H], _H]:
@@ -263,12 +266,19 @@ class H2Server:
 
     def start(self) -> H2Server:
         ready = threading.Event()
+        failure: list[BaseException] = []
 
         def run() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
             loop.set_exception_handler(lambda _loop, _ctx: None)
-            loop.run_until_complete(self._listen())
+            try:
+                loop.run_until_complete(self._listen())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
             ready.set()
             try:
                 loop.run_forever()
@@ -279,11 +289,14 @@ class H2Server:
         self._thread.start()
         if not ready.wait(10):
             raise RuntimeError("H2Server did not start")
+        if failure:
+            self._thread = None
+            raise RuntimeError(f"H2Server could not listen: {failure[0]!r}") from failure[0]
         return self
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", 0, ssl=self.tls, backlog=128
+            self._accept, self.host, self.port, ssl=self.tls, backlog=128
         )
         self.port = self._server.sockets[0].getsockname()[1]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterator
 
 import h2.errors
@@ -264,3 +265,25 @@ async def test_our_max_frame_size_is_advertised_and_accepted(srv: H2Server) -> N
     async with client(http2_config=cfg) as c:
         r = await c.get(srv.url + "/bytes/3000000")  # sent in frames of up to 1 MiB
         assert r.content == deterministic_bytes(3_000_000)
+
+
+async def test_no_coalescing_when_the_address_differs(tls_ca: TLSMaterial) -> None:
+    """The certificate covers both names, the port is the same, the addresses are not."""
+    leaf = tls_ca.ca.issue_cert("127.0.0.1", "127.0.0.2")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(ctx)
+    other = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(other)
+    with H2Server(tls=ctx) as one:
+        try:
+            two = H2Server(tls=other, host="127.0.0.2", port=one.port).start()
+        except (OSError, RuntimeError):
+            pytest.skip("cannot bind 127.0.0.2 here")
+        try:
+            async with aioduct.Client(verify=tls_ca.ca_pem_path) as c:
+                await c.get(f"https://127.0.0.1:{one.port}/small")
+                await c.get(f"https://127.0.0.2:{one.port}/small")
+                assert open_connections(c) == 2
+            assert one.connections_accepted == 1 and two.connections_accepted == 1
+        finally:
+            two.close()
