@@ -313,6 +313,12 @@ class Engine:
         """One request as a stream of a shared HTTP/2 connection."""
         exchange, head, sent_at = await conn.send(request, deadlines, request.protocol)
         head_at = perf_counter()
+        if len(head.headers) > self.config.max_response_headers:
+            exchange.abort()
+            raise RemoteProtocolError(
+                f"response has {len(head.headers)} header fields, more than "
+                f"max_response_headers={self.config.max_response_headers}"
+            )
         dns, connect, tls = (None, None, None) if reused else conn.setup_timings
         response = Response(
             head.status,

@@ -287,3 +287,20 @@ async def test_no_coalescing_when_the_address_differs(tls_ca: TLSMaterial) -> No
             assert one.connections_accepted == 1 and two.connections_accepted == 1
         finally:
             two.close()
+
+
+async def test_oversized_and_too_many_headers_are_refused_clearly(srv: H2Server) -> None:
+    @srv.route("/huge")
+    async def huge(req: H2Request) -> None:
+        req.send_headers(200, [("x-big", "a" * 70000)], end_stream=True)
+
+    @srv.route("/many")
+    async def many(req: H2Request) -> None:
+        req.send_headers(200, [(f"x-{i}", "1") for i in range(150)], end_stream=True)
+
+    async with client() as c:
+        with pytest.raises(aioduct.RemoteProtocolError, match="header"):
+            await c.get(srv.url + "/huge")
+        with pytest.raises(aioduct.RemoteProtocolError, match="max_response_headers=100"):
+            await c.get(srv.url + "/many")
+        assert (await c.get(srv.url + "/small")).status == 200
