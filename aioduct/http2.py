@@ -101,6 +101,7 @@ class H2Exchange:
         "released",
         "stream_id",
         "trailers",
+        "tunnel",
     )
 
     def __init__(self, conn: HTTP2Connection, stream_id: int, deadlines: Deadlines) -> None:
@@ -121,6 +122,9 @@ class H2Exchange:
         self.collecting = False
         self.buffered = 0
         self.limit = _NO_LIMIT
+        #: An extended-CONNECT tunnel: each side ends on its own (no reset at the
+        #: server's end of stream while we may still send).
+        self.tunnel = False
 
     # -- called by the reader task ---------------------------------------------------------
 
@@ -176,7 +180,7 @@ class H2Exchange:
         view = memoryview(data)
         limit = conn.config.max_send_buf_size
         while True:
-            if self.ended and self.head is not None:
+            if self.ended and self.head is not None and not self.tunnel:
                 # A complete response before the whole request (RFC 9113 §8.1): the
                 # server does not want the rest; stop sending (release() resets).
                 return
@@ -235,7 +239,8 @@ class H2Exchange:
                 self.release()
                 raise self.error
             if self.ended:
-                self.release()
+                if not self.tunnel:
+                    self.release()
                 return None
             if self.released:
                 return None
@@ -369,6 +374,7 @@ class HTTP2Connection:
         self._pinger: Any = None
         self._ping_waiter: asyncio.Future[None] | None = None
         self._last_received = runtime.now()
+        self._flush_scheduled = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -446,6 +452,20 @@ class HTTP2Connection:
 
     # -- output ----------------------------------------------------------------------------
 
+    def flush_soon(self) -> None:
+        """Write what the protocol queued at the end of this loop iteration.
+
+        Requests started in the same iteration (concurrent requests, or the next ones
+        started by tasks the reader just woke) then go out in one write.
+        """
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
     def flush(self) -> None:
         data = self.proto.data_to_send()
         if data:
@@ -496,7 +516,10 @@ class HTTP2Connection:
             raise
         exchange = H2Exchange(self, stream_id, deadlines)
         self.exchanges[stream_id] = exchange
-        self.flush()
+        if has_body:
+            self.flush()
+        else:
+            self.flush_soon()
         try:
             if content:
                 await exchange.send_body(content, True)
@@ -529,7 +552,7 @@ class HTTP2Connection:
                 self._dispatch(events)
                 if adaptive and self.exchanges:
                     proto.maybe_sample_bdp(t)  # one PING per round trip while busy
-                self.flush()
+                self.flush_soon()
         except asyncio.CancelledError:
             self._fail(ReadError("the HTTP/2 connection was closed"))
             raise

@@ -88,12 +88,15 @@ class H2Tunnel:
     http_version = "2"
 
     def __init__(self, exchange: H2Exchange) -> None:
+        exchange.tunnel = True
         self._exchange = exchange
         self._eof_sent = False
 
     async def send(self, data: bytes) -> None:
         if self._eof_sent:
             raise WriteError("send() after send_eof() on an HTTP/2 tunnel")
+        if self._exchange.released:
+            raise WriteError("the HTTP/2 tunnel is closed")
         if data:
             await self._exchange.send_body(data, False)
 
