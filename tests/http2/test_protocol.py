@@ -244,7 +244,7 @@ _values = st.sampled_from(["text/plain", "1", "2", "a" * 40, "Mon, 01 Jan 2024",
 _header_lists = st.lists(st.lists(st.tuples(_names, _values), max_size=6), max_size=25)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(_header_lists, st.sampled_from([0, 64, 4096]))
 def test_memo_decoder_matches_hpack(blocks: list[list[tuple[str, str]]], table: int) -> None:
     encoder = hpack.Encoder()
@@ -255,7 +255,7 @@ def test_memo_decoder_matches_hpack(blocks: list[list[tuple[str, str]]], table: 
         assert list(memo.decode(block, raw=True)) == list(plain.decode(block, raw=True))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(_header_lists)
 def test_memo_encoder_output_decodes_to_its_input(blocks: list[list[tuple[str, str]]]) -> None:
     memo, decoder = _MemoEncoder(), hpack.Decoder()
