@@ -12,6 +12,7 @@ import pytest
 import aioduct
 from aioduct.testing.h2server import H2Request, H2Server
 from aioduct.testing.nginx import TLSMaterial, deterministic_bytes
+from aioduct.testing.server import Conn, ScriptServer
 
 
 @pytest.fixture
@@ -306,3 +307,46 @@ async def test_oversized_and_too_many_headers_are_refused_clearly(srv: H2Server)
         with pytest.raises(aioduct.RemoteProtocolError, match="max_response_headers=100"):
             await c.get(srv.url + "/many")
         assert (await c.get(srv.url + "/small")).status == 200
+
+
+async def test_server_dropping_the_connection_fails_its_streams_clearly(srv: H2Server) -> None:
+    @srv.route("/drop")
+    async def drop(req: H2Request) -> None:
+        req.send_headers(200, [("content-length", "100000")])
+        await req.send_data(b"x" * 1000)
+        await asyncio.sleep(0.05)
+        req.conn.close()
+
+    async with client() as c:
+        results = await asyncio.gather(
+            c.get(srv.url + "/drop"), c.get(srv.url + "/slow/500"), return_exceptions=True
+        )
+        assert all(isinstance(r, aioduct.ReadError) for r in results), results
+        assert "closed the HTTP/2 connection" in str(results[0])
+        assert open_connections(c) == 0
+        assert (await c.get(srv.url + "/small")).status == 200
+
+
+async def test_silent_server_hits_the_connect_timeout(script_server: ScriptServer) -> None:
+    @script_server.on_connect
+    async def silent(conn: Conn) -> None:
+        await conn.sleep(5)
+
+    async with client(connect_timeout=0.2) as c:
+        with pytest.raises(aioduct.ConnectTimeout):
+            await c.get(script_server.url + "/")
+        assert open_connections(c) == 0
+
+
+async def test_http1_only_tls_server_with_h2_offered(
+    tls_script_server: ScriptServer, tls_ca: TLSMaterial
+) -> None:
+    """The server ignores ALPN: HTTP/1.1, and the origin is remembered as such."""
+    tls_script_server.route_respond("/x", body=b"one-one")
+    async with aioduct.Client(verify=tls_ca.ca_pem_path) as c:
+        rs = await asyncio.gather(*(c.get(tls_script_server.url + "/x") for _ in range(4)))
+        assert {(r.http_version, r.content) for r in rs} == {("1.1", b"one-one")}
+        pool = c._engine.pool
+        assert pool is not None and pool._h1_only
+        rs = await asyncio.gather(*(c.get(tls_script_server.url + "/x") for _ in range(4)))
+        assert all(r.status == 200 for r in rs)
