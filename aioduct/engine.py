@@ -311,8 +311,14 @@ class Engine:
         pool_wait: float | None,
     ) -> Response:
         """One request as a stream of a shared HTTP/2 connection."""
-        exchange, head, sent_at = await conn.send(request, deadlines, request.protocol)
-        head_at = perf_counter()
+        collect = None
+        if not stream and request.protocol is None:
+            limit = self.config.max_body_size
+            collect = -1 if limit is None else limit
+        exchange, head, sent_at = await conn.send(
+            request, deadlines, request.protocol, collect=collect
+        )
+        head_at = exchange.head_at
         if len(head.headers) > self.config.max_response_headers:
             exchange.abort()
             raise RemoteProtocolError(

@@ -97,6 +97,7 @@ class H2Exchange:
         "ended",
         "error",
         "head",
+        "head_at",
         "limit",
         "released",
         "stream_id",
@@ -109,6 +110,8 @@ class H2Exchange:
         self.stream_id = stream_id
         self.deadlines = deadlines
         self.head: ResponseReceived | None = None
+        #: perf_counter() when the head arrived (the request may be woken later).
+        self.head_at = 0.0
         self.chunks: deque[tuple[bytes, int]] = deque()
         self.ended = False
         self.error: AioductError | None = None
@@ -163,15 +166,23 @@ class H2Exchange:
                 handle.cancel()
 
     async def receive_head(self) -> ResponseReceived:
-        """The final response head (1xx responses are skipped by the reader)."""
-        while self.head is None:
+        """The final response head (1xx responses are skipped by the reader).
+
+        When the whole body is wanted (``collecting``), the reader wakes us once the
+        body is complete rather than once for the head and again for the body.
+        """
+        while self.head is None or (self.collecting and self._still_collecting()):
             if self.error is not None:
                 raise self.error
             try:
                 await self._wait(self.deadlines.for_read())
             except Expired:
-                raise self.deadlines.error("read", "waiting for the response") from None
+                what = "reading the body" if self.head is not None else "waiting for the response"
+                raise self.deadlines.error("read", what) from None
         return self.head
+
+    def _still_collecting(self) -> bool:
+        return not self.ended and self.error is None and self.buffered <= self.limit
 
     async def send_body(self, data: bytes | memoryview, end: bool) -> None:
         """Send request-body bytes as the server's windows open (never buffering them all)."""
@@ -264,8 +275,9 @@ class H2Exchange:
         size = 0
         chunks = self.chunks
         conn = self._conn
-        self.collecting = True
-        self.buffered = 0
+        if not self.collecting:
+            self.collecting = True
+            self.buffered = 0
         if max_size is not None:
             self.limit = max_size  # woken early to raise BodyTooLarge
         try:
@@ -477,12 +489,19 @@ class HTTP2Connection:
     # -- requests --------------------------------------------------------------------------
 
     async def send(
-        self, request: Request, deadlines: Deadlines, protocol: str | None = None
+        self,
+        request: Request,
+        deadlines: Deadlines,
+        protocol: str | None = None,
+        *,
+        collect: int | None = None,
     ) -> tuple[H2Exchange, ResponseReceived, float]:
         """Open a stream for ``request`` (the caller holds a slot), send it, await the head.
 
-        On any failure the slot is given back and the stream reset; the connection is
-        left to its other streams.
+        ``collect`` (the body size limit, or -1 for none) says the caller will read the
+        whole body: then this returns once the body is here too, saving a wake-up. On
+        any failure the slot is given back and the stream reset; the connection is left
+        to its other streams.
         """
         if self.error is not None or self.goaway_last_id is not None:
             self.in_use -= 1
@@ -515,6 +534,10 @@ class HTTP2Connection:
                 self.on_change(self)
             raise
         exchange = H2Exchange(self, stream_id, deadlines)
+        if collect is not None:
+            exchange.collecting = True
+            if collect >= 0:
+                exchange.limit = collect
         self.exchanges[stream_id] = exchange
         if has_body:
             self.flush()
@@ -599,9 +622,12 @@ class HTTP2Connection:
                 exchange = exchanges.get(ev.stream_id)
                 if exchange is not None:
                     exchange.head = ev
+                    exchange.head_at = perf_counter()
                     if ev.end_stream:
                         exchange.ended = True
-                    exchange._notify()
+                        exchange._notify()
+                    elif not exchange.collecting:
+                        exchange._notify()
             elif kind is StreamEnded:
                 exchange = exchanges.get(ev.stream_id)
                 if exchange is not None and not exchange.ended:

@@ -40,6 +40,8 @@ async def test_h2c_prior_knowledge_concurrent_on_one_connection(nginx: Nginx) ->
             *(client.get(f"{nginx.h2c_url}/json?{t}={i}") for i in range(30))
         )
         assert all(r.json()["count"] == 42 and r.http_version == "2" for r in responses)
+        for r in responses:
+            assert r.timings.ttfb is not None and 0 <= r.timings.ttfb <= r.timings.total
         # and again, sequentially, on the same connection
         for i in range(5):
             assert (await client.get(f"{nginx.h2c_url}/small?{t}=s{i}")).status == 200
