@@ -387,6 +387,8 @@ class HTTP2Connection:
         self._ping_waiter: asyncio.Future[None] | None = None
         self._last_received = runtime.now()
         self._flush_scheduled = False
+        #: The server's SETTINGS_MAX_CONCURRENT_STREAMS (cached: checked per checkout).
+        self.max_streams = self.proto.max_concurrent_streams
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -418,7 +420,7 @@ class HTTP2Connection:
         return (
             self.error is None
             and self.goaway_last_id is None
-            and self.in_use < self.proto.max_concurrent_streams
+            and self.in_use < self.max_streams
             and not self.proto.terminated
         )
 
@@ -650,6 +652,7 @@ class HTTP2Connection:
                 if exchange is not None:
                     exchange.trailers = ev.headers
             elif kind is SettingsChanged:
+                self.max_streams = ev.max_concurrent_streams
                 if not self._settings.done():
                     self._settings.set_result(None)
                 elif self.on_change is not None:
