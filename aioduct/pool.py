@@ -37,6 +37,10 @@ __all__ = ["ConnectionPool", "MultiplexedConnection", "PoolKey", "PooledConnecti
 PoolKey = Origin
 
 
+#: Origins remembered as HTTP/1.1-only (forgetting one costs one serialised handshake).
+_H1_ONLY_MEMORY = 4096
+
+
 class PooledConnection(Protocol):
     """What the pool needs of a connection."""
 
@@ -184,6 +188,8 @@ class ConnectionPool(Generic[C]):
                     self._add_shared(new)
                     cast(MultiplexedConnection, new).in_use += 1
                 elif multiplex:
+                    if len(self._h1_only) >= _H1_ONLY_MEMORY:
+                        self._h1_only.clear()  # a crawl must not grow this forever
                     self._h1_only.add(key)
                 if opening is not None:
                     self._settle(key, opening, None)
