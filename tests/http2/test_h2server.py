@@ -12,7 +12,7 @@ import pytest
 import aioduct
 from aioduct.testing.h2server import H2Request, H2Server
 from aioduct.testing.nginx import TLSMaterial, deterministic_bytes
-from aioduct.testing.server import Conn, ScriptServer
+from aioduct.testing.server import Conn, ScriptServer, ServerRequest
 
 
 @pytest.fixture
@@ -350,3 +350,25 @@ async def test_http1_only_tls_server_with_h2_offered(
         assert pool is not None and pool._h1_only
         rs = await asyncio.gather(*(c.get(tls_script_server.url + "/x") for _ in range(4)))
         assert all(r.status == 200 for r in rs)
+
+
+async def test_http1_upgrade_hands_over_the_connection(script_server: ScriptServer) -> None:
+    @script_server.route("/ws")
+    async def ws(conn: Conn, req: ServerRequest) -> None:
+        assert req.header("upgrade") == "echo"
+        await conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\r\nhi")
+        while data := await conn.recv():
+            await conn.send(data[::-1])
+
+    async with aioduct.Client() as c:
+        r = await c.get(
+            script_server.url + "/ws", headers={"Connection": "Upgrade", "Upgrade": "echo"}
+        )
+        assert r.status == 101 and r.http_version == "1.1"
+        up = await r.upgrade()
+        assert await up.receive() == b"hi"  # bytes that came with the 101
+        await up.send(b"abc")
+        assert await up.receive() == b"cba"
+        await up.aclose()
+        assert open_connections(c) == 0  # handed over, not pooled
+        assert (await c.get(script_server.url + "/ws2")).status == 404
