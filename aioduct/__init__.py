@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
-from .config import ClientConfig
+from .config import ClientConfig, Http2Config
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -48,6 +48,7 @@ from .models import Request, Response, Timings
 from .redirects import RedirectPolicy, same_origin_only
 from .retries import RetryConfig
 from .runner import SendEngine
+from .upgrade import Upgraded
 from .url import URL
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "EngineStats",
     "EngineUnavailable",
     "Headers",
+    "Http2Config",
     "InvalidURL",
     "Job",
     "JobError",
@@ -91,6 +93,7 @@ __all__ = [
     "TooManyRedirects",
     "TotalTimeout",
     "TransportError",
+    "Upgraded",
     "WorkerCrashed",
     "WriteError",
     "WriteTimeout",

@@ -47,6 +47,8 @@ class RequestOptions(TypedDict, total=False):
     auth: AuthTypes | None
     timeout: float | None
     follow_redirects: bool | None
+    version: str | None
+    protocol: str | None
 
 
 class HTTPMethods(Generic[R]):
@@ -179,7 +181,15 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         auth = resolve_auth(options.get("auth")) or auth_from_url or self._auth
         if auth is not None:
             auth.apply(headers)
-        return Request(method, target, headers=headers, content=content, stream=stream)
+        return Request(
+            method,
+            target,
+            headers=headers,
+            content=content,
+            stream=stream,
+            version=options.get("version"),
+            protocol=options.get("protocol"),
+        )
 
     @staticmethod
     def _body(

@@ -21,7 +21,7 @@ import msgspec
 
 from .headers import Headers, HeadersLike
 
-__all__ = ["ClientConfig"]
+__all__ = ["ClientConfig", "Http2Config"]
 
 #: Sentinel default of ``timeout``-like options meaning "use the built-in default".
 _TIMEOUT_FIELDS: Final = (
@@ -33,6 +33,60 @@ _TIMEOUT_FIELDS: Final = (
     "pool_idle_timeout",
     "tcp_keepalive",
 )
+
+
+class Http2Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """HTTP/2 tuning: flow-control windows, frame and header limits, keep-alive PINGs.
+
+    The defaults favour throughput: RFC 9113's 64 KiB initial windows cap a download at
+    one window per round trip, so aioduct advertises 2 MiB per stream and 4 MiB per
+    connection (what the book uses) and lets a consumer that falls behind hold the data
+    back: windows are re-opened only as the reader consumes the body.
+    """
+
+    initial_stream_window_size: int = 2 * 1024 * 1024
+    """Bytes the server may send on one stream before the reader consumes some."""
+    initial_connection_window_size: int = 4 * 1024 * 1024
+    """Bytes the server may send across all streams before the readers consume some."""
+    max_frame_size: int = 16384
+    """Largest DATA frame payload the server may send (16,384 to 16,777,215)."""
+    adaptive_window: bool = False
+    """Grow the windows to the measured bandwidth-delay product (a PING per sample)."""
+    keep_alive_interval: float | None = None
+    """Send a PING after this many seconds of silence; ``None`` disables keep-alive."""
+    keep_alive_timeout: float = 20.0
+    """Close the connection (failing its streams) if a PING is not answered in time."""
+    keep_alive_while_idle: bool = False
+    """Also PING while no request is in flight (otherwise only busy connections)."""
+    max_header_list_size: int = 65536
+    """Largest response header list accepted (uncompressed, as RFC 9113 counts it)."""
+    max_send_buf_size: int = 1024 * 1024
+    """Request-body bytes queued on the socket before an upload waits for it to drain."""
+    max_concurrent_reset_streams: int = 1024
+    """Closed and reset streams remembered, so late frames for them are ignored."""
+
+    def __post_init__(self) -> None:
+        for name, low, high in (
+            ("initial_stream_window_size", 0, 2**31 - 1),
+            ("initial_connection_window_size", 65535, 2**31 - 1),
+            ("max_frame_size", 16384, 2**24 - 1),
+            ("max_header_list_size", 1024, 2**31 - 1),
+            ("max_send_buf_size", 1024, 2**31 - 1),
+            ("max_concurrent_reset_streams", 1, 2**31 - 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in [{low}, {high}], not {value!r}")
+        for name in ("keep_alive_interval", "keep_alive_timeout"):
+            value = getattr(self, name)
+            if value is None and name == "keep_alive_interval":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
+            if isinstance(value, int):
+                msgspec.structs.force_setattr(self, name, float(value))
 
 
 class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -83,6 +137,16 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Bind outgoing connections to this local IP address."""
     tcp_keepalive: float | None = None
     """Enable TCP keep-alive probes, idle this many seconds before the first."""
+
+    # -- HTTP/2 ----------------------------------------------------------------------------
+    http2: bool = True
+    """Offer HTTP/2 by ALPN on https (the server picks); ``False`` offers only HTTP/1.1."""
+    http2_prior_knowledge: bool = False
+    """Speak HTTP/2 on cleartext ``http://`` without negotiating (h2c)."""
+    http2_config: Http2Config = Http2Config()
+    """Windows, frame limits and keep-alive of HTTP/2 connections."""
+    connection_coalescing: bool = True
+    """Reuse an HTTP/2 connection for another host its certificate covers, at its address."""
 
     # -- TLS -------------------------------------------------------------------------------
     verify: bool | str = True

@@ -9,7 +9,7 @@ in the pool, policy in the engine.
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Final
+from typing import Final, Literal
 
 from .errors import BodyTooLarge, ReadError, RemoteProtocolError, WriteError
 from .models import Request
@@ -25,12 +25,30 @@ from .protocol.http11 import (
 from .runtimes import Expired, Stream
 from .timeouts import Deadlines
 
-__all__ = ["HTTP11Connection", "ResponseHead", "StaleConnection"]
+__all__ = [
+    "HTTP11Connection",
+    "NoStreamCapacity",
+    "ResponseHead",
+    "StaleConnection",
+    "StreamNotProcessed",
+]
 
 #: Request bodies up to this size are sent in one write together with the head.
 _COALESCE_BODY: Final = 64 * 1024
 
 ResponseHead = Response
+
+
+class StreamNotProcessed(ReadError):
+    """The server did not process this HTTP/2 request (GOAWAY above it, or REFUSED_STREAM).
+
+    RFC 9113 §8.7 makes such a request safe to retry whatever its method; the engine
+    does so transparently on another connection when the body can be sent again.
+    """
+
+
+class NoStreamCapacity(ReadError):
+    """Internal: the server lowered its HTTP/2 stream limit under us; take another slot."""
 
 
 class StaleConnection(ReadError):
@@ -55,6 +73,7 @@ class HTTP11Connection:
     )
 
     http_version: Final = "1.1"
+    multiplexed: Literal[False] = False
 
     def __init__(
         self, stream: Stream, key: PoolKey, *, max_head_bytes: int, max_headers: int

@@ -1,8 +1,14 @@
 """The request pipeline, written once for every runtime.
 
 ``Engine.send`` takes a built :class:`Request` through: deadlines → redirect loop →
-pool checkout (or connect: DNS, TCP, TLS) → send on the connection → response head →
-body (read now, or handed to the caller as a stream) → pool checkin. It talks to the
+pool checkout (or connect: DNS, TCP, TLS with ALPN) → send on the connection → response
+head → body (read now, or handed to the caller as a stream) → pool checkin.
+
+HTTP/1.1 connections carry one exchange at a time and go back to the pool after it;
+HTTP/2 connections stay shared in the pool and each request takes one stream slot, which
+the stream gives back itself when it ends. The version is the server's choice by ALPN
+(``http2=True``), h2c with ``http2_prior_knowledge``, or forced per request
+(``version="1.1"``/``"2"``). It talks to the
 outside world only through a :class:`~aioduct.runtimes.Runtime`, so the io_uring engine
 runs this same code.
 
@@ -15,15 +21,16 @@ from __future__ import annotations
 import asyncio
 import ssl
 from time import perf_counter
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .config import ClientConfig
-from .connection import HTTP11Connection, StaleConnection
+from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .dns import Resolver, literal_address
 from .errors import (
     AioductError,
     ConnectError,
     InvalidURL,
+    LocalProtocolError,
     RemoteProtocolError,
     TooManyRedirects,
 )
@@ -33,7 +40,8 @@ from .pool import ConnectionPool, PoolKey
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
 from .runtimes import Expired, Runtime, default_runtime
 from .timeouts import Deadlines
-from .tls import create_ssl_context, tls_error
+from .tls import ALPN_H2, ALPN_HTTP11, certificate_covers, create_ssl_context, tls_error
+from .upgrade import H1Upgraded, H2Tunnel
 
 __all__ = ["Engine"]
 
@@ -44,6 +52,15 @@ IDEMPOTENT_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"
 _DRAIN_LIMIT: Final = 256 * 1024
 
 _UNSET: Final = object()
+#: Times a request the server did not process (GOAWAY, REFUSED_STREAM) is sent again.
+_MAX_UNPROCESSED_RETRIES: Final = 3
+
+if TYPE_CHECKING:
+    # Imported lazily at runtime: h2 costs ~25 ms to import and HTTP/1.1-only programs
+    # (and plain-http crawls) never need it.
+    from .http2 import HTTP2Connection
+
+    Connection = HTTP11Connection | HTTP2Connection
 
 
 class Engine:
@@ -61,13 +78,13 @@ class Engine:
         self._redirect_policy = redirect_policy
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runtime: Runtime | None = None
-        self._pool: ConnectionPool[HTTP11Connection] | None = None
+        self._pool: ConnectionPool[Connection] | None = None
         self._resolver: Resolver | None = None
         self._closed = False
 
     # -- binding -------------------------------------------------------------------------------
 
-    def _bind(self) -> tuple[Runtime, ConnectionPool[HTTP11Connection]]:
+    def _bind(self) -> tuple[Runtime, ConnectionPool[Connection]]:
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             assert self._runtime is not None and self._pool is not None
@@ -86,7 +103,7 @@ class Engine:
         self._loop = loop
         self._runtime = runtime
         self._resolver = Resolver(runtime)
-        self._pool = ConnectionPool[HTTP11Connection](
+        self._pool = ConnectionPool(
             runtime,
             max_idle_per_host=cfg.pool_max_idle_per_host,
             idle_timeout=cfg.pool_idle_timeout,
@@ -96,7 +113,7 @@ class Engine:
         return runtime, self._pool
 
     @property
-    def pool(self) -> ConnectionPool[HTTP11Connection] | None:
+    def pool(self) -> ConnectionPool[Connection] | None:
         return self._pool
 
     name = "send"
@@ -173,7 +190,7 @@ class Engine:
         self,
         request: Request,
         deadlines: Deadlines,
-        pool: ConnectionPool[HTTP11Connection],
+        pool: ConnectionPool[Connection],
         stream: bool,
     ) -> Response:
         url = request.url
@@ -187,17 +204,57 @@ class Engine:
             pool_deadline = deadlines.now() + cfg.pool_timeout
             if deadlines.total_at is not None and deadlines.total_at < pool_deadline:
                 pool_deadline = deadlines.total_at
+        version = request.version
         attempt = 0
+        unprocessed = 0
         while True:
             before = perf_counter()
-            conn = pool.checkout(key) if attempt == 0 else None
+            conn = pool.checkout(key, version) if attempt == 0 else None
             if conn is not None:
                 reused = True
             else:
+                multiplex = version != "1.1" and (
+                    version == "2"
+                    or (cfg.http2 if key.scheme == "https" else cfg.http2_prior_knowledge)
+                )
+                coalesce = None
+                if multiplex and key.scheme == "https" and cfg.connection_coalescing:
+                    coalesce = self._coalesce
                 conn, reused = await pool.acquire(
-                    key, self._connect, deadlines, pool_deadline, reuse=attempt == 0
+                    key,
+                    self._connect,
+                    deadlines,
+                    pool_deadline,
+                    reuse=attempt == 0,
+                    version=version,
+                    multiplex=multiplex,
+                    coalesce=coalesce,
                 )
             pool_wait = perf_counter() - before if reused else None
+            if conn.multiplexed:
+                try:
+                    return await self._exchange_h2(
+                        conn, request, deadlines, stream, reused, pool_wait
+                    )
+                except StreamNotProcessed:
+                    # Not processed (RFC 9113 §8.7): safe to send again, whatever the method.
+                    if request.stream is not None or unprocessed >= _MAX_UNPROCESSED_RETRIES:
+                        raise
+                    unprocessed += 1
+                    continue
+                except NoStreamCapacity:
+                    unprocessed += 1
+                    if unprocessed > _MAX_UNPROCESSED_RETRIES:
+                        raise RemoteProtocolError(
+                            "the server kept lowering its HTTP/2 stream limit"
+                        ) from None
+                    continue
+            if request.protocol is not None:
+                pool.release(conn)
+                raise LocalProtocolError(
+                    f"protocol={request.protocol!r} needs HTTP/2 (extended CONNECT), "
+                    f"but {key.host}:{key.port} speaks HTTP/1.1 on this connection"
+                )
             try:
                 head, sent_at = await conn.send(request, deadlines)
                 break
@@ -228,9 +285,11 @@ class Engine:
             ),
         )
         if head.status == 101:
-            # The connection now speaks another protocol and never returns to the pool.
-            # Until the upgrade API lands, a 101 response is returned without a body.
-            pool.discard(conn)
+            # The connection now speaks another protocol and leaves the pool for good:
+            # response.upgrade() hands it over.
+            pool.detach(conn)
+            raw, early = conn.detach()
+            response._upgraded = H1Upgraded(raw, early)
             response._content = b""
             return response
         if stream:
@@ -247,7 +306,100 @@ class Engine:
             pool.discard(conn)
         return response
 
-    async def _connect(self, key: PoolKey, deadlines: Deadlines) -> HTTP11Connection:
+    async def _exchange_h2(
+        self,
+        conn: HTTP2Connection,
+        request: Request,
+        deadlines: Deadlines,
+        stream: bool,
+        reused: bool,
+        pool_wait: float | None,
+    ) -> Response:
+        """One request as a stream of a shared HTTP/2 connection."""
+        collect = None
+        if not stream and request.protocol is None:
+            limit = self.config.max_body_size
+            collect = -1 if limit is None else limit
+        exchange, head, sent_at = await conn.send(
+            request, deadlines, request.protocol, collect=collect
+        )
+        head_at = exchange.head_at
+        if len(head.headers) > self.config.max_response_headers:
+            exchange.abort()
+            raise RemoteProtocolError(
+                f"response has {len(head.headers)} header fields, more than "
+                f"max_response_headers={self.config.max_response_headers}"
+            )
+        dns, connect, tls = (None, None, None) if reused else conn.setup_timings
+        response = Response(
+            head.status,
+            headers=Headers._adopt(head.headers),
+            http_version="2",
+            request=request,
+            timings=Timings(
+                dns=dns,
+                connect=connect,
+                tls=tls,
+                ttfb=head_at - sent_at,
+                total=head_at - deadlines.started,
+                pool_wait=pool_wait,
+            ),
+        )
+        if request.protocol is not None and 200 <= head.status < 300:
+            # Extended CONNECT (RFC 8441): the stream is now the tunnel.
+            runtime = self._runtime
+            assert runtime is not None
+            exchange.deadlines = Deadlines(
+                runtime, total=None, connect=None, read=None, write=self.config.write_timeout
+            )
+            response._upgraded = H2Tunnel(exchange)
+            response._content = b""
+            return response
+        if stream:
+            response._body = exchange
+            return response
+        response._content = await exchange.read_body(self.config.max_body_size)
+        return response
+
+    async def _coalesce(self, key: PoolKey) -> Connection | None:
+        """A shared HTTP/2 connection to another host that may serve ``key`` too.
+
+        RFC 9113 §9.1.1: the connection's certificate must cover ``key.host`` and the
+        host must resolve to the address the connection is connected to.
+        """
+        pool, resolver = self._pool, self._resolver
+        assert pool is not None and resolver is not None
+        candidates = [
+            conn
+            for conn in pool.shared_connections()
+            if conn.multiplexed
+            and conn.key.scheme == "https"
+            and conn.key.port == key.port
+            and key not in conn.aliases
+            and conn.key != key
+            and conn.has_capacity()
+            and certificate_covers(conn.stream.ssl_object, key.host)
+        ]
+        if not candidates:
+            return None
+        addresses = literal_address(key.host)
+        if addresses is None:
+            try:
+                addresses, _ = await resolver.resolve(key.host, key.port)
+            except AioductError:
+                return None  # connecting reports the error
+        ips = {ip for _family, ip in addresses}
+        for conn in candidates:
+            peer = conn.stream.peer_address
+            if peer is not None and peer[0] in ips and conn.has_capacity():
+                pool.add_alias(conn, key)
+                conn.in_use += 1
+                return conn
+        return None
+
+    async def _connect(
+        self, key: PoolKey, deadlines: Deadlines, version: str | None = None
+    ) -> Connection:
         """Open a connection for ``key``: DNS, TCP, then TLS for https (timed each)."""
         runtime = self._runtime
         assert runtime is not None and self._resolver is not None
@@ -286,8 +438,11 @@ class Engine:
             connect_time = perf_counter() - tcp_started
             if key.scheme == "https":
                 tls_started = perf_counter()
+                offer_h2 = version == "2" or (cfg.http2 and version != "1.1")
                 context = self._ssl_context or create_ssl_context(
-                    cfg.verify_certificates and cfg.verify, cfg.cert
+                    cfg.verify_certificates and cfg.verify,
+                    cfg.cert,
+                    ALPN_H2 if offer_h2 else ALPN_HTTP11,
                 )
                 try:
                     stream = await runtime.start_tls(stream, context, host, deadline=deadline)
@@ -299,9 +454,37 @@ class Engine:
                     ) from None
                 tls_time = perf_counter() - tls_started
                 alpn = stream.alpn_protocol
-                if alpn not in (None, "http/1.1"):
+                if alpn not in (None, "http/1.1", "h2"):
                     stream.close()
                     raise RemoteProtocolError(f"server selected unsupported protocol {alpn!r}")
+                if version == "2" and alpn != "h2":
+                    stream.close()
+                    raise RemoteProtocolError(
+                        f"version='2' was requested but {host}:{port} does not offer HTTP/2 "
+                        f"(ALPN chose {alpn or 'nothing'})"
+                    )
+                h2 = alpn == "h2"
+            else:
+                h2 = version == "2" or (version is None and cfg.http2_prior_knowledge)
+            if h2:
+                from .http2 import HTTP2Connection
+
+                h2conn = HTTP2Connection(stream, key, runtime, cfg.http2_config)
+                try:
+                    await h2conn.start(deadline)
+                except RemoteProtocolError as exc:
+                    if key.scheme == "https":
+                        raise
+                    raise RemoteProtocolError(
+                        f"{host}:{port} did not answer the HTTP/2 connection preface "
+                        f"({exc}); does it speak h2c (http2_prior_knowledge) on this port?"
+                    ) from None
+                except AioductError as exc:
+                    raise ConnectError(
+                        f"HTTP/2 connection to {host}:{port} failed during setup: {exc}"
+                    ) from None
+                h2conn.setup_timings = (dns_time, connect_time, tls_time)
+                return h2conn
         except (Expired, TimeoutError) as exc:
             if isinstance(exc, AioductError):
                 raise
@@ -322,7 +505,7 @@ class _StreamingBody:
     __slots__ = ("_conn", "_deadlines", "_pool")
 
     def __init__(
-        self, conn: HTTP11Connection, pool: ConnectionPool[HTTP11Connection], deadlines: Deadlines
+        self, conn: HTTP11Connection, pool: ConnectionPool[Connection], deadlines: Deadlines
     ):
         self._conn: HTTP11Connection | None = conn
         self._pool = pool

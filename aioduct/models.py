@@ -12,13 +12,16 @@ from __future__ import annotations
 import codecs
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from http import HTTPStatus
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import msgspec
 
 from .errors import BodyTooLarge, DecodeError, StatusError
 from .headers import Headers
 from .url import URL
+
+if TYPE_CHECKING:
+    from .upgrade import Upgraded
 
 __all__ = ["BodyReader", "Request", "Response", "Timings"]
 
@@ -51,7 +54,7 @@ class Request:
     chunked framing (or with the ``Content-Length`` the caller set). At most one is set.
     """
 
-    __slots__ = ("content", "headers", "method", "stream", "url")
+    __slots__ = ("content", "headers", "method", "protocol", "stream", "url", "version")
 
     def __init__(
         self,
@@ -61,12 +64,22 @@ class Request:
         headers: Headers | None = None,
         content: bytes | None = None,
         stream: AsyncIterable[bytes] | None = None,
+        version: str | None = None,
+        protocol: str | None = None,
     ) -> None:
         self.method = method
         self.url = URL(url)
         self.headers = headers if headers is not None else Headers()
         self.content = content
         self.stream = stream
+        if version not in (None, "1.1", "2"):
+            raise ValueError(f"version must be '1.1', '2' or None, not {version!r}")
+        #: Force HTTP/1.1 or HTTP/2 for this request (``None``: the client's choice).
+        self.version = version
+        if protocol is not None and method != "CONNECT":
+            raise ValueError(f"protocol= needs method='CONNECT' (RFC 8441), not {method!r}")
+        #: The ``:protocol`` of an HTTP/2 extended CONNECT (RFC 8441), e.g. "websocket".
+        self.protocol = protocol
 
     def __repr__(self) -> str:
         return f"<Request [{self.method} {self.url.redacted()}]>"
@@ -91,6 +104,7 @@ class Response:
         "_encoding",
         "_portal",
         "_text",
+        "_upgraded",
         "headers",
         "history",
         "http_version",
@@ -126,6 +140,7 @@ class Response:
         self._text: str | None = None
         self._encoding: str | None = None
         self._portal: Portal | None = None
+        self._upgraded: Upgraded | None = None
 
     # -- status ----------------------------------------------------------------------------
 
@@ -290,6 +305,23 @@ class Response:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    # -- upgrades ----------------------------------------------------------------------------
+
+    async def upgrade(self) -> Upgraded:
+        """The bidirectional stream after ``101 Switching Protocols`` (HTTP/1.1) or a 2xx
+        answer to an extended CONNECT (HTTP/2, ``protocol=``); see :mod:`aioduct.upgrade`.
+
+        Can be taken once; the connection (HTTP/1.1) or stream (HTTP/2) is then yours.
+        """
+        upgraded, self._upgraded = self._upgraded, None
+        if upgraded is None:
+            raise RuntimeError(
+                f"response {self.status} is not an upgrade: expected 101 to an Upgrade "
+                "request, or 2xx to method='CONNECT' with protocol= over HTTP/2 "
+                "(or upgrade() was already called)"
+            )
+        return upgraded
 
     # -- streaming (blocking client) ---------------------------------------------------------
 

@@ -6,6 +6,13 @@ there is no await between deciding and acting on the pool's books; the only awai
 the most recently used connection is the one least likely to have been closed by the
 server — and each is checked for readiness before reuse.
 
+HTTP/2 connections are *shared*, not checked out: they stay listed under their origin
+(and under every origin coalesced onto them) while each checkout takes one stream slot,
+up to the server's SETTINGS_MAX_CONCURRENT_STREAMS; only beyond that is another
+connection opened. While a connection that may turn out to be HTTP/2 is being opened,
+further requests to that origin wait for it instead of racing their own handshakes; if
+it turns out to be HTTP/1.1 the origin is remembered as such and nobody waits next time.
+
 Eviction happens on checkout (expired or dead connections are skipped and closed), on
 checkin (over ``max_idle_per_host`` the oldest goes) and in a background reaper that runs
 while anything is idle, so an origin never visited again does not keep sockets open.
@@ -14,19 +21,24 @@ while anything is idle, so an origin never visited again does not keep sockets o
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
-from .errors import ClientClosed, PoolTimeout
+from .errors import AioductError, ClientClosed, PoolTimeout
 from .runtimes import Runtime
 from .url import Origin
 
-__all__ = ["ConnectionPool", "PoolKey", "PooledConnection"]
+__all__ = ["ConnectionPool", "MultiplexedConnection", "PoolKey", "PooledConnection"]
 
 
 #: Connections are pooled per origin; a proxy or SNI override joins the key in later issues.
 PoolKey = Origin
+
+
+#: Origins remembered as HTTP/1.1-only (forgetting one costs one serialised handshake).
+_H1_ONLY_MEMORY = 4096
 
 
 class PooledConnection(Protocol):
@@ -37,13 +49,36 @@ class PooledConnection(Protocol):
     holds_slot: bool
     """True while the connection counts against the pool's limits (cleared once freed)."""
 
+    @property
+    def multiplexed(self) -> bool:
+        """Carries many requests at once (HTTP/2): shared, never on the idle stack."""
+
     def is_ready(self) -> bool:
         """Can carry a new request right now (open, idle, nothing unexpected received)."""
 
     def close(self) -> None: ...
 
 
+class MultiplexedConnection(PooledConnection, Protocol):
+    """What the pool needs of a shared (HTTP/2) connection."""
+
+    in_use: int
+    """Stream slots taken: incremented by the pool on checkout, decremented by the
+    connection when a stream is done (it then calls ``on_change``)."""
+    aliases: list[PoolKey]
+    """Other origins coalesced onto this connection."""
+    on_change: Callable[[Any], None] | None
+    """Set by the pool: called when a slot frees, or the connection dies or drains."""
+
+    def has_capacity(self) -> bool:
+        """Alive, accepting new streams, and below the server's concurrency limit."""
+
+    def is_alive(self) -> bool:
+        """Open and not draining after a GOAWAY (may still be at its stream limit)."""
+
+
 C = TypeVar("C", bound=PooledConnection)
+Connect = Callable[[PoolKey, Any, "str | None"], Awaitable[C]]
 
 
 class ConnectionPool(Generic[C]):
@@ -67,6 +102,12 @@ class ConnectionPool(Generic[C]):
         self._open: dict[PoolKey, int] = {}
         self._open_total = 0
         self._waiters: deque[tuple[PoolKey, asyncio.Future[None]]] = deque()
+        #: Multiplexed connections by origin (coalesced origins included).
+        self._shared: dict[PoolKey, list[C]] = {}
+        #: Connections being opened that may turn out to be multiplexed, by origin.
+        self._pending: dict[PoolKey, asyncio.Future[None]] = {}
+        #: Origins whose server chose HTTP/1.1 although HTTP/2 was offered.
+        self._h1_only: set[PoolKey] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -82,44 +123,87 @@ class ConnectionPool(Generic[C]):
             return len(self._idle.get(key, ()))
         return sum(len(stack) for stack in self._idle.values())
 
+    def shared_connections(self, key: PoolKey | None = None) -> list[C]:
+        """Multiplexed connections serving ``key`` (or all of them, once each)."""
+        if key is not None:
+            return list(self._shared.get(key, ()))
+        seen: dict[int, C] = {}
+        for conns in self._shared.values():
+            for conn in conns:
+                seen.setdefault(id(conn), conn)
+        return list(seen.values())
+
     # -- checkout ------------------------------------------------------------------------------
 
     async def acquire(
         self,
         key: PoolKey,
-        connect: Callable[[PoolKey, Any], Awaitable[C]],
+        connect: Connect[C],
         context: Any,
         deadline: float | None,
         *,
         reuse: bool = True,
+        version: str | None = None,
+        multiplex: bool = False,
+        coalesce: Callable[[PoolKey], Awaitable[C | None]] | None = None,
     ) -> tuple[C, bool]:
         """A ready connection for ``key`` and whether it was reused.
 
-        Reuses an idle connection when one is ready (unless ``reuse`` is false); otherwise
-        opens one with ``connect(key, context)`` when the limits allow, or waits (until
-        ``deadline``: :class:`PoolTimeout`).
+        Reuses an idle connection or a stream slot of a shared one when available (unless
+        ``reuse`` is false; ``version`` "1.1"/"2" restricts which); then, with
+        ``coalesce``, a shared connection of another origin; otherwise opens one with
+        ``connect(key, context, version)`` when the limits allow, or waits (until
+        ``deadline``: :class:`PoolTimeout`). ``multiplex`` says the new connection may
+        be shared: concurrent callers then wait for it rather than open their own.
         """
         while True:
             if self._closed:
                 raise ClientClosed("the client is closed")
-            conn = self.checkout(key) if reuse else None
+            conn = self.checkout(key, version) if reuse else None
             if conn is not None:
                 return conn, True
+            if multiplex and key not in self._h1_only:
+                pending = self._pending.get(key)
+                if pending is not None:
+                    await self._join(pending, key, deadline)
+                    continue
+            if coalesce is not None and self._shared:
+                conn = await coalesce(key)
+                if conn is not None:
+                    return conn, True
             if self._reserve(key):
+                opening: asyncio.Future[None] | None = None
+                if multiplex and key not in self._h1_only:
+                    opening = asyncio.get_running_loop().create_future()
+                    self._pending[key] = opening
                 try:
-                    new = await connect(key, context)
-                except BaseException:
+                    new = await connect(key, context, version)
+                except BaseException as exc:
                     self._unreserve(key)
+                    if opening is not None:
+                        self._settle(key, opening, exc)
                     raise
                 new.holds_slot = True
+                if new.multiplexed:
+                    self._add_shared(new)
+                    cast(MultiplexedConnection, new).in_use += 1
+                elif multiplex:
+                    if len(self._h1_only) >= _H1_ONLY_MEMORY:
+                        self._h1_only.clear()  # a crawl must not grow this forever
+                    self._h1_only.add(key)
+                if opening is not None:
+                    self._settle(key, opening, None)
                 return new, False
             await self._wait(key, deadline)
 
-    def checkout(self, key: PoolKey) -> C | None:
-        """A ready idle connection for ``key``, or ``None`` (synchronous fast path)."""
-        stack = self._idle.get(key)
+    def checkout(self, key: PoolKey, version: str | None = None) -> C | None:
+        """A ready idle connection or a shared stream slot for ``key``, or ``None``.
+
+        Synchronous: the fast path of every request.
+        """
+        stack = self._idle.get(key) if version != "2" else None
         if not stack:
-            return None
+            return self._checkout_shared(key, version) if self._shared else None
         expires_before = self._expiry_cutoff()
         while stack:
             conn = stack.pop()
@@ -129,7 +213,99 @@ class ConnectionPool(Generic[C]):
                 return conn
             self._forget(conn)
         del self._idle[key]
+        return self._checkout_shared(key, version) if self._shared else None
+
+    def _checkout_shared(self, key: PoolKey, version: str | None) -> C | None:
+        conns = self._shared.get(key)
+        if not conns or version == "1.1":
+            return None
+        for conn in conns:  # fill the oldest connection first: fewer, busier connections
+            shared = cast(MultiplexedConnection, conn)
+            if shared.has_capacity():
+                shared.in_use += 1
+                return conn
         return None
+
+    def _has_shared_capacity(self, key: PoolKey) -> bool:
+        return any(cast(MultiplexedConnection, c).has_capacity() for c in self._shared.get(key, ()))
+
+    async def _join(
+        self, pending: asyncio.Future[None], key: PoolKey, deadline: float | None
+    ) -> None:
+        """Wait for another request's connection attempt to ``key`` to finish."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.shield(pending)
+        except TimeoutError:
+            raise PoolTimeout(
+                f"no connection to {key.host}:{key.port} became available in time "
+                "(waited for the one being opened)"
+            ) from None
+        except AioductError as exc:
+            # The attempt failed: every request that waited for it fails the same way
+            # (each with its own copy, since errors record their request).
+            err = copy.copy(exc)
+            err.__dict__.pop("method", None)
+            err.__dict__.pop("url", None)
+            raise err from None
+
+    def _settle(
+        self, key: PoolKey, opening: asyncio.Future[None], exc: BaseException | None
+    ) -> None:
+        if self._pending.get(key) is opening:
+            del self._pending[key]
+        if opening.done():
+            return
+        if isinstance(exc, AioductError):
+            opening.set_exception(exc)
+            opening.exception()  # retrieved: waiters re-raise copies themselves
+        else:
+            opening.set_result(None)  # success, or cancelled: waiters try themselves
+
+    # -- shared (multiplexed) connections ------------------------------------------------------
+
+    def _add_shared(self, conn: C) -> None:
+        shared = cast(MultiplexedConnection, conn)
+        shared.on_change = self._shared_changed
+        self._shared.setdefault(conn.key, []).append(conn)
+        self._ensure_reaper()
+
+    def add_alias(self, conn: C, key: PoolKey) -> None:
+        """Serve ``key`` from the shared ``conn`` too (connection coalescing)."""
+        shared = cast(MultiplexedConnection, conn)
+        if key not in shared.aliases:
+            shared.aliases.append(key)
+            self._shared.setdefault(key, []).append(conn)
+
+    def _unlist(self, conn: C) -> None:
+        shared = cast(MultiplexedConnection, conn)
+        for key in (conn.key, *shared.aliases):
+            conns = self._shared.get(key)
+            if conns is not None and conn in conns:
+                conns.remove(conn)
+                if not conns:
+                    del self._shared[key]
+
+    def _shared_changed(self, conn: C) -> None:
+        """A shared connection freed a slot, died, or is draining after a GOAWAY."""
+        shared = cast(MultiplexedConnection, conn)
+        if not shared.is_alive():
+            self._unlist(conn)
+            if shared.in_use <= 0:
+                self._forget(conn)
+        elif shared.in_use <= 0:
+            if self._closed or self._max_idle == 0:
+                self._unlist(conn)
+                self._forget(conn)
+            else:
+                conn.idle_since = self._runtime.now()
+                self._ensure_reaper()
+        if self._waiters:
+            self._wake_waiters()
+
+    def _ensure_reaper(self) -> None:
+        if self._reaper is None and self._idle_timeout is not None and not self._closed:
+            self._reaper = asyncio.get_running_loop().create_task(self._reap())
 
     def _reserve(self, key: PoolKey) -> bool:
         per_key = self._open.get(key, 0)
@@ -180,7 +356,7 @@ class ConnectionPool(Generic[C]):
                 self._waiters.remove(entry)
                 continue
             per_key_ok = self._max_per_key is None or self._open.get(key, 0) < self._max_per_key
-            if self._idle.get(key) or per_key_ok:
+            if self._idle.get(key) or per_key_ok or self._has_shared_capacity(key):
                 self._waiters.remove(entry)
                 waiter.set_result(None)
                 budget -= 1
@@ -206,8 +382,15 @@ class ConnectionPool(Generic[C]):
         """Close a connection that must not be reused and free its slot."""
         self._forget(conn)
 
+    def detach(self, conn: C) -> None:
+        """Free the slot of a connection handed over to its user (an upgrade); not closed."""
+        self._free_slot(conn)
+
     def _forget(self, conn: C) -> None:
         conn.close()
+        self._free_slot(conn)
+
+    def _free_slot(self, conn: C) -> None:
         if not conn.holds_slot:
             return
         conn.holds_slot = False
@@ -257,13 +440,19 @@ class ConnectionPool(Generic[C]):
                 self._idle[key] = keep
             else:
                 del self._idle[key]
+        for conn in self.shared_connections():
+            shared = cast(MultiplexedConnection, conn)
+            if shared.in_use <= 0 and (conn.idle_since < cutoff or not shared.is_alive()):
+                self._unlist(conn)
+                self._forget(conn)
+                closed += 1
         return closed
 
     async def _reap(self) -> None:
         assert self._idle_timeout is not None
         interval = max(0.05, min(self._idle_timeout / 2, 30.0))
         try:
-            while self._idle and not self._closed:
+            while (self._idle or self._shared) and not self._closed:
                 await self._runtime.sleep(interval)
                 self.evict_expired()
         finally:
@@ -278,6 +467,11 @@ class ConnectionPool(Generic[C]):
             for conn in stack:
                 self._forget(conn)
         self._idle.clear()
+        for conn in self.shared_connections():
+            # Busy connections finish their streams first (see _shared_changed).
+            if cast(MultiplexedConnection, conn).in_use <= 0:
+                self._unlist(conn)
+                self._forget(conn)
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(ClientClosed("the client was closed while waiting"))

@@ -8,6 +8,7 @@ what went wrong in words (expired, wrong host, unknown CA) and what to do about 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import ssl
 from typing import Final
@@ -16,9 +17,11 @@ import certifi
 
 from .errors import TLSError
 
-__all__ = ["ALPN_HTTP11", "create_ssl_context", "tls_error"]
+__all__ = ["ALPN_H2", "ALPN_HTTP11", "certificate_covers", "create_ssl_context", "tls_error"]
 
 ALPN_HTTP11: Final = ("http/1.1",)
+#: Offered when HTTP/2 is enabled: the server picks (h2 first in our preference).
+ALPN_H2: Final = ("h2", "http/1.1")
 
 CertSpec = str | tuple[str, str] | tuple[str, str, str] | None
 
@@ -96,3 +99,47 @@ def tls_error(exc: BaseException, host: str, port: int) -> TLSError:
     if isinstance(exc, ssl.SSLError):
         return TLSError(f"TLS handshake with {where} failed: {exc.reason or exc}")
     return TLSError(f"TLS handshake with {where} failed: {exc}")
+
+
+def certificate_covers(ssl_object: ssl.SSLObject | ssl.SSLSocket | None, host: str) -> bool:
+    """Whether the verified peer certificate of a connection is valid for ``host``.
+
+    Used to decide connection coalescing. Only a certificate that was verified counts:
+    with ``verify=False`` nothing is known about it, so nothing is coalesced.
+    """
+    if ssl_object is None:
+        return False
+    try:
+        cert = ssl_object.getpeercert()
+    except ValueError:
+        return False
+    if not cert:
+        return False  # not verified (CERT_NONE): getpeercert() is empty
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    for entry in cert.get("subjectAltName", ()):
+        kind, value = entry[0], str(entry[1])
+        if ip is not None:
+            if kind == "IP Address":
+                try:
+                    if ipaddress.ip_address(value.strip()) == ip:
+                        return True
+                except ValueError:
+                    continue
+        elif kind == "DNS" and _dns_name_matches(value, host):
+            return True
+    return False
+
+
+def _dns_name_matches(pattern: str, host: str) -> bool:
+    """RFC 6125 §6.4.3: exact match, or ``*.`` standing for exactly one left-most label."""
+    pattern = pattern.lower().rstrip(".")
+    host = host.lower().rstrip(".")
+    if pattern == host:
+        return True
+    if pattern.startswith("*.") and "*" not in pattern[2:]:
+        label, dot, rest = host.partition(".")
+        return bool(label) and bool(dot) and rest == pattern[2:] and rest.count(".") >= 1
+    return False

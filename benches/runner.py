@@ -295,7 +295,7 @@ def run(opts: Options) -> Report:
     with bench_nginx(server_cpu) as (nginx, mirrors, meter):
         for name in opts.scenarios:
             scenario: Scenario = SCENARIOS[name]
-            target = reference_target(scenario, nginx.http_url, mirrors)
+            target = reference_target(scenario, nginx.http_url, mirrors, nginx.h2c_url)
             runs: dict[str, list[PairResult]] = {c: [] for c in opts.clients}
             for _ in range(opts.repeat):  # interleaved, so slow drift hits every client alike
                 for client in opts.clients:

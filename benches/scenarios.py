@@ -29,10 +29,14 @@ class Scenario:
     body_size: int = 0
     concurrency: int = 1
     keepalive: bool = True
+    http2: bool = False
+    """h2c with prior knowledge against nginx's cleartext HTTP/2 listener."""
 
     @property
     def title(self) -> str:
         shape = "sequential" if self.concurrency == 1 else f"{self.concurrency} in flight"
+        if self.http2:
+            shape += " over one h2c connection" if self.concurrency > 1 else ", h2c"
         if not self.keepalive:
             shape += ", new connection per request"
         body = f" {self.body_size // 1024} KiB" if self.body_size else ""
@@ -52,8 +56,16 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("concurrent_10", "/small", concurrency=10),
         Scenario("concurrent_50", "/small", concurrency=50),
         Scenario("no_pool", "/small", keepalive=False),
+        Scenario("h2c_get", "/small", http2=True),
+        Scenario("h2c_64k", "/bytes/64k", http2=True),
+        Scenario("h2c_1m", "/bytes/1m", http2=True),
+        Scenario("h2c_concurrent_10", "/small", concurrency=10, http2=True),
+        Scenario("h2c_post_4k", "/post", method="POST", body_size=4096, http2=True),
     )
 }
+
+#: The HTTP/2 scenarios, which only clients with an HTTP/2 mode run.
+H2_SCENARIOS: tuple[str, ...] = tuple(name for name, s in SCENARIOS.items() if s.http2)
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,7 @@ class Target:
     mirrors: tuple[str, ...] = ()
     """The same location on other origins of the same nginx (other ports): a client that
     shards by origin, like the local engine, needs several origins to use several workers."""
+    http2: bool = False
 
     @property
     def body(self) -> bytes | None:
@@ -104,9 +117,16 @@ def _charset(content_type: str) -> str:
 
 
 def reference_target(
-    scenario: Scenario, base_url: str, mirror_bases: tuple[str, ...] = ()
+    scenario: Scenario,
+    base_url: str,
+    mirror_bases: tuple[str, ...] = (),
+    h2c_url: str | None = None,
 ) -> Target:
-    """Fetch the scenario's URL once with http.client and freeze the answer as the reference."""
+    """Fetch the scenario's URL once with http.client and freeze the answer as the reference.
+
+    HTTP/2 scenarios are measured against ``h2c_url`` (the same locations over h2c); the
+    reference comes from the HTTP/1.1 origin, since http.client has no HTTP/2.
+    """
     url = base_url.rstrip("/") + scenario.path
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
@@ -121,10 +141,15 @@ def reference_target(
     if resp.status != 200:
         raise RuntimeError(f"reference {scenario.method} {url} answered {resp.status}")
     text = raw.decode(_charset(content_type)) if scenario.decode == "text" else None
+    if scenario.http2:
+        if h2c_url is None:
+            raise ValueError(f"scenario {scenario.name} needs the h2c origin")
+        url = h2c_url.rstrip("/") + scenario.path
     return Target(
         scenario=scenario.name,
         method=scenario.method,
         url=url,
+        http2=scenario.http2,
         body_size=scenario.body_size,
         decode=scenario.decode,
         concurrency=scenario.concurrency,

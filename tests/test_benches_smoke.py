@@ -87,3 +87,29 @@ def test_local_client_spreads_jobs_over_every_worker() -> None:
     assert busy == 2 and set(owners) == {0, 1}
     assert all(a != b for a, b in itertools.pairwise(owners))  # alternating
     assert spread_urls(target, 1) == ([target.url], 1)
+
+
+@pytest.mark.timeout(30)
+def test_runner_h2c_scenario_runs_aioduct_over_http2() -> None:
+    report = run(
+        Options(
+            scenarios=["h2c_concurrent_10"],
+            clients=("aioduct-asyncio",),
+            duration=0.2,
+            warmup=0.1,
+            pin=False,
+            json_path=None,
+            out=io.StringIO(),
+        )
+    )
+    (ours,) = report.results
+    assert ours.status == "ok" and ours.errors == 0 and ours.requests > 0, ours.first_error
+
+
+def test_adapters_without_http2_say_so() -> None:
+    from benches.clients import aiohttp_client
+    from benches.scenarios import SCENARIOS, Target
+
+    fields = dict.fromkeys(Target.__dataclass_fields__)
+    fields.update(scenario="h2c_get", http2=SCENARIOS["h2c_get"].http2)
+    assert "HTTP/2" in (aiohttp_client.unsupported(Target(**fields)) or "")

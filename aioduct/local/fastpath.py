@@ -97,6 +97,8 @@ def unsupported_reason(config: ClientConfig, concurrency: int) -> str | None:
         return "https_only is set (the driver speaks plain http only)"
     if config.local_address is not None:
         return "local_address is set"
+    if config.http2_prior_knowledge:
+        return "http2_prior_knowledge is set (the driver speaks HTTP/1.1 only)"
     if config.max_connections is not None and config.max_connections < concurrency:
         return "max_connections is below the worker's concurrency"
     if config.max_connections_per_host is not None:

@@ -26,6 +26,7 @@ import atexit
 import contextlib
 import dataclasses
 import errno
+import functools
 import os
 import re
 import resource
@@ -72,6 +73,7 @@ __all__ = [
     "locations_config",
     "make_tls",
     "nginx_binary",
+    "nginx_version",
 ]
 
 # --------------------------------------------------------------------------- contents
@@ -129,6 +131,17 @@ def nginx_binary() -> str | None:
         if os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def nginx_version(binary: str) -> tuple[int, ...] | None:
+    """``(1, 22, 1)`` from ``nginx -v`` (printed on stderr), or None if unknown."""
+    try:
+        out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out.stderr + out.stdout)
+    return tuple(int(x) for x in match.groups()) if match else None
 
 
 def deterministic_bytes(size: int) -> bytes:
@@ -414,8 +427,9 @@ class Nginx:
       http/1.1 through ALPN; ``alt_https_url`` is the same server as
       ``https://127.0.0.1:PORT`` -- a different origin by host -- and ``/cross/...`` on
       one points at the other.
-    * ``h2c_url`` -- HTTP/2 with prior knowledge over cleartext (``listen ... http2``);
-      an HTTP/1.1 request there gets an HTTP/2 GOAWAY.
+    * ``h2c_url`` -- HTTP/2 with prior knowledge over cleartext (``listen ... http2``,
+      or ``http2 on;`` from nginx 1.25.1); before 1.25.1 an HTTP/1.1 request there gets
+      an HTTP/2 GOAWAY, later nginx detects the preface and answers HTTP/1.1 too.
     * ``extra_urls[name]`` -- one origin per ``extra_servers`` entry, whose value is the
       raw body of its ``server { }`` block (``listen`` is added here).
 
@@ -503,6 +517,15 @@ class Nginx:
 
     # ----------------------------------------------------------------- config
 
+    @property
+    def _h2_listen(self) -> str:
+        """How a server block turns HTTP/2 on: nginx 1.25.1 replaced the ``listen``
+        parameter (deprecated, with a warning) by the ``http2 on;`` directive."""
+        version = nginx_version(self.binary) if self.binary else None
+        if version is not None and version >= (1, 25, 1):
+            return "; http2 on;"
+        return " http2;"
+
     def _config(self) -> str:
         wd = self.workdir
         p = self.ports
@@ -526,13 +549,13 @@ class Nginx:
         servers = [
             (f"listen 127.0.0.1:{p['http']};", alt),
             (f"listen 127.0.0.1:{p['alt']};", main),
-            (f"listen 127.0.0.1:{p['h2c']} http2;", alt),
+            (f"listen 127.0.0.1:{p['h2c']}{self._h2_listen}", alt),
         ]
         tls_lines = ""
         if self.tls is not None:
             servers.append(
                 (
-                    f"listen 127.0.0.1:{p['https']} ssl http2;",
+                    f"listen 127.0.0.1:{p['https']} ssl{self._h2_listen}",
                     f"https://$aioduct_tls_other_host:{p['https']}",
                 )
             )

@@ -1,4 +1,8 @@
-"""aioduct: one pooled Client shared by the tasks; the loop (asyncio or uvloop) is the runner's."""
+"""aioduct: one pooled Client shared by the tasks; the loop (asyncio or uvloop) is the runner's.
+
+HTTP/2 scenarios: ``Client(http2_prior_knowledge=True)``, so every task shares one h2c
+connection (concurrent requests are streams of it).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
     if not target.keepalive:
         # no_pool: the client is reused but keeps no idle connection, like the peers' switches.
         options["pool_max_idle_per_host"] = 0
+    if target.http2:
+        options["http2_prior_knowledge"] = True
     async with aioduct.Client(**options) as client:
         url, body = target.url, target.body
 

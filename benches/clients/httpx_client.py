@@ -1,4 +1,8 @@
-"""httpx: one AsyncClient (HTTP/1.1, its default), on uvloop."""
+"""httpx: one AsyncClient (HTTP/1.1, its default), on uvloop.
+
+HTTP/2 scenarios: ``AsyncClient(http1=False, http2=True)``, httpx's h2c with prior
+knowledge (needs the ``h2`` package, httpx's ``http2`` extra).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,11 @@ async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
         max_connections=max(100, target.concurrency),
         max_keepalive_connections=max(20, target.concurrency) if target.keepalive else 0,
     )
-    async with httpx.AsyncClient(limits=limits, http2=False) as client:
+    if target.http2:
+        client_cm = httpx.AsyncClient(limits=limits, http1=False, http2=True)
+    else:
+        client_cm = httpx.AsyncClient(limits=limits, http2=False)
+    async with client_cm as client:
         url, body = target.url, target.body
 
         if target.method == "POST":

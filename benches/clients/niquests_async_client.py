@@ -11,6 +11,10 @@ from benches.harness import AsyncFetch, Fetched
 from benches.scenarios import Target
 
 
+def unsupported(target: Target) -> str | None:
+    return "no HTTP/2 (h2c) mode in this adapter" if target.http2 else None
+
+
 @asynccontextmanager
 async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
     size = max(10, target.concurrency)  # one pooled connection per task in flight

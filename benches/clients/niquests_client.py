@@ -15,6 +15,10 @@ from benches.harness import Fetched, SyncFetch
 from benches.scenarios import Target
 
 
+def unsupported(target: Target) -> str | None:
+    return "no HTTP/2 (h2c) mode in this adapter" if target.http2 else None
+
+
 @contextmanager
 def open_sync(target: Target) -> Iterator[SyncFetch]:
     with niquests.Session() as session:

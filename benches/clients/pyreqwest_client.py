@@ -2,6 +2,7 @@
 
 The default runtime is pyreqwest's single-threaded tokio runtime on its own thread; with
 pinning it shares the client CPU with the Python thread, and its CPU time is charged to it.
+HTTP/2 scenarios use ``http2_prior_knowledge()``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ def describe() -> str:
 
 @asynccontextmanager
 async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
-    builder = ClientBuilder().http1_only()
+    # HTTP/2 scenarios: reqwest's h2c with prior knowledge (hyper's h2).
+    builder = (
+        ClientBuilder().http2_prior_knowledge() if target.http2 else ClientBuilder().http1_only()
+    )
     if not target.keepalive:
         # no_pool: reqwest's own switch; the client is reused, idle connections are not.
         builder = builder.pool_max_idle_per_host(0)

@@ -228,6 +228,8 @@ def test_scope_decisions() -> None:
     assert unsupported_reason(ClientConfig(https_only=True), 64) is not None
     assert unsupported_reason(ClientConfig(local_address="127.0.0.1"), 64) is not None
     assert unsupported_reason(ClientConfig(max_connections=10), 64) is not None
+    h2c = unsupported_reason(ClientConfig(http2_prior_knowledge=True), 64)
+    assert h2c is not None and "HTTP/1.1 only" in h2c
     assert unsupported_reason(ClientConfig(max_connections_per_host=2), 64) is not None
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import aioduct
 from aioduct import ClientClosed, PoolTimeout
 from aioduct.pool import ConnectionPool, PoolKey
 
@@ -15,6 +16,8 @@ B = PoolKey("http", "b.test", 80)
 
 
 class FakeConn:
+    multiplexed = False
+
     def __init__(self, key: PoolKey, name: str) -> None:
         self.key = key
         self.name = name
@@ -53,7 +56,7 @@ def make_pool(**kw: Any) -> tuple[ConnectionPool, Clock, list[FakeConn]]:
 
 
 def connector(key: PoolKey, made: list[FakeConn]):
-    async def connect(_key: PoolKey, _context: object) -> FakeConn:
+    async def connect(_key: PoolKey, _context: object, _version: object) -> FakeConn:
         conn = FakeConn(key, f"{key.host}#{len(made)}")
         made.append(conn)
         return conn
@@ -154,7 +157,7 @@ def test_failed_connect_frees_its_slot() -> None:
     async def scenario() -> None:
         pool, _, _ = make_pool(max_connections=1)
 
-        async def boom(_key: PoolKey, _context: object) -> FakeConn:
+        async def boom(_key: PoolKey, _context: object, _version: object) -> FakeConn:
             raise OSError("refused")
 
         with pytest.raises(OSError):
@@ -196,5 +199,122 @@ def test_reaper_and_close() -> None:
         assert c2.closed
         with pytest.raises(ClientClosed):
             await pool.acquire(A, connector(A, made), None, None)
+
+    run(scenario())
+
+
+# -- shared (multiplexed) connections ---------------------------------------------------
+
+
+class FakeShared(FakeConn):
+    """A multiplexed connection: stream slots instead of checkout."""
+
+    multiplexed = True  # type: ignore[assignment]
+
+    def __init__(self, key: PoolKey, name: str, max_streams: int) -> None:
+        super().__init__(key, name)
+        self.in_use = 0
+        self.aliases: list[PoolKey] = []
+        self.on_change: Any = None
+        self.max_streams = max_streams
+        self.alive = True
+
+    def has_capacity(self) -> bool:
+        return self.is_alive() and self.in_use < self.max_streams
+
+    def is_alive(self) -> bool:
+        return self.alive and not self.closed
+
+    def finish(self) -> None:
+        self.in_use -= 1
+        self.on_change(self)
+
+
+def shared_connector(made: list[FakeShared], max_streams: int, delay: float = 0.01):
+    async def connect(key: PoolKey, _context: object, _version: object) -> FakeShared:
+        await asyncio.sleep(delay)
+        conn = FakeShared(key, f"{key.host}#{len(made)}", max_streams)
+        made.append(conn)
+        return conn
+
+    return connect
+
+
+def test_concurrent_first_requests_join_the_connection_being_opened() -> None:
+    async def scenario() -> None:
+        pool, _, _ = make_pool()
+        made: list[FakeShared] = []
+        connect = shared_connector(made, max_streams=3)
+        got = await asyncio.gather(
+            *(pool.acquire(A, connect, None, None, multiplex=True) for _ in range(5))
+        )
+        # 3 streams on the first connection, then a second one for the other 2
+        assert len(made) == 2 and pool.open_connections == 2
+        assert [c.in_use for c in made] == [3, 2]
+        assert sum(1 for _, reused in got if not reused) == 2
+        assert pool.shared_connections(A) == made
+
+    run(scenario())
+
+
+def test_finished_streams_free_slots_and_dead_connections_leave() -> None:
+    async def scenario() -> None:
+        pool, _, _ = make_pool(idle_timeout=10)
+        made: list[FakeShared] = []
+        connect = shared_connector(made, max_streams=1, delay=0)
+        conn, _ = await pool.acquire(A, connect, None, None, multiplex=True)
+        assert pool.checkout(A) is None  # at its stream limit
+        conn.finish()
+        assert pool.checkout(A) is conn and conn.in_use == 1
+        assert pool.checkout(A, version="1.1") is None  # forced HTTP/1.1 skips it
+        conn.alive = False  # GOAWAY: no new streams, the busy one finishes
+        conn.on_change(conn)
+        assert pool.shared_connections(A) == [] and not conn.closed
+        conn.finish()
+        assert conn.closed and pool.open_connections == 0
+
+    run(scenario())
+
+
+def test_idle_shared_connections_expire() -> None:
+    async def scenario() -> None:
+        pool, clock, _ = make_pool(idle_timeout=10)
+        made: list[FakeShared] = []
+        conn, _ = await pool.acquire(A, shared_connector(made, 5, 0), None, None, multiplex=True)
+        conn.finish()
+        clock.t += 11
+        assert pool.evict_expired() == 1 and conn.closed and pool.open_connections == 0
+
+    run(scenario())
+
+
+def test_an_origin_that_chose_http1_is_not_waited_for_again() -> None:
+    async def scenario() -> None:
+        pool, _, made = make_pool()
+        connect = connector(A, made)
+        first = await asyncio.gather(
+            *(pool.acquire(A, connect, None, None, multiplex=True) for _ in range(3))
+        )
+        assert len(made) == 3 and A in pool._h1_only
+        assert all(not reused for _, reused in first)
+
+    run(scenario())
+
+
+def test_a_failed_shared_attempt_fails_its_waiters_too() -> None:
+    async def scenario() -> None:
+        pool, _, _ = make_pool()
+
+        async def refused(key: PoolKey, _context: object, _version: object) -> FakeConn:
+            await asyncio.sleep(0.01)
+            raise aioduct.ConnectError("refused")
+
+        results = await asyncio.gather(
+            *(pool.acquire(A, refused, None, None, multiplex=True) for _ in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, aioduct.ConnectError) for r in results)
+        assert len({id(r) for r in results}) == 3  # each caller its own copy
+        assert pool.open_connections == 0
 
     run(scenario())

@@ -189,3 +189,21 @@ def test_default_runtime_keeps_asyncio_on_other_loops() -> None:
         return default_runtime().name
 
     assert asyncio.run(name()) == "asyncio"
+
+
+def test_http2_runs_unchanged_on_the_uring_runtime(
+    run_uring: RunUring, nginx: Nginx, tls_ca: TLSMaterial
+) -> None:
+    async def main() -> None:
+        async with aioduct.Client(verify=tls_ca.ca_pem_path) as client:
+            assert client._engine._bind()[0].name == "uring"
+            rs = await asyncio.gather(
+                *(client.get(nginx.https_url + "/bytes/64k") for _ in range(10))
+            )
+            assert all(r.http_version == "2" and len(r.content) == 65536 for r in rs)
+            assert client._engine.pool is not None and client._engine.pool.open_connections == 1
+        async with aioduct.Client(http2_prior_knowledge=True) as client:
+            r = await client.get(nginx.h2c_url + "/bytes/1m")
+            assert r.content == deterministic_bytes(1024 * 1024)
+
+    run_uring(main())

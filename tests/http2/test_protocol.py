@@ -1,0 +1,264 @@
+"""The sans-I/O HTTP/2 layer, with bytes pushed in memory between it and an h2 server."""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.settings
+import hpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aioduct.errors import LocalProtocolError, RemoteProtocolError
+from aioduct.protocol.http2 import (
+    BDP_PING,
+    ConnectionTerminated,
+    DataReceived,
+    H2Protocol,
+    PingAcked,
+    ResponseReceived,
+    SettingsChanged,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+    _MemoDecoder,
+    _MemoEncoder,
+)
+
+
+class Pair:
+    """An aioduct client protocol joined to an h2 server connection in memory."""
+
+    def __init__(self, settings: dict[int, int] | None = None, **client_kw: int) -> None:
+        self.client = H2Protocol(**client_kw)  # type: ignore[arg-type]
+        self.server = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        self.server.initiate_connection()
+        if settings:
+            self.server.update_settings(settings)
+        self.server_events: list[h2.events.Event] = []
+        self.client_events: list[object] = []
+        self.pump()
+
+    def pump(self) -> list[object]:
+        """Move bytes both ways until quiet; returns the client events of this pump."""
+        got: list[object] = []
+        while True:
+            to_server = self.client.data_to_send()
+            if to_server:
+                self.server_events += self.server.receive_data(to_server)
+            to_client = self.server.data_to_send()
+            if to_client:
+                got += self.client.receive_data(to_client, now=1.0)
+            if not to_server and not to_client:
+                self.client_events += got
+                return got
+
+    def request(self, path: str = "/", *, body: bool = False) -> int:
+        sid = self.client.send_request(
+            "POST" if body else "GET",
+            "http",
+            "example.test",
+            path,
+            [("Host", "example.test"), ("Connection", "keep-alive"), ("X-A", "1")],
+            end_stream=not body,
+        )
+        self.pump()
+        return sid
+
+
+def test_request_headers_are_h2_shaped() -> None:
+    pair = Pair()
+    sid = pair.request("/x?y=1")
+    received = [e for e in pair.server_events if isinstance(e, h2.events.RequestReceived)]
+    assert received and received[0].stream_id == sid
+    headers = dict(received[0].headers)  # type: ignore[arg-type]
+    assert headers[":authority"] == "example.test" and headers[":path"] == "/x?y=1"
+    assert headers["x-a"] == "1"
+    assert "host" not in headers and "connection" not in headers  # hop-by-hop dropped
+
+
+def test_response_events_data_trailers_and_end() -> None:
+    pair = Pair()
+    sid = pair.request()
+    pair.server.send_headers(sid, [(":status", "200"), ("content-type", "text/plain")])
+    pair.server.send_data(sid, b"hello")
+    pair.server.send_headers(sid, [("x-checksum", "abc")], end_stream=True)
+    events = pair.pump()
+    head = next(e for e in events if isinstance(e, ResponseReceived))
+    assert head.status == 200 and ("content-type", "text/plain") in head.headers
+    data = next(e for e in events if isinstance(e, DataReceived))
+    assert data.data == b"hello" and data.flow_length == 5
+    trailers = next(e for e in events if isinstance(e, TrailersReceived))
+    assert trailers.headers == [("x-checksum", "abc")]
+    assert isinstance(events[-1], StreamEnded)
+
+
+def test_end_stream_is_folded_into_the_last_event() -> None:
+    pair = Pair()
+    sid = pair.request()
+    pair.server.send_headers(sid, [(":status", "204")], end_stream=True)
+    head = next(e for e in pair.pump() if isinstance(e, ResponseReceived))
+    assert head.end_stream
+
+
+def test_window_reopens_only_when_acknowledged() -> None:
+    pair = Pair(stream_window=65535, connection_window=65535)
+    sid = pair.request()
+    pair.server.send_headers(sid, [(":status", "200")])
+    for _ in range(4):
+        pair.server.send_data(sid, b"x" * 16383)
+    pair.server.send_data(sid, b"x" * 3)
+    pair.pump()
+    assert pair.server.local_flow_control_window(sid) == 0
+    # The reader has not consumed anything: the server stays blocked.
+    pair.pump()
+    assert pair.server.local_flow_control_window(sid) == 0
+    pair.client.acknowledge(sid, 65535)
+    pair.pump()
+    assert pair.server.local_flow_control_window(sid) > 0
+
+
+def test_send_body_stops_at_the_servers_window_and_resumes() -> None:
+    pair = Pair({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+    sid = pair.request(body=True)
+    body = memoryview(b"y" * 2500)
+    sent = pair.client.send_body(sid, body, True)
+    assert sent == 1000
+    pair.pump()
+    assert pair.client.send_window(sid) == 0
+    received = sum(
+        len(e.data or b"") for e in pair.server_events if isinstance(e, h2.events.DataReceived)
+    )
+    pair.server.acknowledge_received_data(received, sid)
+    events = pair.pump()
+    assert any(isinstance(e, WindowUpdated) and e.stream_id == sid for e in events)
+    sent += pair.client.send_body(sid, body[sent:], True)
+    pair.pump()
+    pair.server.acknowledge_received_data(1000, sid)
+    pair.pump()
+    sent += pair.client.send_body(sid, body[sent:], True)
+    pair.pump()
+    assert sent == 2500
+    assert any(isinstance(e, h2.events.StreamEnded) for e in pair.server_events)
+
+
+def test_settings_are_reported() -> None:
+    pair = Pair({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 3})
+    assert pair.client.max_concurrent_streams == 3
+    assert any(isinstance(e, SettingsChanged) for e in pair.client_events)
+
+
+def test_reset_and_goaway_events() -> None:
+    pair = Pair()
+    first = pair.request()
+    second = pair.request()
+    pair.server.reset_stream(first, h2.errors.ErrorCodes.INTERNAL_ERROR)
+    events = pair.pump()
+    reset = next(e for e in events if isinstance(e, StreamReset))
+    assert reset.stream_id == first and reset.remote and reset.error_code == 2
+    pair.server.close_connection(error_code=0, last_stream_id=first)
+    goaway = next(e for e in pair.pump() if isinstance(e, ConnectionTerminated))
+    assert goaway.last_stream_id == first < second
+    assert pair.client.terminated
+
+
+def test_cancel_resets_only_that_stream() -> None:
+    pair = Pair()
+    a, b = pair.request(), pair.request()
+    pair.client.reset(a)
+    pair.pump()
+    resets = [e for e in pair.server_events if isinstance(e, h2.events.StreamReset)]
+    assert [r.stream_id for r in resets] == [a]
+    pair.server.send_headers(b, [(":status", "200")], end_stream=True)
+    assert any(isinstance(e, ResponseReceived) and e.stream_id == b for e in pair.pump())
+
+
+def test_garbage_from_the_server_is_a_clear_protocol_error() -> None:
+    client = H2Protocol()
+    with pytest.raises(
+        RemoteProtocolError, match=r"did not start with HTTP/2 SETTINGS \(an HTTP/1"
+    ):
+        client.receive_data(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    assert client.terminated
+    pair = Pair()
+    with pytest.raises(RemoteProtocolError, match="broke the HTTP/2 protocol"):
+        pair.client.receive_data(b"\x00\x00\x01\x07\x00\x00\x00\x00\x01x")  # 1-byte GOAWAY
+
+
+def test_extended_connect_needs_the_servers_setting() -> None:
+    pair = Pair()
+    with pytest.raises(RemoteProtocolError, match="SETTINGS_ENABLE_CONNECT_PROTOCOL"):
+        pair.client.send_request(
+            "CONNECT", "https", "a.test", "/chat", [], end_stream=False, protocol="websocket"
+        )
+    with pytest.raises(LocalProtocolError, match="CONNECT"):
+        pair.client.send_request(
+            "GET", "https", "a.test", "/chat", [], end_stream=False, protocol="websocket"
+        )
+    pair = Pair({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+    sid = pair.client.send_request(
+        "CONNECT", "https", "a.test", "/chat", [], end_stream=False, protocol="websocket"
+    )
+    pair.pump()
+    received = next(e for e in pair.server_events if isinstance(e, h2.events.RequestReceived))
+    assert received.stream_id == sid
+    assert (":protocol", "websocket") in received.headers  # type: ignore[operator]
+
+
+def test_header_injection_is_refused() -> None:
+    pair = Pair()
+    with pytest.raises(LocalProtocolError, match="CR, LF or NUL"):
+        pair.client.send_request("GET", "http", "a", "/", [("x", "a\r\nb")], end_stream=True)
+
+
+def test_adaptive_window_grows_with_the_bandwidth_delay_product() -> None:
+    pair = Pair(stream_window=65535, connection_window=65535, adaptive_window=True)
+    sid = pair.request()
+    pair.server.send_headers(sid, [(":status", "200")])
+    pair.client.maybe_sample_bdp(0.0)
+    ping = pair.client.data_to_send()
+    pair.client.maybe_sample_bdp(0.0)  # a sample is running: no second PING
+    assert not pair.client.data_to_send()
+    # 60 000 bytes arrive during the round trip, then the PING's answer.
+    for _ in range(4):
+        pair.server.send_data(sid, b"z" * 15000)
+    pair.client.receive_data(pair.server.data_to_send(), now=0.05)
+    pair.server.receive_data(ping)
+    events = pair.client.receive_data(pair.server.data_to_send(), now=0.1)
+    acks = [e for e in events if isinstance(e, PingAcked)]
+    assert acks and acks[0].data == BDP_PING and acks[0].rtt == pytest.approx(0.1)
+    assert pair.client.stream_window == 120000
+    assert pair.client.connection_window >= 240000
+
+
+# -- the memoising HPACK coder is exact -------------------------------------------------
+
+_names = st.sampled_from(["content-type", "x-a", "x-b", "date", "set-cookie", "etag"])
+_values = st.sampled_from(["text/plain", "1", "2", "a" * 40, "Mon, 01 Jan 2024", ""])
+_header_lists = st.lists(st.lists(st.tuples(_names, _values), max_size=6), max_size=25)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_header_lists, st.sampled_from([0, 64, 4096]))
+def test_memo_decoder_matches_hpack(blocks: list[list[tuple[str, str]]], table: int) -> None:
+    encoder = hpack.Encoder()
+    encoder.header_table_size = table
+    plain, memo = hpack.Decoder(), _MemoDecoder(65536)
+    for fields in blocks * 2:  # repeats exercise the memo
+        block = encoder.encode(fields)
+        assert list(memo.decode(block, raw=True)) == list(plain.decode(block, raw=True))
+
+
+@settings(max_examples=30, deadline=None)
+@given(_header_lists)
+def test_memo_encoder_output_decodes_to_its_input(blocks: list[list[tuple[str, str]]]) -> None:
+    memo, decoder = _MemoEncoder(), hpack.Decoder()
+    for fields in blocks * 3:
+        encoded = [(n.encode(), v.encode()) for n, v in fields]
+        assert decoder.decode(memo.encode(encoded)) == fields
