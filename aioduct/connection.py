@@ -113,12 +113,15 @@ class HTTP11Connection:
                 raise StaleConnection(f"reused connection failed while sending: {exc}") from None
             raise WriteError(f"connection failed while sending the request: {exc}") from None
         sent_at = perf_counter()
+        # A new cycle starts with nothing buffered (a reusable connection has no leftover
+        # bytes), so read first rather than ask the codec to parse an empty buffer.
+        codec.receive_data(await self._receive(deadlines, reused))
         while True:
             event = codec.next_event()
+            if type(event) is Response:
+                return event, sent_at
             if event is NEED_DATA:
                 codec.receive_data(await self._receive(deadlines, reused))
-            elif type(event) is Response:
-                return event, sent_at
             elif type(event) is not InformationalResponse:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
 
