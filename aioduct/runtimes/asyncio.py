@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final, cast
 
 from . import Expired
@@ -222,19 +222,19 @@ class AsyncioStream(asyncio.BufferedProtocol):
 class AsyncioRuntime:
     """Runs the pipeline on the running asyncio loop (stock asyncio or uvloop)."""
 
-    __slots__ = ("_loop", "name")
+    __slots__ = ("_loop", "name", "now")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
         module = type(self._loop).__module__
         self.name = "uvloop" if module.startswith("uvloop") else "asyncio"
+        #: The loop's own clock, bound directly: read several times per request, and a
+        #: wrapper method would add a Python call each time.
+        self.now: Callable[[], float] = self._loop.time
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
-
-    def now(self) -> float:
-        return self._loop.time()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
