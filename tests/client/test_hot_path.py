@@ -1,0 +1,73 @@
+"""Shortcuts of the hot path keep their promises, on stock asyncio and on uvloop.
+
+Each test pins down behaviour a performance change relies on: the loop's transport sets
+TCP_NODELAY, receive buffers recycled between connections never leak bytes from one
+response into another, and so on.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+import aioduct
+from aioduct.runtimes import asyncio as asyncio_runtime
+from aioduct.runtimes.asyncio import AsyncioRuntime
+from aioduct.testing.nginx import Nginx, deterministic_bytes
+
+pytestmark = pytest.mark.nginx
+
+LOOPS = pytest.mark.parametrize(
+    "loop_name", ["asyncio", pytest.param("uvloop", marks=pytest.mark.uvloop)]
+)
+
+
+def port_of(nginx: Nginx) -> int:
+    return int(nginx.http_url.rsplit(":", 1)[1])
+
+
+@LOOPS
+async def test_open_tcp_leaves_nodelay_to_the_loop(nginx: Nginx, loop_name: str) -> None:
+    runtime = AsyncioRuntime()
+    assert runtime.name == loop_name
+    stream = await runtime.open_tcp("127.0.0.1", port_of(nginx), deadline=None)
+    try:
+        sock = stream._transport.get_extra_info("socket")  # type: ignore[union-attr]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert not sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+    finally:
+        stream.close()
+
+
+@LOOPS
+async def test_recycled_receive_buffers_never_mix_responses(nginx: Nginx, loop_name: str) -> None:
+    big = deterministic_bytes(65536)
+    async with aioduct.Client(pool_max_idle_per_host=0) as client:
+        for i in range(12):
+            path, expected = ("/bytes/64k", big) if i % 2 else ("/small", b"Hello, World!")
+            r = await client.get(nginx.http_url + path)
+            assert r.content == expected
+    assert 0 < len(asyncio_runtime._spare_buffers) <= asyncio_runtime._MAX_SPARE_BUFFERS
+
+
+@LOOPS
+async def test_a_closed_stream_gives_its_buffer_away_and_reads_nothing(
+    nginx: Nginx, loop_name: str
+) -> None:
+    runtime = AsyncioRuntime()
+    stream = await runtime.open_tcp("127.0.0.1", port_of(nginx), deadline=None)
+    stream.write(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await stream.read(None)).startswith(b"HTTP/1.1 200 OK\r\n")
+    buffer = stream._buf
+    stream.close()
+    stream.close()  # closing twice recycles nothing more
+    assert sum(spare is buffer for spare in asyncio_runtime._spare_buffers) == 1
+    assert not any(len(spare) == 0 for spare in asyncio_runtime._spare_buffers)
+    assert stream._buf is not buffer
+    assert await stream.read(None) == b""
+    again = await runtime.open_tcp("127.0.0.1", port_of(nginx), deadline=None)
+    try:
+        assert again._buf is buffer  # the most recently returned buffer is reused first
+    finally:
+        again.close()
