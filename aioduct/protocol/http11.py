@@ -255,6 +255,16 @@ def _parse_status_line(line: str) -> tuple[int, str, str]:
     return parsed
 
 
+# Whole field lines repeat too: a server sends the same Server, Content-Type, Connection
+# and often Content-Length lines on every response. Memoising the parse of a line turns
+# partition + name lookup + strip + tuple into one dict lookup. Only short lines are kept
+# and the memo is emptied when full, so neither a hostile peer nor ever-changing lines
+# (Date) can grow it without bound.
+_FIELD_LINES: dict[str, tuple[tuple[str, str], int]] = {}
+_FIELD_MEMO_SIZE: Final = 1024
+_FIELD_MEMO_LINE: Final = 128
+
+
 def _parse_fields(lines: list[str]) -> tuple[Fields, list[tuple[int, str]]]:
     """Field lines -> (fields, the (kind, value) of the fields the codec acts on).
 
@@ -264,19 +274,32 @@ def _parse_fields(lines: list[str]) -> tuple[Fields, list[tuple[int, str]]]:
     fields: Fields = []
     specials: list[tuple[int, str]] = []
     append = fields.append
-    kind_of = _NAME_KINDS.get
+    known = _FIELD_LINES.get
     for line in lines:
-        name, colon, value = line.partition(":")
-        kind = kind_of(name)
-        if kind is None or not colon:
-            kind = _learn_name(name) if colon else None
-            if kind is None:
-                raise RemoteProtocolError(_bad_field_line(line))
-        value = value.strip(" \t")
+        parsed = known(line)
+        if parsed is None:
+            parsed = _parse_field_line(line)
+        field, kind = parsed
         if kind:
-            specials.append((kind, value))
-        append((name, value))
+            specials.append((kind, field[1]))
+        append(field)
     return fields, specials
+
+
+def _parse_field_line(line: str) -> tuple[tuple[str, str], int]:
+    """``name: value`` -> ((name, value), kind), memoised (see _FIELD_LINES)."""
+    name, colon, value = line.partition(":")
+    kind = _NAME_KINDS.get(name)
+    if kind is None or not colon:
+        kind = _learn_name(name) if colon else None
+        if kind is None:
+            raise RemoteProtocolError(_bad_field_line(line))
+    parsed = ((name, value.strip(" \t")), kind)
+    if len(line) <= _FIELD_MEMO_LINE:
+        if len(_FIELD_LINES) >= _FIELD_MEMO_SIZE:
+            _FIELD_LINES.clear()
+        _FIELD_LINES[line] = parsed
+    return parsed
 
 
 def _bad_field_line(line: str) -> str:
@@ -412,6 +435,55 @@ def _encode_text(parts: list[str], fields: Iterable[tuple[str, str]]) -> bytes:
         ) from None
 
 
+# A client sends the same header list over and over (Host, User-Agent, Accept and the
+# configured defaults), so the rendered and validated field block is memoised by the list's
+# contents. Bounded like the other memos: small blocks only, emptied when full.
+_FieldBlock: TypeAlias = tuple[bytes, int, int, bool, bool]
+_FIELD_BLOCKS: dict[tuple[tuple[str, str], ...], _FieldBlock] = {}
+_BLOCK_MEMO_SIZE: Final = 256
+_BLOCK_MEMO_BYTES: Final = 2048
+
+
+def _field_block(headers: list[tuple[str, str]]) -> _FieldBlock:
+    """Headers -> (``name: value\\r\\n`` lines encoded, Host count, Content-Length or -1,
+    Connection: close, Upgrade), validated; memoised (see _FIELD_BLOCKS)."""
+    try:
+        key = tuple(headers)
+        block = _FIELD_BLOCKS.get(key)
+    except TypeError:  # pairs given as lists: not hashable, never memoised
+        key, block = None, None
+    if block is not None:
+        return block
+    parts: list[str] = []
+    specials = _render_fields(headers, parts)
+    host = 0
+    length = -1
+    close = upgrade = False
+    for kind, value in specials:
+        if kind == _HOST:
+            host += 1
+        elif kind == _CONTENT_LENGTH:
+            if length >= 0:
+                raise LocalProtocolError("more than one Content-Length header")
+            if not (value.isascii() and value.isdigit()):
+                raise LocalProtocolError(
+                    f"Content-Length must be a non-negative integer, not {_show(value)}"
+                )
+            length = int(value)
+        elif kind == _TRANSFER_ENCODING:
+            raise LocalProtocolError("do not set Transfer-Encoding yourself: pass chunked=True")
+        elif kind == _CONNECTION:
+            close = close or _has_token(value, "close")
+        else:
+            upgrade = upgrade or bool(value.strip(" \t,"))
+    block = (_encode_text(parts, headers), host, length, close, upgrade)
+    if key is not None and len(block[0]) <= _BLOCK_MEMO_BYTES:
+        if len(_FIELD_BLOCKS) >= _BLOCK_MEMO_SIZE:
+            _FIELD_BLOCKS.clear()
+        _FIELD_BLOCKS[key] = block
+    return block
+
+
 # -- the codec ---------------------------------------------------------------------------------
 
 # What our side of the exchange is doing.
@@ -538,30 +610,7 @@ class ClientCodec:
                     f"invalid request target {_show(target)}: must be visible ASCII "
                     "without spaces (percent-encode everything else)"
                 )
-            parts = [f"{method} {target} HTTP/1.1\r\n"]
-            specials = _render_fields(headers, parts)
-            host = 0
-            length = -1
-            close = upgrade = False
-            for kind, value in specials:
-                if kind == _HOST:
-                    host += 1
-                elif kind == _CONTENT_LENGTH:
-                    if length >= 0:
-                        raise LocalProtocolError("more than one Content-Length header")
-                    if not (value.isascii() and value.isdigit()):
-                        raise LocalProtocolError(
-                            f"Content-Length must be a non-negative integer, not {_show(value)}"
-                        )
-                    length = int(value)
-                elif kind == _TRANSFER_ENCODING:
-                    raise LocalProtocolError(
-                        "do not set Transfer-Encoding yourself: pass chunked=True"
-                    )
-                elif kind == _CONNECTION:
-                    close = close or _has_token(value, "close")
-                else:
-                    upgrade = upgrade or bool(value.strip(" \t,"))
+            fields, host, length, close, upgrade = _field_block(headers)
             if host != 1:
                 raise LocalProtocolError(
                     "an HTTP/1.1 request needs a Host header"
@@ -575,23 +624,25 @@ class ClientCodec:
                     )
                 if length >= 0:
                     raise LocalProtocolError("chunked=True conflicts with a Content-Length header")
-                parts.append("Transfer-Encoding: chunked\r\n")
+                end = b"Transfer-Encoding: chunked\r\n\r\n"
                 send = _SEND_CHUNKED
             elif body is not None:
+                end = b"\r\n"
                 if length < 0:
-                    parts.append(f"Content-Length: {len(body)}\r\n")
+                    end = b"Content-Length: %d\r\n\r\n" % len(body)
                 elif length != len(body):
                     raise LocalProtocolError(
                         f"Content-Length header says {length} bytes but the body has {len(body)}"
                     )
                 send = _SEND_DONE
-            elif length > 0:
-                send = _SEND_LENGTH
-                self._send_left = self._send_total = length
             else:
+                end = b"\r\n"
                 send = _SEND_DONE
-            parts.append("\r\n")
-            head = _encode_text(parts, headers)
+                if length > 0:
+                    send = _SEND_LENGTH
+                    self._send_left = self._send_total = length
+            # Method and target were checked above: both are ASCII.
+            head = b"".join((f"{method} {target} HTTP/1.1\r\n".encode("ascii"), fields, end))
         except LocalProtocolError as exc:
             self._die(exc)
             raise

@@ -784,3 +784,83 @@ def test_request_connection_close_is_recorded() -> None:
 def test_repr_shows_states() -> None:
     codec = ClientCodec()
     assert repr(codec) == "<ClientCodec our_state=IDLE their_state=IDLE>"
+
+
+# -- memoised parsing and rendering --------------------------------------------------------------
+
+
+def test_memoised_field_lines_parse_like_fresh_ones() -> None:
+    from aioduct.protocol import http11
+
+    head = b"HTTP/1.1 200 OK\r\nX-Same:  spaced value \t\r\nContent-Length: 2\r\n\r\nok"
+    first = exchange(head)[1]
+    assert "X-Same:  spaced value \t" in http11._FIELD_LINES
+    second = exchange(head)[1]
+    assert first == second
+    assert first[0] == Response(
+        200, "OK", [("X-Same", "spaced value"), ("Content-Length", "2")], "1.1"
+    )
+    # A line seen as valid before does not make an invalid head valid.
+    with pytest.raises(RemoteProtocolError, match="bare LF"):
+        exchange(b"HTTP/1.1 200 OK\r\nX-Same:  spaced value \t\nContent-Length: 2\r\n\r\nok")
+
+
+def test_field_line_memo_is_bounded() -> None:
+    from aioduct.protocol import http11
+
+    for i in range(http11._FIELD_MEMO_SIZE + 10):
+        exchange(b"HTTP/1.1 204 No Content\r\nX-N: %d\r\n\r\n" % i)
+        assert len(http11._FIELD_LINES) <= http11._FIELD_MEMO_SIZE
+    long_line = "X-Long: " + "a" * http11._FIELD_MEMO_LINE
+    exchange(b"HTTP/1.1 204 No Content\r\n" + long_line.encode() + b"\r\n\r\n")
+    assert long_line not in http11._FIELD_LINES
+
+
+def test_memoised_field_block_keeps_per_request_framing() -> None:
+    from aioduct.protocol import http11
+
+    headers = [("Host", "example.org"), ("X-Memo", "1")]
+    heads = []
+    for body in (b"abc", b"defgh", None):
+        codec = ClientCodec()
+        heads.append(codec.encode_request("POST", "/p", headers, body))
+    assert heads == [
+        b"POST /p HTTP/1.1\r\nHost: example.org\r\nX-Memo: 1\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /p HTTP/1.1\r\nHost: example.org\r\nX-Memo: 1\r\nContent-Length: 5\r\n\r\ndefgh",
+        b"POST /p HTTP/1.1\r\nHost: example.org\r\nX-Memo: 1\r\n\r\n",
+    ]
+    assert tuple(headers) in http11._FIELD_BLOCKS
+    chunked = ClientCodec().encode_request("POST", "/p", headers, chunked=True)
+    assert chunked.endswith(b"X-Memo: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    # A memoised block is still checked against the body and the target, every time.
+    with pytest.raises(LocalProtocolError, match="conflicts"):
+        ClientCodec().encode_request(
+            "POST", "/p", [*headers, ("Content-Length", "1")], chunked=True
+        )
+    with pytest.raises(LocalProtocolError, match="request target"):
+        ClientCodec().encode_request("POST", "/p q", headers)
+
+
+def test_invalid_headers_are_refused_every_time_and_never_memoised() -> None:
+    from aioduct.protocol import http11
+
+    bad = [("Host", "example.org"), ("X-Bad", "a\r\nInjected: 1")]
+    for _ in range(2):
+        with pytest.raises(LocalProtocolError, match="X-Bad"):
+            ClientCodec().encode_request("GET", "/", bad)
+    assert tuple(bad) not in http11._FIELD_BLOCKS
+    two_hosts = [("Host", "a"), ("Host", "b")]
+    for _ in range(2):
+        with pytest.raises(LocalProtocolError, match="one Host header, not 2"):
+            ClientCodec().encode_request("GET", "/", two_hosts)
+
+
+def test_field_block_memo_accepts_unhashable_pairs_and_is_bounded() -> None:
+    from aioduct.protocol import http11
+
+    as_lists = [["Host", "example.org"]]
+    head = ClientCodec().encode_request("GET", "/", as_lists)  # type: ignore[arg-type]
+    assert head == b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"
+    for i in range(http11._BLOCK_MEMO_SIZE + 10):
+        ClientCodec().encode_request("GET", "/", [("Host", f"h{i}.example")])
+        assert len(http11._FIELD_BLOCKS) <= http11._BLOCK_MEMO_SIZE
