@@ -27,8 +27,7 @@ from .errors import (
     RemoteProtocolError,
     TooManyRedirects,
 )
-from .headers import Headers
-from .models import Request, Response, Timings
+from .models import Request, Response
 from .pool import ConnectionPool, PoolKey
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
 from .runtimes import Expired, Runtime, default_runtime
@@ -172,25 +171,21 @@ class Engine:
         stream: bool,
     ) -> Response:
         url = request.url
-        cfg = self.config
-        if cfg.https_only and url.scheme != "https":
+        if self.config.https_only and url.scheme != "https":
             raise InvalidURL(f"refusing {url.redacted()!r}: https_only is set")
         key = url.origin
-        replayable = request.stream is None and request.method in IDEMPOTENT_METHODS
-        pool_deadline = deadlines.total_at
-        if cfg.pool_timeout is not None:
-            pool_deadline = deadlines.now() + cfg.pool_timeout
-            if deadlines.total_at is not None and deadlines.total_at < pool_deadline:
-                pool_deadline = deadlines.total_at
-        attempt = 0
+        before = perf_counter()
+        conn = pool.checkout(key)
+        reused = conn is not None
+        fresh_only = False
         while True:
-            before = perf_counter()
-            conn = pool.checkout(key) if attempt == 0 else None
-            if conn is not None:
-                reused = True
-            else:
+            if conn is None:
                 conn, reused = await pool.acquire(
-                    key, self._connect, deadlines, pool_deadline, reuse=attempt == 0
+                    key,
+                    self._connect,
+                    deadlines,
+                    self._pool_deadline(deadlines),
+                    reuse=not fresh_only,
                 )
             pool_wait = perf_counter() - before if reused else None
             try:
@@ -198,29 +193,24 @@ class Engine:
                 break
             except StaleConnection:
                 pool.discard(conn)
-                if replayable and attempt == 0:
-                    attempt += 1
-                    continue
-                raise
+                replayable = request.stream is None and request.method in IDEMPOTENT_METHODS
+                if fresh_only or not replayable:
+                    raise
+                # The server closed the idle connection before it saw the request: resend
+                # once, on a new connection.
+                conn, fresh_only, before = None, True, perf_counter()
             except BaseException:
                 pool.discard(conn)
                 raise
         head_at = perf_counter()
         dns, connect, tls = (None, None, None) if reused else conn.setup_timings
-        response = Response(
+        response = Response._received(
             head.status,
-            headers=Headers._adopt(head.headers),
-            reason=head.reason,
-            http_version=head.http_version,
-            request=request,
-            timings=Timings(
-                dns=dns,
-                connect=connect,
-                tls=tls,
-                ttfb=head_at - sent_at,
-                total=head_at - deadlines.started,
-                pool_wait=pool_wait,
-            ),
+            head.reason,
+            head.headers,
+            head.http_version,
+            request,
+            (dns, connect, tls, head_at - sent_at, head_at - deadlines.started, pool_wait),
         )
         if head.status == 101:
             # The connection now speaks another protocol and never returns to the pool.
@@ -232,7 +222,7 @@ class Engine:
             response._body = _StreamingBody(conn, pool, deadlines)
             return response
         try:
-            response._content = await conn.read_body(deadlines, cfg.max_body_size)
+            response._content = await conn.read_body(deadlines, self.config.max_body_size)
         except BaseException:
             pool.discard(conn)
             raise
@@ -241,6 +231,15 @@ class Engine:
         else:
             pool.discard(conn)
         return response
+
+    def _pool_deadline(self, deadlines: Deadlines) -> float | None:
+        """How long to wait for a free connection: ``pool_timeout``, within the total."""
+        pool_timeout = self.config.pool_timeout
+        if pool_timeout is None:
+            return deadlines.total_at
+        deadline = deadlines.now() + pool_timeout
+        total_at = deadlines.total_at
+        return deadline if total_at is None or deadline < total_at else total_at
 
     async def _connect(self, key: PoolKey, deadlines: Deadlines) -> HTTP11Connection:
         """Open a connection for ``key``: DNS, TCP, then TLS for https (timed each)."""

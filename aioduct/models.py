@@ -44,6 +44,9 @@ class Timings(msgspec.Struct, frozen=True, array_like=True):
     pool_wait: float | None = None
 
 
+_NO_TIMINGS = Timings()
+
+
 class Request:
     """An HTTP request as the pipeline sends it.
 
@@ -63,7 +66,7 @@ class Request:
         stream: AsyncIterable[bytes] | None = None,
     ) -> None:
         self.method = method
-        self.url = URL(url)
+        self.url = url if type(url) is URL else URL(url)
         self.headers = headers if headers is not None else Headers()
         self.content = content
         self.stream = stream
@@ -91,13 +94,13 @@ class Response:
         "_encoding",
         "_portal",
         "_text",
+        "_timings",
         "headers",
         "history",
         "http_version",
         "reason",
         "request",
         "status",
-        "timings",
         "url",
     )
 
@@ -120,12 +123,56 @@ class Response:
         self.request = request
         self.url: URL | None = request.url if request is not None else None
         self.history: list[Response] = []
-        self.timings = timings if timings is not None else Timings()
+        self._timings: Timings | tuple[Any, ...] = timings if timings is not None else _NO_TIMINGS
         self._content = content
         self._body = body
         self._text: str | None = None
         self._encoding: str | None = None
         self._portal: Portal | None = None
+
+    @classmethod
+    def _received(
+        cls,
+        status: int,
+        reason: str,
+        fields: list[tuple[str, str]],
+        http_version: str,
+        request: Request,
+        timings: tuple[float | None, float | None, float | None, float, float, float | None],
+    ) -> Response:
+        """A response the engine just read: the hot-path constructor.
+
+        Positional, adopts the codec's field list as headers, and keeps the timings as a
+        tuple that :attr:`timings` turns into a :class:`Timings` only when asked.
+        """
+        self = cls.__new__(cls)
+        self.status = status
+        self.reason = reason
+        self.headers = Headers._adopt(fields)
+        self.http_version = http_version
+        self.request = request
+        self.url = request.url
+        self.history = []
+        self._timings = timings
+        self._content = None
+        self._body = None
+        self._text = None
+        self._encoding = None
+        self._portal = None
+        return self
+
+    @property
+    def timings(self) -> Timings:
+        """How long each phase took (see :class:`Timings`)."""
+        timings = self._timings
+        if type(timings) is tuple:
+            timings = self._timings = Timings(*timings)
+        assert isinstance(timings, Timings)
+        return timings
+
+    @timings.setter
+    def timings(self, value: Timings) -> None:
+        self._timings = value
 
     # -- status ----------------------------------------------------------------------------
 

@@ -71,3 +71,17 @@ async def test_a_closed_stream_gives_its_buffer_away_and_reads_nothing(
         assert again._buf is buffer  # the most recently returned buffer is reused first
     finally:
         again.close()
+
+
+@LOOPS
+async def test_timings_are_built_once_when_read(nginx: Nginx, loop_name: str) -> None:
+    async with aioduct.Client() as client:
+        first = await client.get(nginx.http_url + "/small")
+        second = await client.get(nginx.http_url + "/small")
+    t1, t2 = first.timings, second.timings
+    assert isinstance(t1, aioduct.Timings) and second.timings is t2
+    assert t1.connect is not None and t1.pool_wait is None
+    assert t2.connect is None and t2.pool_wait is not None and t2.pool_wait >= 0
+    assert t2.ttfb is not None and 0 < t2.ttfb <= t2.total
+    second.timings = t1
+    assert second.timings is t1
