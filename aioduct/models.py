@@ -10,6 +10,7 @@ and ``read()`` synchronously without a second Response class.
 from __future__ import annotations
 
 import codecs
+import functools
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from http import HTTPStatus
 from typing import Any, Protocol, TypeVar, overload
@@ -403,7 +404,9 @@ def _phrase(status: int) -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=256)
 def _charset(content_type: str | None) -> str | None:
+    """The codec name of a Content-Type's charset (memoised: servers repeat theirs)."""
     if not content_type:
         return None
     mime, _, params = content_type.partition(";")
