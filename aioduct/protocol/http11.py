@@ -268,8 +268,9 @@ _FIELD_MEMO_LINE: Final = 128
 def _parse_fields(lines: list[str]) -> tuple[Fields, list[tuple[int, str]]]:
     """Field lines -> (fields, the (kind, value) of the fields the codec acts on).
 
-    The caller has already checked the block for NUL, CR, LF, VT and FF, so a value is
-    whatever follows the colon, stripped of spaces and tabs (h11's ``OWS field-value OWS``).
+    A value is whatever follows the colon, stripped of spaces and tabs (h11's
+    ``OWS field-value OWS``). Raises :class:`_ForbiddenByte` for a line holding NUL, CR,
+    LF, VT or FF, which the caller reports with the line's number.
     """
     fields: Fields = []
     specials: list[tuple[int, str]] = []
@@ -286,8 +287,18 @@ def _parse_fields(lines: list[str]) -> tuple[Fields, list[tuple[int, str]]]:
     return fields, specials
 
 
+class _ForbiddenByte(Exception):
+    """A field line holds NUL, CR, LF, VT or FF (internal: the caller explains it)."""
+
+
 def _parse_field_line(line: str) -> tuple[tuple[str, str], int]:
-    """``name: value`` -> ((name, value), kind), memoised (see _FIELD_LINES)."""
+    """``name: value`` -> ((name, value), kind), memoised (see _FIELD_LINES).
+
+    The line is checked for forbidden bytes here, once: memoised lines are known clean,
+    so a head whose lines are all memoised needs no scan for them at all.
+    """
+    if _forbidden_in(line, 0):
+        raise _ForbiddenByte
     name, colon, value = line.partition(":")
     kind = _NAME_KINDS.get(name)
     if kind is None or not colon:
@@ -897,19 +908,23 @@ class ClientCodec:
         head = buf[pos:end].decode("latin-1")
         lines = head.split("\r\n")
         count = len(lines) - 1
-        if _forbidden_in(head, count):
-            raise RemoteProtocolError(_bad_characters(lines, "response head"))
+        status_line = lines[0]
+        parsed = _STATUS_LINES.get(status_line)
+        if parsed is None:
+            # Memoised lines were checked when first seen; a new status line means a
+            # check of the whole head, in order, as h11 would report it.
+            if _forbidden_in(head, count):
+                raise RemoteProtocolError(_bad_characters(lines, "response head"))
+            parsed = _parse_status_line(status_line)
         if count > self._max_headers:
             raise RemoteProtocolError(
                 f"response head has {count} header lines, more than max_headers={self._max_headers}"
             )
-        status_line = lines[0]
-        parsed = _STATUS_LINES.get(status_line)
-        if parsed is None:
-            parsed = _parse_status_line(status_line)
         status, reason, version = parsed
-        del lines[0]
-        headers, specials = _parse_fields(lines)
+        try:
+            headers, specials = _parse_fields(lines[1:])
+        except _ForbiddenByte:
+            raise RemoteProtocolError(_bad_characters(lines, "response head")) from None
         length, close = _framing(specials) if specials else (_UNDELIMITED, False)
         if status < 200:
             if status != 101:
@@ -1113,11 +1128,31 @@ class ClientCodec:
         return EndOfMessage(trailers)
 
 
+# The framing fields of a server's responses repeat as well (Content-Length of the same
+# resource, Connection: keep-alive): their validated meaning is memoised, bounded as above.
+_FRAMINGS: dict[tuple[tuple[int, str], ...], tuple[int, bool]] = {}
+_FRAMING_MEMO_SIZE: Final = 256
+_FRAMING_MEMO_VALUE: Final = 64
+
+
 def _framing(specials: list[tuple[int, str]]) -> tuple[int, bool]:
     """Validate a head's framing fields -> (body length or _CHUNKED/_UNDELIMITED, close).
 
     Runs on every head, 1xx and bodiless ones included, because h11 validates them all.
     """
+    key = tuple(specials)
+    framing = _FRAMINGS.get(key)
+    if framing is None:
+        framing = _decide_framing(specials)
+        if all(len(value) <= _FRAMING_MEMO_VALUE for _, value in specials):
+            if len(_FRAMINGS) >= _FRAMING_MEMO_SIZE:
+                _FRAMINGS.clear()
+            _FRAMINGS[key] = framing
+    return framing
+
+
+def _decide_framing(specials: list[tuple[int, str]]) -> tuple[int, bool]:
+    """:func:`_framing` for fields not seen together before."""
     length: str | None = None
     chunked = close = False
     for kind, value in specials:

@@ -864,3 +864,29 @@ def test_field_block_memo_accepts_unhashable_pairs_and_is_bounded() -> None:
     for i in range(http11._BLOCK_MEMO_SIZE + 10):
         ClientCodec().encode_request("GET", "/", [("Host", f"h{i}.example")])
         assert len(http11._FIELD_BLOCKS) <= http11._BLOCK_MEMO_SIZE
+
+
+def test_forbidden_bytes_are_found_in_memoised_heads_too() -> None:
+    clean = b"HTTP/1.1 200 OK\r\nServer: memo\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n"
+    exchange(clean)
+    exchange(clean)  # every line is memoised now
+    for bad, label in ((b"X-A: 1\x00", "NUL"), (b"X-A: 1\rX", "bare CR"), (b"X-A: \x0c", "form")):
+        with pytest.raises(RemoteProtocolError, match=f"response head line 3 contains .*{label}"):
+            exchange(clean.replace(b"X-A: 1", bad))
+    with pytest.raises(RemoteProtocolError, match="response head line 1 contains a NUL"):
+        exchange(clean.replace(b"200 OK", b"200 O\x00K"))
+
+
+def test_memoised_framing_still_refuses_conflicts_and_is_bounded() -> None:
+    from aioduct.protocol import http11
+
+    for _ in range(2):
+        with pytest.raises(RemoteProtocolError, match="conflicting Content-Length"):
+            exchange(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        with pytest.raises(RemoteProtocolError, match="both Transfer-Encoding and Content-Length"):
+            exchange(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n")
+        events = exchange(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")[1]
+        assert events[1:] == [Data(b"ok"), EndOfMessage()]
+    for i in range(http11._FRAMING_MEMO_SIZE + 10):
+        exchange(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % i)
+        assert len(http11._FRAMINGS) <= http11._FRAMING_MEMO_SIZE
