@@ -178,8 +178,15 @@ class HTTP11Connection:
             else:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__} in the body")
 
+    def buffered_body(self, max_size: int | None) -> bytes | None:
+        """The whole response body if it is already buffered, else ``None`` (no await)."""
+        body = self.codec.read_complete_body()
+        if body is not None and max_size is not None and len(body) > max_size:
+            raise BodyTooLarge(f"response body exceeds max_body_size={max_size} bytes")
+        return body
+
     async def read_body(self, deadlines: Deadlines, max_size: int | None) -> bytes:
-        """The whole response body; no await at all when it is already buffered."""
+        """The whole response body, read as it arrives (see :meth:`buffered_body`)."""
         codec = self.codec
         parts: list[bytes] = []
         size = 0

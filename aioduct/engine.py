@@ -221,8 +221,12 @@ class Engine:
         if stream:
             response._body = _StreamingBody(conn, pool, deadlines)
             return response
+        max_size = self.config.max_body_size
         try:
-            response._content = await conn.read_body(deadlines, self.config.max_body_size)
+            content = conn.buffered_body(max_size)
+            if content is None:
+                content = await conn.read_body(deadlines, max_size)
+            response._content = content
         except BaseException:
             pool.discard(conn)
             raise

@@ -783,6 +783,29 @@ class ClientCodec:
             self._die(exc)
             raise
 
+    def read_complete_body(self) -> bytes | None:
+        """The rest of the body if all of it is buffered already, ending the message.
+
+        A shortcut for the common case of a small response that arrived in one read:
+        instead of pulling :class:`Data` and :class:`EndOfMessage`, take the body in one
+        call. Returns ``None`` (and changes nothing) whenever events must be pulled: a
+        chunked or EOF-delimited body, a body not fully received, or any other state.
+        """
+        reader = self._reader
+        if reader is ClientCodec._read_length:
+            pos = self._pos
+            end = pos + self._remaining
+            if len(self._buf) < end:
+                return None
+            self._remaining = 0
+            self._pos = self._scan = end
+            self._reader = ClientCodec._read_done
+            return self._take(pos, end)
+        if reader is ClientCodec._read_end:
+            self._reader = ClientCodec._read_done
+            return b""
+        return None
+
     # -- cycle state ---------------------------------------------------------------------------
 
     @property

@@ -15,8 +15,7 @@ import aioduct
 from aioduct.runtimes import asyncio as asyncio_runtime
 from aioduct.runtimes.asyncio import AsyncioRuntime
 from aioduct.testing.nginx import Nginx, deterministic_bytes
-
-pytestmark = pytest.mark.nginx
+from aioduct.testing.server import Conn, ScriptServer, ServerRequest
 
 LOOPS = pytest.mark.parametrize(
     "loop_name", ["asyncio", pytest.param("uvloop", marks=pytest.mark.uvloop)]
@@ -27,6 +26,7 @@ def port_of(nginx: Nginx) -> int:
     return int(nginx.http_url.rsplit(":", 1)[1])
 
 
+@pytest.mark.nginx
 @LOOPS
 async def test_open_tcp_leaves_nodelay_to_the_loop(nginx: Nginx, loop_name: str) -> None:
     runtime = AsyncioRuntime()
@@ -40,6 +40,7 @@ async def test_open_tcp_leaves_nodelay_to_the_loop(nginx: Nginx, loop_name: str)
         stream.close()
 
 
+@pytest.mark.nginx
 @LOOPS
 async def test_recycled_receive_buffers_never_mix_responses(nginx: Nginx, loop_name: str) -> None:
     big = deterministic_bytes(65536)
@@ -51,6 +52,7 @@ async def test_recycled_receive_buffers_never_mix_responses(nginx: Nginx, loop_n
     assert 0 < len(asyncio_runtime._spare_buffers) <= asyncio_runtime._MAX_SPARE_BUFFERS
 
 
+@pytest.mark.nginx
 @LOOPS
 async def test_a_closed_stream_gives_its_buffer_away_and_reads_nothing(
     nginx: Nginx, loop_name: str
@@ -73,6 +75,7 @@ async def test_a_closed_stream_gives_its_buffer_away_and_reads_nothing(
         again.close()
 
 
+@pytest.mark.nginx
 @LOOPS
 async def test_timings_are_built_once_when_read(nginx: Nginx, loop_name: str) -> None:
     async with aioduct.Client() as client:
@@ -85,3 +88,37 @@ async def test_timings_are_built_once_when_read(nginx: Nginx, loop_name: str) ->
     assert t2.ttfb is not None and 0 < t2.ttfb <= t2.total
     second.timings = t1
     assert second.timings is t1
+
+
+@pytest.mark.nginx
+@LOOPS
+async def test_max_body_size_applies_to_a_body_read_in_one_piece(
+    nginx: Nginx, loop_name: str
+) -> None:
+    async with aioduct.Client(max_body_size=12) as client:
+        with pytest.raises(aioduct.BodyTooLarge, match="max_body_size=12"):
+            await client.get(nginx.http_url + "/small")  # 13 bytes, in the head's read
+        assert client._engine.pool is not None
+        assert client._engine.pool.open_connections == 0  # that connection was dropped
+    async with aioduct.Client(max_body_size=13) as client:
+        assert (await client.get(nginx.http_url + "/small")).content == b"Hello, World!"
+
+
+@LOOPS
+async def test_a_body_of_exact_size_arriving_in_many_fragments(
+    script_server: ScriptServer, loop_name: str
+) -> None:
+    body = deterministic_bytes(3000)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n"
+
+    @script_server.route("/fragments")
+    async def fragments(conn: Conn, req: ServerRequest) -> None:
+        await conn.send(head[:10])
+        await conn.drip(head[10:] + body[:5], chunk_size=7, delay=0.001)
+        await conn.drip(body[5:], chunk_size=700, delay=0.001)
+
+    async with aioduct.Client() as client:
+        for _ in range(2):  # the second time on the same, reused connection
+            r = await client.get(script_server.url + "/fragments")
+            assert r.content == body
+        assert client._engine.pool is not None and client._engine.pool.open_connections == 1

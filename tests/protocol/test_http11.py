@@ -890,3 +890,78 @@ def test_memoised_framing_still_refuses_conflicts_and_is_bounded() -> None:
     for i in range(http11._FRAMING_MEMO_SIZE + 10):
         exchange(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % i)
         assert len(http11._FRAMINGS) <= http11._FRAMING_MEMO_SIZE
+
+
+# -- read_complete_body ----------------------------------------------------------------------
+
+
+def started(method: str = "GET") -> ClientCodec:
+    codec = ClientCodec()
+    codec.encode_request(method, "/", HOST)
+    return codec
+
+
+def test_read_complete_body_takes_a_buffered_body_and_ends_the_message() -> None:
+    codec = started()
+    codec.receive_data(OK_HEAD + b"Content-Length: 5\r\n\r\nhello")
+    assert type(codec.next_event()) is Response
+    assert codec.read_complete_body() == b"hello"
+    assert codec.next_event() is NEED_DATA and codec.their_state == "DONE"
+    assert codec.reusable
+    codec.start_next_cycle()
+    codec.encode_request("GET", "/", HOST)
+    codec.receive_data(OK_HEAD + b"Content-Length: 2\r\n\r\nok")
+    assert codec.next_event() == Response(200, "OK", [("Content-Length", "2")], "1.1")
+    assert codec.read_complete_body() == b"ok"
+
+
+def test_read_complete_body_leaves_fragmented_bodies_to_events() -> None:
+    codec = started()
+    codec.receive_data(OK_HEAD + b"Content-Length: 10\r\n\r\n01")
+    codec.next_event()
+    assert codec.read_complete_body() is None  # nothing consumed
+    assert codec.next_event() == Data(b"01")
+    for piece in (b"234", b"5", b"6789"):
+        assert codec.read_complete_body() is None
+        codec.receive_data(piece)
+        if piece == b"6789":
+            assert codec.read_complete_body() == b"6789"  # the rest arrived in one piece
+        else:
+            assert codec.next_event() == Data(piece)
+    assert codec.reusable
+
+
+def test_read_complete_body_of_bodiless_and_other_framings() -> None:
+    head = started("HEAD")
+    head.receive_data(OK_HEAD + b"Content-Length: 5\r\n\r\n")
+    head.next_event()
+    assert head.read_complete_body() == b"" and head.reusable
+    chunked = started()
+    chunked.receive_data(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+    chunked.next_event()
+    assert chunked.read_complete_body() is None
+    assert pull(chunked) == [Data(b"ok"), EndOfMessage()]
+    until_eof = started()
+    until_eof.receive_data(OK_HEAD + b"\r\nabc")
+    until_eof.next_event()
+    assert until_eof.read_complete_body() is None
+    before_head = started()
+    assert before_head.read_complete_body() is None
+
+
+def test_read_complete_body_with_bytes_after_the_body_leaves_it_unreusable() -> None:
+    codec = started()
+    codec.receive_data(OK_HEAD + b"Content-Length: 2\r\n\r\nokEXTRA")
+    codec.next_event()
+    assert codec.read_complete_body() == b"ok"
+    assert not codec.reusable and codec.trailing_data == b"EXTRA"
+
+
+def test_read_complete_body_on_a_dead_codec_defers_to_next_event() -> None:
+    codec = started()
+    codec.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
+    with pytest.raises(RemoteProtocolError):
+        codec.next_event()
+    assert codec.read_complete_body() is None
+    with pytest.raises(RemoteProtocolError, match="unusable"):
+        codec.next_event()
