@@ -57,7 +57,12 @@ class Deadlines:
         return self._at(self.connect)
 
     def for_read(self) -> float | None:
-        return self._at(self.read)
+        # _at() inlined: computed on every read of every response.
+        limit, total_at = self.read, self.total_at
+        if limit is None:
+            return total_at
+        when = self.now() + limit
+        return when if total_at is None or when < total_at else total_at
 
     def for_write(self) -> float | None:
         return self._at(self.write)
