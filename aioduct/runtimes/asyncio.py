@@ -39,7 +39,10 @@ def _new_buffer() -> bytearray:
     Streams give their buffer back on :meth:`AsyncioStream.close`, after which the loop
     never writes to it again (the transport is aborted) and nothing reads it.
     """
-    return _spare_buffers.pop() if _spare_buffers else bytearray(_INITIAL_BUFFER)
+    try:
+        return _spare_buffers.pop()  # atomic: loops on other threads share the list
+    except IndexError:
+        return bytearray(_INITIAL_BUFFER)
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
