@@ -9,7 +9,7 @@ import io
 
 import pytest
 
-from aioduct.testing.nginx import NGINX_MISSING_REASON, nginx_binary
+from aioduct.testing.nginx import NGINX_MISSING_REASON, Nginx, nginx_binary
 from benches.runner import Options, run
 
 CLIENTS = ("aiohttp", "aioduct-asyncio")
@@ -42,3 +42,12 @@ def test_runner_get_small_reports_requests_per_second() -> None:
     text = out.getvalue()
     assert "get_small" in text and "req/s" in text
     assert report.to_json()["results"][0]["rps"] > 0
+
+
+def test_callgrind_child_drives_a_client_without_valgrind(nginx: Nginx) -> None:
+    """The instrumented part of benches.callgrind, run directly (valgrind would take ~20 s)."""
+    from benches import callgrind
+    from benches.scenarios import SCENARIOS, reference_target
+
+    target = reference_target(SCENARIOS["concurrent_10"], nginx.http_url)
+    callgrind.child({"client": "aioduct-asyncio", "target": target.to_json(), "requests": 25})
