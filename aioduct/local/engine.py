@@ -328,8 +328,8 @@ class LocalEngine(BulkEngine):
     def _flush(self, slot: _Slot) -> None:
         link = slot.link
         if slot.out and link is not None and link.transport is not None:
-            link.transport.write(bytes(slot.out))
-            slot.out.clear()
+            out, slot.out = slot.out, bytearray()  # handed over, not copied
+            link.transport.write(out)
 
     def _on_frames(self, link: _ParentLink, frames: list[tuple[int, int, object]]) -> None:
         slot = link.slot

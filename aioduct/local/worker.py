@@ -184,8 +184,9 @@ class _Worker:
         self.flush_scheduled = False
         link = self.link
         if self.out and link is not None and link.transport is not None:
-            link.transport.write(bytes(self.out))
-            self.out.clear()
+            # Hand the buffer over rather than copy it (a body may be megabytes).
+            out, self.out = self.out, bytearray()
+            link.transport.write(out)
 
     def parent_gone(self) -> None:
         self._finish()
