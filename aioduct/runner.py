@@ -34,7 +34,7 @@ import msgspec
 
 from .config import ClientConfig, check_option_names
 from .errors import AioductError, InvalidURL
-from .jobs import Job, Result, error_result, response_result
+from .jobs import Job, Result, error_result, job_url, response_result
 from .retries import RetryConfig
 from .url import URL, Origin
 
@@ -92,11 +92,8 @@ class JobRunner:
     async def run(self, job: Job) -> Result:
         """Run ``job`` (with retries) and describe the outcome; never raises an error."""
         try:
-            url = URL(job.url)
-            url.origin  # noqa: B018 (validates scheme/host before a slot is taken)
-        except (InvalidURL, ValueError) as exc:
-            if not isinstance(exc, AioductError):
-                exc = InvalidURL(str(exc))
+            url = job_url(job)
+        except InvalidURL as exc:
             return error_result(job, exc, worker=self.worker)
         async with self._slots:
             if not self._polite:
