@@ -53,13 +53,21 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Anything msgpack can encode; echoed on the Result untouched."""
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.headers, tuple) and all(type(h) is tuple for h in self.headers)):
-            msgspec.structs.force_setattr(self, "headers", _pairs(self.headers))
-        if isinstance(self.body, bytearray | memoryview):
-            msgspec.structs.force_setattr(self, "body", bytes(self.body))
-        method = self.method.upper()
-        if method != self.method:
-            msgspec.structs.force_setattr(self, "method", method)
+        # Runs for every job a map() builds, mostly a bare GET: the common case (no
+        # headers, no body, "GET") is checked first without building anything.
+        headers = self.headers
+        if (type(headers) is not tuple or headers) and not (
+            isinstance(headers, tuple) and all(type(h) is tuple for h in headers)
+        ):
+            msgspec.structs.force_setattr(self, "headers", _pairs(headers))
+        body = self.body
+        if body is not None and isinstance(body, bytearray | memoryview):
+            msgspec.structs.force_setattr(self, "body", bytes(body))
+        method = self.method
+        if method != "GET":
+            upper = method.upper()
+            if upper != method:
+                msgspec.structs.force_setattr(self, "method", upper)
 
     def request_options(self) -> dict[str, Any]:
         """``Client.request`` keywords for this job: only what it sets (the fast path)."""

@@ -306,8 +306,8 @@ class BulkEngine:
     A subclass provides the async core -- ``_batches(jobs)`` (an async generator of
     Result lists, in completion order), ``arequest_job(job)``, ``start()`` and
     ``aclose()`` -- and gets ``amap``/``arequest``/``async with`` on the caller's loop,
-    and ``map``/``request``/``with`` on a private uvloop (or asyncio) loop driven from
-    the calling thread, so Ctrl-C lands in the caller's frame and unwinds through
+    and ``map``/``request``/``with`` on a private loop (:meth:`_new_private_loop`) driven
+    from the calling thread, so Ctrl-C lands in the caller's frame and unwinds through
     ``with``.
     """
 
@@ -354,11 +354,15 @@ class BulkEngine:
 
     # -- blocking --------------------------------------------------------------------------------
 
+    def _new_private_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop ``map``/``request``/``with`` drive: uvloop's when installed."""
+        from .client import new_event_loop
+
+        return new_event_loop()
+
     def _blocking(self) -> asyncio.Runner:
         if self._loop_runner is None:
-            from .client import new_event_loop
-
-            self._loop_runner = asyncio.Runner(loop_factory=new_event_loop)
+            self._loop_runner = asyncio.Runner(loop_factory=self._new_private_loop)
         return self._loop_runner
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -424,10 +424,10 @@ class LocalEngine(BulkEngine):
             return
         slot.link = None
         slot.out.clear()  # every job in it is still in the in-flight table: resent below
+        if self._state != "running":
+            return  # closing: aclose() gives the workers their grace period, then reaps
         proc = slot.proc
         code = _reap(proc) if proc is not None else None
-        if self._state != "running":
-            return
         ready = slot.ready
         if ready is None or not ready.done() or ready.exception() is not None:
             self._fail_start(
@@ -473,6 +473,18 @@ class LocalEngine(BulkEngine):
         for sink, result in self._dispatcher.abandon(slot.index, error):
             sink(result)
         self._wake_room()
+
+    def _new_private_loop(self) -> asyncio.AbstractEventLoop:
+        """asyncio's own loop, not uvloop, for the blocking ``map()``/``request()``/``with``.
+
+        ``map()`` runs this loop once per batch of Results (``run_until_complete``), and
+        from the main thread uvloop sets up its signal self-pipe on every run (a
+        ``socketpair``, ``set_wakeup_fd``, epoll registrations, then closing it all):
+        ~37 µs per run against ~9 µs for asyncio's loop. The parent only moves frames
+        over one socket per worker, so uvloop's faster I/O gains nothing back: with
+        batches of ~50 small Results the parent spent ~1 µs less CPU per Result.
+        """
+        return asyncio.new_event_loop()
 
     # -- mapping ---------------------------------------------------------------------------------
 

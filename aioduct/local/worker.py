@@ -40,6 +40,32 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 _PR_SET_PDEATHSIG = 1
+# glibc mallopt() parameters, and the values the worker sets them to (see _tune_malloc).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD = 32 << 20
+_TRIM_THRESHOLD = 64 << 20
+
+
+def _tune_malloc() -> None:
+    """Keep freed megabyte buffers in the heap instead of handing them back to the kernel.
+
+    A worker allocates and frees several body-sized buffers per response (the joined
+    body, the Result frame, the part of it the socket did not take at once). With
+    glibc's default, self-adjusting thresholds, whether freed ones stay reusable depends
+    on the heap's layout: often the heap top is trimmed with ``brk`` (or the buffer was
+    ``mmap``-ed) as soon as it is freed, and every response faults its buffers in again
+    page by page. For 1 MB bodies that was ~300 page faults per response and more than
+    half of the worker's CPU (~2.2 ms instead of ~1 ms). Fixing the thresholds at the
+    ceilings glibc's own adjustment may grow them to (32 MiB mmap, 64 MiB trim) lets the
+    freed memory be reused as is; at most 64 MiB of free heap top stays with the worker.
+    No-op without glibc.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 (musl and others: leave their malloc alone)
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -221,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     fd, parent, loop_kind = int(args[0]), int(args[1]), args[2]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
+    _tune_malloc()
     sock = socket.socket(fileno=fd)
     hello, early = _read_hello(sock)
     try:

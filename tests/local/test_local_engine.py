@@ -209,3 +209,12 @@ def test_a_busy_caller_is_not_mistaken_for_a_wedged_worker(nginx: Nginx) -> None
         assert engine.stats.crashes == 0
     with pytest.raises(ValueError, match="stall_timeout must be > 0"):
         LocalEngine(workers=1, loop="asyncio", stall_timeout=0)
+
+
+def test_closing_lets_workers_exit_on_their_own(nginx: Nginx) -> None:
+    engine = LocalEngine(workers=2, loop="asyncio")
+    with engine:
+        assert engine.request("GET", nginx.http_url + "/small").status == 200
+        procs = [slot.proc for slot in engine._slots]
+    # STOP, then EOF: each worker finishes and exits 0 within the grace period; not -9.
+    assert [p.returncode for p in procs if p is not None] == [0, 0]
