@@ -27,9 +27,6 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Final, Literal
 
-import h2.errors
-import h2.exceptions
-
 from .config import Http2Config
 from .connection import NoStreamCapacity, StreamNotProcessed
 from .errors import (
@@ -42,7 +39,9 @@ from .errors import (
 from .models import Request
 from .pool import PoolKey
 from .protocol.http2 import (
+    CANCEL,
     KEEPALIVE_PING,
+    REFUSED_STREAM,
     ConnectionTerminated,
     DataReceived,
     H2Protocol,
@@ -51,6 +50,7 @@ from .protocol.http2 import (
     SettingsChanged,
     StreamEnded,
     StreamReset,
+    TooManyStreamsError,
     TrailersReceived,
     WindowUpdated,
     error_name,
@@ -60,8 +60,8 @@ from .timeouts import Deadlines
 
 __all__ = ["H2Exchange", "HTTP2Connection", "StreamNotProcessed", "StreamResetError"]
 
-_REFUSED: Final = int(h2.errors.ErrorCodes.REFUSED_STREAM)
-_CANCEL: Final = int(h2.errors.ErrorCodes.CANCEL)
+_REFUSED: Final = REFUSED_STREAM
+_CANCEL: Final = CANCEL
 _NO_LIMIT: Final = 1 << 62
 
 
@@ -527,7 +527,7 @@ class HTTP2Connection:
                 end_stream=not has_body and protocol is None,
                 protocol=protocol,
             )
-        except h2.exceptions.TooManyStreamsError:
+        except TooManyStreamsError:
             self.in_use -= 1
             raise NoStreamCapacity() from None
         except BaseException:
