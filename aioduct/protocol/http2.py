@@ -510,9 +510,13 @@ class H2Protocol:
         self._closed_by_us = False
         #: Bytes received before the first frame header was complete (then None).
         self._preface: bytes | None = b""
+        # HEADER_TABLE_SIZE repeats the default on purpose: nginx answers an explicit
+        # value by shrinking its table to 0 with an update in its first response, after
+        # which every response block is a pure function of its bytes (see _MemoDecoder).
         settings = b"".join(
             _SETTING.pack(code, value)
             for code, value in (
+                (_S_HEADER_TABLE_SIZE, 4096),
                 (_S_ENABLE_PUSH, 0),
                 (_S_MAX_CONCURRENT_STREAMS, 100),
                 (_S_INITIAL_WINDOW_SIZE, stream_window),
