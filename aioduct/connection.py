@@ -11,7 +11,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Final, Literal
 
-from .errors import BodyTooLarge, ReadError, RemoteProtocolError, WriteError
+from .errors import AioductError, BodyTooLarge, ReadError, RemoteProtocolError, WriteError
 from .models import Request
 from .pool import PoolKey
 from .protocol.http11 import (
@@ -132,12 +132,23 @@ class HTTP11Connection:
                 raise StaleConnection(f"reused connection failed while sending: {exc}") from None
             raise WriteError(f"connection failed while sending the request: {exc}") from None
         sent_at = perf_counter()
+        # A new cycle starts with nothing buffered (a reusable connection has no leftover
+        # bytes), so read first rather than ask the codec to parse an empty buffer.
+        # Awaiting the stream directly rather than through _receive() saves a coroutine
+        # on every request; failures are translated by the same helpers.
+        try:
+            data = await stream.read(deadlines.for_read())
+        except (Expired, OSError) as exc:
+            raise self._read_error(exc, deadlines, reused) from None
+        if not data:
+            self._check_early_eof(reused)
+        codec.receive_data(data)
         while True:
             event = codec.next_event()
+            if type(event) is Response:
+                return event, sent_at
             if event is NEED_DATA:
                 codec.receive_data(await self._receive(deadlines, reused))
-            elif type(event) is Response:
-                return event, sent_at
             elif type(event) is not InformationalResponse:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
 
@@ -160,25 +171,37 @@ class HTTP11Connection:
     async def _receive(self, deadlines: Deadlines, reused: bool = False) -> bytes:
         try:
             data = await self.stream.read(deadlines.for_read())
-        except Expired:
-            what = "reading the body" if self.codec.response_started else "waiting for the response"
-            raise deadlines.error("read", what) from None
-        except OSError as exc:
-            if reused and not self.codec.response_started:
-                raise StaleConnection(f"reused connection was reset: {exc}") from None
-            raise ReadError(f"connection failed while reading the response: {exc}") from None
-        if not data and not self.codec.response_started:
-            if reused:
-                raise StaleConnection("reused connection was closed by the server")
-            if self.stream.ssl_object is not None:
-                # TLS 1.3 servers check client certificates after the client's side of the
-                # handshake is done, and asyncio drops the alert: all we see is EOF.
-                raise RemoteProtocolError(
-                    "server closed the connection right after the TLS handshake without "
-                    "sending a response; it may require a client certificate (cert=) "
-                    "or refuse this TLS configuration"
-                )
+        except (Expired, OSError) as exc:
+            raise self._read_error(exc, deadlines, reused) from None
+        if not data:
+            self._check_early_eof(reused)
         return data
+
+    def _read_error(self, exc: Exception, deadlines: Deadlines, reused: bool) -> AioductError:
+        """The public error for a failed or expired read."""
+        started = self.codec.response_started
+        if isinstance(exc, Expired):
+            return deadlines.error(
+                "read", "reading the body" if started else "waiting for the response"
+            )
+        if reused and not started:
+            return StaleConnection(f"reused connection was reset: {exc}")
+        return ReadError(f"connection failed while reading the response: {exc}")
+
+    def _check_early_eof(self, reused: bool) -> None:
+        """Explain an EOF before any response byte (a later EOF is the codec's to judge)."""
+        if self.codec.response_started:
+            return
+        if reused:
+            raise StaleConnection("reused connection was closed by the server")
+        if self.stream.ssl_object is not None:
+            # TLS 1.3 servers check client certificates after the client's side of the
+            # handshake is done, and asyncio drops the alert: all we see is EOF.
+            raise RemoteProtocolError(
+                "server closed the connection right after the TLS handshake without "
+                "sending a response; it may require a client certificate (cert=) "
+                "or refuse this TLS configuration"
+            )
 
     async def next_chunk(self, deadlines: Deadlines) -> bytes | None:
         """The next piece of the response body, or ``None`` once it is complete."""
@@ -194,8 +217,15 @@ class HTTP11Connection:
             else:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__} in the body")
 
+    def buffered_body(self, max_size: int | None) -> bytes | None:
+        """The whole response body if it is already buffered, else ``None`` (no await)."""
+        body = self.codec.read_complete_body()
+        if body is not None and max_size is not None and len(body) > max_size:
+            raise BodyTooLarge(f"response body exceeds max_body_size={max_size} bytes")
+        return body
+
     async def read_body(self, deadlines: Deadlines, max_size: int | None) -> bytes:
-        """The whole response body; no await at all when it is already buffered."""
+        """The whole response body, read as it arrives (see :meth:`buffered_body`)."""
         codec = self.codec
         parts: list[bytes] = []
         size = 0

@@ -8,6 +8,7 @@ launch a burst of identical lookups. IP literals skip resolution entirely.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from typing import Final
@@ -24,14 +25,23 @@ _DEFAULT_TTL: Final = 60.0
 
 def literal_address(host: str) -> Addresses | None:
     """``[(family, ip)]`` when ``host`` is an IP literal, else ``None``."""
+    family = _literal_family(host)
+    return None if family is None else [(family, host)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal_family(host: str) -> int | None:
+    """The address family of an IP literal, else ``None``.
+
+    Memoised: every new connection asks, and ``ipaddress`` parses in Python.
+    """
     if not host or not (host[0].isdigit() or ":" in host):
         return None
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return None
-    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    return [(int(family), host)]
+    return int(socket.AF_INET6 if ip.version == 6 else socket.AF_INET)
 
 
 class Resolver:

@@ -198,21 +198,14 @@ class Engine:
         if cfg.https_only and url.scheme != "https":
             raise InvalidURL(f"refusing {url.redacted()!r}: https_only is set")
         key = url.origin
-        replayable = request.stream is None and request.method in IDEMPOTENT_METHODS
-        pool_deadline = deadlines.total_at
-        if cfg.pool_timeout is not None:
-            pool_deadline = deadlines.now() + cfg.pool_timeout
-            if deadlines.total_at is not None and deadlines.total_at < pool_deadline:
-                pool_deadline = deadlines.total_at
         version = request.version
-        attempt = 0
+        before = perf_counter()
+        conn = pool.checkout(key, version)
+        reused = conn is not None
+        fresh_only = False
         unprocessed = 0
         while True:
-            before = perf_counter()
-            conn = pool.checkout(key, version) if attempt == 0 else None
-            if conn is not None:
-                reused = True
-            else:
+            if conn is None:
                 multiplex = version != "1.1" and (
                     version == "2"
                     or (cfg.http2 if key.scheme == "https" else cfg.http2_prior_knowledge)
@@ -224,8 +217,8 @@ class Engine:
                     key,
                     self._connect,
                     deadlines,
-                    pool_deadline,
-                    reuse=attempt == 0,
+                    self._pool_deadline(deadlines),
+                    reuse=not fresh_only,
                     version=version,
                     multiplex=multiplex,
                     coalesce=coalesce,
@@ -240,15 +233,16 @@ class Engine:
                     # Not processed (RFC 9113 §8.7): safe to send again, whatever the method.
                     if request.stream is not None or unprocessed >= _MAX_UNPROCESSED_RETRIES:
                         raise
-                    unprocessed += 1
-                    continue
                 except NoStreamCapacity:
-                    unprocessed += 1
-                    if unprocessed > _MAX_UNPROCESSED_RETRIES:
+                    if unprocessed >= _MAX_UNPROCESSED_RETRIES:
                         raise RemoteProtocolError(
                             "the server kept lowering its HTTP/2 stream limit"
                         ) from None
-                    continue
+                unprocessed += 1  # another shared connection may take it, or a new one
+                before = perf_counter()
+                conn = pool.checkout(key, version)
+                reused = conn is not None
+                continue
             if request.protocol is not None:
                 pool.release(conn)
                 raise LocalProtocolError(
@@ -260,29 +254,24 @@ class Engine:
                 break
             except StaleConnection:
                 pool.discard(conn)
-                if replayable and attempt == 0:
-                    attempt += 1
-                    continue
-                raise
+                replayable = request.stream is None and request.method in IDEMPOTENT_METHODS
+                if fresh_only or not replayable:
+                    raise
+                # The server closed the idle connection before it saw the request: resend
+                # once, on a new connection.
+                conn, fresh_only, before = None, True, perf_counter()
             except BaseException:
                 pool.discard(conn)
                 raise
         head_at = perf_counter()
         dns, connect, tls = (None, None, None) if reused else conn.setup_timings
-        response = Response(
+        response = Response._received(
             head.status,
-            headers=Headers._adopt(head.headers),
-            reason=head.reason,
-            http_version=head.http_version,
-            request=request,
-            timings=Timings(
-                dns=dns,
-                connect=connect,
-                tls=tls,
-                ttfb=head_at - sent_at,
-                total=head_at - deadlines.started,
-                pool_wait=pool_wait,
-            ),
+            head.reason,
+            head.headers,
+            head.http_version,
+            request,
+            (dns, connect, tls, head_at - sent_at, head_at - deadlines.started, pool_wait),
         )
         if head.status == 101:
             # The connection now speaks another protocol and leaves the pool for good:
@@ -295,8 +284,12 @@ class Engine:
         if stream:
             response._body = _StreamingBody(conn, pool, deadlines)
             return response
+        max_size = cfg.max_body_size
         try:
-            response._content = await conn.read_body(deadlines, cfg.max_body_size)
+            content = conn.buffered_body(max_size)
+            if content is None:
+                content = await conn.read_body(deadlines, max_size)
+            response._content = content
         except BaseException:
             pool.discard(conn)
             raise
@@ -396,6 +389,15 @@ class Engine:
                 conn.in_use += 1
                 return conn
         return None
+
+    def _pool_deadline(self, deadlines: Deadlines) -> float | None:
+        """How long to wait for a free connection: ``pool_timeout``, within the total."""
+        pool_timeout = self.config.pool_timeout
+        if pool_timeout is None:
+            return deadlines.total_at
+        deadline = deadlines.now() + pool_timeout
+        total_at = deadlines.total_at
+        return deadline if total_at is None or deadline < total_at else total_at
 
     async def _connect(
         self, key: PoolKey, deadlines: Deadlines, version: str | None = None

@@ -31,10 +31,11 @@ class Headers(MutableMapping[str, str]):
     :meth:`multi_items` yields every field.
     """
 
-    __slots__ = ("_index", "_list")
+    __slots__ = ("_index", "_list", "_scanned")
 
     def __init__(self, headers: HeadersLike | None = None) -> None:
         self._index: dict[str, list[str]] | None = None
+        self._scanned = False
         if headers is None:
             self._list: list[tuple[str, str]] = []
         elif isinstance(headers, Headers):
@@ -50,7 +51,30 @@ class Headers(MutableMapping[str, str]):
         self = cls.__new__(cls)
         self._list = pairs
         self._index = None
+        self._scanned = False
         return self
+
+    def _values(self, key: str) -> list[str] | None:
+        """The values of the lower-case name ``key``, or None.
+
+        The first lookup scans the list, which is cheaper than building the index when a
+        response is asked one thing (its Content-Type, to decode the body); the index is
+        built from the second lookup on.
+        """
+        index = self._index
+        if index is not None:
+            return index.get(key)
+        if self._scanned:
+            return self._lookup().get(key)
+        self._scanned = True
+        values = None
+        for name, value in self._list:
+            if name.lower() == key:
+                if values is None:
+                    values = [value]
+                else:
+                    values.append(value)
+        return values
 
     def _lookup(self) -> dict[str, list[str]]:
         index = self._index
@@ -68,7 +92,7 @@ class Headers(MutableMapping[str, str]):
     # -- Mapping ---------------------------------------------------------------------------
 
     def __getitem__(self, name: str) -> str:
-        values = self._lookup().get(name.lower())
+        values = self._values(name.lower())
         if values is None:
             raise KeyError(name)
         return values[0] if len(values) == 1 else ", ".join(values)
@@ -80,7 +104,7 @@ class Headers(MutableMapping[str, str]):
     @overload
     def get(self, name: str, default: T, /) -> str | T: ...
     def get(self, name: str, default: object = None, /) -> object:
-        values = self._lookup().get(name.lower())
+        values = self._values(name.lower())
         if values is None:
             return default
         return values[0] if len(values) == 1 else ", ".join(values)
@@ -90,7 +114,7 @@ class Headers(MutableMapping[str, str]):
         return list(self._lookup().get(name.lower(), ()))
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._lookup()
+        return isinstance(name, str) and self._values(name.lower()) is not None
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()

@@ -19,7 +19,7 @@ from typing import Any, Final
 import msgspec
 
 from . import errors as _errors
-from .errors import AioductError
+from .errors import AioductError, InvalidURL
 from .headers import Headers
 from .models import Request, Response, Timings
 from .url import URL
@@ -135,6 +135,21 @@ class Result(msgspec.Struct, kw_only=True, omit_defaults=False):
     def ok(self) -> bool:
         """A response arrived and its status is below 400."""
         return self.error is None and 0 < self.status < 400
+
+
+def job_url(job: Job) -> URL:
+    """The job's URL, parsed and checked (scheme, host) before it takes any slot.
+
+    Raises :class:`~aioduct.InvalidURL` for anything that cannot be requested.
+    """
+    try:
+        url = URL(job.url)
+        url.origin  # noqa: B018 (validates scheme and host)
+    except InvalidURL:
+        raise
+    except ValueError as exc:
+        raise InvalidURL(str(exc)) from None
+    return url
 
 
 def response_result(job: Job, response: Response, *, worker: int = -1, attempts: int = 1) -> Result:

@@ -10,6 +10,7 @@ and ``read()`` synchronously without a second Response class.
 from __future__ import annotations
 
 import codecs
+import functools
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
@@ -47,6 +48,9 @@ class Timings(msgspec.Struct, frozen=True, omit_defaults=True):
     pool_wait: float | None = None
 
 
+_NO_TIMINGS = Timings()
+
+
 class Request:
     """An HTTP request as the pipeline sends it.
 
@@ -68,7 +72,7 @@ class Request:
         protocol: str | None = None,
     ) -> None:
         self.method = method
-        self.url = URL(url)
+        self.url = url if type(url) is URL else URL(url)
         self.headers = headers if headers is not None else Headers()
         self.content = content
         self.stream = stream
@@ -104,6 +108,7 @@ class Response:
         "_encoding",
         "_portal",
         "_text",
+        "_timings",
         "_upgraded",
         "headers",
         "history",
@@ -111,7 +116,6 @@ class Response:
         "reason",
         "request",
         "status",
-        "timings",
         "url",
     )
 
@@ -134,13 +138,58 @@ class Response:
         self.request = request
         self.url: URL | None = request.url if request is not None else None
         self.history: list[Response] = []
-        self.timings = timings if timings is not None else Timings()
+        self._timings: Timings | tuple[Any, ...] = timings if timings is not None else _NO_TIMINGS
         self._content = content
         self._body = body
         self._text: str | None = None
         self._encoding: str | None = None
         self._portal: Portal | None = None
         self._upgraded: Upgraded | None = None
+
+    @classmethod
+    def _received(
+        cls,
+        status: int,
+        reason: str,
+        fields: list[tuple[str, str]],
+        http_version: str,
+        request: Request,
+        timings: tuple[float | None, float | None, float | None, float, float, float | None],
+    ) -> Response:
+        """A response the engine just read: the hot-path constructor.
+
+        Positional, adopts the codec's field list as headers, and keeps the timings as a
+        tuple that :attr:`timings` turns into a :class:`Timings` only when asked.
+        """
+        self = cls.__new__(cls)
+        self.status = status
+        self.reason = reason
+        self.headers = Headers._adopt(fields)
+        self.http_version = http_version
+        self.request = request
+        self.url = request.url
+        self.history = []
+        self._timings = timings
+        self._content = None
+        self._body = None
+        self._text = None
+        self._encoding = None
+        self._portal = None
+        self._upgraded = None
+        return self
+
+    @property
+    def timings(self) -> Timings:
+        """How long each phase took (see :class:`Timings`)."""
+        timings = self._timings
+        if type(timings) is tuple:
+            timings = self._timings = Timings(*timings)
+        assert isinstance(timings, Timings)
+        return timings
+
+    @timings.setter
+    def timings(self, value: Timings) -> None:
+        self._timings = value
 
     # -- status ----------------------------------------------------------------------------
 
@@ -388,7 +437,9 @@ def _phrase(status: int) -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=256)
 def _charset(content_type: str | None) -> str | None:
+    """The codec name of a Content-Type's charset (memoised: servers repeat theirs)."""
     if not content_type:
         return None
     mime, _, params = content_type.partition(";")

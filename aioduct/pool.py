@@ -15,7 +15,7 @@ it turns out to be HTTP/1.1 the origin is remembered as such and nobody waits ne
 
 Eviction happens on checkout (expired or dead connections are skipped and closed), on
 checkin (over ``max_idle_per_host`` the oldest goes) and in a background reaper that runs
-while anything is idle, so an origin never visited again does not keep sockets open.
+while any connection is open, so an origin never visited again does not keep sockets open.
 """
 
 from __future__ import annotations
@@ -449,10 +449,16 @@ class ConnectionPool(Generic[C]):
         return closed
 
     async def _reap(self) -> None:
+        """Evict expired idle connections every ``idle_timeout / 2`` (at most 30 s).
+
+        It runs while any connection is open, idle or in use, not just while one is idle:
+        a sequential client empties the idle stack on every checkout, and a reaper that
+        stopped then would be a new task per request.
+        """
         assert self._idle_timeout is not None
         interval = max(0.05, min(self._idle_timeout / 2, 30.0))
         try:
-            while (self._idle or self._shared) and not self._closed:
+            while (self._idle or self._open_total) and not self._closed:
                 await self._runtime.sleep(interval)
                 self.evict_expired()
         finally:

@@ -25,7 +25,7 @@ _KINDS: dict[str, tuple[type[TimeoutError], str]] = {
 class Deadlines:
     """Timeout settings of one request, anchored at its start."""
 
-    __slots__ = ("connect", "now", "read", "start", "started", "total", "total_at", "write")
+    __slots__ = ("connect", "now", "read", "started", "total", "total_at", "write")
 
     def __init__(
         self,
@@ -36,13 +36,12 @@ class Deadlines:
         read: float | None,
         write: float | None,
     ) -> None:
-        self.now = runtime.now
-        self.start = self.now()
+        now = self.now = runtime.now
         #: perf_counter() at the start, for Timings (loop clocks can be coarse: uvloop's
         #: has millisecond resolution).
         self.started = perf_counter()
         self.total = total
-        self.total_at = None if total is None else self.start + total
+        self.total_at = None if total is None else now() + total
         self.connect = connect
         self.read = read
         self.write = write
@@ -58,7 +57,12 @@ class Deadlines:
         return self._at(self.connect)
 
     def for_read(self) -> float | None:
-        return self._at(self.read)
+        # _at() inlined: computed on every read of every response.
+        limit, total_at = self.read, self.total_at
+        if limit is None:
+            return total_at
+        when = self.now() + limit
+        return when if total_at is None or when < total_at else total_at
 
     def for_write(self) -> float | None:
         return self._at(self.write)

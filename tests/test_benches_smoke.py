@@ -12,7 +12,7 @@ import pytest
 
 from aioduct.jobs import Job
 from aioduct.local.dispatch import Dispatcher
-from aioduct.testing.nginx import NGINX_MISSING_REASON, nginx_binary
+from aioduct.testing.nginx import NGINX_MISSING_REASON, Nginx, nginx_binary
 from benches.clients.aioduct_local_client import spread_urls
 from benches.runner import Options, run
 from benches.scenarios import Target
@@ -113,3 +113,12 @@ def test_adapters_without_http2_say_so() -> None:
     fields = dict.fromkeys(Target.__dataclass_fields__)
     fields.update(scenario="h2c_get", http2=SCENARIOS["h2c_get"].http2)
     assert "HTTP/2" in (aiohttp_client.unsupported(Target(**fields)) or "")
+
+
+def test_callgrind_child_drives_a_client_without_valgrind(nginx: Nginx) -> None:
+    """The instrumented part of benches.callgrind, run directly (valgrind would take ~20 s)."""
+    from benches import callgrind
+    from benches.scenarios import SCENARIOS, reference_target
+
+    target = reference_target(SCENARIOS["concurrent_10"], nginx.http_url)
+    callgrind.child({"client": "aioduct-asyncio", "target": target.to_json(), "requests": 25})

@@ -68,7 +68,17 @@ def uring_problem() -> str | None:
 class _Slot:
     """One worker position: its current process and link, and frames waiting to go out."""
 
-    __slots__ = ("cpu", "index", "link", "out", "proc", "ready", "runtime", "started")
+    __slots__ = (
+        "cpu",
+        "index",
+        "last_seen",
+        "link",
+        "out",
+        "proc",
+        "ready",
+        "runtime",
+        "started",
+    )
 
     def __init__(self, index: int, cpu: int | None) -> None:
         self.index = index
@@ -79,6 +89,7 @@ class _Slot:
         self.ready: asyncio.Future[None] | None = None
         self.runtime = ""
         self.started = 0.0
+        self.last_seen = 0.0
 
 
 class _ParentLink(asyncio.Protocol):
@@ -122,7 +133,9 @@ class LocalEngine(BulkEngine):
     flight *per worker*), ``per_host_concurrency`` and ``per_host_rate`` (requests/s
     per origin; jobs are sharded by origin, so these hold engine-wide), ``retry`` (a
     :class:`~aioduct.RetryConfig` or a number of retries), ``keep_body`` (``False``
-    drops bodies from Results), ``pin`` (pin each worker to one CPU), ``sharding``
+    drops bodies from Results), ``stall_timeout`` (a worker whose event loop sends
+    nothing, not even its heartbeat, for this long is killed and replaced, its jobs resent;
+    ``None`` disables it), ``pin`` (pin each worker to one CPU), ``sharding``
     (``"origin"``, default: a host's jobs all run on one worker, where its connections
     and per-host limits live; ``"balanced"``: each job to the least busy worker, for a
     few hosts and many cores, without per-host limits), and ``loop``:
@@ -146,6 +159,7 @@ class LocalEngine(BulkEngine):
         loop: str = "uring",
         max_crashes: int = DEFAULT_MAX_CRASHES,
         sharding: str = "origin",
+        stall_timeout: float | None = 30.0,
         **options: Any,
     ) -> None:
         config = bulk_config(config, options, concurrency)
@@ -157,6 +171,9 @@ class LocalEngine(BulkEngine):
             retry=_retry(retry),
             keep_body=keep_body,
         )
+        if stall_timeout is not None and not stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be > 0 seconds or None, not {stall_timeout!r}")
+        self.stall_timeout = stall_timeout
         if loop not in LOOPS:
             raise ValueError(f"loop must be one of {', '.join(LOOPS)}, not {loop!r}")
         if loop == "uring":
@@ -188,6 +205,7 @@ class LocalEngine(BulkEngine):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room: list[asyncio.Future[None]] = []
         self._respawning: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
         self._broken: AioductError | None = None
         self._state = "new"  # -> "running" -> "closed"
 
@@ -223,6 +241,8 @@ class LocalEngine(BulkEngine):
             ready = [slot.ready for slot in self._slots if slot.ready is not None]
             async with asyncio.timeout(_START_TIMEOUT):
                 await asyncio.gather(*ready)
+            if self.stall_timeout is not None:
+                self._watchdog = self._loop.create_task(self._watch(self.stall_timeout))
         except BaseException:
             await self.aclose()
             raise
@@ -268,6 +288,7 @@ class LocalEngine(BulkEngine):
             cpu=slot.cpu,
             config=msgspec.msgpack.decode(self._config_bytes, type=ClientConfig),
             settings=self.settings,
+            heartbeat=_heartbeat(self.stall_timeout),
         )
 
     async def aclose(self) -> None:
@@ -275,6 +296,8 @@ class LocalEngine(BulkEngine):
         if self._state == "closed":
             return
         self._state = "closed"
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for slot in self._slots:
             link = slot.link
             if link is not None and link.transport is not None:
@@ -328,13 +351,15 @@ class LocalEngine(BulkEngine):
     def _flush(self, slot: _Slot) -> None:
         link = slot.link
         if slot.out and link is not None and link.transport is not None:
-            link.transport.write(bytes(slot.out))
-            slot.out.clear()
+            out, slot.out = slot.out, bytearray()  # handed over, not copied
+            link.transport.write(out)
 
     def _on_frames(self, link: _ParentLink, frames: list[tuple[int, int, object]]) -> None:
         slot = link.slot
         if slot.link is not link:
             return
+        assert self._loop is not None
+        slot.last_seen = self._loop.time()
         dispatcher = self._dispatcher
         freed = False
         for kind, seq, payload in frames:
@@ -351,6 +376,41 @@ class LocalEngine(BulkEngine):
                 self._fail_start(slot, EngineUnavailable(str(payload)))
         if freed:
             self._wake_room()
+
+    async def _watch(self, stall_timeout: float) -> None:
+        """Replace a worker whose loop stopped turning (no frame, not even a heartbeat).
+
+        Only time while this loop runs counts: a blocking ``map()`` runs the loop only
+        while the caller waits in it, so a gap between ticks means the caller was busy,
+        not that the workers were silent, and restarts every worker's clock.
+        """
+        loop = asyncio.get_running_loop()
+        interval = _heartbeat(stall_timeout)
+        assert interval is not None
+        last_tick = loop.time()
+        for slot in self._slots:
+            slot.last_seen = last_tick
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            if now - last_tick > 2 * interval:
+                for slot in self._slots:
+                    slot.last_seen = now
+            last_tick = now
+            for slot in self._slots:
+                proc = slot.proc
+                if slot.link is None or proc is None or now - slot.last_seen <= stall_timeout:
+                    continue
+                log.warning(
+                    "aioduct: local engine worker %d (pid %d) sent nothing for %.1f s; "
+                    "presuming it wedged and replacing it",
+                    slot.index,
+                    proc.pid,
+                    now - slot.last_seen,
+                )
+                slot.last_seen = now
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()  # its socket closes: _on_lost resends its jobs elsewhere
 
     def _wake_room(self) -> None:
         waiters, self._room = self._room, []
@@ -471,6 +531,11 @@ class LocalEngine(BulkEngine):
 
     def __repr__(self) -> str:
         return f"<aioduct.LocalEngine workers={self.workers} loop={self.loop_kind} {self._state}>"
+
+
+def _heartbeat(stall_timeout: float | None) -> float | None:
+    """How often workers beat for a given stall timeout (several beats per timeout)."""
+    return None if stall_timeout is None else min(1.0, stall_timeout / 4)
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> int | None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import AioductError, InvalidURL
 from ..headers import Headers
-from ..jobs import Job, Result, error_result, response_result
+from ..jobs import Job, Result, error_result, job_url, response_result
 from ..runner import RunnerSettings
 from ..url import URL, Origin
 from .fastpath import FastPath, unsupported_reason
@@ -115,11 +115,8 @@ class JobScheduler:
     def submit(self, seq: int, job: Job) -> None:
         """Run ``job``; its Result goes to ``emit(seq, result)`` (maybe before this returns)."""
         try:
-            url = URL(job.url)
-            url.origin  # noqa: B018 (validates scheme/host before a slot is taken)
-        except (InvalidURL, ValueError) as exc:
-            if not isinstance(exc, AioductError):
-                exc = InvalidURL(str(exc))
+            url = job_url(job)
+        except InvalidURL as exc:
             self._emit(seq, error_result(job, exc, worker=self.worker))
             return
         self._queue.append(_Entry(seq, job, url))

@@ -28,6 +28,7 @@ from ..runner import RunnerSettings
 
 __all__ = [
     "FATAL",
+    "HEARTBEAT",
     "HELLO",
     "JOB",
     "READY",
@@ -52,6 +53,8 @@ READY: Final = 10
 RESULT: Final = 11
 #: Worker → parent: the worker cannot run; the payload says why (a str). It exits next.
 FATAL: Final = 12
+#: Worker → parent: "my loop is alive", every ``Hello.heartbeat`` seconds.
+HEARTBEAT: Final = 13
 
 _HEADER: Final = struct.Struct(">IBQ")
 HEADER_SIZE: Final = _HEADER.size  # 13
@@ -64,6 +67,9 @@ class Hello(msgspec.Struct, frozen=True, kw_only=True):
     cpu: int | None
     config: ClientConfig
     settings: RunnerSettings
+    heartbeat: float | None = None
+    """Seconds between HEARTBEAT frames (None: none), so the parent can tell a wedged
+    worker from a busy one."""
 
 
 class Ready(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +90,7 @@ _PAYLOAD_TYPES: Final[dict[int, type]] = {
     READY: Ready,
     RESULT: Result,
     FATAL: str,
+    HEARTBEAT: type(None),
 }
 _decoders: Final[dict[int, msgspec.msgpack.Decoder[Any]]] = {
     kind: msgspec.msgpack.Decoder(t) for kind, t in _PAYLOAD_TYPES.items()

@@ -125,6 +125,7 @@ class _Worker:
         self.link: _Link | None = None
         self.done: asyncio.Future[None] | None = None
         self.stopping = False
+        self.beat_handle: asyncio.TimerHandle | None = None
 
     async def serve(self, sock: socket.socket, early: list[tuple[int, int, object]]) -> None:
         loop = asyncio.get_running_loop()
@@ -142,9 +143,13 @@ class _Worker:
         wire.append_frame(self.out, wire.READY, 0, wire.Ready(pid=os.getpid(), runtime=runtime))
         self._flush()
         self.on_frames(early)
+        if self.hello.heartbeat:
+            self._beat()
         try:
             await self.done
         finally:
+            if self.beat_handle is not None:
+                self.beat_handle.cancel()
             if self.scheduler is not None:
                 await self.scheduler.aclose()
             for task in self.tasks:
@@ -180,12 +185,21 @@ class _Worker:
             self.flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def _beat(self) -> None:
+        """Tell the parent this loop still turns (a stuck one stops beating and is replaced)."""
+        wire.append_frame(self.out, wire.HEARTBEAT, 0, None)
+        self._flush()
+        assert self.hello.heartbeat is not None
+        loop = asyncio.get_running_loop()
+        self.beat_handle = loop.call_later(self.hello.heartbeat, self._beat)
+
     def _flush(self) -> None:
         self.flush_scheduled = False
         link = self.link
         if self.out and link is not None and link.transport is not None:
-            link.transport.write(bytes(self.out))
-            self.out.clear()
+            # Hand the buffer over rather than copy it (a body may be megabytes).
+            out, self.out = self.out, bytearray()
+            link.transport.write(out)
 
     def parent_gone(self) -> None:
         self._finish()

@@ -255,28 +255,62 @@ def _parse_status_line(line: str) -> tuple[int, str, str]:
     return parsed
 
 
+# Whole field lines repeat too: a server sends the same Server, Content-Type, Connection
+# and often Content-Length lines on every response. Memoising the parse of a line turns
+# partition + name lookup + strip + tuple into one dict lookup. Only short lines are kept
+# and the memo is emptied when full, so neither a hostile peer nor ever-changing lines
+# (Date) can grow it without bound.
+_FIELD_LINES: dict[str, tuple[tuple[str, str], int]] = {}
+_FIELD_MEMO_SIZE: Final = 1024
+_FIELD_MEMO_LINE: Final = 128
+
+
 def _parse_fields(lines: list[str]) -> tuple[Fields, list[tuple[int, str]]]:
     """Field lines -> (fields, the (kind, value) of the fields the codec acts on).
 
-    The caller has already checked the block for NUL, CR, LF, VT and FF, so a value is
-    whatever follows the colon, stripped of spaces and tabs (h11's ``OWS field-value OWS``).
+    A value is whatever follows the colon, stripped of spaces and tabs (h11's
+    ``OWS field-value OWS``). Raises :class:`_ForbiddenByte` for a line holding NUL, CR,
+    LF, VT or FF, which the caller reports with the line's number.
     """
     fields: Fields = []
     specials: list[tuple[int, str]] = []
     append = fields.append
-    kind_of = _NAME_KINDS.get
+    known = _FIELD_LINES.get
     for line in lines:
-        name, colon, value = line.partition(":")
-        kind = kind_of(name)
-        if kind is None or not colon:
-            kind = _learn_name(name) if colon else None
-            if kind is None:
-                raise RemoteProtocolError(_bad_field_line(line))
-        value = value.strip(" \t")
+        parsed = known(line)
+        if parsed is None:
+            parsed = _parse_field_line(line)
+        field, kind = parsed
         if kind:
-            specials.append((kind, value))
-        append((name, value))
+            specials.append((kind, field[1]))
+        append(field)
     return fields, specials
+
+
+class _ForbiddenByte(Exception):
+    """A field line holds NUL, CR, LF, VT or FF (internal: the caller explains it)."""
+
+
+def _parse_field_line(line: str) -> tuple[tuple[str, str], int]:
+    """``name: value`` -> ((name, value), kind), memoised (see _FIELD_LINES).
+
+    The line is checked for forbidden bytes here, once: memoised lines are known clean,
+    so a head whose lines are all memoised needs no scan for them at all.
+    """
+    if _forbidden_in(line, 0):
+        raise _ForbiddenByte
+    name, colon, value = line.partition(":")
+    kind = _NAME_KINDS.get(name)
+    if kind is None or not colon:
+        kind = _learn_name(name) if colon else None
+        if kind is None:
+            raise RemoteProtocolError(_bad_field_line(line))
+    parsed = ((name, value.strip(" \t")), kind)
+    if len(line) <= _FIELD_MEMO_LINE:
+        if len(_FIELD_LINES) >= _FIELD_MEMO_SIZE:
+            _FIELD_LINES.clear()
+        _FIELD_LINES[line] = parsed
+    return parsed
 
 
 def _bad_field_line(line: str) -> str:
@@ -412,6 +446,55 @@ def _encode_text(parts: list[str], fields: Iterable[tuple[str, str]]) -> bytes:
         ) from None
 
 
+# A client sends the same header list over and over (Host, User-Agent, Accept and the
+# configured defaults), so the rendered and validated field block is memoised by the list's
+# contents. Bounded like the other memos: small blocks only, emptied when full.
+_FieldBlock: TypeAlias = tuple[bytes, int, int, bool, bool]
+_FIELD_BLOCKS: dict[tuple[tuple[str, str], ...], _FieldBlock] = {}
+_BLOCK_MEMO_SIZE: Final = 256
+_BLOCK_MEMO_BYTES: Final = 2048
+
+
+def _field_block(headers: list[tuple[str, str]]) -> _FieldBlock:
+    """Headers -> (``name: value\\r\\n`` lines encoded, Host count, Content-Length or -1,
+    Connection: close, Upgrade), validated; memoised (see _FIELD_BLOCKS)."""
+    try:
+        key = tuple(headers)
+        block = _FIELD_BLOCKS.get(key)
+    except TypeError:  # pairs given as lists: not hashable, never memoised
+        key, block = None, None
+    if block is not None:
+        return block
+    parts: list[str] = []
+    specials = _render_fields(headers, parts)
+    host = 0
+    length = -1
+    close = upgrade = False
+    for kind, value in specials:
+        if kind == _HOST:
+            host += 1
+        elif kind == _CONTENT_LENGTH:
+            if length >= 0:
+                raise LocalProtocolError("more than one Content-Length header")
+            if not (value.isascii() and value.isdigit()):
+                raise LocalProtocolError(
+                    f"Content-Length must be a non-negative integer, not {_show(value)}"
+                )
+            length = int(value)
+        elif kind == _TRANSFER_ENCODING:
+            raise LocalProtocolError("do not set Transfer-Encoding yourself: pass chunked=True")
+        elif kind == _CONNECTION:
+            close = close or _has_token(value, "close")
+        else:
+            upgrade = upgrade or bool(value.strip(" \t,"))
+    block = (_encode_text(parts, headers), host, length, close, upgrade)
+    if key is not None and len(block[0]) <= _BLOCK_MEMO_BYTES:
+        if len(_FIELD_BLOCKS) >= _BLOCK_MEMO_SIZE:
+            _FIELD_BLOCKS.clear()
+        _FIELD_BLOCKS[key] = block
+    return block
+
+
 # -- the codec ---------------------------------------------------------------------------------
 
 # What our side of the exchange is doing.
@@ -538,30 +621,7 @@ class ClientCodec:
                     f"invalid request target {_show(target)}: must be visible ASCII "
                     "without spaces (percent-encode everything else)"
                 )
-            parts = [f"{method} {target} HTTP/1.1\r\n"]
-            specials = _render_fields(headers, parts)
-            host = 0
-            length = -1
-            close = upgrade = False
-            for kind, value in specials:
-                if kind == _HOST:
-                    host += 1
-                elif kind == _CONTENT_LENGTH:
-                    if length >= 0:
-                        raise LocalProtocolError("more than one Content-Length header")
-                    if not (value.isascii() and value.isdigit()):
-                        raise LocalProtocolError(
-                            f"Content-Length must be a non-negative integer, not {_show(value)}"
-                        )
-                    length = int(value)
-                elif kind == _TRANSFER_ENCODING:
-                    raise LocalProtocolError(
-                        "do not set Transfer-Encoding yourself: pass chunked=True"
-                    )
-                elif kind == _CONNECTION:
-                    close = close or _has_token(value, "close")
-                else:
-                    upgrade = upgrade or bool(value.strip(" \t,"))
+            fields, host, length, close, upgrade = _field_block(headers)
             if host != 1:
                 raise LocalProtocolError(
                     "an HTTP/1.1 request needs a Host header"
@@ -575,23 +635,25 @@ class ClientCodec:
                     )
                 if length >= 0:
                     raise LocalProtocolError("chunked=True conflicts with a Content-Length header")
-                parts.append("Transfer-Encoding: chunked\r\n")
+                end = b"Transfer-Encoding: chunked\r\n\r\n"
                 send = _SEND_CHUNKED
             elif body is not None:
+                end = b"\r\n"
                 if length < 0:
-                    parts.append(f"Content-Length: {len(body)}\r\n")
+                    end = b"Content-Length: %d\r\n\r\n" % len(body)
                 elif length != len(body):
                     raise LocalProtocolError(
                         f"Content-Length header says {length} bytes but the body has {len(body)}"
                     )
                 send = _SEND_DONE
-            elif length > 0:
-                send = _SEND_LENGTH
-                self._send_left = self._send_total = length
             else:
+                end = b"\r\n"
                 send = _SEND_DONE
-            parts.append("\r\n")
-            head = _encode_text(parts, headers)
+                if length > 0:
+                    send = _SEND_LENGTH
+                    self._send_left = self._send_total = length
+            # Method and target were checked above: both are ASCII.
+            head = b"".join((f"{method} {target} HTTP/1.1\r\n".encode("ascii"), fields, end))
         except LocalProtocolError as exc:
             self._die(exc)
             raise
@@ -721,6 +783,29 @@ class ClientCodec:
             self._die(exc)
             raise
 
+    def read_complete_body(self) -> bytes | None:
+        """The rest of the body if all of it is buffered already, ending the message.
+
+        A shortcut for the common case of a small response that arrived in one read:
+        instead of pulling :class:`Data` and :class:`EndOfMessage`, take the body in one
+        call. Returns ``None`` (and changes nothing) whenever events must be pulled: a
+        chunked or EOF-delimited body, a body not fully received, or any other state.
+        """
+        reader = self._reader
+        if reader is ClientCodec._read_length:
+            pos = self._pos
+            end = pos + self._remaining
+            if len(self._buf) < end:
+                return None
+            self._remaining = 0
+            self._pos = self._scan = end
+            self._reader = ClientCodec._read_done
+            return self._take(pos, end)
+        if reader is ClientCodec._read_end:
+            self._reader = ClientCodec._read_done
+            return b""
+        return None
+
     # -- cycle state ---------------------------------------------------------------------------
 
     @property
@@ -846,19 +931,23 @@ class ClientCodec:
         head = buf[pos:end].decode("latin-1")
         lines = head.split("\r\n")
         count = len(lines) - 1
-        if _forbidden_in(head, count):
-            raise RemoteProtocolError(_bad_characters(lines, "response head"))
+        status_line = lines[0]
+        parsed = _STATUS_LINES.get(status_line)
+        if parsed is None:
+            # Memoised lines were checked when first seen; a new status line means a
+            # check of the whole head, in order, as h11 would report it.
+            if _forbidden_in(head, count):
+                raise RemoteProtocolError(_bad_characters(lines, "response head"))
+            parsed = _parse_status_line(status_line)
         if count > self._max_headers:
             raise RemoteProtocolError(
                 f"response head has {count} header lines, more than max_headers={self._max_headers}"
             )
-        status_line = lines[0]
-        parsed = _STATUS_LINES.get(status_line)
-        if parsed is None:
-            parsed = _parse_status_line(status_line)
         status, reason, version = parsed
-        del lines[0]
-        headers, specials = _parse_fields(lines)
+        try:
+            headers, specials = _parse_fields(lines[1:])
+        except _ForbiddenByte:
+            raise RemoteProtocolError(_bad_characters(lines, "response head")) from None
         length, close = _framing(specials) if specials else (_UNDELIMITED, False)
         if status < 200:
             if status != 101:
@@ -1062,11 +1151,31 @@ class ClientCodec:
         return EndOfMessage(trailers)
 
 
+# The framing fields of a server's responses repeat as well (Content-Length of the same
+# resource, Connection: keep-alive): their validated meaning is memoised, bounded as above.
+_FRAMINGS: dict[tuple[tuple[int, str], ...], tuple[int, bool]] = {}
+_FRAMING_MEMO_SIZE: Final = 256
+_FRAMING_MEMO_VALUE: Final = 64
+
+
 def _framing(specials: list[tuple[int, str]]) -> tuple[int, bool]:
     """Validate a head's framing fields -> (body length or _CHUNKED/_UNDELIMITED, close).
 
     Runs on every head, 1xx and bodiless ones included, because h11 validates them all.
     """
+    key = tuple(specials)
+    framing = _FRAMINGS.get(key)
+    if framing is None:
+        framing = _decide_framing(specials)
+        if all(len(value) <= _FRAMING_MEMO_VALUE for _, value in specials):
+            if len(_FRAMINGS) >= _FRAMING_MEMO_SIZE:
+                _FRAMINGS.clear()
+            _FRAMINGS[key] = framing
+    return framing
+
+
+def _decide_framing(specials: list[tuple[int, str]]) -> tuple[int, bool]:
+    """:func:`_framing` for fields not seen together before."""
     length: str | None = None
     chunked = close = False
     for kind, value in specials:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final, cast
 
 from . import Expired
@@ -24,6 +24,25 @@ _MIN_FREE: Final = 16 * 1024
 #: Stop reading from the socket while this much is received but not yet consumed.
 _READ_HIGH_WATER: Final = 4 * 1024 * 1024
 _WRITE_HIGH_WATER: Final = 256 * 1024
+#: Receive buffers of closed streams kept for new streams (see _new_buffer): at most this
+#: many, each at most _MAX_SPARE_SIZE (a buffer grows past 64 KiB on large responses).
+_MAX_SPARE_BUFFERS: Final = 8
+_MAX_SPARE_SIZE: Final = 256 * 1024
+_spare_buffers: list[bytearray] = []
+
+
+def _new_buffer() -> bytearray:
+    """A receive buffer for a new stream: a closed stream's, or a fresh one.
+
+    ``bytearray(n)`` zero-fills its memory; with a connection per request (no pool, or
+    ``Connection: close`` servers) filling 64 KiB cost more than parsing the response.
+    Streams give their buffer back on :meth:`AsyncioStream.close`, after which the loop
+    never writes to it again (the transport is aborted) and nothing reads it.
+    """
+    try:
+        return _spare_buffers.pop()  # atomic: loops on other threads share the list
+    except IndexError:
+        return bytearray(_INITIAL_BUFFER)
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -37,7 +56,7 @@ class AsyncioStream(asyncio.BufferedProtocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._transport: asyncio.Transport | None = None
-        self._buf = bytearray(_INITIAL_BUFFER)
+        self._buf = _new_buffer()
         self._view = memoryview(self._buf)
         self._size = 0
         self._eof = False
@@ -198,6 +217,22 @@ class AsyncioStream(asyncio.BufferedProtocol):
         if transport is not None and not transport.is_closing():
             transport.abort()
         self._closed = True
+        self._recycle_buffer()
+
+    def _recycle_buffer(self) -> None:
+        """Give the receive buffer to the next new stream; any unread bytes are dropped."""
+        buf = self._buf
+        if (
+            _INITIAL_BUFFER <= len(buf) <= _MAX_SPARE_SIZE
+            and len(_spare_buffers) < _MAX_SPARE_BUFFERS
+        ):
+            _spare_buffers.append(buf)
+        # A private empty buffer from now on: should the loop still ask for one, it gets
+        # a new one (get_buffer grows it) and never the recycled one. Closing twice
+        # recycles nothing the second time.
+        self._buf = bytearray()
+        self._view = memoryview(self._buf)
+        self._size = 0
 
     @property
     def alpn_protocol(self) -> str | None:
@@ -222,19 +257,19 @@ class AsyncioStream(asyncio.BufferedProtocol):
 class AsyncioRuntime:
     """Runs the pipeline on the running asyncio loop (stock asyncio or uvloop)."""
 
-    __slots__ = ("_loop", "name")
+    __slots__ = ("_loop", "name", "now")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
         module = type(self._loop).__module__
         self.name = "uvloop" if module.startswith("uvloop") else "asyncio"
+        #: The loop's own clock, bound directly: read several times per request, and a
+        #: wrapper method would add a Python call each time.
+        self.now: Callable[[], float] = self._loop.time
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
-
-    def now(self) -> float:
-        return self._loop.time()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -267,10 +302,12 @@ class AsyncioRuntime:
                 )
         except TimeoutError:
             raise Expired() from None
-        sock = _transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if keepalive is not None:
+        # TCP_NODELAY is already set: asyncio's selector and proactor transports and
+        # uvloop's all set it on TCP sockets. The socket object is fetched only when
+        # needed (on uvloop that wrapper costs two getsockname calls).
+        if keepalive is not None:
+            sock = _transport.get_extra_info("socket")
+            if sock is not None:
                 _set_keepalive(sock, keepalive)
         return stream
 

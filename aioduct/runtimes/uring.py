@@ -4,7 +4,7 @@
 loop over io_uring completions), so the asyncio runtime's streams -- a
 ``BufferedProtocol`` fed by ``recv_into`` completions, ``start_tls`` through
 ``asyncio.sslproto`` -- work on it as they are; TCP_NODELAY is set by the proactor
-transport and by ``open_tcp``, SO_KEEPALIVE by ``open_tcp``. What differs is the name
+transport, SO_KEEPALIVE by ``open_tcp``. What differs is the name
 (timings, logs and tests report ``"uring"``) and one guarantee: name resolution runs
 ``getaddrinfo`` on the default executor, which on this loop is never frozen by the ring
 waiting (the loop sleeps in ``epoll_wait``, which releases the GIL).

@@ -182,3 +182,30 @@ def test_balanced_sharding_spreads_one_host(nginx: Nginx) -> None:
     assert all(r.status == 200 for r in results) and {r.worker for r in results} == {0, 1}
     with pytest.raises(ValueError, match="per-host limits need sharding='origin'"):
         LocalEngine(workers=2, loop="asyncio", sharding="balanced", per_host_rate=5)
+
+
+def test_a_wedged_worker_is_replaced(nginx: Nginx, loop_kind: str) -> None:
+    """A worker whose loop stops turning (here: SIGSTOP) stops beating; the parent kills
+    and replaces it, and every job still gets its one Result."""
+    urls = [f"{nginx.http_url}/small?{i}" for i in range(600)]
+    seen: list[int] = []
+    with LocalEngine(workers=1, loop=loop_kind, concurrency=4, stall_timeout=1.0) as engine:
+        victim = engine.pids[0]
+        for result in engine.map(urls):
+            assert result.error is None, result
+            seen.append(result.id)  # type: ignore[arg-type]
+            if len(seen) == 100:
+                os.kill(victim, signal.SIGSTOP)
+        assert engine.stats.crashes == 1 and engine.pids != [victim]
+    assert sorted(seen) == list(range(600))
+
+
+def test_a_busy_caller_is_not_mistaken_for_a_wedged_worker(nginx: Nginx) -> None:
+    with LocalEngine(workers=1, loop="asyncio", concurrency=2, stall_timeout=0.5) as engine:
+        for n, result in enumerate(engine.map([nginx.http_url + "/small"] * 6)):
+            assert result.status == 200
+            if n == 1:
+                time.sleep(1.5)  # the loop does not run while we are away
+        assert engine.stats.crashes == 0
+    with pytest.raises(ValueError, match="stall_timeout must be > 0"):
+        LocalEngine(workers=1, loop="asyncio", stall_timeout=0)

@@ -99,3 +99,21 @@ def test_breaking_out_of_map_leaves_the_engine_usable(nginx: Nginx) -> None:
                 break
         assert engine.request("GET", nginx.http_url + "/small").status == 200
         assert [r.status for r in engine.map([nginx.http_url + "/small"] * 3)] == [200] * 3
+
+
+def test_blocking_calls_do_not_format_their_results(
+    nginx: Nginx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """map()/request() must not go through Runner.run: on 3.11 it reprs the task's result
+    (whole response bodies) on every call."""
+    import asyncio.base_tasks
+
+    calls: list[object] = []
+    original = asyncio.base_tasks._task_repr_info
+    monkeypatch.setattr(
+        asyncio.base_tasks, "_task_repr_info", lambda t: calls.append(t) or original(t)
+    )
+    with SendEngine(concurrency=4) as engine:
+        assert [r.status for r in engine.map([nginx.http_url + "/bytes/1m"] * 3)] == [200] * 3
+        assert engine.request("GET", nginx.http_url + "/small").status == 200
+    assert calls == []

@@ -784,3 +784,184 @@ def test_request_connection_close_is_recorded() -> None:
 def test_repr_shows_states() -> None:
     codec = ClientCodec()
     assert repr(codec) == "<ClientCodec our_state=IDLE their_state=IDLE>"
+
+
+# -- memoised parsing and rendering --------------------------------------------------------------
+
+
+def test_memoised_field_lines_parse_like_fresh_ones() -> None:
+    from aioduct.protocol import http11
+
+    head = b"HTTP/1.1 200 OK\r\nX-Same:  spaced value \t\r\nContent-Length: 2\r\n\r\nok"
+    first = exchange(head)[1]
+    assert "X-Same:  spaced value \t" in http11._FIELD_LINES
+    second = exchange(head)[1]
+    assert first == second
+    assert first[0] == Response(
+        200, "OK", [("X-Same", "spaced value"), ("Content-Length", "2")], "1.1"
+    )
+    # A line seen as valid before does not make an invalid head valid.
+    with pytest.raises(RemoteProtocolError, match="bare LF"):
+        exchange(b"HTTP/1.1 200 OK\r\nX-Same:  spaced value \t\nContent-Length: 2\r\n\r\nok")
+
+
+def test_field_line_memo_is_bounded() -> None:
+    from aioduct.protocol import http11
+
+    for i in range(http11._FIELD_MEMO_SIZE + 10):
+        exchange(b"HTTP/1.1 204 No Content\r\nX-N: %d\r\n\r\n" % i)
+        assert len(http11._FIELD_LINES) <= http11._FIELD_MEMO_SIZE
+    long_line = "X-Long: " + "a" * http11._FIELD_MEMO_LINE
+    exchange(b"HTTP/1.1 204 No Content\r\n" + long_line.encode() + b"\r\n\r\n")
+    assert long_line not in http11._FIELD_LINES
+
+
+def test_memoised_field_block_keeps_per_request_framing() -> None:
+    from aioduct.protocol import http11
+
+    headers = [("Host", "example.org"), ("X-Memo", "1")]
+    heads = []
+    for body in (b"abc", b"defgh", None):
+        codec = ClientCodec()
+        heads.append(codec.encode_request("POST", "/p", headers, body))
+    assert heads == [
+        b"POST /p HTTP/1.1\r\nHost: example.org\r\nX-Memo: 1\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /p HTTP/1.1\r\nHost: example.org\r\nX-Memo: 1\r\nContent-Length: 5\r\n\r\ndefgh",
+        b"POST /p HTTP/1.1\r\nHost: example.org\r\nX-Memo: 1\r\n\r\n",
+    ]
+    assert tuple(headers) in http11._FIELD_BLOCKS
+    chunked = ClientCodec().encode_request("POST", "/p", headers, chunked=True)
+    assert chunked.endswith(b"X-Memo: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    # A memoised block is still checked against the body and the target, every time.
+    with pytest.raises(LocalProtocolError, match="conflicts"):
+        ClientCodec().encode_request(
+            "POST", "/p", [*headers, ("Content-Length", "1")], chunked=True
+        )
+    with pytest.raises(LocalProtocolError, match="request target"):
+        ClientCodec().encode_request("POST", "/p q", headers)
+
+
+def test_invalid_headers_are_refused_every_time_and_never_memoised() -> None:
+    from aioduct.protocol import http11
+
+    bad = [("Host", "example.org"), ("X-Bad", "a\r\nInjected: 1")]
+    for _ in range(2):
+        with pytest.raises(LocalProtocolError, match="X-Bad"):
+            ClientCodec().encode_request("GET", "/", bad)
+    assert tuple(bad) not in http11._FIELD_BLOCKS
+    two_hosts = [("Host", "a"), ("Host", "b")]
+    for _ in range(2):
+        with pytest.raises(LocalProtocolError, match="one Host header, not 2"):
+            ClientCodec().encode_request("GET", "/", two_hosts)
+
+
+def test_field_block_memo_accepts_unhashable_pairs_and_is_bounded() -> None:
+    from aioduct.protocol import http11
+
+    as_lists = [["Host", "example.org"]]
+    head = ClientCodec().encode_request("GET", "/", as_lists)  # type: ignore[arg-type]
+    assert head == b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"
+    for i in range(http11._BLOCK_MEMO_SIZE + 10):
+        ClientCodec().encode_request("GET", "/", [("Host", f"h{i}.example")])
+        assert len(http11._FIELD_BLOCKS) <= http11._BLOCK_MEMO_SIZE
+
+
+def test_forbidden_bytes_are_found_in_memoised_heads_too() -> None:
+    clean = b"HTTP/1.1 200 OK\r\nServer: memo\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n"
+    exchange(clean)
+    exchange(clean)  # every line is memoised now
+    for bad, label in ((b"X-A: 1\x00", "NUL"), (b"X-A: 1\rX", "bare CR"), (b"X-A: \x0c", "form")):
+        with pytest.raises(RemoteProtocolError, match=f"response head line 3 contains .*{label}"):
+            exchange(clean.replace(b"X-A: 1", bad))
+    with pytest.raises(RemoteProtocolError, match="response head line 1 contains a NUL"):
+        exchange(clean.replace(b"200 OK", b"200 O\x00K"))
+
+
+def test_memoised_framing_still_refuses_conflicts_and_is_bounded() -> None:
+    from aioduct.protocol import http11
+
+    for _ in range(2):
+        with pytest.raises(RemoteProtocolError, match="conflicting Content-Length"):
+            exchange(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        with pytest.raises(RemoteProtocolError, match="both Transfer-Encoding and Content-Length"):
+            exchange(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n")
+        events = exchange(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")[1]
+        assert events[1:] == [Data(b"ok"), EndOfMessage()]
+    for i in range(http11._FRAMING_MEMO_SIZE + 10):
+        exchange(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % i)
+        assert len(http11._FRAMINGS) <= http11._FRAMING_MEMO_SIZE
+
+
+# -- read_complete_body ----------------------------------------------------------------------
+
+
+def started(method: str = "GET") -> ClientCodec:
+    codec = ClientCodec()
+    codec.encode_request(method, "/", HOST)
+    return codec
+
+
+def test_read_complete_body_takes_a_buffered_body_and_ends_the_message() -> None:
+    codec = started()
+    codec.receive_data(OK_HEAD + b"Content-Length: 5\r\n\r\nhello")
+    assert type(codec.next_event()) is Response
+    assert codec.read_complete_body() == b"hello"
+    assert codec.next_event() is NEED_DATA and codec.their_state == "DONE"
+    assert codec.reusable
+    codec.start_next_cycle()
+    codec.encode_request("GET", "/", HOST)
+    codec.receive_data(OK_HEAD + b"Content-Length: 2\r\n\r\nok")
+    assert codec.next_event() == Response(200, "OK", [("Content-Length", "2")], "1.1")
+    assert codec.read_complete_body() == b"ok"
+
+
+def test_read_complete_body_leaves_fragmented_bodies_to_events() -> None:
+    codec = started()
+    codec.receive_data(OK_HEAD + b"Content-Length: 10\r\n\r\n01")
+    codec.next_event()
+    assert codec.read_complete_body() is None  # nothing consumed
+    assert codec.next_event() == Data(b"01")
+    for piece in (b"234", b"5", b"6789"):
+        assert codec.read_complete_body() is None
+        codec.receive_data(piece)
+        if piece == b"6789":
+            assert codec.read_complete_body() == b"6789"  # the rest arrived in one piece
+        else:
+            assert codec.next_event() == Data(piece)
+    assert codec.reusable
+
+
+def test_read_complete_body_of_bodiless_and_other_framings() -> None:
+    head = started("HEAD")
+    head.receive_data(OK_HEAD + b"Content-Length: 5\r\n\r\n")
+    head.next_event()
+    assert head.read_complete_body() == b"" and head.reusable
+    chunked = started()
+    chunked.receive_data(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+    chunked.next_event()
+    assert chunked.read_complete_body() is None
+    assert pull(chunked) == [Data(b"ok"), EndOfMessage()]
+    until_eof = started()
+    until_eof.receive_data(OK_HEAD + b"\r\nabc")
+    until_eof.next_event()
+    assert until_eof.read_complete_body() is None
+    before_head = started()
+    assert before_head.read_complete_body() is None
+
+
+def test_read_complete_body_with_bytes_after_the_body_leaves_it_unreusable() -> None:
+    codec = started()
+    codec.receive_data(OK_HEAD + b"Content-Length: 2\r\n\r\nokEXTRA")
+    codec.next_event()
+    assert codec.read_complete_body() == b"ok"
+    assert not codec.reusable and codec.trailing_data == b"EXTRA"
+
+
+def test_read_complete_body_on_a_dead_codec_defers_to_next_event() -> None:
+    codec = started()
+    codec.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
+    with pytest.raises(RemoteProtocolError):
+        codec.next_event()
+    assert codec.read_complete_body() is None
+    with pytest.raises(RemoteProtocolError, match="unusable"):
+        codec.next_event()

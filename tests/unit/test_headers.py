@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from aioduct import Headers
 
 
@@ -38,3 +40,19 @@ def test_equality_ignores_name_case_and_repr_hides_secrets() -> None:
     assert Headers({"a": "1"}) == {"A": "1"}
     shown = repr(Headers({"Authorization": "Bearer secret", "X": "y"}))
     assert "secret" not in shown and "'y'" in shown
+
+
+def test_lookups_agree_before_and_after_the_index_is_built() -> None:
+    h = Headers._adopt([("Set-Cookie", "a=1"), ("X-One", "1"), ("set-cookie", "b=2")])
+    assert h._index is None
+    assert h.get("SET-COOKIE") == "a=1, b=2"  # first lookup: a scan, no index
+    assert h._index is None
+    assert h["x-one"] == "1"  # second lookup builds the index
+    assert h._index is not None
+    assert "X-ONE" in h and "x-two" not in h and h.get("x-two") is None
+    h["X-One"] = "2"  # a mutation drops the index; the next lookup rebuilds it
+    assert h["x-one"] == "2" and h.get_list("set-cookie") == ["a=1", "b=2"]
+    fresh = Headers._adopt([("A", "1")])
+    assert "a" in fresh and "b" not in Headers._adopt([("A", "1")])
+    with pytest.raises(KeyError):
+        Headers._adopt([("A", "1")])["b"]
