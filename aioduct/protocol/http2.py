@@ -1114,7 +1114,8 @@ class H2Protocol:
             if code == _S_HEADER_TABLE_SIZE:
                 self._encoder.header_table_size = value
             elif code == _S_ENABLE_PUSH:
-                if value > 1:
+                # A server never enables push; a client must refuse 1 (RFC 9113 §6.5.2).
+                if value:
                     raise _ConnectionError(PROTOCOL_ERROR, f"SETTINGS_ENABLE_PUSH={value}")
             elif code == _S_MAX_CONCURRENT_STREAMS:
                 self.max_concurrent_streams = value

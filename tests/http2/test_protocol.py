@@ -388,6 +388,7 @@ def test_stream_errors_reset_only_that_stream() -> None:
         (_raw(0x8, 0, 0, b"\x00\x00\x00\x00"), "zero WINDOW_UPDATE"),
         (_raw(0x8, 0, 0, b"\x7f\xff\xff\xff"), "past 2\\^31-1"),
         (_raw(0x4, 0, 0, b"\x00\x05\x00\x00\x00\x01"), "MAX_FRAME_SIZE=1"),
+        (_raw(0x4, 0, 0, b"\x00\x02\x00\x00\x00\x01"), "ENABLE_PUSH=1"),
         (_raw(0x6, 0, 0, b"1234"), "PING that is not 8 bytes"),
         (_raw(0x9, 0x4, 1, b""), "unexpected CONTINUATION"),
         (b"\x00\x40\x01\x00\x00\x00\x00\x00\x01", "exceeds our MAX_FRAME_SIZE"),
