@@ -523,7 +523,9 @@ class _Stream:
 
     __slots__ = (
         "accepts_data",
+        "expected",
         "head_done",
+        "is_head",
         "local_closed",
         "recv_max",
         "recv_unacked",
@@ -545,6 +547,10 @@ class _Stream:
         self.head_done = False
         #: DATA is legal now: after the final head, before the server's END_STREAM.
         self.accepts_data = False
+        #: A HEAD request: its response has no content, whatever Content-Length says.
+        self.is_head = False
+        #: Body bytes still due by the response's Content-Length (None: not declared).
+        self.expected: int | None = None
 
 
 def _credit(unacked: int, window: int, maximum: int) -> int:
@@ -746,6 +752,7 @@ class H2Protocol:
                 out.append(_frame(_CONTINUATION, last, stream_id, piece))
         stream = _Stream(self._remote_initial_window, self._window)
         stream.local_closed = end_stream
+        stream.is_head = method == "HEAD"
         self._streams[stream_id] = stream
         return stream_id
 
@@ -893,6 +900,7 @@ class H2Protocol:
                     and not flags & _PADDED
                     and length <= stream.recv_window
                     and length <= self._recv_window
+                    and stream.expected is None
                 ):
                     # The common case, inline: an in-window DATA frame on a live stream.
                     self._recv_window -= length
@@ -989,9 +997,18 @@ class H2Protocol:
             self._stream_error(sid, FLOW_CONTROL_ERROR, out)
             return
         stream.recv_window -= length
+        end = bool(flags & _END_STREAM)
+        expected = stream.expected
+        if expected is not None:
+            # RFC 9113 §8.1.1: DATA that disagrees with Content-Length is malformed.
+            expected -= len(data)
+            if expected < 0 or (end and expected):
+                self.acknowledge(sid, length)
+                self._stream_error(sid, PROTOCOL_ERROR, out)
+                return
+            stream.expected = expected
         if self._bdp_sent_at is not None:
             self._bdp_bytes += length
-        end = bool(flags & _END_STREAM)
         out.append(DataReceived(sid, data, length, end))
         if end:
             out.append(StreamEnded(sid))
@@ -1009,7 +1026,8 @@ class H2Protocol:
             self._stream_error(sid, STREAM_CLOSED, out)
             return
         if stream.head_done:
-            if not end:  # trailers must end the stream (RFC 9113 §8.1)
+            # Trailers end the stream and carry no pseudo-headers (RFC 9113 §8.1).
+            if not end or stream.expected or any(name[0] == ":" for name, _ in fields):
                 self._stream_error(sid, PROTOCOL_ERROR, out)
                 return
             out.append(TrailersReceived(sid, fields))
@@ -1023,6 +1041,11 @@ class H2Protocol:
                 return
             out.append(InformationalResponse(sid, status, headers))
             return
+        expected = _content_length(headers, status, stream.is_head)
+        if expected == -1 or (end and expected):
+            self._stream_error(sid, PROTOCOL_ERROR, out)
+            return
+        stream.expected = expected
         stream.head_done = True
         stream.accepts_data = True
         out.append(ResponseReceived(sid, status, headers, end))
@@ -1240,6 +1263,23 @@ def _request_fields(
             raise LocalProtocolError(f"header {name!r} contains CR, LF or NUL")
         fields.append((lower, value))
     return fields
+
+
+def _content_length(headers: list[tuple[str, str]], status: int, is_head: bool) -> int | None:
+    """The body length a final response promises: ``None`` if it does not say, ``-1`` if
+    its Content-Length is invalid or conflicting. HEAD and 304 responses have no content
+    whatever it says (RFC 9110 §8.6); h2 checks the same."""
+    if is_head or status == 304:
+        return 0
+    length: int | None = None
+    for name, value in headers:
+        if name == "content-length":
+            if not value.isdigit() or not value.isascii():
+                return -1
+            if length is not None and int(value) != length:
+                return -1
+            length = int(value)
+    return length
 
 
 def _split_status(headers: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]]]:

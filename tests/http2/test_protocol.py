@@ -436,3 +436,32 @@ def test_sensitive_fields_are_never_indexed() -> None:
         not isinstance(h, tuple) or h[0] != b"authorization"
         for h in pair.server.decoder.header_table.dynamic_entries
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "length", "body", "ok"),
+    [
+        ("GET", "5", b"hello", True),
+        ("GET", "5", b"hel", False),  # ended short
+        ("GET", "2", b"hel", False),  # longer than declared
+        ("GET", "x", b"", False),  # not a number
+        ("HEAD", "5", b"", True),  # HEAD: no content, whatever the length says
+        ("HEAD", None, b"x", False),
+    ],
+)
+def test_body_must_match_content_length(
+    method: str, length: str | None, body: bytes, ok: bool
+) -> None:
+    """RFC 9113 §8.1.1 (h2 did this check for the layer it replaced): a stream error."""
+    pair = Pair()
+    sid = pair.client.send_request(method, "http", "a", "/", [], end_stream=True)
+    pair.pump()
+    head = [(":status", "200")] + ([("content-length", length)] if length else [])
+    pair.server.send_headers(sid, head)
+    pair.server.send_data(sid, body, end_stream=True)
+    events = pair.pump()
+    resets = [e for e in events if isinstance(e, StreamReset)]
+    if ok:
+        assert not resets and isinstance(events[-1], StreamEnded)
+    else:
+        assert resets and resets[0].error_code == 1 and not resets[0].remote
