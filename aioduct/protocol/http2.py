@@ -900,9 +900,15 @@ class H2Protocol:
                     and not flags & _PADDED
                     and length <= stream.recv_window
                     and length <= self._recv_window
-                    and stream.expected is None
+                    and (
+                        (expected := stream.expected) is None
+                        or (length <= expected and (not flags & _END_STREAM or length == expected))
+                    )
                 ):
-                    # The common case, inline: an in-window DATA frame on a live stream.
+                    # The common case, inline: an in-window DATA frame on a live stream
+                    # (within its Content-Length, if any).
+                    if expected is not None:
+                        stream.expected = expected - length
                     self._recv_window -= length
                     stream.recv_window -= length
                     if self._bdp_sent_at is not None:
