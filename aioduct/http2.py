@@ -27,9 +27,6 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Final, Literal
 
-import h2.errors
-import h2.exceptions
-
 from .config import Http2Config
 from .connection import NoStreamCapacity, StreamNotProcessed
 from .errors import (
@@ -42,7 +39,9 @@ from .errors import (
 from .models import Request
 from .pool import PoolKey
 from .protocol.http2 import (
+    CANCEL,
     KEEPALIVE_PING,
+    REFUSED_STREAM,
     ConnectionTerminated,
     DataReceived,
     H2Protocol,
@@ -51,6 +50,7 @@ from .protocol.http2 import (
     SettingsChanged,
     StreamEnded,
     StreamReset,
+    TooManyStreamsError,
     TrailersReceived,
     WindowUpdated,
     error_name,
@@ -60,8 +60,8 @@ from .timeouts import Deadlines
 
 __all__ = ["H2Exchange", "HTTP2Connection", "StreamNotProcessed", "StreamResetError"]
 
-_REFUSED: Final = int(h2.errors.ErrorCodes.REFUSED_STREAM)
-_CANCEL: Final = int(h2.errors.ErrorCodes.CANCEL)
+_REFUSED: Final = REFUSED_STREAM
+_CANCEL: Final = CANCEL
 _NO_LIMIT: Final = 1 << 62
 
 
@@ -527,7 +527,7 @@ class HTTP2Connection:
                 end_stream=not has_body and protocol is None,
                 protocol=protocol,
             )
-        except h2.exceptions.TooManyStreamsError:
+        except TooManyStreamsError:
             self.in_use -= 1
             raise NoStreamCapacity() from None
         except BaseException:
@@ -567,6 +567,7 @@ class HTTP2Connection:
         proto = self.proto
         now = self.runtime.now
         adaptive = proto.adaptive_window
+        quick_ack = getattr(stream, "quick_ack", None)
         try:
             while True:
                 data = await stream.read(None)
@@ -574,7 +575,12 @@ class HTTP2Connection:
                     raise ReadError(self._eof_message())
                 self._last_received = t = now()
                 events = proto.receive_data(data, t)
-                self._dispatch(events)
+                if self._dispatch(events) and quick_ack is not None:
+                    # A body is still coming: ACK what we read now, not after the
+                    # kernel's delayed-ACK timer. A server whose last, small segment
+                    # waits on Nagle for that ACK (nginx corks h2 output with sendfile
+                    # and leaves TCP_NODELAY off) otherwise stalls 40 ms per response.
+                    quick_ack()
                 if adaptive and self.exchanges:
                     proto.maybe_sample_bdp(t)  # one PING per round trip while busy
                 self.flush_soon()
@@ -593,9 +599,11 @@ class HTTP2Connection:
             return f"the server closed the HTTP/2 connection after GOAWAY ({code})"
         return "the server closed the HTTP/2 connection"
 
-    def _dispatch(self, events: list[Any]) -> None:
+    def _dispatch(self, events: list[Any]) -> bool:
+        """Hand events to their exchanges; ``True`` if a response body is unfinished."""
         exchanges = self.exchanges
         unacked: dict[int, int] = {}
+        partial = False
         for ev in events:
             kind = type(ev)
             if kind is DataReceived:
@@ -603,6 +611,7 @@ class HTTP2Connection:
                 if exchange is None:
                     self.proto.acknowledge(ev.stream_id, ev.flow_length)
                     continue
+                partial = not ev.end_stream
                 if exchange.collecting:
                     # read_body() is gathering everything: credit now, wake at the end.
                     if ev.flow_length:
@@ -664,6 +673,7 @@ class HTTP2Connection:
                 self._goaway(ev)
         for stream_id, flow in unacked.items():
             self.proto.acknowledge(stream_id, flow)
+        return partial
 
     def _reset_error(self, ev: StreamReset) -> AioductError:
         code = ev.error_code

@@ -20,6 +20,8 @@ from . import Expired
 __all__ = ["AsyncioRuntime", "AsyncioStream"]
 
 _INITIAL_BUFFER: Final = 64 * 1024
+#: Linux only; elsewhere quick_ack() does nothing.
+_TCP_QUICKACK: Final[int | None] = getattr(socket, "TCP_QUICKACK", None)
 _MIN_FREE: Final = 16 * 1024
 #: Stop reading from the socket while this much is received but not yet consumed.
 _READ_HIGH_WATER: Final = 4 * 1024 * 1024
@@ -70,6 +72,8 @@ class AsyncioStream(asyncio.BufferedProtocol):
         self._timer: asyncio.Handle | None = None
         self._timer_at = 0.0
         self._deadline = 0.0
+        #: The transport's socket for quick_ack() (fetched once; False: unavailable).
+        self._sock: Any = None
 
     # -- protocol callbacks (called by the loop) ---------------------------------------------
 
@@ -159,6 +163,26 @@ class AsyncioStream(asyncio.BufferedProtocol):
         if self._closed or self._transport is None:
             raise self._error or ConnectionResetError("connection is closed")
         self._transport.write(data)
+
+    def quick_ack(self) -> None:
+        """Acknowledge the bytes received so far now (TCP_QUICKACK, Linux).
+
+        The kernel otherwise delays the ACK up to 40 ms on a request/response
+        connection, hoping to piggyback it on the next request; a sender holding a
+        small segment for that ACK (Nagle) then stalls for as long.
+        """
+        sock = self._sock
+        if sock is None:
+            transport = self._transport
+            if transport is None or _TCP_QUICKACK is None:
+                self._sock = False
+                return
+            sock = self._sock = transport.get_extra_info("socket") or False
+        if sock:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except OSError:
+                self._sock = False  # not TCP (e.g. a Unix socket): stop trying
 
     async def drain(self, deadline: float | None) -> None:
         while self.writing_paused:

@@ -372,3 +372,25 @@ async def test_http1_upgrade_hands_over_the_connection(script_server: ScriptServ
         await up.aclose()
         assert open_connections(c) == 0  # handed over, not pooled
         assert (await c.get(script_server.url + "/ws2")).status == 404
+
+
+async def test_unfinished_bodies_are_acknowledged_at_once(
+    srv: H2Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TCP_QUICKACK while a body is still coming (h2c_1m: nginx's Nagle-held tail)."""
+    from aioduct.runtimes.asyncio import AsyncioStream
+
+    calls: list[bool] = []
+    original = AsyncioStream.quick_ack
+
+    def counting(self: AsyncioStream) -> None:
+        original(self)
+        calls.append(bool(self._sock))
+
+    monkeypatch.setattr(AsyncioStream, "quick_ack", counting)
+    async with client() as c:
+        small = await c.get(srv.url + "/small")
+        assert small.status == 200 and not calls  # complete in one read: no syscall
+        r = await c.get(srv.url + "/bytes/1000000")
+    assert len(r.content) == 1000000
+    assert calls and all(calls)  # a real TCP socket took the option

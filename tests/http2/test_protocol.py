@@ -23,6 +23,7 @@ from aioduct.protocol.http2 import (
     SettingsChanged,
     StreamEnded,
     StreamReset,
+    TooManyStreamsError,
     TrailersReceived,
     WindowUpdated,
     _MemoDecoder,
@@ -262,3 +263,205 @@ def test_memo_encoder_output_decodes_to_its_input(blocks: list[list[tuple[str, s
     for fields in blocks * 3:
         encoded = [(n.encode(), v.encode()) for n, v in fields]
         assert decoder.decode(memo.encode(encoded)) == fields
+
+
+# -- framing and stream-state edge cases (aioduct's own framing, against h2's server) -----
+
+
+def _raw(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    return (
+        len(payload).to_bytes(3, "big")
+        + bytes((kind, flags))
+        + stream_id.to_bytes(4, "big")
+        + payload
+    )
+
+
+def test_bytes_arriving_one_at_a_time_give_the_same_events() -> None:
+    pair = Pair()
+    sid = pair.request()
+    pair.server.send_headers(sid, [(":status", "200"), ("x-a", "1")])
+    pair.server.send_data(sid, b"hello", end_stream=True)
+    wire = pair.server.data_to_send()
+    events: list[object] = []
+    for i in range(len(wire)):
+        events += pair.client.receive_data(wire[i : i + 1])
+    assert [type(e) for e in events] == [ResponseReceived, DataReceived, StreamEnded]
+    assert events[1].data == b"hello" and events[1].end_stream  # type: ignore[attr-defined]
+    assert not pair.client.stream_is_open(sid)
+
+
+def test_padding_priority_and_informational_responses() -> None:
+    pair = Pair()
+    sid = pair.request()
+    pair.server.send_headers(sid, [(":status", "103"), ("link", "</a.css>")])
+    events = pair.pump()
+    # h2's server neither pads HEADERS nor sends priorities: a hand-made frame does both.
+    block = pair.server.encoder.encode([(":status", "200")])
+    priority = b"\x00\x00\x00\x00\x10"
+    wire = _raw(0x1, 0x4 | 0x8 | 0x20, sid, b"\x03" + priority + block + b"\0\0\0")
+    events += pair.client.receive_data(wire)
+    pair.server.send_data(sid, b"padded", pad_length=20, end_stream=True)
+    events += pair.pump()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["InformationalResponse", "ResponseReceived", "DataReceived", "StreamEnded"]
+    assert events[1].status == 200  # type: ignore[attr-defined]
+    data = events[2]
+    assert data.data == b"padded" and data.flow_length == 6 + 21  # type: ignore[attr-defined]
+
+
+def test_large_header_blocks_use_continuation_both_ways() -> None:
+    pair = Pair()
+    big = "v" * 40000
+    sid = pair.client.send_request("GET", "http", "a.test", "/", [("x-big", big)], end_stream=True)
+    pair.pump()
+    received = next(e for e in pair.server_events if isinstance(e, h2.events.RequestReceived))
+    assert dict(received.headers)["x-big"] == big  # type: ignore[arg-type]
+    pair.server.send_headers(sid, [(":status", "200"), ("x-big", big)], end_stream=True)
+    head = next(e for e in pair.pump() if isinstance(e, ResponseReceived))
+    assert ("x-big", big) in head.headers
+
+
+def test_server_settings_move_windows_and_frame_sizes() -> None:
+    pair = Pair()
+    sid = pair.request(body=True)
+    before = pair.client.send_window(sid)
+    pair.server.update_settings(
+        {
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 200000,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: 65536,
+        }
+    )
+    pair.server.increment_flow_control_window(1 << 20)
+    pair.pump()
+    assert pair.client.send_window(sid) > before
+    sent = pair.client.send_body(sid, memoryview(b"z" * 100000), True)
+    pair.pump()
+    sizes = [len(e.data) for e in pair.server_events if isinstance(e, h2.events.DataReceived)]
+    assert sent == 100000 and sizes[0] == 65536
+
+
+def test_server_ping_is_answered() -> None:
+    pair = Pair()
+    pair.server.ping(b"12345678")
+    pair.pump()
+    acks = [e for e in pair.server_events if isinstance(e, h2.events.PingAckReceived)]
+    assert acks and acks[0].ping_data == b"12345678"
+
+
+def test_frames_on_a_stream_we_reset_are_ignored_but_credited() -> None:
+    pair = Pair(stream_window=65535, connection_window=65535)
+    sid = pair.request()
+    pair.server.send_headers(sid, [(":status", "200")])
+    pair.pump()
+    pair.client.reset(sid)
+    pair.client.data_to_send()
+    late = _raw(0x0, 0, sid, b"x" * 12000) * 3
+    assert pair.client.receive_data(late) == []
+    assert b"\x00\x00\x04\x08" in pair.client.data_to_send()  # a connection WINDOW_UPDATE
+
+
+def test_stream_errors_reset_only_that_stream() -> None:
+    pair = Pair(stream_window=1000)
+    a, b = pair.request(), pair.request()
+    for sid in (a, b):
+        pair.server.send_headers(sid, [(":status", "200")])
+    pair.pump()
+    # 2000 bytes on a 1000-byte stream window: FLOW_CONTROL_ERROR on that stream only.
+    events = pair.client.receive_data(_raw(0x0, 0, a, b"x" * 2000))
+    assert [(type(e), e.stream_id, e.error_code, e.remote) for e in events] == [  # type: ignore[attr-defined]
+        (StreamReset, a, 3, False)
+    ]
+    assert b"\x00\x00\x04\x03\x00" + a.to_bytes(4, "big") in pair.client.data_to_send()
+    # Trailers without END_STREAM are malformed: PROTOCOL_ERROR, stream b only.
+    events = pair.client.receive_data(_raw(0x1, 0x4, b, pair.server.encoder.encode([("x-t", "1")])))
+    assert [(type(e), e.error_code) for e in events] == [(StreamReset, 1)]  # type: ignore[attr-defined]
+    assert not pair.client.terminated
+
+
+@pytest.mark.parametrize(
+    ("frame", "match"),
+    [
+        (_raw(0x0, 0, 99, b"x"), "idle stream"),
+        (_raw(0x1, 0x4, 2, b"\x88"), "idle stream"),
+        (_raw(0x5, 0x4, 1, b"\x00\x00\x00\x02"), "PUSH_PROMISE"),
+        (_raw(0x8, 0, 0, b"\x00\x00\x00\x00"), "zero WINDOW_UPDATE"),
+        (_raw(0x8, 0, 0, b"\x7f\xff\xff\xff"), "past 2\\^31-1"),
+        (_raw(0x4, 0, 0, b"\x00\x05\x00\x00\x00\x01"), "MAX_FRAME_SIZE=1"),
+        (_raw(0x4, 0, 0, b"\x00\x02\x00\x00\x00\x01"), "ENABLE_PUSH=1"),
+        (_raw(0x6, 0, 0, b"1234"), "PING that is not 8 bytes"),
+        (_raw(0x9, 0x4, 1, b""), "unexpected CONTINUATION"),
+        (b"\x00\x40\x01\x00\x00\x00\x00\x00\x01", "exceeds our MAX_FRAME_SIZE"),
+        (_raw(0x1, 0x4, 1, b"\xff\xff\xff\xff"), "bad header block"),
+    ],
+)
+def test_connection_errors_queue_a_goaway(frame: bytes, match: str) -> None:
+    pair = Pair()
+    pair.client.send_request("GET", "http", "a", "/", [], end_stream=True)
+    pair.client.data_to_send()
+    with pytest.raises(RemoteProtocolError, match=match):
+        pair.client.receive_data(frame)
+    assert pair.client.terminated
+    goaway = pair.client.data_to_send()
+    assert goaway[3] == 0x7
+
+
+def test_interrupted_header_block_is_a_connection_error() -> None:
+    pair = Pair()
+    sid = pair.request()
+    block = pair.server.encoder.encode([(":status", "200")])
+    with pytest.raises(RemoteProtocolError, match="interrupted"):
+        pair.client.receive_data(_raw(0x1, 0, sid, block) + _raw(0x6, 0, 0, b"12345678"))
+
+
+def test_too_many_streams_is_refused_locally() -> None:
+    pair = Pair({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
+    pair.request()
+    with pytest.raises(TooManyStreamsError):
+        pair.client.send_request("GET", "http", "a", "/", [], end_stream=True)
+
+
+def test_sensitive_fields_are_never_indexed() -> None:
+    pair = Pair()
+    for _ in range(2):
+        pair.client.send_request(
+            "GET", "http", "a", "/", [("authorization", "Bearer x"), ("x-a", "1")], end_stream=True
+        )
+    wire = pair.client.data_to_send()
+    assert wire.count(b"\x10") >= 2 or wire.count(b"\x1f") >= 2  # never-indexed literals
+    pair.server_events += pair.server.receive_data(wire)
+    requests = [e for e in pair.server_events if isinstance(e, h2.events.RequestReceived)]
+    assert all(("authorization", "Bearer x") in r.headers for r in requests)  # type: ignore[operator]
+    assert all(
+        not isinstance(h, tuple) or h[0] != b"authorization"
+        for h in pair.server.decoder.header_table.dynamic_entries
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "length", "body", "ok"),
+    [
+        ("GET", "5", b"hello", True),
+        ("GET", "5", b"hel", False),  # ended short
+        ("GET", "2", b"hel", False),  # longer than declared
+        ("GET", "x", b"", False),  # not a number
+        ("HEAD", "5", b"", True),  # HEAD: no content, whatever the length says
+        ("HEAD", None, b"x", False),
+    ],
+)
+def test_body_must_match_content_length(
+    method: str, length: str | None, body: bytes, ok: bool
+) -> None:
+    """RFC 9113 §8.1.1 (h2 did this check for the layer it replaced): a stream error."""
+    pair = Pair()
+    sid = pair.client.send_request(method, "http", "a", "/", [], end_stream=True)
+    pair.pump()
+    head = [(":status", "200")] + ([("content-length", length)] if length else [])
+    pair.server.send_headers(sid, head)
+    pair.server.send_data(sid, body, end_stream=True)
+    events = pair.pump()
+    resets = [e for e in events if isinstance(e, StreamReset)]
+    if ok:
+        assert not resets and isinstance(events[-1], StreamEnded)
+    else:
+        assert resets and resets[0].error_code == 1 and not resets[0].remote
