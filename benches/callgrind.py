@@ -70,22 +70,15 @@ def child(spec: dict[str, Any]) -> None:
         asyncio.run(coro)
 
 
-def _instructions(spec: dict[str, Any], out_dir: Path, tag: str) -> int:
-    """Total instructions (Ir) of one instrumented child run."""
-    out = out_dir / f"callgrind.{tag}.out"
+def instructions(args: list[str], out: Path) -> int:
+    """Total instructions (Ir) of ``python args...`` run under callgrind, from the repo.
+
+    PYTHONHASHSEED is fixed so dict and set layouts, and with them the counts, repeat.
+    """
     env = dict(os.environ, PYTHONHASHSEED="0")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     proc = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "benches.callgrind",
-            "--child",
-            json.dumps(spec),
-        ],
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -93,11 +86,17 @@ def _instructions(spec: dict[str, Any], out_dir: Path, tag: str) -> int:
         timeout=1800,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"{tag}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"{out.name}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
     for line in out.read_text().splitlines():
         if line.startswith(("totals:", "summary:")):
             return int(line.split()[1])
-    raise RuntimeError(f"{tag}: no totals in {out}")
+    raise RuntimeError(f"no totals in {out}")
+
+
+def _instructions(spec: dict[str, Any], out_dir: Path, tag: str) -> int:
+    """Total instructions (Ir) of one instrumented child run."""
+    args = ["-m", "benches.callgrind", "--child", json.dumps(spec)]
+    return instructions(args, out_dir / f"callgrind.{tag}.out")
 
 
 def measure(client: str, target: Target, base: int, requests: int, out_dir: Path) -> float:

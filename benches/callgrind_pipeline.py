@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benches.callgrind import instructions
 
 
 async def _drive(requests: int, http2: bool) -> None:
@@ -47,25 +44,9 @@ def _child(requests: int, http2: bool, loop: str) -> None:
 
 
 def _instructions(requests: int, http2: bool, loop: str, out_dir: Path) -> int:
-    out = out_dir / f"callgrind.{requests}.out"
-    args = [sys.executable, "-m", "benches.callgrind_pipeline", "--child", str(requests)]
-    args += ["--loop", loop] + (["--http2"] if http2 else [])
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"exit {proc.returncode}\n{proc.stderr[-2000:]}")
-    for line in out.read_text().splitlines():
-        if line.startswith(("totals:", "summary:")):
-            return int(line.split()[1])
-    raise RuntimeError(f"no totals in {out}")
+    args = ["-m", "benches.callgrind_pipeline", "--child", str(requests), "--loop", loop]
+    args += ["--http2"] if http2 else []
+    return instructions(args, out_dir / f"callgrind.{requests}.out")
 
 
 def main() -> None:
