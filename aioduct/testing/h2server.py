@@ -44,6 +44,7 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from .nginx import SMALL_BODY, deterministic_bytes
+from .server import start_loop_thread
 
 __all__ = ["H2Handler", "H2Request", "H2Server", "H2ServerConn"]
 
@@ -265,33 +266,9 @@ class H2Server:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> H2Server:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            loop.set_exception_handler(lambda _loop, _ctx: None)
-            try:
-                loop.run_until_complete(self._listen())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="H2Server", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("H2Server did not start")
-        if failure:
-            self._thread = None
-            raise RuntimeError(f"H2Server could not listen: {failure[0]!r}") from failure[0]
+        self._loop, self._thread = start_loop_thread(
+            self._listen, name="H2Server", on_error=lambda _ctx: None
+        )
         return self
 
     async def _listen(self) -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "ScriptServerError",
     "ServerRequest",
     "build_response",
+    "start_loop_thread",
 ]
 
 Handler = Callable[["Conn", "ServerRequest"], Awaitable[None]]
@@ -120,6 +121,45 @@ class ServerRequest:
         if self.http_version == "1.0":
             return "keep-alive" not in tokens
         return "close" in tokens
+
+
+def start_loop_thread(
+    listen: Callable[[], Awaitable[None]],
+    *,
+    name: str,
+    on_error: Callable[[dict[str, Any]], object],
+) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    """Run a new event loop on a daemon thread, once ``listen()`` has succeeded on it.
+
+    Test servers serve from their own thread so that async tests on any loop and blocking
+    tests alike can talk to them. A failure to listen is raised here, in the caller.
+    """
+    ready = threading.Event()
+    failure: list[BaseException] = []
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda _loop, ctx: on_error(ctx))
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(listen())
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError(f"{name} did not start within 10 s")
+    if failure:
+        raise RuntimeError(f"{name} could not listen: {failure[0]!r}") from failure[0]
+    return loop, thread
 
 
 def build_response(
@@ -487,31 +527,11 @@ class ScriptServer:
     def start(self) -> ScriptServer:
         if self._thread is not None:
             return self
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            loop.set_exception_handler(lambda _loop, ctx: self.loop_errors.append(ctx))
-            try:
-                loop.run_until_complete(self._listen())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"ScriptServer-{id(self):x}", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise RuntimeError(f"ScriptServer could not listen: {failure[0]!r}") from failure[0]
+        self._loop, self._thread = start_loop_thread(
+            self._listen,
+            name=f"ScriptServer-{id(self):x}",
+            on_error=self.loop_errors.append,
+        )
         return self
 
     async def _listen(self) -> None:
