@@ -17,7 +17,6 @@ A Job never raises out of the runner: failures become Results with an error.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 from collections.abc import (
     AsyncGenerator,
@@ -35,6 +34,7 @@ import msgspec
 from .config import ClientConfig, check_option_names
 from .errors import AioductError, InvalidURL
 from .jobs import Job, Result, error_result, job_url, response_result
+from .politeness import HostGates
 from .retries import RetryConfig
 from .url import URL, Origin
 
@@ -67,17 +67,6 @@ class RunnerSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"per_host_rate must be > 0 requests/s, not {self.per_host_rate}")
 
 
-class _HostGate:
-    """Per-origin politeness state: a concurrency slot count and the next start time."""
-
-    __slots__ = ("active", "next_start", "waiters")
-
-    def __init__(self) -> None:
-        self.active = 0
-        self.next_start = 0.0
-        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-
 class JobRunner:
     """Turns Jobs into Results on one client, within :class:`RunnerSettings`."""
 
@@ -86,8 +75,10 @@ class JobRunner:
         self.settings = settings
         self.worker = worker
         self._slots = asyncio.Semaphore(settings.concurrency)
-        self._hosts: dict[Origin, _HostGate] = {}
-        self._polite = settings.per_host_concurrency is not None or bool(settings.per_host_rate)
+        self._gates: HostGates[asyncio.Future[float]] = HostGates(
+            settings.per_host_concurrency, settings.per_host_rate
+        )
+        self._polite = self._gates.active
 
     async def run(self, job: Job) -> Result:
         """Run ``job`` (with retries) and describe the outcome; never raises an error."""
@@ -98,11 +89,11 @@ class JobRunner:
         async with self._slots:
             if not self._polite:
                 return await self._attempts(job, url)
-            gate = await self._enter(url.origin)
+            await self._enter(url.origin)
             try:
                 return await self._attempts(job, url)
             finally:
-                self._leave(url.origin, gate)
+                self._leave(url.origin)
 
     async def _attempts(self, job: Job, url: URL) -> Result:
         options = job.request_options()
@@ -133,43 +124,31 @@ class JobRunner:
 
     # -- politeness ------------------------------------------------------------------------------
 
-    async def _enter(self, origin: Origin) -> _HostGate:
-        gate = self._hosts.get(origin)
-        if gate is None:
-            gate = self._hosts[origin] = _HostGate()
-        limit = self.settings.per_host_concurrency
-        if limit is not None and gate.active >= limit:
-            waiter = asyncio.get_running_loop().create_future()
-            gate.waiters.append(waiter)
+    async def _enter(self, origin: Origin) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[float] = loop.create_future()
+        start = self._gates.enter(origin, waiter, loop.time())
+        if start is None:
             try:
-                await waiter  # _leave hands its slot over: active stays counted
+                start = await waiter  # _leave hands a slot over, with its start time
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
-                    self._leave(origin, gate)  # the slot arrived with the cancellation
+                    self._leave(origin)  # the slot arrived with the cancellation: pass it on
                 else:
-                    gate.waiters.remove(waiter)
+                    self._gates.withdraw(origin, waiter)
                 raise
-        else:
-            gate.active += 1
-        rate = self.settings.per_host_rate
-        if rate:
-            loop = asyncio.get_running_loop()
-            now = loop.time()
-            start = max(now, gate.next_start)
-            gate.next_start = start + 1.0 / rate
-            if start > now:
-                await asyncio.sleep(start - now)
-        return gate
+        delay = start - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
-    def _leave(self, origin: Origin, gate: _HostGate) -> None:
-        while gate.waiters:
-            waiter = gate.waiters.popleft()
+    def _leave(self, origin: Origin) -> None:
+        loop = asyncio.get_running_loop()
+        while (handed := self._gates.leave(origin, loop.time())) is not None:
+            waiter, start = handed
             if not waiter.done():
-                waiter.set_result(None)  # the slot passes to it; active is unchanged
+                waiter.set_result(start)
                 return
-        gate.active -= 1
-        if gate.active == 0 and gate.next_start <= asyncio.get_running_loop().time():
-            del self._hosts[origin]  # forget idle hosts: a crawl may touch millions
+            # cancelled while queued but not yet withdrawn: the slot goes to the next one
 
 
 # -- the send engine as a bulk engine ------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 :class:`~aioduct.runner.JobRunner` enforces ``concurrency``, ``per_host_concurrency``,
 ``per_host_rate`` and ``retry`` with a coroutine per job (a semaphore, futures, sleeps).
-The worker's fast path has no coroutine to await in, so this module makes the same
-decisions with plain state and ``loop.call_at``: a FIFO of jobs waiting for a slot, a
-gate per origin (slots handed over FIFO, starts spaced by ``1/rate``), and retries
+The worker's fast path has no coroutine to await in, so this module waits with plain
+state and ``loop.call_at`` where JobRunner awaits: a FIFO of jobs waiting for a slot,
+the same :class:`~aioduct.politeness.HostGates` per origin (slots handed over FIFO,
+starts spaced by ``1/rate``), and retries
 decided by the shared :class:`~aioduct.RetryConfig` (so both engines retry the same
 errors and statuses and wait the same backoff). The order of those steps is JobRunner's:
 slot first, then the host gate, and both are held across the retries' waits.
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 from ..errors import AioductError, InvalidURL
 from ..headers import Headers
 from ..jobs import Job, Result, error_result, job_url, response_result
+from ..politeness import HostGates
 from ..runner import RunnerSettings
 from ..url import URL, Origin
 from .fastpath import FastPath, unsupported_reason
@@ -41,7 +43,7 @@ Emit = Callable[[int, Result], None]
 class _Entry:
     """A job between submission and its Result."""
 
-    __slots__ = ("attempt", "gate", "job", "origin", "seq", "url")
+    __slots__ = ("attempt", "gated", "job", "origin", "seq", "url")
 
     def __init__(self, seq: int, job: Job, url: URL) -> None:
         self.seq = seq
@@ -49,18 +51,7 @@ class _Entry:
         self.url = url
         self.origin: Origin = url.origin
         self.attempt = 0
-        self.gate: _Gate | None = None
-
-
-class _Gate:
-    """Per-origin politeness state: slots in use, waiters, and the next allowed start."""
-
-    __slots__ = ("active", "next_start", "waiters")
-
-    def __init__(self) -> None:
-        self.active = 0
-        self.next_start = 0.0
-        self.waiters: collections.deque[_Entry] = collections.deque()
+        self.gated = False
 
 
 class JobScheduler:
@@ -99,8 +90,10 @@ class JobScheduler:
         self._active = 0
         self._queue: collections.deque[_Entry] = collections.deque()
         self._starting = False
-        self._polite = settings.per_host_concurrency is not None or bool(settings.per_host_rate)
-        self._hosts: dict[Origin, _Gate] = {}
+        self._gates: HostGates[_Entry] = HostGates(
+            settings.per_host_concurrency, settings.per_host_rate
+        )
+        self._polite = self._gates.active
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._closed = False
@@ -162,40 +155,25 @@ class JobScheduler:
     # -- politeness ------------------------------------------------------------------------------
 
     def _enter(self, entry: _Entry) -> None:
-        gate = self._hosts.get(entry.origin)
-        if gate is None:
-            gate = self._hosts[entry.origin] = _Gate()
-        entry.gate = gate
-        limit = self.settings.per_host_concurrency
-        if limit is not None and gate.active >= limit:
-            gate.waiters.append(entry)  # _leave hands its slot over
-            return
-        gate.active += 1
-        self._pace(entry, gate)
+        entry.gated = True
+        start = self._gates.enter(entry.origin, entry, self.loop.time())
+        if start is not None:  # else queued: _leave hands a slot over
+            self._start_at(entry, start)
 
-    def _pace(self, entry: _Entry, gate: _Gate) -> None:
-        rate = self.settings.per_host_rate
-        if rate:
-            now = self.loop.time()
-            start = max(now, gate.next_start)
-            gate.next_start = start + 1.0 / rate
-            if start > now:
-                self._later(start - now, self._attempt, entry)
-                return
-        self._attempt(entry)
+    def _start_at(self, entry: _Entry, start: float) -> None:
+        delay = start - self.loop.time()
+        if delay > 0:
+            self._later(delay, self._attempt, entry)
+        else:
+            self._attempt(entry)
 
     def _leave(self, entry: _Entry) -> None:
-        gate = entry.gate
-        if gate is None:
+        if not entry.gated:
             return
-        entry.gate = None
-        if gate.waiters:
-            self._pace(gate.waiters.popleft(), gate)  # the slot passes on: active unchanged
-            return
-        gate.active -= 1
-        idle = gate.active == 0 and gate.next_start <= self.loop.time()
-        if idle and self._hosts.get(entry.origin) is gate:
-            del self._hosts[entry.origin]  # forget idle hosts: a crawl may touch millions
+        entry.gated = False
+        handed = self._gates.leave(entry.origin, self.loop.time())
+        if handed is not None:
+            self._start_at(*handed)
 
     # -- attempts --------------------------------------------------------------------------------
 
