@@ -72,6 +72,30 @@ class RetryConfig(msgspec.Struct, frozen=True, kw_only=True):
         """Is a response with this status worth another try?"""
         return self.retry_on_status and (status >= 500 or status == 429)
 
+    def next_delay(
+        self,
+        attempt: int,
+        *,
+        error: BaseException | None = None,
+        status: int = 0,
+        retry_after: str | None = None,
+    ) -> float | None:
+        """The one retry decision: seconds to wait before another try, or ``None``: stop.
+
+        ``attempt`` is the number of the attempt that just ended (1-based); it failed with
+        ``error``, or got a response with ``status`` (and its ``Retry-After`` value).
+        """
+        if attempt > self.max_retries:
+            return None
+        if error is not None:
+            worth = self.retries_error(error)
+        else:
+            worth = self.retries_status(status)
+            if not worth:
+                return None
+            return self.backoff(attempt - 1, retry_after)
+        return self.backoff(attempt - 1) if worth else None
+
     def backoff(
         self,
         retry: int,

@@ -104,19 +104,20 @@ class JobRunner:
             try:
                 response = await self.client.request(job.method, url, **options)
             except AioductError as exc:
-                if retry is None or attempt > retry.max_retries or not retry.retries_error(exc):
+                delay = None if retry is None else retry.next_delay(attempt, error=exc)
+                if delay is None:
                     return error_result(job, exc, worker=self.worker, attempts=attempt)
-                await asyncio.sleep(retry.backoff(attempt - 1))
+                await asyncio.sleep(delay)
                 continue
             except (ValueError, TypeError) as exc:  # a job the client refuses to build
                 return error_result(job, InvalidURL(str(exc)), worker=self.worker)
-            if (
-                retry is not None
-                and attempt <= retry.max_retries
-                and retry.retries_status(response.status)
-            ):
-                await asyncio.sleep(retry.backoff(attempt - 1, response.headers.get("retry-after")))
-                continue
+            if retry is not None:
+                delay = retry.next_delay(
+                    attempt, status=response.status, retry_after=response.headers.get("retry-after")
+                )
+                if delay is not None:
+                    await asyncio.sleep(delay)
+                    continue
             result = response_result(job, response, worker=self.worker, attempts=attempt)
             if not self.settings.keep_body:
                 result.body = None

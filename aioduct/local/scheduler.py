@@ -216,20 +216,19 @@ class JobScheduler:
         attempt = entry.attempt
         if result is None:
             assert error is not None
-            if retry is not None and attempt <= retry.max_retries and retry.retries_error(error):
-                self._later(retry.backoff(attempt - 1), self._attempt, entry)
+            delay = None if retry is None else retry.next_delay(attempt, error=error)
+            if delay is not None:
+                self._later(delay, self._attempt, entry)
                 return
             result = error_result(entry.job, error, worker=self.worker, attempts=attempt)
             self._finish(entry, result)
             return
-        if (
-            retry is not None
-            and attempt <= retry.max_retries
-            and retry.retries_status(result.status)
-        ):
+        if retry is not None and retry.retries_status(result.status):
             retry_after = Headers._adopt(list(result.headers)).get("retry-after")
-            self._later(retry.backoff(attempt - 1, retry_after), self._attempt, entry)
-            return
+            delay = retry.next_delay(attempt, status=result.status, retry_after=retry_after)
+            if delay is not None:
+                self._later(delay, self._attempt, entry)
+                return
         result.attempts = attempt
         self._finish(entry, result)
 
