@@ -70,7 +70,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 msgspec.structs.force_setattr(self, "method", upper)
 
     def request_options(self) -> dict[str, Any]:
-        """``Client.request`` keywords for this job: only what it sets (the fast path)."""
+        """``Client.request`` keywords for this job: only what it sets."""
         options: dict[str, Any] = {}
         if self.headers:
             options["headers"] = self.headers

@@ -2,17 +2,11 @@
 
 Started by :class:`~aioduct.LocalEngine` as ``python -m aioduct.local.worker FD PPID``
 with one end of a Unix socket pair as ``FD``. It reads its :class:`~.wire.Hello` (config
-and pacing), pins itself to its CPU, builds its event loop and a
-:class:`~aioduct.local.scheduler.JobScheduler`, says ``READY``, then hands it every Job
-frame it receives and sends each Result back as soon as it is done (Results finishing in
-the same loop iteration share one ``write``).
-
-The scheduler runs plain ``http://`` jobs on the callback-driven
-:mod:`~aioduct.local.fastpath` (no task or coroutine per job: ~5x less CPU per small
-request) and everything else through the pipeline client. ``AIODUCT_FASTPATH=off`` in
-the environment makes the worker run every job as its own task through
-:class:`~aioduct.runner.JobRunner` instead (the reference the fast path is tested
-against, and an escape hatch).
+and pacing), pins itself to its CPU, builds its event loop, a client and a
+:class:`~aioduct.runner.JobRunner` -- the same pipeline and job runner the send engine
+uses in-process -- says ``READY``, then runs every Job frame it receives as a task and
+sends each Result back as soon as it is done (Results finishing in the same loop
+iteration share one ``write``).
 
 It never outlives its parent: ``PR_SET_PDEATHSIG`` kills it if the parent dies, and EOF
 on the socket (the parent closed it or died) ends it too. ``SIGINT`` is ignored, because
@@ -35,7 +29,6 @@ from . import wire
 
 if TYPE_CHECKING:
     from ..jobs import Result
-    from .scheduler import JobScheduler
 
 __all__ = ["main"]
 
@@ -129,12 +122,6 @@ class _Link(asyncio.Protocol):
         self.worker.parent_gone()
 
 
-def fastpath_enabled() -> bool:
-    """``AIODUCT_FASTPATH=off`` (or ``0``/``no``/``false``) disables the fast path."""
-    value = os.environ.get("AIODUCT_FASTPATH", "on").strip().lower()
-    return value not in ("off", "0", "no", "false")
-
-
 class _Worker:
     def __init__(self, hello: wire.Hello, loop_kind: str) -> None:
         from ..client import Client
@@ -144,7 +131,6 @@ class _Worker:
         self.loop_kind = loop_kind
         self.client = Client(config=hello.config)
         self.runner = JobRunner(self.client, hello.settings, worker=hello.worker)
-        self.scheduler: JobScheduler | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.out = bytearray()
         self.flush_scheduled = False
@@ -156,12 +142,6 @@ class _Worker:
     async def serve(self, sock: socket.socket, early: list[tuple[int, int, object]]) -> None:
         loop = asyncio.get_running_loop()
         self.done = loop.create_future()
-        if fastpath_enabled():
-            from .scheduler import JobScheduler
-
-            self.scheduler = JobScheduler(
-                self.client, self.hello.settings, self._emit, worker=self.hello.worker, loop=loop
-            )
         sock.setblocking(False)
         _, link = await loop.create_connection(lambda: _Link(self), sock=sock)
         self.link = link
@@ -176,8 +156,6 @@ class _Worker:
         finally:
             if self.beat_handle is not None:
                 self.beat_handle.cancel()
-            if self.scheduler is not None:
-                await self.scheduler.aclose()
             for task in self.tasks:
                 task.cancel()
             if self.tasks:
@@ -188,12 +166,8 @@ class _Worker:
 
     def on_frames(self, frames: list[tuple[int, int, object]]) -> None:
         loop = asyncio.get_running_loop()
-        scheduler = self.scheduler
         for kind, seq, payload in frames:
             if kind == wire.JOB:
-                if scheduler is not None:
-                    scheduler.submit(seq, payload)  # type: ignore[arg-type]
-                    continue
                 task = loop.create_task(self._run(seq, payload))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)

@@ -1,10 +1,11 @@
-"""The worker's fast path against the pipeline: same Jobs, same Results.
+"""Every driver of the one pipeline gives the same Results for the same Jobs.
 
-Every case runs the same Jobs through :class:`~aioduct.local.scheduler.JobScheduler`
-(fast path for plain http) and through :class:`~aioduct.runner.JobRunner` (the pipeline)
-in this process, on each worker loop kind, and compares the Results field by field
-(timing values aside). Hostile servers additionally check that the error kinds are the
-right ones, nothing hangs, and a connection that failed is not pooled again.
+The same Jobs run through the send engine (a JobRunner on this process's loop) and
+through a local-engine worker process on each of its loops (io_uring and asyncio),
+and their Results must agree field by field (timings and the worker number aside). The
+cases are the pipeline's whole surface as a crawler meets it: nginx's statuses, methods,
+bodies, redirects (cross-origin credentials included), limits, retries and politeness,
+https, and hostile servers whose errors must come out the same, with nothing hanging.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from aioduct import ClientConfig, Job, RetryConfig
+import pytest
+from msgspec.structs import replace
+
+from aioduct import Job, LocalEngine, RetryConfig, SendEngine, uring
 from aioduct.client import Client
 from aioduct.jobs import Result
-from aioduct.local.fastpath import FastPath, unsupported_reason
-from aioduct.local.scheduler import JobScheduler
 from aioduct.runner import JobRunner, RunnerSettings, bulk_config
 from aioduct.testing.nginx import Nginx
 from aioduct.testing.server import Conn, ScriptServer, ServerRequest
@@ -38,6 +40,7 @@ def _run(loop_kind: str, coro: Coroutine[Any, Any, Any]) -> Any:
 def _comparable(result: Result) -> dict[str, Any]:
     fields = {name: getattr(result, name) for name in Result.__struct_fields__}
     timings = fields.pop("timings")
+    fields.pop("worker")
     fields["has_timings"] = timings is not None
     fields["headers"] = tuple(
         (name, "*" if name.lower() in _VOLATILE else value) for name, value in result.headers
@@ -45,44 +48,34 @@ def _comparable(result: Result) -> dict[str, Any]:
     return fields
 
 
-async def _both(
-    jobs: Sequence[Job],
-    config: ClientConfig,
-    settings: RunnerSettings,
-) -> tuple[list[Result], list[Result], JobScheduler]:
-    fast_client = Client(config=config)
-    pipe_client = Client(config=config)
-    scheduler = JobScheduler(fast_client, settings, lambda seq, r: None, worker=3)
-    runner = JobRunner(pipe_client, settings, worker=3)
-    try:
-        async with asyncio.timeout(60):
-            fast = await asyncio.gather(*(scheduler.run(job) for job in jobs))
-            pipe = await asyncio.gather(*(runner.run(job) for job in jobs))
-        return list(fast), list(pipe), scheduler
-    finally:
-        await scheduler.aclose()
-        await fast_client.aclose()
-        await pipe_client.aclose()
+def _engines() -> list[tuple[str, Callable[..., Any]]]:
+    engines: list[tuple[str, Callable[..., Any]]] = [("send", SendEngine)]
+    reason = uring.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    engines.append(("local-uring", lambda **kw: LocalEngine(workers=1, loop="uring", **kw)))
+    engines.append(("local-asyncio", lambda **kw: LocalEngine(workers=1, loop="asyncio", **kw)))
+    return engines
 
 
-def _differential(
-    loop_kind: str,
-    jobs: Sequence[Job],
-    *,
-    config: ClientConfig | None = None,
-    settings: RunnerSettings | None = None,
-) -> tuple[list[Result], JobScheduler]:
-    config = config or bulk_config(None, {}, 16)
-    settings = settings or RunnerSettings(concurrency=16)
-    fast, pipe, scheduler = _run(loop_kind, _both(jobs, config, settings))
-    for job, f, p in zip(jobs, fast, pipe, strict=True):
-        assert _comparable(f) == _comparable(p), (job, f, p)
-        if f.error is None:
-            assert f.timings is not None and f.timings.total > 0
-    return fast, scheduler
+def _differential(jobs: Sequence[Job], **options: Any) -> list[Result]:
+    """Run ``jobs`` on every driver; assert equal Results; return the send engine's."""
+    jobs = [job if job.id is not None else replace(job, id=i) for i, job in enumerate(jobs)]
+    outcomes: dict[str, list[Result]] = {}
+    for name, make in _engines():
+        with make(**options) as engine:
+            by_id = {result.id: result for result in engine.map(jobs)}
+        outcomes[name] = [by_id[job.id] for job in jobs]
+    reference = outcomes["send"]
+    for name, results in outcomes.items():
+        for job, want, got in zip(jobs, reference, results, strict=True):
+            assert _comparable(got) == _comparable(want), (name, job, want, got)
+            if got.error is None:
+                assert got.timings is not None and got.timings.total > 0
+    return reference
 
 
-def test_nginx_jobs_give_the_pipelines_results(nginx: Nginx, loop_kind: str) -> None:
+def test_nginx_jobs(nginx: Nginx) -> None:
     base = nginx.http_url
     post_bodies = [b"", b"x", b"y" * 5000, b"z" * 65536]
     jobs = [
@@ -129,10 +122,10 @@ def test_nginx_jobs_give_the_pipelines_results(nginx: Nginx, loop_kind: str) -> 
         Job(url="http://", id="nohost"),
         Job(url=base + "/small", headers={"X-Bad": "a\r\nb"}, id="badheader"),
     ]
-    results, scheduler = _differential(loop_kind, jobs)
+    results = _differential(jobs, concurrency=16)
     by_id = {r.id: r for r in results if r.id is not None}
     assert by_id["small"].body == b"Hello, World!" and by_id["small"].meta == {"m": 1}
-    assert by_id["small"].worker == 3 and by_id["small"].http_version == "1.1"
+    assert by_id["small"].http_version == "1.1"
     kinds = {key: by_id[key].error.kind for key in ("refused", "scheme", "garbage")}  # type: ignore[union-attr]
     assert kinds == {
         "refused": "ConnectError",
@@ -144,17 +137,11 @@ def test_nginx_jobs_give_the_pipelines_results(nginx: Nginx, loop_kind: str) -> 
     cross = by_url[base + "/cross/302/echo/headers"]
     assert cross.final_url == nginx.alt_http_url + "/echo/headers"
     assert b"secret" not in (cross.body or b"") and b"kept" in (cross.body or b"")
-    assert scheduler.pipeline_attempts == 0  # every attempt above ran on the fast path
-    assert scheduler.fast_attempts >= len(jobs) - 3
 
 
-def test_config_limits_give_the_pipelines_results(nginx: Nginx, loop_kind: str) -> None:
+def test_config_limits(nginx: Nginx) -> None:
     base = nginx.http_url
-    config = bulk_config(
-        None,
-        {"max_redirects": 2, "max_body_size": 1000, "follow_redirects": False, "timeout": 5},
-        16,
-    )
+    options = {"max_redirects": 2, "max_body_size": 1000, "follow_redirects": False, "timeout": 5}
     jobs = [
         Job(url=base + "/chain/5", follow_redirects=True),
         Job(url=base + "/chain/2", follow_redirects=True),
@@ -163,20 +150,20 @@ def test_config_limits_give_the_pipelines_results(nginx: Nginx, loop_kind: str) 
         Job(url=base + "/small"),
         Job(url=base + "/bytes/64k", method="HEAD"),
     ]
-    results, _ = _differential(loop_kind, jobs, config=config)
+    results = _differential(jobs, concurrency=16, **options)
     kinds = [r.error.kind if r.error else r.status for r in results]
     assert kinds == ["TooManyRedirects", 200, 302, "BodyTooLarge", 200, 200]
 
 
-def test_keep_body_retries_and_politeness(nginx: Nginx, loop_kind: str) -> None:
+def test_keep_body_retries_and_politeness(nginx: Nginx) -> None:
     base = nginx.http_url
-    settings = RunnerSettings(
-        concurrency=4,
-        per_host_concurrency=2,
-        per_host_rate=200.0,
-        retry=RetryConfig(max_retries=2, initial_backoff=0.01),
-        keep_body=False,
-    )
+    settings = {
+        "concurrency": 4,
+        "per_host_concurrency": 2,
+        "per_host_rate": 200.0,
+        "retry": RetryConfig(max_retries=2, initial_backoff=0.01),
+        "keep_body": False,
+    }
     jobs = [
         Job(url=base + "/status/503"),
         Job(url=base + "/status/429"),
@@ -184,13 +171,13 @@ def test_keep_body_retries_and_politeness(nginx: Nginx, loop_kind: str) -> None:
         Job(url="http://127.0.0.1:1/"),
         *(Job(url=f"{base}/small?{i}") for i in range(12)),
     ]
-    results, _ = _differential(loop_kind, jobs, settings=settings)
+    results = _differential(jobs, **settings)
     assert [r.attempts for r in results[:4]] == [3, 3, 1, 3]
     assert all(r.body is None and r.size == 13 for r in results[4:])
 
 
-def test_https_and_unusual_jobs_take_the_pipeline(
-    nginx: Nginx, loop_kind: str, tls_ca: Any, script_server: ScriptServer
+def test_https_big_bodies_and_scheme_changing_redirects(
+    nginx: Nginx, tls_ca: Any, script_server: ScriptServer
 ) -> None:
     script_server.route_raw(
         "/to-https",
@@ -198,39 +185,16 @@ def test_https_and_unusual_jobs_take_the_pipeline(
         + nginx.https_url.encode()
         + b"/small\r\nContent-Length: 0\r\n\r\n",
     )
-    config = bulk_config(None, {"verify": tls_ca.ca_pem_path}, 16)
     jobs = [
-        Job(url=nginx.https_url + "/small"),  # https: pipeline
-        Job(url=nginx.http_url + "/post", method="POST", body=b"b" * 100_000),  # big body
-        Job(url=script_server.url + "/to-https"),  # fast hop, then a pipeline hop
+        Job(url=nginx.https_url + "/small"),
+        Job(url=nginx.https_url + "/bytes/1m"),
+        Job(url=nginx.http_url + "/post", method="POST", body=b"b" * 100_000),
+        Job(url=script_server.url + "/to-https"),
         Job(url=nginx.http_url + "/small"),
     ]
-    results, scheduler = _differential(loop_kind, jobs, config=config)
-    assert [r.status for r in results] == [200, 200, 200, 200]
-    assert results[2].final_url == nginx.https_url + "/small"
-    assert scheduler.pipeline_attempts == 2 and scheduler.fast_attempts == 2
-
-
-def test_scope_decisions() -> None:
-    from aioduct.url import URL
-
-    def accepts(**kw: Any) -> bool:
-        job = Job(**{"url": "http://h/x", **kw})
-        return FastPath.accepts(job, URL(job.url))
-
-    assert accepts() and accepts(method="POST", body=b"x" * 65536)
-    assert not accepts(url="https://h/x")
-    assert not accepts(url="http://u:p@h/x")
-    assert not accepts(method="CONNECT")
-    assert not accepts(body=b"x" * 65537)
-    assert not accepts(headers={"Upgrade": "websocket"})
-    assert unsupported_reason(ClientConfig(), 64) is None
-    assert unsupported_reason(ClientConfig(https_only=True), 64) is not None
-    assert unsupported_reason(ClientConfig(local_address="127.0.0.1"), 64) is not None
-    assert unsupported_reason(ClientConfig(max_connections=10), 64) is not None
-    h2c = unsupported_reason(ClientConfig(http2_prior_knowledge=True), 64)
-    assert h2c is not None and "HTTP/1.1 only" in h2c
-    assert unsupported_reason(ClientConfig(max_connections_per_host=2), 64) is not None
+    results = _differential(jobs, concurrency=16, verify=tls_ca.ca_pem_path)
+    assert [r.status for r in results] == [200, 200, 200, 200, 200]
+    assert results[3].final_url == nginx.https_url + "/small"
 
 
 # -- hostile servers ------------------------------------------------------------------------------
@@ -308,14 +272,11 @@ def _script(srv: ScriptServer) -> dict[str, str]:
     }
 
 
-def test_hostile_servers_give_the_pipelines_errors(
-    script_server: ScriptServer, loop_kind: str
-) -> None:
+def test_hostile_servers(script_server: ScriptServer) -> None:
     urls = _script(script_server)
-    config = bulk_config(None, {"read_timeout": 0.3, "max_response_head_bytes": 1024}, 16)
     jobs = [Job(url=url, id=name) for name, url in urls.items()]
     jobs.append(Job(url=urls["silent"], id="total", timeout=0.2))
-    results, _ = _differential(loop_kind, jobs, config=config)
+    results = _differential(jobs, concurrency=16, read_timeout=0.3, max_response_head_bytes=1024)
     got = {r.id: (r.error.kind if r.error else r.status) for r in results}
     assert got == {
         "truncated": "RemoteProtocolError",
@@ -341,23 +302,26 @@ def test_hostile_servers_give_the_pipelines_errors(
     assert by_id["http10"].http_version == "1.0"
 
 
-def _fast_only(
-    loop_kind: str,
-    body: Callable[[JobScheduler], Coroutine[Any, Any, Any]],
-    *,
-    config: ClientConfig | None = None,
-) -> Any:
+# -- the pool under hostile servers, on each worker loop ----------------------------------------
+
+
+def _with_runner(loop_kind: str, body: Callable[[JobRunner], Coroutine[Any, Any, Any]]) -> Any:
     async def main() -> Any:
-        client = Client(config=config or bulk_config(None, {"read_timeout": 0.3}, 8))
-        scheduler = JobScheduler(client, RunnerSettings(concurrency=8), lambda s, r: None)
+        client = Client(config=bulk_config(None, {"read_timeout": 0.3}, 8))
+        runner = JobRunner(client, RunnerSettings(concurrency=8))
         try:
             async with asyncio.timeout(30):
-                return await body(scheduler)
+                return await body(runner)
         finally:
-            await scheduler.aclose()
             await client.aclose()
 
     return _run(loop_kind, main())
+
+
+def _pool_counts(runner: JobRunner) -> tuple[int, int]:
+    pool = runner.client._engine.pool  # type: ignore[union-attr]
+    assert pool is not None
+    return pool.idle_connections(), pool.open_connections
 
 
 def test_failed_connections_are_not_pooled(script_server: ScriptServer, loop_kind: str) -> None:
@@ -365,21 +329,19 @@ def test_failed_connections_are_not_pooled(script_server: ScriptServer, loop_kin
     script_server.route_respond("/ok", body=b"fine")
     ok = script_server.url + "/ok"
 
-    async def body(scheduler: JobScheduler) -> None:
-        fast = scheduler.fast
-        assert fast is not None
-        assert (await scheduler.run(Job(url=ok))).body == b"fine"
-        assert fast.idle_connections() == 1
+    async def body(runner: JobRunner) -> None:
+        assert (await runner.run(Job(url=ok))).body == b"fine"
+        assert _pool_counts(runner) == (1, 1)
         for name in ("truncated", "bad-chunk", "reset-mid-body", "stall-body", "extra", "http10"):
             # Runs on the idle /ok connection, which must not go back to the pool.
-            result = await scheduler.run(Job(url=urls[name]))
-            assert (fast.idle_connections(), fast.open_connections) == (0, 0), (name, result)
-            again = await scheduler.run(Job(url=ok))  # a new connection, pooled after
+            result = await runner.run(Job(url=urls[name]))
+            assert _pool_counts(runner) == (0, 0), (name, result)
+            again = await runner.run(Job(url=ok))  # a new connection, pooled after
             assert again.body == b"fine" and again.error is None
-            assert (fast.idle_connections(), fast.open_connections) == (1, 1)
+            assert _pool_counts(runner) == (1, 1)
         assert len(script_server.conns) == 7
 
-    _fast_only(loop_kind, body)
+    _with_runner(loop_kind, body)
 
 
 def test_stale_connection_is_replayed_once_for_idempotent_methods(
@@ -388,13 +350,13 @@ def test_stale_connection_is_replayed_once_for_idempotent_methods(
     _script(script_server)
     stale = script_server.url + "/stale"
 
-    async def body(scheduler: JobScheduler) -> list[Result]:
-        out = [await scheduler.run(Job(url=stale))]
-        out.append(await scheduler.run(Job(url=stale)))  # reused: closed unanswered, replayed
-        out.append(await scheduler.run(Job(url=stale, method="POST", body=b"p")))  # not replayed
+    async def body(runner: JobRunner) -> list[Result]:
+        out = [await runner.run(Job(url=stale))]
+        out.append(await runner.run(Job(url=stale)))  # reused: closed unanswered, replayed
+        out.append(await runner.run(Job(url=stale, method="POST", body=b"p")))  # not replayed
         return out
 
-    first, replayed, post = _fast_only(loop_kind, body)
+    first, replayed, post = _with_runner(loop_kind, body)
     assert first.body == b"fresh" and replayed.body == b"fresh" and replayed.attempts == 1
     assert post.error is not None and post.error.kind == "StaleConnection"
     assert "reused connection was closed by the server" in post.error.message
@@ -412,13 +374,12 @@ def test_idle_connection_closed_by_the_server_is_dropped(
 
     url = script_server.url + "/then-close"
 
-    async def body(scheduler: JobScheduler) -> list[Result]:
-        assert scheduler.fast is not None
-        first = await scheduler.run(Job(url=url))
-        await asyncio.sleep(0.3)
-        assert scheduler.fast.open_connections == 0  # noticed while idle, slot freed
-        return [first, await scheduler.run(Job(url=url))]
+    async def body(runner: JobRunner) -> list[Result]:
+        first = await runner.run(Job(url=url))
+        await asyncio.sleep(0.3)  # the server hangs up while the connection is idle
+        return [first, await runner.run(Job(url=url))]
 
-    results = _fast_only(loop_kind, body)
+    results = _with_runner(loop_kind, body)
     assert [r.body for r in results] == [b"bye", b"bye"]
-    assert all(r.error is None for r in results)
+    assert all(r.error is None and r.attempts == 1 for r in results)
+    assert len(script_server.conns) == 2  # not sent on the dead one, not replayed
