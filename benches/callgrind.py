@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
-    from aioduct.testing.nginx import Nginx
+    from benches.runner import bench_nginx
     from benches.scenarios import reference_target
 
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -130,9 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = args.keep or Path(tempfile.mkdtemp(prefix="aioduct-callgrind-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"{'scenario':16} {'client':16} {'instructions/request':>22}")
-    with Nginx(access_log=False, worker_processes=1) as nginx:
+    with bench_nginx(None) as (origins, _meter):  # every transport: h2c and TLS too
         for name in scenarios:
-            target = reference_target(SCENARIOS[name], nginx.http_url)
+            target = reference_target(SCENARIOS[name], origins)
             for client in clients:
                 per = measure(client, target, args.base, args.requests, out_dir)
                 print(f"{name:16} {client:16} {per / 1000:21.1f}k", flush=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from aioduct.testing.nginx import nginx_binary
 from benches.clients import CLIENTS
-from benches.scenarios import Scenario
+from benches.scenarios import SCENARIOS, Scenario
 
 if TYPE_CHECKING:
     from benches.runner import PairResult, Report
@@ -190,12 +190,38 @@ def _matrix(
     print(file=out)
 
 
+def _groups(scenarios: Sequence[str]) -> dict[str, list[str]]:
+    """Scenarios by `Scenario.group`, in first-seen order: one pair of matrices each."""
+    groups: dict[str, list[str]] = {}
+    for name in scenarios:
+        groups.setdefault(SCENARIOS[name].group, []).append(name)
+    return groups
+
+
+def _not_run(rep: Report, scenarios: Sequence[str], clients: Sequence[str]) -> list[str]:
+    """One line per client and reason it did not run a scenario (n/a, not errors)."""
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for s in scenarios:
+        for c in clients:
+            r = rep.get(s, c)
+            if r is not None and r.status == "n/a":
+                reasons.setdefault((c, r.reason), []).append(s)
+    return [f"  n/a  {c} ({', '.join(ss)}): {reason}" for (c, reason), ss in reasons.items()]
+
+
 def print_summary(
     rep: Report, scenarios: Sequence[str], clients: Sequence[str], out: TextIO
 ) -> None:
     print("=" * 30 + " summary " + "=" * 30, file=out)
-    _matrix(rep, scenarios, clients, "req/s", "rps", out)
-    _matrix(rep, scenarios, clients, "CPU µs/req", "cpu", out)
+    groups = _groups(scenarios)
+    for group, names in groups.items():
+        if len(groups) > 1:
+            print(f"--- {group} ---", file=out)
+        _matrix(rep, names, clients, "req/s", "rps", out)
+        _matrix(rep, names, clients, "CPU µs/req", "cpu", out)
+        notes = _not_run(rep, names, clients)
+        if notes:
+            print("\n".join(notes) + "\n", file=out)
     loads = [r.other_load for r in rep.results if r.other_load is not None]
     if loads:
         mean, worst = sum(loads) / len(loads), max(loads)

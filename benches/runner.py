@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import gzip
 import json
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -24,16 +26,33 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from aioduct.testing.nginx import Nginx, locations_config
+from aioduct.testing.nginx import ExtraServer, Nginx, TLSMaterial, locations_config
 from benches import report
 from benches.clients import CLIENTS, DEFAULT_CLIENTS
-from benches.scenarios import SCENARIOS, Scenario, Target, reference_target
+from benches.scenarios import (
+    GZIP_STATIC_PATH,
+    SCENARIOS,
+    Origins,
+    Scenario,
+    Target,
+    Transport,
+    reference_target,
+)
 from benches.worker import RESULT_PREFIX
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-#: Extra nginx origins serving the standard locations, for clients that shard by origin.
+#: Extra nginx origins per transport serving the standard locations, for clients that
+#: shard by origin.
 MIRRORS = 16
+#: Protocols of the TLS origins: 1.3 only, the version a current client negotiates.
+TLS_PROTOCOLS = "TLSv1.3"
+#: The vocabulary of the gzip scenario's JSON.
+_WORDS = (
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
+    "november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee "
+    "zulu crawler index fetch parse queue robots sitemap canonical archive mirror"
+)
 #: The scenario of the scaling run.
 SCALING_SCENARIO = "concurrent_50"
 
@@ -292,10 +311,10 @@ def run(opts: Options) -> Report:
     rep = Report(meta)
     report.print_header(rep.meta, out)
     started = time.perf_counter()
-    with bench_nginx(server_cpu) as (nginx, mirrors, meter):
+    with bench_nginx(server_cpu) as (origins, meter):
         for name in opts.scenarios:
             scenario: Scenario = SCENARIOS[name]
-            target = reference_target(scenario, nginx.http_url, mirrors, nginx.h2c_url)
+            target = reference_target(scenario, origins)
             runs: dict[str, list[PairResult]] = {c: [] for c in opts.clients}
             for _ in range(opts.repeat):  # interleaved, so slow drift hits every client alike
                 for client in opts.clients:
@@ -312,25 +331,108 @@ def run(opts: Options) -> Report:
     return rep
 
 
-@contextlib.contextmanager
-def bench_nginx(server_cpu: int | None) -> Iterator[tuple[Nginx, tuple[str, ...], LoadMeter]]:
-    """nginx (1 worker, no access log, pinned to ``server_cpu``) with MIRRORS extra origins.
+def static_json() -> bytes:
+    """About 64 KiB of API-like JSON for the gzip scenario (deterministic).
 
-    The mirrors serve the standard locations on other ports, so a client that shards by
-    origin can use its workers; every other client only talks to ``http_url``.
+    Records with repeated keys, ids, names, dates, tags and short sentences: it compresses
+    about as well as real JSON does, unlike the repetitive or random test bodies.
+    """
+    rng = random.Random(2026)
+    words = _WORDS.split()
+    items: list[dict[str, object]] = []
+    size = 0
+    while size < 64 * 1024:
+        n = len(items)
+        item = {
+            "id": 100000 + n * 7 + rng.randrange(7),
+            "name": " ".join(rng.choices(words, k=2)).title(),
+            "email": f"{rng.choice(words)}.{rng.choice(words)}{rng.randrange(100)}@example.com",
+            "created": f"2026-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}T"
+            f"{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}Z",
+            "active": rng.random() < 0.8,
+            "score": round(rng.uniform(0, 100), 2),
+            "tags": rng.sample(words, k=rng.randrange(1, 5)),
+            "summary": " ".join(rng.choices(words, k=rng.randrange(6, 18))).capitalize() + ".",
+        }
+        items.append(item)
+        size += len(json.dumps(item)) + 2
+    return json.dumps({"items": items, "count": len(items)}).encode()
+
+
+def _write_static(static: Path) -> str:
+    """The gzip scenario's file and its ``.gz``; returns the nginx location serving them.
+
+    ``gzip_static on`` sends the ``.gz`` file as is to clients that accept gzip (and the
+    plain file to the others); ``gzip off`` makes sure nginx never compresses per request.
+    """
+    static.mkdir(parents=True, exist_ok=True)
+    data = static_json()
+    plain = static / "data.json"
+    plain.write_bytes(data)
+    (static / "data.json.gz").write_bytes(gzip.compress(data, compresslevel=6, mtime=0))
+    return (
+        f"location = {GZIP_STATIC_PATH} {{ gzip_static on; gzip off; types {{ }} "
+        f'default_type application/json; alias "{plain}"; }}'
+    )
+
+
+@contextlib.contextmanager
+def bench_nginx(server_cpu: int | None) -> Iterator[tuple[Origins, LoadMeter]]:
+    """nginx (1 worker, no access log, pinned to ``server_cpu``) with every bench origin.
+
+    One origin per transport serves the standard locations plus the gzip scenario's file:
+    plain HTTP/1.1 and h2c (nginx's own), https with HTTP/1.1 only and https with ALPN h2
+    (TLS 1.3 only, certificate from a throwaway CA, session tickets and cache as nginx's
+    defaults; the h2 one answers 505 to anything but HTTP/2, so a client that fell back
+    to HTTP/1.1 shows as errors). Each transport has MIRRORS more origins on other ports,
+    so a client that shards by origin can use its workers; the others use the first one.
     """
     workdir = Path(tempfile.mkdtemp(prefix="aioduct-bench-nginx-"))
     files = workdir / "files"  # where Nginx writes the standard locations' files
-    mirror = "server_name localhost;\n" + locations_config(files, "http://127.0.0.1:9")
-    servers = {f"mirror{i}": mirror for i in range(MIRRORS)}
+    tls = TLSMaterial.create(workdir / "tls")
+    static = _write_static(workdir / "static")
+    body = (
+        "server_name localhost;\n"
+        + locations_config(files, "http://127.0.0.1:9")
+        + f"\n        {static}"
+    )
+    h2_only = 'if ($server_protocol != "HTTP/2.0") { return 505; }\n' + body
+    kinds: dict[Transport, ExtraServer] = {
+        "http": ExtraServer(body),
+        "h2c": ExtraServer(body, http2=True),
+        "https": ExtraServer(body, tls=tls.files, tls_protocols=TLS_PROTOCOLS),
+        "https_h2": ExtraServer(h2_only, tls=tls.files, tls_protocols=TLS_PROTOCOLS, http2=True),
+    }
+    servers = {
+        f"{kind}-mirror{i}": server for kind, server in kinds.items() for i in range(MIRRORS)
+    }
+    servers["https"], servers["https_h2"] = kinds["https"], kinds["https_h2"]
     try:
-        with Nginx(workdir, access_log=False, worker_processes=1, extra_servers=servers) as nginx:
+        with Nginx(
+            workdir,
+            access_log=False,
+            worker_processes=1,
+            extra_servers=servers,
+            extra_locations=f"        {static}",
+        ) as nginx:
             nginx_pids = _process_tree(nginx.pid)
             if server_cpu is not None:
                 for pid in nginx_pids:
                     os.sched_setaffinity(pid, {server_cpu})
-            mirrors = tuple(nginx.extra_urls[name] for name in servers)
-            yield nginx, mirrors, LoadMeter(nginx_pids)
+            origins = Origins(
+                urls={
+                    "http": nginx.http_url,
+                    "h2c": nginx.h2c_url,
+                    "https": nginx.extra_urls["https"],
+                    "https_h2": nginx.extra_urls["https_h2"],
+                },
+                mirrors={
+                    kind: tuple(nginx.extra_urls[f"{kind}-mirror{i}"] for i in range(MIRRORS))
+                    for kind in kinds
+                },
+                ca_file=tls.ca_pem_path,
+            )
+            yield origins, LoadMeter(nginx_pids)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -355,8 +457,8 @@ def run_scaling(opts: Options, workers: Sequence[int]) -> list[PairResult]:
         file=out,
     )
     results: list[PairResult] = []
-    with bench_nginx(server_cpu) as (nginx, mirrors, meter):
-        target = reference_target(scenario, nginx.http_url, mirrors)
+    with bench_nginx(server_cpu) as (origins, meter):
+        target = reference_target(scenario, origins)
         for count in workers:
             runs = [
                 run_pair(target, "aioduct-local-1", opts, None, meter, workers=count)

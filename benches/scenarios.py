@@ -3,19 +3,28 @@
 A `Scenario` is what the runner knows (a path, a shape); a `Target` is what a worker needs:
 the absolute URL plus the reference answer the parent fetched once with the standard library,
 so every client is checked against the same bytes rather than against its own idea of them.
+`Origins` are where the bench nginx serves the locations: one origin per transport (plain
+HTTP/1.1, h2c, TLS HTTP/1.1, TLS h2), each with its mirrors.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import http.client
 import json
+import ssl
 import urllib.parse
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Decode = Literal["bytes", "text", "json"]
+Transport = Literal["http", "h2c", "https", "https_h2"]
+
+#: The pre-compressed file of the gzip scenario (nginx ``gzip_static``; see benches.runner).
+GZIP_STATIC_PATH = "/static/data.json"
 
 
 @dataclass(frozen=True)
@@ -30,17 +39,52 @@ class Scenario:
     concurrency: int = 1
     keepalive: bool = True
     http2: bool = False
-    """h2c with prior knowledge against nginx's cleartext HTTP/2 listener."""
+    """HTTP/2: h2c with prior knowledge against nginx's cleartext HTTP/2 listener, or with
+    `tls`, h2 chosen by ALPN on the TLS listener that offers it."""
+    tls: bool = False
+    """https against a TLS 1.3 listener (HTTP/1.1 only, unless `http2`); the client
+    verifies nginx's certificate against the run's CA file."""
+    gzip: bool = False
+    """Sent with ``Accept-Encoding: gzip``; nginx serves a pre-compressed file
+    (``gzip_static``) and the client must return the decoded body."""
+
+    @property
+    def transport(self) -> Transport:
+        if self.tls:
+            return "https_h2" if self.http2 else "https"
+        return "h2c" if self.http2 else "http"
+
+    @property
+    def group(self) -> str:
+        """The report's grouping: one summary table (and geomean) per group."""
+        if self.gzip:
+            return "content-encoding"
+        return {
+            "http": "HTTP/1.1",
+            "h2c": "HTTP/2 (h2c)",
+            "https": "TLS",
+            "https_h2": "TLS",
+        }[self.transport]
 
     @property
     def title(self) -> str:
         shape = "sequential" if self.concurrency == 1 else f"{self.concurrency} in flight"
-        if self.http2:
-            shape += " over one h2c connection" if self.concurrency > 1 else ", h2c"
+        over = {
+            "http": "",
+            "h2c": "h2c",
+            "https": "TLS 1.3 HTTP/1.1",
+            "https_h2": "TLS 1.3 h2 (ALPN)",
+        }[self.transport]
+        if over and self.http2 and self.concurrency > 1:
+            shape += f" over one {over} connection"
+        elif over:
+            shape += f", {over}"
         if not self.keepalive:
             shape += ", new connection per request"
         body = f" {self.body_size // 1024} KiB" if self.body_size else ""
         read = {"bytes": "read bytes", "text": "decode text", "json": "decode JSON"}[self.decode]
+        if self.gzip:
+            read = "gzip-encoded, return decoded bytes"
         return f"{self.method}{body} {self.path}, {read}, {shape}"
 
 
@@ -61,11 +105,30 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("h2c_1m", "/bytes/1m", http2=True),
         Scenario("h2c_concurrent_10", "/small", concurrency=10, http2=True),
         Scenario("h2c_post_4k", "/post", method="POST", body_size=4096, http2=True),
+        Scenario("https_get", "/small", tls=True),
+        Scenario("https_concurrent_50", "/small", concurrency=50, tls=True),
+        Scenario("https_h2_concurrent_10", "/small", concurrency=10, http2=True, tls=True),
+        Scenario("https_no_pool", "/small", keepalive=False, tls=True),
+        Scenario("gzip_64k", GZIP_STATIC_PATH, gzip=True),
     )
 }
 
 #: The HTTP/2 scenarios, which only clients with an HTTP/2 mode run.
 H2_SCENARIOS: tuple[str, ...] = tuple(name for name, s in SCENARIOS.items() if s.http2)
+
+
+@dataclass(frozen=True)
+class Origins:
+    """The bench nginx's base URLs by transport, their mirrors, and the CA of the TLS ones.
+
+    Mirrors are the same locations on other ports of the same transport: a client that
+    shards by origin (the local engine) needs several origins to use several workers.
+    """
+
+    urls: Mapping[Transport, str]
+    mirrors: Mapping[Transport, tuple[str, ...]] = field(default_factory=dict)
+    ca_file: str | None = None
+    """PEM file of the CA that issued the TLS origins' certificate."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +156,31 @@ class Target:
     """The same location on other origins of the same nginx (other ports): a client that
     shards by origin, like the local engine, needs several origins to use several workers."""
     http2: bool = False
+    tls: bool = False
+    ca_file: str | None = None
+    """The CA file every client verifies the TLS origin with (never verification off)."""
+    gzip: bool = False
+    """Send ``Accept-Encoding: gzip``; the payload returned must be the decoded body."""
+
+    @property
+    def h2c(self) -> bool:
+        """HTTP/2 with prior knowledge on cleartext (HTTP/2 over TLS is ALPN's choice)."""
+        return self.http2 and not self.tls
 
     @property
     def body(self) -> bytes | None:
         return b"x" * self.body_size if self.body_size else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the scenario adds to the client's own."""
+        return {"Accept-Encoding": "gzip"} if self.gzip else {}
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying context that trusts only the run's CA, for clients on Python's ssl."""
+        if self.ca_file is None:
+            raise ValueError(f"{self.scenario} is not a TLS scenario: no CA file")
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,40 +200,59 @@ def _charset(content_type: str) -> str:
     return "utf-8"
 
 
-def reference_target(
-    scenario: Scenario,
-    base_url: str,
-    mirror_bases: tuple[str, ...] = (),
-    h2c_url: str | None = None,
-) -> Target:
-    """Fetch the scenario's URL once with http.client and freeze the answer as the reference.
-
-    HTTP/2 scenarios are measured against ``h2c_url`` (the same locations over h2c); the
-    reference comes from the HTTP/1.1 origin, since http.client has no HTTP/2.
-    """
-    url = base_url.rstrip("/") + scenario.path
+def _fetch(
+    url: str, method: str, body: bytes | None, headers: Mapping[str, str] | None = None
+) -> tuple[http.client.HTTPResponse, bytes]:
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     try:
-        body_out = b"x" * scenario.body_size if scenario.body_size else None
-        conn.request(scenario.method, parts.path, body=body_out)
+        conn.request(method, parts.path, body=body, headers=dict(headers or {}))
         resp = conn.getresponse()
         raw = resp.read()
-        content_type = resp.getheader("Content-Type", "")
     finally:
         conn.close()
     if resp.status != 200:
-        raise RuntimeError(f"reference {scenario.method} {url} answered {resp.status}")
+        raise RuntimeError(f"reference {method} {url} answered {resp.status}")
+    return resp, raw
+
+
+def _check_gzip_served(url: str, raw: bytes) -> None:
+    """The gzip scenario must measure decoding: nginx has to answer gzip-encoded."""
+    resp, encoded = _fetch(url, "GET", None, {"Accept-Encoding": "gzip"})
+    encoding = resp.getheader("Content-Encoding", "")
+    if encoding != "gzip" or gzip.decompress(encoded) != raw:
+        raise RuntimeError(f"{url} is not served as the gzip of the plain file ({encoding!r})")
+
+
+def reference_target(scenario: Scenario, origins: Origins | str) -> Target:
+    """Fetch the scenario's URL once with http.client and freeze the answer as the reference.
+
+    The reference always comes from the plain HTTP/1.1 origin (http.client has neither
+    HTTP/2 nor our CA); the target points at the scenario's transport, which serves the
+    same locations. A string is the plain origin alone.
+    """
+    if isinstance(origins, str):
+        origins = Origins({"http": origins})
+    transport = scenario.transport
+    if transport not in origins.urls:
+        raise ValueError(f"scenario {scenario.name} needs the {transport} origin")
+    if scenario.tls and origins.ca_file is None:
+        raise ValueError(f"scenario {scenario.name} needs the CA file of the TLS origins")
+    plain = origins.urls["http"].rstrip("/") + scenario.path
+    body_out = b"x" * scenario.body_size if scenario.body_size else None
+    resp, raw = _fetch(plain, scenario.method, body_out)
+    content_type = resp.getheader("Content-Type", "")
     text = raw.decode(_charset(content_type)) if scenario.decode == "text" else None
-    if scenario.http2:
-        if h2c_url is None:
-            raise ValueError(f"scenario {scenario.name} needs the h2c origin")
-        url = h2c_url.rstrip("/") + scenario.path
+    if scenario.gzip:
+        _check_gzip_served(plain, raw)
     return Target(
         scenario=scenario.name,
         method=scenario.method,
-        url=url,
+        url=origins.urls[transport].rstrip("/") + scenario.path,
         http2=scenario.http2,
+        tls=scenario.tls,
+        ca_file=origins.ca_file if scenario.tls else None,
+        gzip=scenario.gzip,
         body_size=scenario.body_size,
         decode=scenario.decode,
         concurrency=scenario.concurrency,
@@ -159,5 +262,7 @@ def reference_target(
         sha256=hashlib.sha256(raw).hexdigest(),
         text=text,
         json_value=json.loads(raw) if scenario.decode == "json" else None,
-        mirrors=tuple(base.rstrip("/") + scenario.path for base in mirror_bases),
+        mirrors=tuple(
+            base.rstrip("/") + scenario.path for base in origins.mirrors.get(transport, ())
+        ),
     )

@@ -122,3 +122,107 @@ def test_callgrind_child_drives_a_client_without_valgrind(nginx: Nginx) -> None:
 
     target = reference_target(SCENARIOS["concurrent_10"], nginx.http_url)
     callgrind.child({"client": "aioduct-asyncio", "target": target.to_json(), "requests": 25})
+
+
+@pytest.mark.timeout(60)
+def test_runner_tls_scenarios_verify_against_the_run_ca() -> None:
+    """Every TLS scenario, aioduct on each: TLS 1.3 keep-alive, 50 in flight, ALPN h2 (the
+    h2 origin answers 505 to anything else, so passing proves h2) and a handshake each."""
+    scenarios = ["https_get", "https_concurrent_50", "https_h2_concurrent_10", "https_no_pool"]
+    out = io.StringIO()
+    report = run(
+        Options(
+            scenarios=scenarios,
+            clients=("aioduct-asyncio",),
+            duration=0.2,
+            warmup=0.1,
+            pin=False,
+            json_path=None,
+            out=out,
+        )
+    )
+    assert [r.scenario for r in report.results] == scenarios
+    for r in report.results:
+        assert r.status == "ok", (r.scenario, r.reason)
+        assert r.errors == 0 and r.requests > 0, (r.scenario, r.first_error)
+    assert "--- TLS ---" not in out.getvalue()  # one group only: no group headings
+    assert "TLS 1.3 h2 (ALPN)" in out.getvalue()
+
+
+@pytest.mark.timeout(60)
+def test_runner_gzip_scenario_decodes_or_says_why_not() -> None:
+    from benches.clients.aioduct_common import can_decompress
+
+    out = io.StringIO()
+    report = run(
+        Options(
+            scenarios=["gzip_64k", "https_get"],
+            clients=("aiohttp", "aioduct-asyncio"),
+            duration=0.2,
+            warmup=0.1,
+            pin=False,
+            json_path=None,
+            out=out,
+        )
+    )
+    theirs, ours = report.get("gzip_64k", "aiohttp"), report.get("gzip_64k", "aioduct-asyncio")
+    assert theirs is not None and ours is not None
+    assert theirs.valid, (theirs.reason, theirs.first_error)  # decoded, checked by sha256
+    if can_decompress():
+        assert ours.valid, (ours.reason, ours.first_error)
+    else:
+        assert ours.status == "n/a" and "decompression" in ours.reason
+    https = report.get("https_get", "aiohttp")
+    assert https is not None and https.valid, (https.reason, https.first_error)
+    text = out.getvalue()
+    assert "--- TLS ---" in text and "--- content-encoding ---" in text
+
+
+def test_aioduct_adapters_turn_gzip_on_once_decompress_exists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benches.clients import aioduct_common
+    from benches.scenarios import SCENARIOS, Origins, reference_target
+
+    fields = dict.fromkeys(Target.__dataclass_fields__)
+    fields.update(scenario="gzip_64k", gzip=True, tls=False, http2=False)
+    target = Target(**fields)
+    monkeypatch.setattr(aioduct_common, "can_decompress", lambda: False)
+    assert "decompression" in (aioduct_common.unsupported_reason(target) or "")
+    monkeypatch.setattr(aioduct_common, "can_decompress", lambda: True)
+    assert aioduct_common.unsupported_reason(target) is None
+    options = aioduct_common.tls_gzip_options(target)
+    assert options == {"headers": {"Accept-Encoding": "gzip"}, "decompress": True}
+    with pytest.raises(ValueError, match="needs the https origin"):
+        reference_target(SCENARIOS["https_get"], Origins({"http": "http://127.0.0.1:9"}))
+
+
+def test_bench_nginx_serves_every_transport() -> None:
+    """The h2 origin refuses HTTP/1.1 (505); gzip_static sends the .gz file unchanged."""
+    import gzip
+    import http.client
+    import ssl
+    from urllib.parse import urlsplit
+
+    from benches.runner import bench_nginx, static_json
+    from benches.scenarios import GZIP_STATIC_PATH
+
+    with bench_nginx(None) as (origins, _meter):
+        assert set(origins.urls) == {"http", "h2c", "https", "https_h2"}
+        assert all(len(m) == len(origins.mirrors["http"]) > 1 for m in origins.mirrors.values())
+        ctx = ssl.create_default_context(cafile=origins.ca_file)
+        for transport, status in (("https", 200), ("https_h2", 505)):
+            parts = urlsplit(origins.urls[transport])
+            conn = http.client.HTTPSConnection(parts.hostname, parts.port, context=ctx)
+            conn.request("GET", "/small")
+            assert conn.getresponse().status == status, transport
+            conn.close()
+        parts = urlsplit(origins.urls["http"])
+        conn = http.client.HTTPConnection(parts.hostname, parts.port)
+        conn.request("GET", GZIP_STATIC_PATH, headers={"Accept-Encoding": "gzip"})
+        resp = conn.getresponse()
+        encoded = resp.read()
+        conn.close()
+    assert resp.getheader("Content-Encoding") == "gzip"
+    assert gzip.decompress(encoded) == static_json()
+    assert len(static_json()) > 60_000 and len(encoded) < len(static_json()) / 3

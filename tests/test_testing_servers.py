@@ -34,6 +34,7 @@ from aioduct.testing.nginx import (
     SMALL_BODY,
     STATUS_CODES,
     TEXT_BODY,
+    ExtraServer,
     Nginx,
     NginxError,
     TLSMaterial,
@@ -451,6 +452,39 @@ def test_nginx_extra_servers(tmp_path: Path) -> None:
     with Nginx(tmp_path / "x", extra_servers=extra, access_log=False) as ngx:
         resp, got = fetch(ngx.extra_urls["teapot"], "/")
         assert (resp.status, got) == (418, b"short and stout")
+
+
+@needs_nginx
+@pytest.mark.nginx
+def test_nginx_extra_tls_servers(tmp_path: Path, tls_ca: TLSMaterial) -> None:
+    """TLS extra servers: TLS 1.3 only when asked, ALPN h2 only where http2 is on."""
+    body = "location / { default_type text/plain; return 200 $server_protocol; }"
+    extra = {
+        "h1": ExtraServer(body, tls=tls_ca.files, tls_protocols="TLSv1.3"),
+        "h2": ExtraServer(body, tls=tls_ca.files, tls_protocols="TLSv1.3", http2=True),
+    }
+    with Nginx(tmp_path / "x", extra_servers=extra, access_log=False) as ngx:
+        for name, alpn in (("h1", "http/1.1"), ("h2", "h2")):
+            url = ngx.extra_urls[name]
+            assert url.startswith("https://127.0.0.1:")
+            parts = urlsplit(url)
+            ctx = tls_ca.client_ssl_context()
+            ctx.set_alpn_protocols(["h2", "http/1.1"])
+            with (
+                socket.create_connection((parts.hostname, parts.port), timeout=10) as raw,
+                ctx.wrap_socket(raw, server_hostname=parts.hostname) as tls,
+            ):
+                assert (tls.version(), tls.selected_alpn_protocol()) == ("TLSv1.3", alpn)
+        tls12 = tls_ca.client_ssl_context()
+        tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+        port = urlsplit(ngx.extra_urls["h1"]).port
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            pytest.raises(ssl.SSLError),
+        ):
+            tls12.wrap_socket(raw, server_hostname="127.0.0.1")
+        resp, got = fetch(ngx.extra_urls["h1"], "/", tls=tls_ca)
+        assert (resp.status, got) == (200, b"HTTP/1.1")
 
 
 def test_nginx_binary_override(monkeypatch: pytest.MonkeyPatch) -> None:

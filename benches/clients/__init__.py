@@ -23,8 +23,13 @@ where payload is the body (bytes-like), the decoded text, or the decoded JSON.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from benches.scenarios import Target
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,8 @@ CLIENTS: dict[str, ClientInfo] = {
             "benches.clients.niquests_client",
             "niquests",
             None,
-            "sync Session per thread (faster here than AsyncSession); no_pool: Connection: close",
+            "sync Session per thread (faster here than AsyncSession); no_pool: Connection: close; "
+            "TLS h2: one h2 connection per thread's Session",
         ),
         ClientInfo(
             "niquests-async",
@@ -144,3 +150,16 @@ DEFAULT_CLIENTS: tuple[str, ...] = (
     "pyreqwest",
     "requests",
 )
+
+
+def verify_per_request(
+    target: Target, *methods: Callable[..., Any]
+) -> tuple[Callable[..., Any], ...]:
+    """Session methods of requests and niquests, given ``verify=`` the CA file on TLS targets.
+
+    Per request, because ``Session.verify`` loses to ``$REQUESTS_CA_BUNDLE`` and
+    ``$CURL_CA_BUNDLE`` when they are set (psf/requests#3829), and they often are.
+    """
+    if not target.tls:
+        return methods
+    return tuple(functools.partial(m, verify=target.ca_file) for m in methods)

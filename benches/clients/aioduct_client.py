@@ -1,7 +1,8 @@
 """aioduct: one pooled Client shared by the tasks; the loop (asyncio or uvloop) is the runner's.
 
-HTTP/2 scenarios: ``Client(http2_prior_knowledge=True)``, so every task shares one h2c
-connection (concurrent requests are streams of it).
+h2c scenarios: ``Client(http2_prior_knowledge=True)``, so every task shares one h2c
+connection (concurrent requests are streams of it). TLS scenarios: ``verify=`` the run's CA
+file, ``http2=`` whether ALPN may offer h2 (see aioduct_common, also for gzip).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aioduct
+from benches.clients.aioduct_common import tls_gzip_options, unsupported_reason
 from benches.harness import AsyncFetch, Fetched
 from benches.scenarios import Target
 
@@ -18,7 +20,7 @@ from benches.scenarios import Target
 def unsupported(target: Target) -> str | None:
     if not hasattr(aioduct, "Client"):
         return "aioduct.Client is not implemented yet"
-    return None
+    return unsupported_reason(target)
 
 
 @asynccontextmanager
@@ -27,8 +29,9 @@ async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
     if not target.keepalive:
         # no_pool: the client is reused but keeps no idle connection, like the peers' switches.
         options["pool_max_idle_per_host"] = 0
-    if target.http2:
+    if target.h2c:
         options["http2_prior_knowledge"] = True
+    options.update(tls_gzip_options(target))
     async with aioduct.Client(**options) as client:
         url, body = target.url, target.body
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from aioduct import uring
 from aioduct.jobs import Job, Result, result_to_response
+from benches.clients.aioduct_common import tls_gzip_options, unsupported_reason
 from benches.harness import EXTRA_CPU, BadResponse, ReadyLoop, Tally, processes_cpu
 from benches.harness import check as check_response
 from benches.harness import check_first as check_first_response
@@ -27,7 +28,7 @@ from benches.scenarios import Target
 
 
 def unsupported(target: Target) -> str | None:
-    return uring.unavailable_reason()
+    return uring.unavailable_reason() or unsupported_reason(target)
 
 
 def describe() -> str:
@@ -72,6 +73,7 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
         options: dict[str, Any] = {}
         if not target.keepalive:  # no_pool: the engine keeps no idle connection
             options["pool_max_idle_per_host"] = 0
+        options.update(tls_gzip_options(target))
         urls, busy = spread_urls(target, count)
         if busy < count:
             print(f"aioduct-local: only {busy} of {count} workers own an origin", flush=True)

@@ -1,4 +1,8 @@
-"""aiohttp: one ClientSession over a TCPConnector, on uvloop (its fastest configuration)."""
+"""aiohttp: one ClientSession over a TCPConnector, on uvloop (its fastest configuration).
+
+TLS scenarios: ``TCPConnector(ssl=<SSLContext trusting the run's CA>)``; aiohttp has no
+HTTP/2. gzip: aiohttp decodes by default (``auto_decompress``).
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,18 @@ from benches.scenarios import Target
 
 
 def unsupported(target: Target) -> str | None:
-    return "no HTTP/2 (h2c) mode in this adapter" if target.http2 else None
+    return "no HTTP/2 in aiohttp" if target.http2 else None
 
 
 @asynccontextmanager
 async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
     # no_pool: force_close is aiohttp's own "no keep-alive" switch (session reused).
     connector = aiohttp.TCPConnector(
-        limit=max(100, target.concurrency), force_close=not target.keepalive
+        limit=max(100, target.concurrency),
+        force_close=not target.keepalive,
+        ssl=target.ssl_context() if target.tls else True,
     )
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=target.headers) as session:
         url, body = target.url, target.body
 
         if target.method == "POST":

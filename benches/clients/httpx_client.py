@@ -1,7 +1,9 @@
 """httpx: one AsyncClient (HTTP/1.1, its default), on uvloop.
 
-HTTP/2 scenarios: ``AsyncClient(http1=False, http2=True)``, httpx's h2c with prior
-knowledge (needs the ``h2`` package, httpx's ``http2`` extra).
+h2c scenarios: ``AsyncClient(http1=False, http2=True)``, httpx's h2c with prior
+knowledge (needs the ``h2`` package, httpx's ``http2`` extra); TLS h2: ``http2=True``
+(ALPN). TLS: ``verify=<SSLContext trusting the run's CA>`` (httpx deprecates a path).
+gzip: httpx decodes by default.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
         max_connections=max(100, target.concurrency),
         max_keepalive_connections=max(20, target.concurrency) if target.keepalive else 0,
     )
-    if target.http2:
-        client_cm = httpx.AsyncClient(limits=limits, http1=False, http2=True)
-    else:
-        client_cm = httpx.AsyncClient(limits=limits, http2=False)
+    verify = target.ssl_context() if target.tls else True
+    client_cm = httpx.AsyncClient(
+        limits=limits,
+        http1=not target.h2c,
+        http2=target.http2,
+        verify=verify,
+        headers=target.headers,
+    )
     async with client_cm as client:
         url, body = target.url, target.body
 

@@ -1,4 +1,7 @@
-"""niquests, async: one AsyncSession shared by the tasks, on uvloop."""
+"""niquests, async: one AsyncSession shared by the tasks, on uvloop.
+
+TLS and gzip as for the sync Session (benches.clients.niquests_client).
+"""
 
 from __future__ import annotations
 
@@ -7,44 +10,48 @@ from contextlib import asynccontextmanager
 
 import niquests
 
+from benches.clients import verify_per_request
 from benches.harness import AsyncFetch, Fetched
 from benches.scenarios import Target
 
 
 def unsupported(target: Target) -> str | None:
-    return "no HTTP/2 (h2c) mode in this adapter" if target.http2 else None
+    return "no h2c (prior knowledge) mode in this adapter" if target.h2c else None
 
 
 @asynccontextmanager
 async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
     size = max(10, target.concurrency)  # one pooled connection per task in flight
-    async with niquests.AsyncSession(pool_maxsize=size) as session:
+    disable_http2 = target.tls and not target.http2
+    async with niquests.AsyncSession(pool_maxsize=size, disable_http2=disable_http2) as session:
+        session.headers.update(target.headers)
         if not target.keepalive:
             session.headers["Connection"] = "close"  # no_pool, as for the sync Session
         url, body = target.url, target.body
+        get, post = verify_per_request(target, session.get, session.post)
 
         if target.method == "POST":
 
             async def fetch() -> Fetched:
-                r = await session.post(url, data=body)
+                r = await post(url, data=body)
                 return r.status_code or 0, r.content
 
         elif target.decode == "json":
 
             async def fetch() -> Fetched:
-                r = await session.get(url)
+                r = await get(url)
                 return r.status_code or 0, r.json()
 
         elif target.decode == "text":
 
             async def fetch() -> Fetched:
-                r = await session.get(url)
+                r = await get(url)
                 return r.status_code or 0, r.text
 
         else:
 
             async def fetch() -> Fetched:
-                r = await session.get(url)
+                r = await get(url)
                 return r.status_code or 0, r.content
 
         yield fetch

@@ -1,0 +1,35 @@
+"""What both aioduct adapters (send engine and local engine) do for TLS and gzip scenarios.
+
+The gzip scenario needs the client to decode the body. aioduct has no decompression yet
+(issue 10), so it is reported as not supported until ``aioduct.ClientConfig`` grows a
+``decompress`` option; from then on both adapters turn it on and run the scenario.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aioduct
+from benches.scenarios import Target
+
+
+def can_decompress() -> bool:
+    return "decompress" in aioduct.ClientConfig.__struct_fields__
+
+
+def unsupported_reason(target: Target) -> str | None:
+    if target.gzip and not can_decompress():
+        return "no decompression yet (issue 10: ClientConfig has no decompress option)"
+    return None
+
+
+def tls_gzip_options(target: Target) -> dict[str, Any]:
+    """Client options for the TLS and gzip scenarios (nothing for the others)."""
+    options: dict[str, Any] = {}
+    if target.tls:
+        options["verify"] = target.ca_file  # the run's CA: verification stays on
+        options["http2"] = target.http2  # ALPN offers h2 in the h2 scenario only
+    if target.gzip:
+        options["headers"] = target.headers
+        options["decompress"] = True
+    return options
