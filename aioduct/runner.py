@@ -17,6 +17,7 @@ A Job never raises out of the runner: failures become Results with an error.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import (
     AsyncGenerator,
@@ -74,7 +75,8 @@ class JobRunner:
         self.client = client
         self.settings = settings
         self.worker = worker
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._free = settings.concurrency
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._gates: HostGates[asyncio.Future[float]] = HostGates(
             settings.per_host_concurrency, settings.per_host_rate
         )
@@ -86,7 +88,11 @@ class JobRunner:
             url = job_url(job)
         except InvalidURL as exc:
             return error_result(job, exc, worker=self.worker)
-        async with self._slots:
+        if self._free > 0:
+            self._free -= 1
+        else:
+            await self._wait_for_slot()
+        try:
             if not self._polite:
                 return await self._attempts(job, url)
             await self._enter(url.origin)
@@ -94,6 +100,33 @@ class JobRunner:
                 return await self._attempts(job, url)
             finally:
                 self._leave(url.origin)
+        finally:
+            self._release_slot()
+
+    # -- concurrency -----------------------------------------------------------------------------
+    # A counter and a FIFO of futures rather than asyncio.Semaphore, whose uncontended
+    # acquire scans its waiters on every call: this runs for every job of a crawl.
+
+    async def _wait_for_slot(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter  # _release_slot hands its slot over: _free stays as it is
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()  # the slot arrived with the cancellation: pass it on
+            else:
+                self._slot_waiters.remove(waiter)
+            raise
+
+    def _release_slot(self) -> None:
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
     async def _attempts(self, job: Job, url: URL) -> Result:
         options = job.request_options()
