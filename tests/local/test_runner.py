@@ -40,6 +40,32 @@ def test_per_host_concurrency_is_a_ceiling(script_server: ScriptServer, nginx: N
     assert seen["total"] == 12 and seen["peak"] == 3
 
 
+def test_concurrency_is_a_ceiling_and_cancelled_waiters_give_their_slot_back(
+    script_server: ScriptServer,
+) -> None:
+    from aioduct.client import Client
+    from aioduct.runner import JobRunner, RunnerSettings
+
+    seen = slow_counting_route(script_server, "/hold")
+    url = script_server.url + "/hold"
+
+    async def main() -> None:
+        async with Client() as client:
+            runner = JobRunner(client, RunnerSettings(concurrency=2))
+            tasks = [asyncio.create_task(runner.run(Job(url=url, id=i))) for i in range(8)]
+            await asyncio.sleep(0.01)
+            tasks[5].cancel()  # waiting for a slot
+            tasks[6].cancel()
+            done = await asyncio.gather(*tasks, return_exceptions=True)
+            statuses = [r.status for r in done if isinstance(r, aioduct.Result)]
+            assert statuses == [200] * 6
+            assert sum(isinstance(r, asyncio.CancelledError) for r in done) == 2
+            assert runner._free == 2 and not runner._slot_waiters  # every slot came back
+
+    asyncio.run(main())
+    assert seen["peak"] == 2 and seen["total"] == 6
+
+
 def test_per_host_rate_spaces_request_starts(script_server: ScriptServer) -> None:
     script_server.route_respond("/r", body=b"ok")
     with SendEngine(concurrency=10, per_host_rate=20.0) as engine:
