@@ -109,3 +109,34 @@ def bad_tls_servers(tls_ca: TLSMaterial) -> Iterator[BadTLSServers]:
     client trusting ``tls_ca`` must reject; see :class:`BadTLSServers` for the errors."""
     with BadTLSServers.start(tls_ca.ca) as servers:
         yield servers
+
+
+# -- "passed" means "ran" ----------------------------------------------------------------------
+# A test that needs a server binary or io_uring and skips for want of it has proven nothing:
+# the run fails unless AIODUCT_ALLOW_SKIP=1 says a partial run is what was wanted.
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    import os
+
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped or os.environ.get("AIODUCT_ALLOW_SKIP") == "1":
+        return
+    terminalreporter.section("skipped tests fail this run", sep="=", red=True, bold=True)
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        terminalreporter.write_line(f"{report.nodeid}: {reason}")
+    terminalreporter.write_line(
+        f"{len(skipped)} test(s) skipped: install what they need (./scripts/setup and "
+        ".ci/run say how) or set AIODUCT_ALLOW_SKIP=1 for a partial run"
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import os
+
+    if os.environ.get("AIODUCT_ALLOW_SKIP") == "1" or exitstatus != 0:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and reporter.stats.get("skipped"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
