@@ -228,24 +228,25 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         self, method: str, url: URL | str, **options: Unpack[RequestOptions]
     ) -> Response:
         """Send a request and return the response with its body read."""
-        if self._closed:
-            raise ClientClosed("the client is closed")
-        request = self.build_request(method, url, **options)
-        if not options:
-            return await self._engine.send(request)
-        return await self._engine.send(
-            request,
-            timeout=options.get("timeout", _UNSET),
-            follow_redirects=options.get("follow_redirects"),
-        )
+        return await self._send(method, url, options, self._engine)
 
-    async def _send(
-        self, method: str, url: URL | str, options: RequestOptions, *, stream: bool
-    ) -> Response:
+    def _send(
+        self,
+        method: str,
+        url: URL | str,
+        options: RequestOptions,
+        engine: Sender,
+        *,
+        stream: bool = False,
+    ) -> Coroutine[Any, Any, Response]:
+        """The pipeline coroutine for one request on ``engine`` (the blocking client runs
+        it on its own, loop-less engine)."""
         if self._closed:
             raise ClientClosed("the client is closed")
         request = self.build_request(method, url, **options)
-        return await self._engine.send(
+        if not options and not stream:
+            return engine.send(request)
+        return engine.send(
             request,
             stream=stream,
             timeout=options.get("timeout", _UNSET),
@@ -261,7 +262,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         Read it with ``aiter_bytes()``/``aiter_text()``/``aiter_lines()`` or ``aread()``;
         leaving the block releases (or, if unread, closes) the connection.
         """
-        response = await self._send(method, url, options, stream=True)
+        response = await self._send(method, url, options, self._engine, stream=True)
         try:
             yield response
         finally:
@@ -391,41 +392,96 @@ async def _await(awaitable: Awaitable[T]) -> T:
 class BlockingClient(HTTPMethods[Response]):
     """The synchronous client: the same options and methods as :class:`Client`.
 
-    Thread-safe: any number of threads may share one instance; their requests run
-    concurrently on the client's private event loop thread.
+    It runs the same pipeline as :class:`Client`, on the blocking runtime
+    (:mod:`aioduct.runtimes.blocking`): plain sockets in the calling thread, no event loop
+    and no thread hop. Thread-safe: any number of threads may share one instance; each
+    thread gets its own connection pool (``max_connections`` and the other pool limits
+    apply per thread). With ``engine="local"`` requests go to the local engine's workers
+    through a private event loop thread instead.
     """
 
     def __init__(self, **options: Any) -> None:
-        self._portal = _LoopThread()
+        self._portal: _LoopThread | None = None
+        engine = options.get("engine", "send")
+        if choose_engine(engine) != "send":
+            self._portal = _LoopThread()
         try:
             self._client = Client(**options)
         except BaseException:
-            self._portal.stop()
+            if self._portal is not None:
+                self._portal.stop()
             raise
+        self._threads = threading.local()
+        self._engines: list[Engine] = []
+        self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def config(self) -> ClientConfig:
         return self._client.config
 
+    def _engine(self) -> Engine:
+        """This thread's engine on the blocking runtime (made on its first request)."""
+        engine: Engine | None = getattr(self._threads, "engine", None)
+        if engine is None:
+            from .runtimes.blocking import BlockingRuntime
+
+            sender = self._client._engine
+            assert isinstance(sender, Engine)
+            engine = Engine(
+                self._client.config,
+                ssl_context=sender._ssl_context,
+                redirect_policy=sender._redirect_policy,
+                runtime=BlockingRuntime(),
+            )
+            with self._lock:
+                if self._closed:
+                    raise ClientClosed("the client is closed")
+                self._engines.append(engine)
+            self._threads.engine = engine
+        return engine
+
+    def _run(self, method: str, url: URL | str, options: RequestOptions, stream: bool) -> Response:
+        if self._portal is not None:
+            return self._portal.run(
+                self._client._send(method, url, options, self._client._engine, stream=stream)
+            )
+        from .runtimes.blocking import run_sync
+
+        return run_sync(self._client._send(method, url, options, self._engine(), stream=stream))
+
     def request(self, method: str, url: URL | str, **options: Unpack[RequestOptions]) -> Response:
-        return self._portal.run(self._client.request(method, url, **options))
+        return self._run(method, url, options, False)
 
     @contextlib.contextmanager
     def stream(
         self, method: str, url: URL | str, **options: Unpack[RequestOptions]
     ) -> Iterator[Response]:
         """Like :meth:`Client.stream`; read with ``iter_bytes()``, ``iter_lines()``, ``read()``."""
-        response = self._portal.run(self._client._send(method, url, options, stream=True))
-        response._portal = self._portal.run
+        response = self._run(method, url, options, True)
+        if self._portal is not None:
+            response._portal = self._portal.run
+        else:
+            from .runtimes.blocking import run_sync
+
+            response._portal = run_sync
         try:
             yield response
         finally:
             response.close()
 
     def close(self) -> None:
-        if not self._client.is_closed:
-            self._portal.run(self._client.aclose())
-        self._portal.stop()
+        with self._lock:
+            self._closed = True
+            engines, self._engines = self._engines, []
+        for engine in engines:
+            engine.close()
+        if self._portal is not None:
+            if not self._client.is_closed:
+                self._portal.run(self._client.aclose())
+            self._portal.stop()
+        else:
+            self._client._closed = True
 
     def __enter__(self) -> BlockingClient:
         return self

@@ -61,20 +61,15 @@ class Resolver:
         hit = self._cache.get(key)
         if hit is not None and hit[0] > self._runtime.now():
             return hit[1], False
+        if not self._runtime.background:  # one lookup at a time in this thread anyway
+            return await self._lookup(host, port), True
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending), True
         future: asyncio.Future[Addresses] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            try:
-                addresses = await self._runtime.resolve(host, port)
-            except (OSError, UnicodeError) as exc:
-                reason = getattr(exc, "strerror", None) or str(exc)
-                raise ConnectError(f"cannot resolve host {host!r}: {reason}") from None
-            if not addresses:
-                raise ConnectError(f"cannot resolve host {host!r}: no addresses")
-            self._cache[key] = (self._runtime.now() + self._ttl, addresses)
+            addresses = await self._lookup(host, port)
             future.set_result(addresses)
             return addresses, True
         except BaseException as exc:
@@ -87,3 +82,14 @@ class Resolver:
             raise
         finally:
             del self._inflight[key]
+
+    async def _lookup(self, host: str, port: int) -> Addresses:
+        try:
+            addresses = await self._runtime.resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConnectError(f"cannot resolve host {host!r}: {reason}") from None
+        if not addresses:
+            raise ConnectError(f"cannot resolve host {host!r}: no addresses")
+        self._cache[(host, port)] = (self._runtime.now() + self._ttl, addresses)
+        return addresses

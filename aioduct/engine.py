@@ -72,11 +72,14 @@ class Engine:
         *,
         ssl_context: ssl.SSLContext | None = None,
         redirect_policy: RedirectPolicy | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.config = config
         self._ssl_context = ssl_context
         self._redirect_policy = redirect_policy
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: A runtime of its own (the blocking one) instead of the running loop's.
+        self._fixed_runtime = runtime
         self._runtime: Runtime | None = None
         self._pool: ConnectionPool[Connection] | None = None
         self._resolver: Resolver | None = None
@@ -85,6 +88,14 @@ class Engine:
     # -- binding -------------------------------------------------------------------------------
 
     def _bind(self) -> tuple[Runtime, ConnectionPool[Connection]]:
+        if self._fixed_runtime is not None:
+            if self._pool is not None:
+                return self._fixed_runtime, self._pool
+            if self._closed:
+                from .errors import ClientClosed
+
+                raise ClientClosed("the client is closed")
+            return self._make_pool(self._fixed_runtime)
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             assert self._runtime is not None and self._pool is not None
@@ -98,9 +109,11 @@ class Engine:
             from .errors import ClientClosed
 
             raise ClientClosed("the client is closed")
-        cfg = self.config
-        runtime = default_runtime()
         self._loop = loop
+        return self._make_pool(default_runtime())
+
+    def _make_pool(self, runtime: Runtime) -> tuple[Runtime, ConnectionPool[Connection]]:
+        cfg = self.config
         self._runtime = runtime
         self._resolver = Resolver(runtime)
         self._pool = ConnectionPool(
@@ -413,7 +426,8 @@ class Engine:
         addresses = literal_address(host)
         try:
             if addresses is None:
-                if deadline is None:
+                if deadline is None or not runtime.background:
+                    # (getaddrinfo in the calling thread cannot be interrupted)
                     addresses, looked_up = await self._resolver.resolve(host, port)
                 else:
                     async with asyncio.timeout_at(deadline):

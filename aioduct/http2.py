@@ -148,7 +148,11 @@ class H2Exchange:
     # -- waiting ---------------------------------------------------------------------------
 
     async def _wait(self, deadline: float | None, send: bool = False) -> None:
-        loop = self._conn.loop
+        conn = self._conn
+        if conn.loop is None:  # no reader task: read and dispatch ourselves
+            await conn.read_inline(deadline)
+            return
+        loop = conn.loop
         waiter = loop.create_future()
         if send:
             self._send_waiter = waiter
@@ -343,6 +347,29 @@ class H2Exchange:
             conn._release(self)
 
 
+class _Settled:
+    """The server's first SETTINGS, awaited without a loop (see ``HTTP2Connection.loop``)."""
+
+    __slots__ = ("_error", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._set
+
+    def set_result(self, _value: None) -> None:
+        self._set = True
+
+    def set_exception(self, error: BaseException) -> None:
+        self._set = True
+        self._error = error
+
+    def exception(self) -> BaseException | None:
+        return self._error
+
+
 class HTTP2Connection:
     """An HTTP/2 connection shared by concurrent requests (see module docstring)."""
 
@@ -360,7 +387,9 @@ class HTTP2Connection:
         self.key = key
         self.runtime = runtime
         self.config = config
-        self.loop = asyncio.get_running_loop()
+        #: ``None`` on a runtime without background tasks (the blocking client): there
+        #: the request waiting for the connection reads it (:meth:`read_inline`).
+        self.loop = asyncio.get_running_loop() if runtime.background else None
         self.proto = H2Protocol(
             stream_window=config.initial_stream_window_size,
             connection_window=config.initial_connection_window_size,
@@ -381,7 +410,9 @@ class HTTP2Connection:
         #: last-stream-id of a received GOAWAY: no new streams, higher ones were refused.
         self.goaway_last_id: int | None = None
         self.goaway_error: int = 0
-        self._settings: asyncio.Future[None] = self.loop.create_future()
+        self._settings: asyncio.Future[None] | _Settled = (
+            _Settled() if self.loop is None else self.loop.create_future()
+        )
         self._reader: Any = None
         self._pinger: Any = None
         self._ping_waiter: asyncio.Future[None] | None = None
@@ -399,8 +430,19 @@ class HTTP2Connection:
         known before any request is placed on the connection.
         """
         self.flush()
+        if self.loop is None:
+            try:
+                while not self._settings.done():
+                    await self.read_inline(deadline)
+            except BaseException:
+                self.close()
+                raise
+            if self.error is not None:
+                raise self.error
+            return
         self._reader = self.runtime.spawn(self._read_loop())
         waiter = self._settings
+        assert isinstance(waiter, asyncio.Future)
         handle = self.loop.call_at(deadline, _expire, waiter) if deadline is not None else None
         try:
             await waiter
@@ -472,7 +514,9 @@ class HTTP2Connection:
         Requests started in the same iteration (concurrent requests, or the next ones
         started by tasks the reader just woke) then go out in one write.
         """
-        if not self._flush_scheduled:
+        if self.loop is None:
+            self.flush()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._scheduled_flush)
 
@@ -564,26 +608,9 @@ class HTTP2Connection:
 
     async def _read_loop(self) -> None:
         stream = self.stream
-        proto = self.proto
-        now = self.runtime.now
-        adaptive = proto.adaptive_window
-        quick_ack = getattr(stream, "quick_ack", None)
         try:
             while True:
-                data = await stream.read(None)
-                if not data:
-                    raise ReadError(self._eof_message())
-                self._last_received = t = now()
-                events = proto.receive_data(data, t)
-                if self._dispatch(events) and quick_ack is not None:
-                    # A body is still coming: ACK what we read now, not after the
-                    # kernel's delayed-ACK timer. A server whose last, small segment
-                    # waits on Nagle for that ACK (nginx corks h2 output with sendfile
-                    # and leaves TCP_NODELAY off) otherwise stalls 40 ms per response.
-                    quick_ack()
-                if adaptive and self.exchanges:
-                    proto.maybe_sample_bdp(t)  # one PING per round trip while busy
-                self.flush_soon()
+                self._received(await stream.read(None))
         except asyncio.CancelledError:
             self._fail(ReadError("the HTTP/2 connection was closed"))
             raise
@@ -592,6 +619,38 @@ class HTTP2Connection:
             self._fail(exc)
         except OSError as exc:
             self._fail(ReadError(f"HTTP/2 connection failed while reading: {exc}"))
+
+    async def read_inline(self, deadline: float | None) -> None:
+        """Without a reader task: read once (until ``deadline``: Expired) and dispatch.
+
+        A failure fails the connection, as in the reader task; the waiting request
+        then finds the error on its exchange.
+        """
+        try:
+            self._received(await self.stream.read(deadline))
+        except AioductError as exc:
+            self.flush()
+            self._fail(exc)
+        except OSError as exc:
+            self._fail(ReadError(f"HTTP/2 connection failed while reading: {exc}"))
+
+    def _received(self, data: bytes) -> None:
+        if not data:
+            raise ReadError(self._eof_message())
+        proto = self.proto
+        self._last_received = t = self.runtime.now()
+        events = proto.receive_data(data, t)
+        if self._dispatch(events):
+            quick_ack = getattr(self.stream, "quick_ack", None)
+            if quick_ack is not None:
+                # A body is still coming: ACK what we read now, not after the kernel's
+                # delayed-ACK timer. A server whose last, small segment waits on Nagle
+                # for that ACK (nginx corks h2 output with sendfile and leaves
+                # TCP_NODELAY off) otherwise stalls 40 ms per response.
+                quick_ack()
+        if proto.adaptive_window and self.exchanges:
+            proto.maybe_sample_bdp(t)  # one PING per round trip while busy
+        self.flush_soon()
 
     def _eof_message(self) -> str:
         if self.goaway_last_id is not None:
@@ -709,6 +768,8 @@ class HTTP2Connection:
         interval = cfg.keep_alive_interval
         assert interval is not None
         now = self.runtime.now
+        loop = self.loop
+        assert loop is not None  # no keep-alive task without a loop
         while self.error is None:
             idle_for = now() - self._last_received
             if idle_for < interval:
@@ -717,10 +778,10 @@ class HTTP2Connection:
             if not (self.exchanges or cfg.keep_alive_while_idle):
                 await self.runtime.sleep(interval)
                 continue
-            waiter = self._ping_waiter = self.loop.create_future()
+            waiter = self._ping_waiter = loop.create_future()
             self.proto.ping(KEEPALIVE_PING)
             self.flush()
-            handle = self.loop.call_at(now() + cfg.keep_alive_timeout, _expire, waiter)
+            handle = loop.call_at(now() + cfg.keep_alive_timeout, _expire, waiter)
             try:
                 await waiter
             except Expired:

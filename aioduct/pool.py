@@ -162,7 +162,8 @@ class ConnectionPool(Generic[C]):
             conn = self.checkout(key, version) if reuse else None
             if conn is not None:
                 return conn, True
-            if multiplex and key not in self._h1_only:
+            concurrent = self._runtime.background
+            if multiplex and concurrent and key not in self._h1_only:
                 pending = self._pending.get(key)
                 if pending is not None:
                     await self._join(pending, key, deadline)
@@ -173,7 +174,7 @@ class ConnectionPool(Generic[C]):
                     return conn, True
             if self._reserve(key):
                 opening: asyncio.Future[None] | None = None
-                if multiplex and key not in self._h1_only:
+                if multiplex and concurrent and key not in self._h1_only:
                     opening = asyncio.get_running_loop().create_future()
                     self._pending[key] = opening
                 try:
@@ -304,7 +305,12 @@ class ConnectionPool(Generic[C]):
             self._wake_waiters()
 
     def _ensure_reaper(self) -> None:
-        if self._reaper is None and self._idle_timeout is not None and not self._closed:
+        if (
+            self._reaper is None
+            and self._idle_timeout is not None
+            and not self._closed
+            and self._runtime.background
+        ):
             self._reaper = asyncio.get_running_loop().create_task(self._reap())
 
     def _reserve(self, key: PoolKey) -> bool:
@@ -328,6 +334,13 @@ class ConnectionPool(Generic[C]):
         self._wake_waiters()
 
     async def _wait(self, key: PoolKey, deadline: float | None) -> None:
+        if not self._runtime.background:
+            # One request at a time in this thread: nothing else can free a connection.
+            raise PoolTimeout(
+                f"no connection to {key.host}:{key.port} is free: this thread's open "
+                f"responses hold them all (max_connections={self._max_total}, "
+                f"max_connections_per_host={self._max_per_key}); read or close them first"
+            )
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         entry = (key, waiter)
@@ -375,8 +388,8 @@ class ConnectionPool(Generic[C]):
             self._forget(stack.pop(0))
         if self._waiters:
             self._wake_waiters()
-        if self._reaper is None and self._idle_timeout is not None:
-            self._reaper = asyncio.get_running_loop().create_task(self._reap())
+        if self._reaper is None:
+            self._ensure_reaper()
 
     def discard(self, conn: C) -> None:
         """Close a connection that must not be reused and free its slot."""

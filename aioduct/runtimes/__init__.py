@@ -61,6 +61,9 @@ class Runtime(Protocol):
     """An I/O engine the pipeline can run on."""
 
     name: str
+    background: bool
+    """Whether it runs background tasks and concurrent waits (an event loop does; the
+    blocking runtime runs one request at a time in the calling thread and does not)."""
 
     def now(self) -> float:
         """Monotonic time in seconds, the clock deadlines are measured on."""

@@ -283,6 +283,8 @@ class AsyncioRuntime:
 
     __slots__ = ("_loop", "name", "now")
 
+    background = True
+
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
         module = type(self._loop).__module__

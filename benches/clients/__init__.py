@@ -65,6 +65,14 @@ CLIENTS: dict[str, ClientInfo] = {
             "aioduct.Client() on the stock asyncio loop; no_pool as above",
         ),
         ClientInfo(
+            "aioduct-blocking",
+            "benches.clients.aioduct_blocking_client",
+            "aioduct",
+            None,
+            "aioduct.BlockingClient() shared by the threads: the pipeline on plain sockets "
+            "in each calling thread, a pool per thread",
+        ),
+        ClientInfo(
             "aioduct-local-1",
             "benches.clients.aioduct_local_client",
             "aioduct",
@@ -141,6 +149,7 @@ CLIENTS: dict[str, ClientInfo] = {
 DEFAULT_CLIENTS: tuple[str, ...] = (
     "aioduct-uvloop",
     "aioduct-asyncio",
+    "aioduct-blocking",
     "aioduct-local-1",
     "aioduct-local-N",
     "aiohttp",

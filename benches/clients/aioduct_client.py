@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import aioduct
-from benches.clients.aioduct_common import tls_gzip_options, unsupported_reason
+from benches.clients.aioduct_common import client_options, unsupported_reason
 from benches.harness import AsyncFetch, Fetched
 from benches.scenarios import Target
 
@@ -25,14 +24,7 @@ def unsupported(target: Target) -> str | None:
 
 @asynccontextmanager
 async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
-    options: dict[str, Any] = {}
-    if not target.keepalive:
-        # no_pool: the client is reused but keeps no idle connection, like the peers' switches.
-        options["pool_max_idle_per_host"] = 0
-    if target.h2c:
-        options["http2_prior_knowledge"] = True
-    options.update(tls_gzip_options(target))
-    async with aioduct.Client(**options) as client:
+    async with aioduct.Client(**client_options(target)) as client:
         url, body = target.url, target.body
 
         if target.method == "POST":

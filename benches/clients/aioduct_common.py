@@ -33,3 +33,15 @@ def tls_gzip_options(target: Target) -> dict[str, Any]:
         options["headers"] = target.headers
         options["decompress"] = True
     return options
+
+
+def client_options(target: Target) -> dict[str, Any]:
+    """``aioduct.Client``/``BlockingClient`` options for ``target`` (pool, h2c, TLS, gzip)."""
+    options: dict[str, Any] = {}
+    if not target.keepalive:
+        # no_pool: the client is reused but keeps no idle connection, like the peers' switches.
+        options["pool_max_idle_per_host"] = 0
+    if target.h2c:
+        options["http2_prior_knowledge"] = True
+    options.update(tls_gzip_options(target))
+    return options

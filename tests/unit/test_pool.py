@@ -38,6 +38,7 @@ class FakeConn:
 
 class Clock:
     name = "fake"
+    background = True
 
     def __init__(self) -> None:
         self.t = 1000.0
