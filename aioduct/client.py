@@ -13,6 +13,7 @@ import contextlib
 import logging
 import ssl
 import threading
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, Iterator
 from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
 
@@ -412,7 +413,8 @@ class BlockingClient(HTTPMethods[Response]):
                 self._portal.stop()
             raise
         self._threads = threading.local()
-        self._engines: list[Engine] = []
+        # Weak: a thread that ends takes its engine (and pooled sockets) with it.
+        self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -437,7 +439,7 @@ class BlockingClient(HTTPMethods[Response]):
             with self._lock:
                 if self._closed:
                     raise ClientClosed("the client is closed")
-                self._engines.append(engine)
+                self._engines.add(engine)
             self._threads.engine = engine
         return engine
 
@@ -473,7 +475,8 @@ class BlockingClient(HTTPMethods[Response]):
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            engines, self._engines = self._engines, []
+            engines = list(self._engines)
+            self._engines.clear()
         for engine in engines:
             engine.close()
         if self._portal is not None:

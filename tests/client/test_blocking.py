@@ -134,3 +134,16 @@ def test_run_sync_refuses_a_coroutine_that_waits_for_a_loop() -> None:
 
     with pytest.raises(RuntimeError, match="suspended"):
         run_sync(needs_a_loop())
+
+
+def test_an_ended_threads_pool_goes_with_it(nginx: Nginx) -> None:
+    import gc
+
+    with aioduct.BlockingClient() as client:
+        worker = threading.Thread(target=lambda: client.get(nginx.http_url + "/small"))
+        worker.start()
+        worker.join()
+        gc.collect()
+        assert len(client._engines) == 0
+        assert client.get(nginx.http_url + "/small").status == 200
+        assert len(client._engines) == 1
