@@ -1,7 +1,8 @@
 """Every driver of the one pipeline gives the same Results for the same Jobs.
 
-The same Jobs run through the send engine (a JobRunner on this process's loop) and
-through a local-engine worker process on each of its loops (io_uring and asyncio),
+The same Jobs run through the send engine (a JobRunner on this process's loop), through a
+local-engine worker process on each of its loops (io_uring and asyncio) and -- where no
+retries or politeness are involved -- through BlockingClient on the blocking runtime,
 and their Results must agree field by field (timings and the worker number aside). The
 cases are the pipeline's whole surface as a crawler meets it: nginx's statuses, methods,
 bodies, redirects (cross-origin credentials included), limits, retries and politeness,
@@ -17,9 +18,9 @@ from typing import Any
 import pytest
 from msgspec.structs import replace
 
-from aioduct import Job, LocalEngine, RetryConfig, SendEngine, uring
+from aioduct import AioductError, BlockingClient, Job, LocalEngine, RetryConfig, SendEngine, uring
 from aioduct.client import Client
-from aioduct.jobs import Result
+from aioduct.jobs import Result, error_result, job_url, response_result
 from aioduct.runner import JobRunner, RunnerSettings, bulk_config
 from aioduct.testing.nginx import Nginx
 from aioduct.testing.server import Conn, ScriptServer, ServerRequest
@@ -58,6 +59,32 @@ def _engines() -> list[tuple[str, Callable[..., Any]]]:
     return engines
 
 
+#: Job-runner settings: what a bulk engine takes beyond ClientConfig options.
+_RUNNER_OPTIONS = frozenset(
+    ("concurrency", "per_host_concurrency", "per_host_rate", "retry", "keep_body")
+)
+
+
+def _blocking_results(jobs: Sequence[Job], options: dict[str, Any]) -> list[Result]:
+    """The jobs through BlockingClient (the blocking driver), one after another.
+
+    The blocking client has no job runner (no retries or politeness): only runner-free
+    cases run on it, each job converted as JobRunner converts an attempt.
+    """
+    config = bulk_config(None, {k: v for k, v in options.items() if k not in _RUNNER_OPTIONS}, 16)
+    results = []
+    with BlockingClient(config=config) as client:
+        for job in jobs:
+            try:
+                url = job_url(job)
+                response = client.request(job.method, url, **job.request_options())
+            except AioductError as exc:
+                results.append(error_result(job, exc))
+            else:
+                results.append(response_result(job, response))
+    return results
+
+
 def _differential(jobs: Sequence[Job], **options: Any) -> list[Result]:
     """Run ``jobs`` on every driver; assert equal Results; return the send engine's."""
     jobs = [job if job.id is not None else replace(job, id=i) for i, job in enumerate(jobs)]
@@ -66,6 +93,8 @@ def _differential(jobs: Sequence[Job], **options: Any) -> list[Result]:
         with make(**options) as engine:
             by_id = {result.id: result for result in engine.map(jobs)}
         outcomes[name] = [by_id[job.id] for job in jobs]
+    if not _RUNNER_OPTIONS.intersection(options) - {"concurrency"}:
+        outcomes["blocking"] = _blocking_results(jobs, options)
     reference = outcomes["send"]
     for name, results in outcomes.items():
         for job, want, got in zip(jobs, reference, results, strict=True):
