@@ -17,7 +17,7 @@ import ssl
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-__all__ = ["Expired", "Runtime", "Stream", "default_runtime"]
+__all__ = ["Expired", "Runtime", "Stream", "default_runtime", "unique_addresses"]
 
 
 class Expired(Exception):
@@ -96,6 +96,14 @@ class Runtime(Protocol):
         deadline: float | None,
     ) -> Stream:
         """Run a TLS handshake over ``stream`` and return the encrypted stream."""
+
+
+def unique_addresses(infos: list[tuple[Any, ...]]) -> list[tuple[int, str]]:
+    """``(family, ip)`` pairs from ``getaddrinfo`` results, first occurrence first."""
+    seen: dict[tuple[int, str], None] = {}
+    for family, _type, _proto, _canon, sockaddr in infos:
+        seen.setdefault((int(family), str(sockaddr[0])), None)
+    return list(seen)
 
 
 def default_runtime() -> Runtime:

@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, cast
 
-from . import Expired
+from . import Expired, unique_addresses
 
 __all__ = ["AsyncioRuntime", "AsyncioStream"]
 
@@ -305,10 +305,7 @@ class AsyncioRuntime:
 
     async def resolve(self, host: str, port: int) -> list[tuple[int, str]]:
         infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        seen: dict[tuple[int, str], None] = {}
-        for family, _type, _proto, _canon, sockaddr in infos:
-            seen.setdefault((int(family), str(sockaddr[0])), None)
-        return list(seen)
+        return unique_addresses(infos)
 
     async def open_tcp(
         self,

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, NoReturn, TypeVar
 
-from . import Expired
+from . import Expired, unique_addresses
 
 __all__ = ["BlockingRuntime", "BlockingStream", "run_sync"]
 
@@ -242,10 +242,7 @@ class BlockingRuntime:
 
     async def resolve(self, host: str, port: int) -> list[tuple[int, str]]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        seen: dict[tuple[int, str], None] = {}
-        for family, _type, _proto, _canon, sockaddr in infos:
-            seen.setdefault((int(family), str(sockaddr[0])), None)
-        return list(seen)
+        return unique_addresses(infos)
 
     async def open_tcp(
         self,
