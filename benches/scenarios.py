@@ -31,10 +31,15 @@ class Scenario:
     keepalive: bool = True
     http2: bool = False
     """h2c with prior knowledge against nginx's cleartext HTTP/2 listener."""
+    one_at_a_time: bool = False
+    """Bulk engines too send each request only after the previous answer (``request()``,
+    not a queue of jobs): the round-trip latency a blocking caller sees."""
 
     @property
     def title(self) -> str:
         shape = "sequential" if self.concurrency == 1 else f"{self.concurrency} in flight"
+        if self.one_at_a_time:
+            shape += ", one request at a time (latency)"
         if self.http2:
             shape += " over one h2c connection" if self.concurrency > 1 else ", h2c"
         if not self.keepalive:
@@ -48,6 +53,7 @@ SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario("get_small", "/small"),
+        Scenario("latency", "/small", one_at_a_time=True),
         Scenario("get_text", "/text", decode="text"),
         Scenario("get_json", "/json", decode="json"),
         Scenario("post_4k", "/post", method="POST", body_size=4096),
@@ -93,6 +99,7 @@ class Target:
     """The same location on other origins of the same nginx (other ports): a client that
     shards by origin, like the local engine, needs several origins to use several workers."""
     http2: bool = False
+    one_at_a_time: bool = False
 
     @property
     def body(self) -> bytes | None:
@@ -150,6 +157,7 @@ def reference_target(
         method=scenario.method,
         url=url,
         http2=scenario.http2,
+        one_at_a_time=scenario.one_at_a_time,
         body_size=scenario.body_size,
         decode=scenario.decode,
         concurrency=scenario.concurrency,

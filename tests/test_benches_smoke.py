@@ -75,6 +75,32 @@ def test_runner_local_engine_client_reports_requests_per_second() -> None:
     assert "aioduct-local-1" in out.getvalue()
 
 
+@pytest.mark.timeout(60)
+def test_runner_local_engine_runs_the_latency_and_h2c_scenarios() -> None:
+    """One request at a time (the latency row), and h2c with prior knowledge."""
+    from aioduct import uring
+
+    reason = uring.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"the local engine needs io_uring: {reason}")
+    out = io.StringIO()
+    report = run(
+        Options(
+            scenarios=["latency", "h2c_get"],
+            clients=["aioduct-local-1"],
+            duration=0.2,
+            warmup=0.1,
+            pin=False,
+            json_path=None,
+            out=out,
+        )
+    )
+    for r in report.results:
+        assert r.status == "ok", (r.scenario, r.reason)
+        assert r.errors == 0 and r.valid, (r.scenario, r.first_error)
+    assert "latency µs" in out.getvalue()
+
+
 def test_local_client_spreads_jobs_over_every_worker() -> None:
     mirrors = tuple(f"http://127.0.0.1:{port}/small" for port in range(20001, 20017))
     target = Target(
