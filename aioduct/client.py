@@ -13,14 +13,21 @@ import contextlib
 import logging
 import ssl
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, Iterator
-from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Coroutine,
+    Iterator,
+    Mapping,
+)
+from typing import Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import msgspec
 
 from . import __version__
 from .auth import AuthTypes, resolve_auth
-from .config import ClientConfig, check_option_names
+from .config import OPTION_NAMES, ClientConfig, check_option_names, suggest
 from .engine import _UNSET, Engine
 from .errors import ClientClosed
 from .headers import Headers, HeadersLike
@@ -49,6 +56,39 @@ class RequestOptions(TypedDict, total=False):
     follow_redirects: bool | None
     version: str | None
     protocol: str | None
+
+
+#: The keyword arguments of the request methods.
+REQUEST_OPTIONS: Final = frozenset(RequestOptions.__optional_keys__)
+
+#: What people coming from other clients pass, and what to do instead.
+_REQUEST_HINTS: Final = {
+    "allow_redirects": "aioduct calls it follow_redirects=",
+    "cookies": "aioduct has no cookie jar yet: send headers={'Cookie': 'name=value'}",
+    "files": (
+        "aioduct has no multipart encoder yet: encode the body and pass it as content= "
+        "with its Content-Type header"
+    ),
+    "stream": "stream a response with 'with client.stream(method, url) as r:'",
+    "body": "send bytes or str with content=, a form with data=, JSON with json=",
+}
+
+
+def check_request_options(options: Mapping[str, Any]) -> None:
+    """Refuse keyword arguments a request method does not take, naming what to use.
+
+    Without this, ``client.get(url, param={...})`` would send the request without them.
+    """
+    if options.keys() <= REQUEST_OPTIONS:
+        return
+    name = next(n for n in options if n not in REQUEST_OPTIONS)
+    if name in _REQUEST_HINTS:
+        hint = f": {_REQUEST_HINTS[name]}"
+    elif name in OPTION_NAMES:
+        hint = f": {name} is a client option; set it on the client (Client({name}=...))"
+    else:
+        hint = suggest(name, REQUEST_OPTIONS)
+    raise TypeError(f"a request got an unexpected keyword argument {name!r}{hint}")
 
 
 class HTTPMethods(Generic[R]):
@@ -155,6 +195,8 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         self, method: str, url: URL | str, **options: Unpack[RequestOptions]
     ) -> Request:
         """The :class:`Request` that ``request()`` would send."""
+        if options:
+            check_request_options(options)
         method = method.upper()
         if isinstance(url, str) and self._base_url is not None and "://" not in url:
             # Like httpx: the base URL's path is a prefix, even for "/absolute" paths.
@@ -408,6 +450,8 @@ class BlockingClient(HTTPMethods[Response]):
         return self._client.config
 
     def request(self, method: str, url: URL | str, **options: Unpack[RequestOptions]) -> Response:
+        if options:
+            check_request_options(options)
         return self._portal.run(self._client.request(method, url, **options))
 
     @contextlib.contextmanager

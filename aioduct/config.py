@@ -14,14 +14,42 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
 
 from .headers import Headers, HeadersLike
 
-__all__ = ["ClientConfig", "Http2Config"]
+__all__ = ["ClientConfig", "Http2Config", "suggest"]
+
+
+def suggest(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the valid name closest to a misspelt ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class SuggestingMeta(msgspec.StructMeta):
+    """Struct metaclass: an unknown keyword names the closest valid field.
+
+    msgspec's own message for ``ClientConfig(timout=5)`` is "Unexpected keyword argument
+    'timout'"; checked only once construction failed, so a valid call costs nothing more.
+    Decoding does not come through here (msgspec validates names there itself).
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except TypeError:
+            fields = cls.__struct_fields__
+            for name in kwargs:
+                if name not in fields:
+                    raise TypeError(
+                        f"{cls.__name__} has no option {name!r}{suggest(name, fields)}"
+                    ) from None
+            raise
+
 
 #: Sentinel default of ``timeout``-like options meaning "use the built-in default".
 _TIMEOUT_FIELDS: Final = (
@@ -35,7 +63,13 @@ _TIMEOUT_FIELDS: Final = (
 )
 
 
-class Http2Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Http2Config(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    metaclass=SuggestingMeta,
+):
     """HTTP/2 tuning: flow-control windows, frame and header limits, keep-alive PINGs.
 
     The defaults favour throughput: RFC 9113's 64 KiB initial windows cap a download at
@@ -89,7 +123,13 @@ class Http2Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
                 msgspec.structs.force_setattr(self, name, float(value))
 
 
-class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ClientConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    metaclass=SuggestingMeta,
+):
     """Options of a client. ``Client(**options)`` accepts the same names.
 
     Durations are seconds (``float``); ``None`` means "no limit".
@@ -243,9 +283,7 @@ def check_option_names(options: Mapping[str, Any]) -> None:
     """Reject unknown option names with a suggestion, before msgspec's generic error."""
     for name in options:
         if name not in OPTION_NAMES:
-            close = difflib.get_close_matches(name, OPTION_NAMES, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TypeError(f"unknown client option {name!r}{hint}")
+            raise TypeError(f"unknown client option {name!r}{suggest(name, OPTION_NAMES)}")
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
