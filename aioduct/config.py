@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import msgspec
 
-from .headers import Headers, HeadersLike
+from .headers import Headers, HeadersLike, header_field
 
 __all__ = ["ClientConfig", "Http2Config", "suggest"]
 
@@ -262,17 +262,18 @@ class ClientConfig(
 
 
 def _header_pairs(headers: HeadersLike | Any) -> tuple[tuple[str, str], ...]:
+    pairs: list[tuple[Any, ...]]
     if isinstance(headers, Headers):
-        pairs = headers.multi_items()
+        pairs = list(headers.multi_items())
     elif isinstance(headers, Mapping):
         pairs = list(headers.items())
     else:
         pairs = [tuple(item) for item in headers]
     out = []
     for pair in pairs:
-        if len(pair) != 2 or not all(isinstance(x, str) for x in pair):
-            raise TypeError(f"headers must be str name/value pairs, got {pair!r}")
-        out.append((pair[0], pair[1]))
+        if len(pair) != 2:
+            raise TypeError(f"headers must be name/value pairs, got {pair!r}")
+        out.append(header_field(*pair))
     return tuple(out)
 
 

@@ -20,7 +20,7 @@ import msgspec
 
 from . import errors as _errors
 from .errors import AioductError, InvalidURL
-from .headers import Headers
+from .headers import Headers, header_field
 from .models import Request, Response, Timings
 from .url import URL
 
@@ -31,8 +31,8 @@ Pairs = tuple[tuple[str, str], ...]
 
 def _pairs(headers: object) -> Pairs:
     if isinstance(headers, Mapping):
-        return tuple((str(k), str(v)) for k, v in headers.items())
-    return tuple((str(k), str(v)) for k, v in headers)  # type: ignore[attr-defined]
+        return tuple(header_field(k, v) for k, v in headers.items())
+    return tuple(header_field(*pair) for pair in headers)  # type: ignore[attr-defined]
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
