@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
-from .config import ClientConfig, Http2Config
+from .config import ClientConfig, Http2Config, Timeout
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -88,6 +88,7 @@ __all__ = [
     "SendEngine",
     "StatusError",
     "TLSError",
+    "Timeout",
     "TimeoutError",
     "Timings",
     "TooManyRedirects",

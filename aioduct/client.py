@@ -27,9 +27,16 @@ import msgspec
 
 from . import __version__
 from .auth import AuthTypes, resolve_auth
-from .config import OPTION_NAMES, ClientConfig, check_option_names, suggest
+from .config import (
+    OPTION_NAMES,
+    ClientConfig,
+    Timeout,
+    check_option_names,
+    request_timeout,
+    suggest,
+)
 from .engine import _UNSET, Engine
-from .errors import ClientClosed
+from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
 from .models import Request, Response
 from .redirects import RedirectPolicy
@@ -52,7 +59,7 @@ class RequestOptions(TypedDict, total=False):
     data: dict[str, Any] | list[tuple[str, Any]] | None
     json: Any
     auth: AuthTypes | None
-    timeout: float | None
+    timeout: float | Timeout | None
     follow_redirects: bool | None
     version: str | None
     protocol: str | None
@@ -159,12 +166,17 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         self._auth = resolve_auth(auth)
         self._engine: Sender
         if choose_engine(engine) == "local":
-            if ssl_context is not None or redirect_policy is not None:
-                given = "ssl_context" if ssl_context is not None else "redirect_policy"
+            if ssl_context is not None:
                 raise TypeError(
-                    f"{given} is a Python object, and local-engine workers are separate "
-                    "processes that receive the configuration as data; use the send engine "
-                    "for it (or verify='path/to/ca.pem' instead of an SSLContext)"
+                    "an SSLContext is a Python object, and local-engine workers are separate "
+                    "processes that receive the configuration as data: pass "
+                    "verify='path/to/ca.pem' (and cert=) instead, or use the send engine"
+                )
+            if redirect_policy is not None:
+                raise TypeError(
+                    "redirect_policy is a Python callable, and local-engine workers are "
+                    "separate processes that receive the configuration as data: use the "
+                    "send engine for it, or max_redirects= / follow_redirects= (data) here"
                 )
             from .local.sender import LocalSender
 
@@ -198,11 +210,14 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         if options:
             check_request_options(options)
         method = method.upper()
-        if isinstance(url, str) and self._base_url is not None and "://" not in url:
-            # Like httpx: the base URL's path is a prefix, even for "/absolute" paths.
-            target = self._base_url.join(url.lstrip("/"))
-        else:
-            target = URL(url)
+        try:
+            if isinstance(url, str) and self._base_url is not None and "://" not in url:
+                # Like httpx: the base URL's path is a prefix, even for "/absolute" paths.
+                target = self._base_url.join(url.lstrip("/"))
+            else:
+                target = URL(url)
+        except InvalidURL as exc:
+            raise exc._with_request(method, str(url)) from None
         auth_from_url = None
         if target.username or target.password:
             auth_from_url = resolve_auth((target.username, target.password))
@@ -247,8 +262,14 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             _set_default(headers, "Content-Type", "application/json")
             return _JSON_ENCODER.encode(options["json"]), None
         if kind == "data":
+            form = options["data"]
+            if isinstance(form, bytes | bytearray | memoryview | str):
+                raise TypeError(
+                    f"data= takes form fields (a dict or pairs), not {type(form).__name__}; "
+                    "send bytes or str as they are with content="
+                )
             _set_default(headers, "Content-Type", "application/x-www-form-urlencoded")
-            return encode_params(options["data"]).encode("ascii"), None  # type: ignore[arg-type]
+            return encode_params(form).encode("ascii"), None  # type: ignore[arg-type]
         content = options["content"]
         if isinstance(content, bytes):
             return content, None
@@ -271,13 +292,13 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
     ) -> Response:
         """Send a request and return the response with its body read."""
         if self._closed:
-            raise ClientClosed("the client is closed")
+            raise ClientClosed("the client is closed", method=method.upper(), url=str(url))
         request = self.build_request(method, url, **options)
         if not options:
             return await self._engine.send(request)
         return await self._engine.send(
             request,
-            timeout=options.get("timeout", _UNSET),
+            timeout=_timeout_option(options),
             follow_redirects=options.get("follow_redirects"),
         )
 
@@ -285,12 +306,12 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         self, method: str, url: URL | str, options: RequestOptions, *, stream: bool
     ) -> Response:
         if self._closed:
-            raise ClientClosed("the client is closed")
+            raise ClientClosed("the client is closed", method=method.upper(), url=str(url))
         request = self.build_request(method, url, **options)
         return await self._engine.send(
             request,
             stream=stream,
-            timeout=options.get("timeout", _UNSET),
+            timeout=_timeout_option(options),
             follow_redirects=options.get("follow_redirects"),
         )
 
@@ -380,6 +401,13 @@ def choose_engine(engine: str) -> str:
     return "send"
 
 
+def _timeout_option(options: RequestOptions) -> object:
+    """A request's ``timeout=``, checked (``_UNSET`` when not given)."""
+    if "timeout" not in options:
+        return _UNSET
+    return request_timeout(options["timeout"])
+
+
 def _set_default(headers: Headers, name: str, value: str) -> None:
     if name not in headers:
         headers.add(name, value)
@@ -452,6 +480,8 @@ class BlockingClient(HTTPMethods[Response]):
     def request(self, method: str, url: URL | str, **options: Unpack[RequestOptions]) -> Response:
         if options:
             check_request_options(options)
+        if self._client.is_closed:
+            raise ClientClosed("the client is closed", method=method.upper(), url=str(url))
         return self._portal.run(self._client.request(method, url, **options))
 
     @contextlib.contextmanager

@@ -23,7 +23,7 @@ import ssl
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
-from .config import ClientConfig
+from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .dns import Resolver, literal_address
 from .errors import (
@@ -139,12 +139,14 @@ class Engine:
         """Send ``request`` and return its final response (body read unless ``stream``)."""
         runtime, pool = self._bind()
         cfg = self.config
+        if isinstance(timeout, Timeout):  # this request's own deadlines
+            total, connect, read, write, pool_wait = timeout.resolve(cfg)
+        else:
+            total = cfg.timeout if timeout is _UNSET else timeout  # type: ignore[assignment]
+            connect, read, write = cfg.connect_timeout, cfg.read_timeout, cfg.write_timeout
+            pool_wait = cfg.pool_timeout
         deadlines = Deadlines(
-            runtime,
-            total=cfg.timeout if timeout is _UNSET else timeout,  # type: ignore[arg-type]
-            connect=cfg.connect_timeout,
-            read=cfg.read_timeout,
-            write=cfg.write_timeout,
+            runtime, total=total, connect=connect, read=read, write=write, pool=pool_wait
         )
         follow = cfg.follow_redirects if follow_redirects is None else follow_redirects
         history: list[Response] = []
@@ -392,7 +394,7 @@ class Engine:
 
     def _pool_deadline(self, deadlines: Deadlines) -> float | None:
         """How long to wait for a free connection: ``pool_timeout``, within the total."""
-        pool_timeout = self.config.pool_timeout
+        pool_timeout = deadlines.pool
         if pool_timeout is None:
             return deadlines.total_at
         deadline = deadlines.now() + pool_timeout

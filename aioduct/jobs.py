@@ -19,6 +19,7 @@ from typing import Any, Final
 import msgspec
 
 from . import errors as _errors
+from .config import Timeout, seconds
 from .errors import AioductError, InvalidURL
 from .headers import Headers, header_field
 from .models import Request, Response, Timings
@@ -46,7 +47,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Added to the engine's default headers (a dict or pairs is accepted)."""
     body: bytes | None = None
     timeout: float | None = None
-    """Total deadline for this job (each attempt); ``None`` uses the engine's config."""
+    """Total deadline for this job (each attempt); ``None`` uses the engine's config.
+    Seconds, or an :class:`aioduct.Timeout` that sets only ``total``."""
     follow_redirects: bool | None = None
     """``None`` uses the engine's config."""
     meta: Any = None
@@ -63,6 +65,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         body = self.body
         if body is not None and isinstance(body, bytearray | memoryview):
             msgspec.structs.force_setattr(self, "body", bytes(body))
+        timeout = self.timeout
+        if timeout is not None and type(timeout) is not float:
+            msgspec.structs.force_setattr(self, "timeout", _job_timeout(timeout))
         method = self.method
         if method != "GET":
             upper = method.upper()
@@ -105,6 +110,19 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             timeout=timeout,
             **kw,
         )
+
+
+def _job_timeout(value: object) -> float | None:
+    if isinstance(value, Timeout):
+        given = value.options()
+        if given.keys() - {"timeout"}:
+            raise TypeError(
+                f"a Job's timeout is its total deadline only ({value!r} sets more); set "
+                "connect/read/write/pool timeouts on the engine, e.g. "
+                "LocalEngine(timeout=aioduct.Timeout(...))"
+            )
+        return given.get("timeout")
+    return seconds("timeout", value)
 
 
 class JobError(msgspec.Struct, frozen=True):

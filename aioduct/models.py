@@ -215,9 +215,9 @@ class Response:
             return self
         kind = "client error" if self.status < 500 else "server error"
         reason = self.reason or _phrase(self.status)
-        method = self.request.method if self.request else None
-        url = str(self.url) if self.url else None
-        raise StatusError(f"{self.status} {reason} ({kind})", response=self, method=method, url=url)
+        raise StatusError(
+            f"{self.status} {reason} ({kind})", response=self, **self._request_names()
+        )
 
     # -- buffered body -----------------------------------------------------------------------
 
@@ -263,12 +263,24 @@ class Response:
         """Decode the JSON body with msgspec, optionally validating into ``type``."""
         try:
             return msgspec.json.decode(self.content, type=type)
+        except msgspec.ValidationError as exc:  # valid JSON, but not the shape asked for
+            name = getattr(type, "__name__", None) or repr(type)
+            raise DecodeError(
+                f"response JSON does not fit {name}: {exc}", **self._request_names()
+            ) from None
         except msgspec.DecodeError as exc:
             snippet = self.content[:60]
             raise DecodeError(
                 f"response body is not valid JSON ({exc}); it starts with {snippet!r}",
-                url=str(self.url) if self.url else None,
+                **self._request_names(),
             ) from None
+
+    def _request_names(self) -> dict[str, Any]:
+        """``method=`` and ``url=`` for an exception about this response."""
+        return {
+            "method": self.request.method if self.request is not None else None,
+            "url": str(self.url) if self.url is not None else None,
+        }
 
     # -- streaming (async) -------------------------------------------------------------------
 
@@ -294,7 +306,7 @@ class Response:
                 if max_size is not None and seen > max_size:
                     raise BodyTooLarge(
                         f"response body exceeds max_body_size={max_size} bytes",
-                        url=str(self.url) if self.url else None,
+                        **self._request_names(),
                     )
                 yield chunk
         finally:
