@@ -45,6 +45,7 @@ from .headers import Headers
 from .jobs import Job, JobError, Result
 from .local import EngineStats, LocalEngine
 from .models import Request, Response, Timings
+from .oneshot import delete, get, head, options, patch, post, put, request
 from .redirects import RedirectPolicy, same_origin_only
 from .retries import RetryConfig
 from .runner import SendEngine
@@ -99,6 +100,14 @@ __all__ = [
     "WriteError",
     "WriteTimeout",
     "__version__",
+    "delete",
+    "get",
+    "head",
+    "options",
+    "patch",
+    "post",
+    "put",
+    "request",
     "run",
     "same_origin_only",
 ]

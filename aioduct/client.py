@@ -66,7 +66,7 @@ class RequestOptions(TypedDict, total=False):
 
 
 #: The keyword arguments of the request methods.
-REQUEST_OPTIONS: Final = frozenset(RequestOptions.__optional_keys__)
+REQUEST_OPTIONS: Final[frozenset[str]] = frozenset(RequestOptions.__optional_keys__)
 
 #: What people coming from other clients pass, and what to do instead.
 _REQUEST_HINTS: Final = {
@@ -81,20 +81,23 @@ _REQUEST_HINTS: Final = {
 }
 
 
-def check_request_options(options: Mapping[str, Any]) -> None:
+def check_request_options(
+    options: Mapping[str, Any], valid: frozenset[str] = REQUEST_OPTIONS
+) -> None:
     """Refuse keyword arguments a request method does not take, naming what to use.
 
     Without this, ``client.get(url, param={...})`` would send the request without them.
+    ``valid`` is what the caller accepts (``aioduct.get()`` takes client options too).
     """
-    if options.keys() <= REQUEST_OPTIONS:
+    if options.keys() <= valid:
         return
-    name = next(n for n in options if n not in REQUEST_OPTIONS)
+    name = next(n for n in options if n not in valid)
     if name in _REQUEST_HINTS:
         hint = f": {_REQUEST_HINTS[name]}"
     elif name in OPTION_NAMES:
         hint = f": {name} is a client option; set it on the client (Client({name}=...))"
     else:
-        hint = suggest(name, REQUEST_OPTIONS)
+        hint = suggest(name, valid)
     raise TypeError(f"a request got an unexpected keyword argument {name!r}{hint}")
 
 
@@ -483,6 +486,19 @@ class BlockingClient(HTTPMethods[Response]):
         if self._client.is_closed:
             raise ClientClosed("the client is closed", method=method.upper(), url=str(url))
         return self._portal.run(self._client.request(method, url, **options))
+
+    def build_request(
+        self, method: str, url: URL | str, **options: Unpack[RequestOptions]
+    ) -> Request:
+        """The :class:`Request` that ``request()`` would send (see :meth:`send`)."""
+        return self._client.build_request(method, url, **options)
+
+    def send(self, request: Request, *, stream: bool = False) -> Response:
+        """Send a prepared :class:`Request`; with ``stream=True`` close the response."""
+        response = self._portal.run(self._client.send(request, stream=stream))
+        if stream:
+            response._portal = self._portal.run
+        return response
 
     @contextlib.contextmanager
     def stream(

@@ -46,6 +46,12 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     headers: Pairs = ()
     """Added to the engine's default headers (a dict or pairs is accepted)."""
     body: bytes | None = None
+    content: Any = None
+    """The body as the request methods take it: ``bytes``, or ``str`` (UTF-8, with
+    ``Content-Type: text/plain; charset=utf-8`` unless set). Stored in :attr:`body`."""
+    json: Any = None
+    """A value sent as JSON (``Content-Type: application/json`` unless set). Stored,
+    encoded, in :attr:`body`."""
     timeout: float | None = None
     """Total deadline for this job (each attempt); ``None`` uses the engine's config.
     Seconds, or an :class:`aioduct.Timeout` that sets only ``total``."""
@@ -62,6 +68,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             isinstance(headers, tuple) and all(type(h) is tuple for h in headers)
         ):
             msgspec.structs.force_setattr(self, "headers", _pairs(headers))
+        if self.content is not None or self.json is not None:
+            self._encode_body()
         body = self.body
         if body is not None and isinstance(body, bytearray | memoryview):
             msgspec.structs.force_setattr(self, "body", bytes(body))
@@ -73,6 +81,29 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             upper = method.upper()
             if upper != method:
                 msgspec.structs.force_setattr(self, "method", upper)
+
+    def _encode_body(self) -> None:
+        """Move ``content=``/``json=`` into ``body`` (what travels and what is sent)."""
+        given = [name for name in ("body", "content", "json") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise TypeError(f"pass only one of body=, content= or json= (got {', '.join(given)})")
+        content, value = self.content, self.json
+        kind = None
+        if value is not None:
+            body = _JSON_ENCODER.encode(value)
+            kind = "application/json"
+        elif isinstance(content, str):
+            body = content.encode()
+            kind = "text/plain; charset=utf-8"
+        elif isinstance(content, bytes | bytearray | memoryview):
+            body = bytes(content)
+        else:
+            raise TypeError(f"content= must be bytes or str, not {type(content).__name__}")
+        if kind is not None and not any(n.lower() == "content-type" for n, _ in self.headers):
+            msgspec.structs.force_setattr(self, "headers", (*self.headers, ("Content-Type", kind)))
+        msgspec.structs.force_setattr(self, "body", body)
+        msgspec.structs.force_setattr(self, "content", None)
+        msgspec.structs.force_setattr(self, "json", None)
 
     def request_options(self) -> dict[str, Any]:
         """``Client.request`` keywords for this job: only what it sets (the fast path)."""
@@ -123,6 +154,9 @@ def _job_timeout(value: object) -> float | None:
             )
         return given.get("timeout")
     return seconds("timeout", value)
+
+
+_JSON_ENCODER: Final = msgspec.json.Encoder()
 
 
 class JobError(msgspec.Struct, frozen=True):

@@ -107,6 +107,7 @@ class Response:
         "_content",
         "_encoding",
         "_portal",
+        "_spent",
         "_text",
         "_timings",
         "_upgraded",
@@ -145,6 +146,8 @@ class Response:
         self._encoding: str | None = None
         self._portal: Portal | None = None
         self._upgraded: Upgraded | None = None
+        #: Why a streamed body can no longer be read (it was iterated, or closed unread).
+        self._spent: str | None = None
 
     @classmethod
     def _received(
@@ -176,6 +179,7 @@ class Response:
         self._encoding = None
         self._portal = None
         self._upgraded = None
+        self._spent = None
         return self
 
     @property
@@ -229,6 +233,8 @@ class Response:
     def content(self) -> bytes:
         """The whole body. A streamed response must be read first (``await r.aread()``)."""
         if self._content is None:
+            if self._spent is not None:
+                raise RuntimeError(self._spent_message())
             raise RuntimeError(
                 "the body of a streamed response has not been read: "
                 "call 'await response.aread()' (or iterate it) first"
@@ -298,8 +304,11 @@ class Response:
             return
         body = self._body
         if body is None:
+            if self._spent is not None:
+                raise RuntimeError(self._spent_message())
             return
         seen = 0
+        self._spent = "it was already read by iterating over it"
         try:
             while (chunk := await body.read_chunk()) is not None:
                 seen += len(chunk)
@@ -355,10 +364,18 @@ class Response:
         if pending:
             yield pending.rstrip("\r\n")
 
+    def _spent_message(self) -> str:
+        return (
+            f"the body of this streamed response cannot be read again: {self._spent}. A "
+            "streamed body is read once; to keep it, call aread() (read() on the "
+            "blocking client) first: content, text and the iterators then reuse it"
+        )
+
     async def aclose(self) -> None:
         """Release the connection; an unread body is discarded (the connection is closed)."""
         body, self._body = self._body, None
         if body is not None:
+            self._spent = self._spent or "the response was closed before its body was read"
             await body.aclose()
 
     async def __aenter__(self) -> Response:
