@@ -280,6 +280,9 @@ class ClientConfig(
     """Same as ``verify=False``, spelled to be noticed in review."""
     cert: str | tuple[str, ...] | None = None
     """Client certificate: a PEM path with key, or ``(cert, key)`` / ``(cert, key, password)``."""
+    trust_env: bool = True
+    """With ``verify=True``, trust the CA roots named by ``SSL_CERT_FILE``,
+    ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (the first set)."""
 
     # -- limits ----------------------------------------------------------------------------
     max_response_head_bytes: int = 65536

@@ -40,7 +40,14 @@ from .pool import ConnectionPool, PoolKey
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
 from .runtimes import Expired, Runtime, default_runtime
 from .timeouts import Deadlines
-from .tls import ALPN_H2, ALPN_HTTP11, certificate_covers, create_ssl_context, tls_error
+from .tls import (
+    ALPN_H2,
+    ALPN_HTTP11,
+    certificate_covers,
+    create_ssl_context,
+    tls_error,
+    verify_setting,
+)
 from .upgrade import H1Upgraded, H2Tunnel
 
 __all__ = ["Engine"]
@@ -444,7 +451,7 @@ class Engine:
                 tls_started = perf_counter()
                 offer_h2 = version == "2" or (cfg.http2 and version != "1.1")
                 context = self._ssl_context or create_ssl_context(
-                    cfg.verify_certificates and cfg.verify,
+                    verify_setting(cfg.verify_certificates and cfg.verify, trust_env=cfg.trust_env),
                     cfg.cert,
                     ALPN_H2 if offer_h2 else ALPN_HTTP11,
                 )
