@@ -2,7 +2,8 @@
 
 The input (a file, or ``-`` for stdin) is read lazily in chunks, so a ten-million-line
 list never sits in memory; blank lines and ``#`` comments are skipped, and each URL's
-job id is its index among the URL lines (0-based). Every URL gets exactly one line in the
+job id is its index among the URL lines (0-based); a line that is not UTF-8 is an
+``InvalidURL`` result of its own. Every URL gets exactly one line in the
 output: the :class:`~aioduct.Result` as JSON (msgspec), errors included -- a failed fetch
 is data, not a failure of the crawl. ``body`` is ``null`` unless ``--include-body``
 (base64, as msgspec encodes bytes); ``--save-bodies DIR`` writes each body to
@@ -19,8 +20,9 @@ Results in flight when the crawl stopped are the only ones fetched again; none i
 and none is written twice. Ctrl-C (or SIGTERM) flushes what finished, writes the
 journal and exits 130 (143).
 
-Exit status: 0 when every URL has its result line, 1 on bad usage or unreadable input,
-130 on Ctrl-C.
+Exit status: 0 when every URL has its result line (the journal is then removed), 1 on
+bad usage or unreadable input, 130 on Ctrl-C (143 on SIGTERM); 3 for an error nobody
+foresaw, reported in one line by :func:`aioduct.cli.main`. No error prints a traceback.
 """
 
 from __future__ import annotations
