@@ -66,7 +66,7 @@ def test_call_soon_threadsafe_wakes_an_idle_loop(run_uring: RunUring) -> None:
 
 
 def test_executor_and_getaddrinfo_are_not_frozen_by_the_ring(run_uring: RunUring) -> None:
-    # liburing's own waits hold the GIL; the loop must sleep in epoll instead, or these
+    # liburing's own waits hold the GIL; the loop must sleep in a call that releases it, or these
     # threads would not progress while the loop is idle.
     async def main() -> tuple[float, int]:
         loop = asyncio.get_running_loop()
@@ -88,7 +88,7 @@ def test_executor_and_getaddrinfo_are_not_frozen_by_the_ring(run_uring: RunUring
 
         thread = threading.Thread(target=spin)
         thread.start()
-        await asyncio.sleep(0.1)  # the loop idles in epoll_wait: the thread must run
+        await asyncio.sleep(0.1)  # the loop idles in the ring (GIL released): the thread must run
         stop.set()
         thread.join()
         return elapsed, counted
@@ -255,7 +255,7 @@ def test_close_with_operations_in_flight(run_uring: RunUring) -> None:
         a.close()
         b.close()
     listener.close()
-    assert open_fds() == baseline  # ring, epoll and self-pipe closed too
+    assert open_fds() == baseline  # ring and self-pipe closed too
 
 
 def test_flow_control_with_a_buffered_protocol(run_uring: RunUring) -> None:
