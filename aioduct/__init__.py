@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
-from .config import ClientConfig, Http2Config
+from .config import ClientConfig, Http2Config, Timeout
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -45,6 +45,7 @@ from .headers import Headers
 from .jobs import Job, JobError, Result
 from .local import EngineStats, LocalEngine
 from .models import Request, Response, Timings
+from .oneshot import delete, get, head, options, patch, post, put, request
 from .redirects import RedirectPolicy, same_origin_only
 from .retries import RetryConfig
 from .runner import SendEngine
@@ -88,6 +89,7 @@ __all__ = [
     "SendEngine",
     "StatusError",
     "TLSError",
+    "Timeout",
     "TimeoutError",
     "Timings",
     "TooManyRedirects",
@@ -98,6 +100,14 @@ __all__ = [
     "WriteError",
     "WriteTimeout",
     "__version__",
+    "delete",
+    "get",
+    "head",
+    "options",
+    "patch",
+    "post",
+    "put",
+    "request",
     "run",
     "same_origin_only",
 ]

@@ -14,16 +14,30 @@ import logging
 import ssl
 import threading
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, Iterator
-from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Coroutine,
+    Iterator,
+    Mapping,
+)
+from typing import Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import msgspec
 
 from . import __version__
 from .auth import AuthTypes, resolve_auth
-from .config import ClientConfig, check_option_names
+from .config import (
+    OPTION_NAMES,
+    ClientConfig,
+    Timeout,
+    check_option_names,
+    request_timeout,
+    suggest,
+)
 from .engine import _UNSET, Engine
-from .errors import ClientClosed
+from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
 from .models import Request, Response
 from .redirects import RedirectPolicy
@@ -46,10 +60,46 @@ class RequestOptions(TypedDict, total=False):
     data: dict[str, Any] | list[tuple[str, Any]] | None
     json: Any
     auth: AuthTypes | None
-    timeout: float | None
+    timeout: float | Timeout | None
     follow_redirects: bool | None
     version: str | None
     protocol: str | None
+
+
+#: The keyword arguments of the request methods.
+REQUEST_OPTIONS: Final[frozenset[str]] = frozenset(RequestOptions.__optional_keys__)
+
+#: What people coming from other clients pass, and what to do instead.
+_REQUEST_HINTS: Final = {
+    "allow_redirects": "aioduct calls it follow_redirects=",
+    "cookies": "aioduct has no cookie jar yet: send headers={'Cookie': 'name=value'}",
+    "files": (
+        "aioduct has no multipart encoder yet: encode the body and pass it as content= "
+        "with its Content-Type header"
+    ),
+    "stream": "stream a response with 'with client.stream(method, url) as r:'",
+    "body": "send bytes or str with content=, a form with data=, JSON with json=",
+}
+
+
+def check_request_options(
+    options: Mapping[str, Any], valid: frozenset[str] = REQUEST_OPTIONS
+) -> None:
+    """Refuse keyword arguments a request method does not take, naming what to use.
+
+    Without this, ``client.get(url, param={...})`` would send the request without them.
+    ``valid`` is what the caller accepts (``aioduct.get()`` takes client options too).
+    """
+    if options.keys() <= valid:
+        return
+    name = next(n for n in options if n not in valid)
+    if name in _REQUEST_HINTS:
+        hint = f": {_REQUEST_HINTS[name]}"
+    elif name in OPTION_NAMES:
+        hint = f": {name} is a client option; set it on the client (Client({name}=...))"
+    else:
+        hint = suggest(name, valid)
+    raise TypeError(f"a request got an unexpected keyword argument {name!r}{hint}")
 
 
 class HTTPMethods(Generic[R]):
@@ -120,12 +170,17 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         self._auth = resolve_auth(auth)
         self._engine: Sender
         if choose_engine(engine) == "local":
-            if ssl_context is not None or redirect_policy is not None:
-                given = "ssl_context" if ssl_context is not None else "redirect_policy"
+            if ssl_context is not None:
                 raise TypeError(
-                    f"{given} is a Python object, and local-engine workers are separate "
-                    "processes that receive the configuration as data; use the send engine "
-                    "for it (or verify='path/to/ca.pem' instead of an SSLContext)"
+                    "an SSLContext is a Python object, and local-engine workers are separate "
+                    "processes that receive the configuration as data: pass "
+                    "verify='path/to/ca.pem' (and cert=) instead, or use the send engine"
+                )
+            if redirect_policy is not None:
+                raise TypeError(
+                    "redirect_policy is a Python callable, and local-engine workers are "
+                    "separate processes that receive the configuration as data: use the "
+                    "send engine for it, or max_redirects= / follow_redirects= (data) here"
                 )
             from .local.sender import LocalSender
 
@@ -156,12 +211,17 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         self, method: str, url: URL | str, **options: Unpack[RequestOptions]
     ) -> Request:
         """The :class:`Request` that ``request()`` would send."""
+        if options:
+            check_request_options(options)
         method = method.upper()
-        if isinstance(url, str) and self._base_url is not None and "://" not in url:
-            # Like httpx: the base URL's path is a prefix, even for "/absolute" paths.
-            target = self._base_url.join(url.lstrip("/"))
-        else:
-            target = URL(url)
+        try:
+            if isinstance(url, str) and self._base_url is not None and "://" not in url:
+                # Like httpx: the base URL's path is a prefix, even for "/absolute" paths.
+                target = self._base_url.join(url.lstrip("/"))
+            else:
+                target = URL(url)
+        except InvalidURL as exc:
+            raise exc._with_request(method, str(url)) from None
         auth_from_url = None
         if target.username or target.password:
             auth_from_url = resolve_auth((target.username, target.password))
@@ -206,8 +266,14 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             _set_default(headers, "Content-Type", "application/json")
             return _JSON_ENCODER.encode(options["json"]), None
         if kind == "data":
+            form = options["data"]
+            if isinstance(form, bytes | bytearray | memoryview | str):
+                raise TypeError(
+                    f"data= takes form fields (a dict or pairs), not {type(form).__name__}; "
+                    "send bytes or str as they are with content="
+                )
             _set_default(headers, "Content-Type", "application/x-www-form-urlencoded")
-            return encode_params(options["data"]).encode("ascii"), None  # type: ignore[arg-type]
+            return encode_params(form).encode("ascii"), None  # type: ignore[arg-type]
         content = options["content"]
         if isinstance(content, bytes):
             return content, None
@@ -243,14 +309,14 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         """The pipeline coroutine for one request on ``engine`` (the blocking client runs
         it on its own, loop-less engine)."""
         if self._closed:
-            raise ClientClosed("the client is closed")
+            raise ClientClosed("the client is closed", method=method.upper(), url=str(url))
         request = self.build_request(method, url, **options)
         if not options and not stream:
             return engine.send(request)
         return engine.send(
             request,
             stream=stream,
-            timeout=options.get("timeout", _UNSET),
+            timeout=_timeout_option(options),
             follow_redirects=options.get("follow_redirects"),
         )
 
@@ -338,6 +404,13 @@ def choose_engine(engine: str) -> str:
             problem,
         )
     return "send"
+
+
+def _timeout_option(options: RequestOptions) -> object:
+    """A request's ``timeout=``, checked (``_UNSET`` when not given)."""
+    if "timeout" not in options:
+        return _UNSET
+    return request_timeout(options["timeout"])
 
 
 def _set_default(headers: Headers, name: str, value: str) -> None:
@@ -454,6 +527,28 @@ class BlockingClient(HTTPMethods[Response]):
 
     def request(self, method: str, url: URL | str, **options: Unpack[RequestOptions]) -> Response:
         return self._run(method, url, options, False)
+
+    def build_request(
+        self, method: str, url: URL | str, **options: Unpack[RequestOptions]
+    ) -> Request:
+        """The :class:`Request` that ``request()`` would send (see :meth:`send`)."""
+        return self._client.build_request(method, url, **options)
+
+    def send(self, request: Request, *, stream: bool = False) -> Response:
+        """Send a prepared :class:`Request`; with ``stream=True`` close the response."""
+        if self._portal is not None:
+            response = self._portal.run(self._client.send(request, stream=stream))
+            if stream:
+                response._portal = self._portal.run
+            return response
+        from .runtimes.blocking import run_sync
+
+        if self._client.is_closed:
+            raise ClientClosed("the client is closed")
+        response = run_sync(self._engine().send(request, stream=stream))
+        if stream:
+            response._portal = run_sync
+        return response
 
     @contextlib.contextmanager
     def stream(

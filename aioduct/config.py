@@ -14,14 +14,126 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
 
-from .headers import Headers, HeadersLike
+from .headers import Headers, HeadersLike, header_field
 
-__all__ = ["ClientConfig", "Http2Config"]
+__all__ = ["ClientConfig", "Http2Config", "Timeout", "request_timeout", "suggest"]
+
+
+def suggest(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the valid name closest to a misspelt ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class SuggestingMeta(msgspec.StructMeta):
+    """Struct metaclass: an unknown keyword names the closest valid field.
+
+    msgspec's own message for ``ClientConfig(timout=5)`` is "Unexpected keyword argument
+    'timout'"; checked only once construction failed, so a valid call costs nothing more.
+    Decoding does not come through here (msgspec validates names there itself).
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except TypeError:
+            fields = cls.__struct_fields__
+            for name in kwargs:
+                if name not in fields:
+                    raise TypeError(
+                        f"{cls.__name__} has no option {name!r}{suggest(name, fields)}"
+                    ) from None
+            raise
+
+
+def seconds(name: str, value: object) -> float | None:
+    """``value`` as a duration option: a number of seconds >= 0, or ``None`` (no limit)."""
+    if value is None or (type(value) is float and value >= 0 and math.isfinite(value)):
+        return value
+    if isinstance(value, tuple) and name == "timeout":
+        raise TypeError(
+            f"{name} must be a number of seconds, None or an aioduct.Timeout, not the tuple "
+            f"{value!r}; for separate connect and read limits (requests' (connect, read) "
+            f"pair) pass timeout=aioduct.Timeout(connect=..., read=...)"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+    return float(value)
+
+
+class Timeout(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, metaclass=SuggestingMeta
+):
+    """Deadlines in seconds, accepted wherever ``timeout=`` is (as in httpx).
+
+    ``total`` bounds a whole request (the client's ``timeout``); ``connect``, ``read``,
+    ``write`` and ``pool`` are its ``connect_timeout``, ``read_timeout``,
+    ``write_timeout`` and ``pool_timeout``. A field left out keeps the client's setting;
+    ``None`` means no limit::
+
+        aioduct.Client(timeout=aioduct.Timeout(total=30, connect=5))
+        await client.get(url, timeout=aioduct.Timeout(read=60))   # this request only
+    """
+
+    total: float | msgspec.UnsetType | None = msgspec.UNSET
+    connect: float | msgspec.UnsetType | None = msgspec.UNSET
+    read: float | msgspec.UnsetType | None = msgspec.UNSET
+    write: float | msgspec.UnsetType | None = msgspec.UNSET
+    pool: float | msgspec.UnsetType | None = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if value is not msgspec.UNSET:
+                msgspec.structs.force_setattr(self, name, seconds(name, value))
+
+    def __repr__(self) -> str:
+        given = ", ".join(
+            f"{name}={value!r}"
+            for name in self.__struct_fields__
+            if (value := getattr(self, name)) is not msgspec.UNSET
+        )
+        return f"Timeout({given})"
+
+    def options(self) -> dict[str, float | None]:
+        """The :class:`ClientConfig` options this sets (the fields given)."""
+        return {
+            option: value
+            for name, option in _TIMEOUT_OPTIONS.items()
+            if (value := getattr(self, name)) is not msgspec.UNSET
+        }
+
+    def resolve(self, config: ClientConfig) -> tuple[float | None, ...]:
+        """``(total, connect, read, write, pool)`` for a request under ``config``."""
+        given = self.options()
+        return tuple(
+            given[option] if option in given else getattr(config, option)
+            for option in _TIMEOUT_OPTIONS.values()
+        )
+
+
+_TIMEOUT_OPTIONS: Final = {
+    "total": "timeout",
+    "connect": "connect_timeout",
+    "read": "read_timeout",
+    "write": "write_timeout",
+    "pool": "pool_timeout",
+}
+
+
+def request_timeout(value: object) -> float | Timeout | None:
+    """A per-request ``timeout=``: seconds, ``None`` (no limit) or a :class:`Timeout`."""
+    if isinstance(value, Timeout):
+        return value
+    return seconds("timeout", value)
+
 
 #: Sentinel default of ``timeout``-like options meaning "use the built-in default".
 _TIMEOUT_FIELDS: Final = (
@@ -35,7 +147,13 @@ _TIMEOUT_FIELDS: Final = (
 )
 
 
-class Http2Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Http2Config(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    metaclass=SuggestingMeta,
+):
     """HTTP/2 tuning: flow-control windows, frame and header limits, keep-alive PINGs.
 
     The defaults favour throughput: RFC 9113's 64 KiB initial windows cap a download at
@@ -89,7 +207,13 @@ class Http2Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
                 msgspec.structs.force_setattr(self, name, float(value))
 
 
-class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ClientConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    metaclass=SuggestingMeta,
+):
     """Options of a client. ``Client(**options)`` accepts the same names.
 
     Durations are seconds (``float``); ``None`` means "no limit".
@@ -105,7 +229,8 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     # -- timeouts --------------------------------------------------------------------------
     timeout: float | None = None
-    """Deadline for a whole request: connect, send, and the response body."""
+    """Deadline for a whole request: connect, send, and the response body. An
+    :class:`aioduct.Timeout` sets this and the other deadlines at once."""
     connect_timeout: float | None = 30.0
     """Deadline for TCP connect plus TLS handshake."""
     read_timeout: float | None = 300.0
@@ -155,6 +280,9 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Same as ``verify=False``, spelled to be noticed in review."""
     cert: str | tuple[str, ...] | None = None
     """Client certificate: a PEM path with key, or ``(cert, key)`` / ``(cert, key, password)``."""
+    trust_env: bool = True
+    """With ``verify=True``, trust the CA roots named by ``SSL_CERT_FILE``,
+    ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (the first set)."""
 
     # -- limits ----------------------------------------------------------------------------
     max_response_head_bytes: int = 65536
@@ -172,16 +300,17 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             msgspec.structs.force_setattr(self, "cert", tuple(self.cert))
         if isinstance(self.cert, tuple) and len(self.cert) not in (2, 3):
             raise ValueError(f"cert must be a path or (cert, key[, password]), not {self.cert!r}")
+        if isinstance(self.timeout, Timeout):  # timeout=Timeout(...): one option per field
+            given = self.timeout.options()
+            msgspec.structs.force_setattr(self, "timeout", None)
+            for option, value in given.items():
+                msgspec.structs.force_setattr(self, option, value)
         for name in _TIMEOUT_FIELDS:
             value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
-            if isinstance(value, int):
-                msgspec.structs.force_setattr(self, name, float(value))
+            if value is not None and type(value) is not float:
+                msgspec.structs.force_setattr(self, name, seconds(name, value))
+            elif value is not None:
+                seconds(name, value)  # a negative or infinite float
         for name, minimum in (
             ("max_redirects", 0),
             ("pool_max_idle_per_host", 0),
@@ -222,17 +351,18 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 def _header_pairs(headers: HeadersLike | Any) -> tuple[tuple[str, str], ...]:
+    pairs: list[tuple[Any, ...]]
     if isinstance(headers, Headers):
-        pairs = headers.multi_items()
+        pairs = list(headers.multi_items())
     elif isinstance(headers, Mapping):
         pairs = list(headers.items())
     else:
         pairs = [tuple(item) for item in headers]
     out = []
     for pair in pairs:
-        if len(pair) != 2 or not all(isinstance(x, str) for x in pair):
-            raise TypeError(f"headers must be str name/value pairs, got {pair!r}")
-        out.append((pair[0], pair[1]))
+        if len(pair) != 2:
+            raise TypeError(f"headers must be name/value pairs, got {pair!r}")
+        out.append(header_field(*pair))
     return tuple(out)
 
 
@@ -243,9 +373,7 @@ def check_option_names(options: Mapping[str, Any]) -> None:
     """Reject unknown option names with a suggestion, before msgspec's generic error."""
     for name in options:
         if name not in OPTION_NAMES:
-            close = difflib.get_close_matches(name, OPTION_NAMES, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TypeError(f"unknown client option {name!r}{hint}")
+            raise TypeError(f"unknown client option {name!r}{suggest(name, OPTION_NAMES)}")
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder()

@@ -23,7 +23,7 @@ import ssl
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
-from .config import ClientConfig
+from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .dns import Resolver, literal_address
 from .errors import (
@@ -40,7 +40,14 @@ from .pool import ConnectionPool, PoolKey
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
 from .runtimes import Expired, Runtime, default_runtime
 from .timeouts import Deadlines
-from .tls import ALPN_H2, ALPN_HTTP11, certificate_covers, create_ssl_context, tls_error
+from .tls import (
+    ALPN_H2,
+    ALPN_HTTP11,
+    certificate_covers,
+    create_ssl_context,
+    tls_error,
+    verify_setting,
+)
 from .upgrade import H1Upgraded, H2Tunnel
 
 __all__ = ["Engine"]
@@ -152,12 +159,14 @@ class Engine:
         """Send ``request`` and return its final response (body read unless ``stream``)."""
         runtime, pool = self._bind()
         cfg = self.config
+        if isinstance(timeout, Timeout):  # this request's own deadlines
+            total, connect, read, write, pool_wait = timeout.resolve(cfg)
+        else:
+            total = cfg.timeout if timeout is _UNSET else timeout  # type: ignore[assignment]
+            connect, read, write = cfg.connect_timeout, cfg.read_timeout, cfg.write_timeout
+            pool_wait = cfg.pool_timeout
         deadlines = Deadlines(
-            runtime,
-            total=cfg.timeout if timeout is _UNSET else timeout,  # type: ignore[arg-type]
-            connect=cfg.connect_timeout,
-            read=cfg.read_timeout,
-            write=cfg.write_timeout,
+            runtime, total=total, connect=connect, read=read, write=write, pool=pool_wait
         )
         follow = cfg.follow_redirects if follow_redirects is None else follow_redirects
         history: list[Response] = []
@@ -405,7 +414,7 @@ class Engine:
 
     def _pool_deadline(self, deadlines: Deadlines) -> float | None:
         """How long to wait for a free connection: ``pool_timeout``, within the total."""
-        pool_timeout = self.config.pool_timeout
+        pool_timeout = deadlines.pool
         if pool_timeout is None:
             return deadlines.total_at
         deadline = deadlines.now() + pool_timeout
@@ -456,7 +465,7 @@ class Engine:
                 tls_started = perf_counter()
                 offer_h2 = version == "2" or (cfg.http2 and version != "1.1")
                 context = self._ssl_context or create_ssl_context(
-                    cfg.verify_certificates and cfg.verify,
+                    verify_setting(cfg.verify_certificates and cfg.verify, trust_env=cfg.trust_env),
                     cfg.cert,
                     ALPN_H2 if offer_h2 else ALPN_HTTP11,
                 )

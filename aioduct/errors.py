@@ -103,7 +103,8 @@ class AioductError(Exception):
     def __str__(self) -> str:
         text = super().__str__()
         if self.url is not None and self.url not in text:
-            return f"{text} ({self.method} {self.url})"
+            request = self.url if self.method is None else f"{self.method} {self.url}"
+            return f"{text} ({request})"
         return text
 
 

@@ -13,13 +13,43 @@ from typing import TypeVar, Union, overload
 
 T = TypeVar("T")
 
-__all__ = ["Headers", "HeadersLike"]
+__all__ = ["Headers", "HeadersLike", "header_field"]
 
 HeadersLike = Union[
     "Headers",
-    Mapping[str, str],
-    Iterable[tuple[str, str]],
+    Mapping[str, str] | Mapping[bytes, bytes],
+    Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]],
 ]
+
+
+def header_field(name: object, value: object) -> tuple[str, str]:
+    """One ``(name, value)`` field as text, from what a caller may pass.
+
+    ``str`` stays as it is; ``bytes`` are decoded as latin-1, so they reach the wire
+    byte for byte (the codec encodes fields as latin-1 and refuses CR, LF and NUL when
+    the request is sent); an ``int`` becomes its decimal text. ``None`` is refused rather
+    than sent as ``"None"`` or guessed to mean "remove this header": to send no such
+    header, leave it out (``default_headers=False`` drops the defaults).
+    """
+    return _text(name, name, "name"), _text(value, name, "value")
+
+
+def _text(item: object, name: object, part: str) -> str:
+    if type(item) is str:
+        return item
+    if isinstance(item, bytes | bytearray | memoryview):
+        return bytes(item).decode("latin-1")
+    if isinstance(item, int) and not isinstance(item, bool) and part == "value":
+        return str(item)
+    shown = name if part == "value" else item
+    if item is None:
+        raise TypeError(
+            f"header {shown!r} has the value None: pass a str or bytes, or leave the "
+            "header out (aioduct does not read None as 'remove')"
+        )
+    raise TypeError(
+        f"header {part}s must be str or bytes, not {type(item).__name__} ({shown!r}: {item!r})"
+    )
 
 
 class Headers(MutableMapping[str, str]):
@@ -41,9 +71,15 @@ class Headers(MutableMapping[str, str]):
         elif isinstance(headers, Headers):
             self._list = list(headers._list)
         elif isinstance(headers, Mapping):
-            self._list = [(str(k), str(v)) for k, v in headers.items()]
+            self._list = [
+                (k, v) if type(k) is str and type(v) is str else header_field(k, v)
+                for k, v in headers.items()
+            ]
         else:
-            self._list = [(str(k), str(v)) for k, v in headers]
+            self._list = [
+                (k, v) if type(k) is str and type(v) is str else header_field(k, v)
+                for k, v in headers
+            ]
 
     @classmethod
     def _adopt(cls, pairs: list[tuple[str, str]]) -> Headers:
@@ -139,6 +175,8 @@ class Headers(MutableMapping[str, str]):
 
     def __setitem__(self, name: str, value: str) -> None:
         """Replace every field called ``name`` with one field (kept at the first position)."""
+        if type(name) is not str or type(value) is not str:
+            name, value = header_field(name, value)
         key = name.lower()
         out: list[tuple[str, str]] = []
         placed = False
@@ -164,6 +202,8 @@ class Headers(MutableMapping[str, str]):
 
     def add(self, name: str, value: str) -> None:
         """Append a field, keeping any existing ones with the same name."""
+        if type(name) is not str or type(value) is not str:
+            name, value = header_field(name, value)
         self._list.append((name, value))
         self._index = None
 
@@ -180,7 +220,7 @@ class Headers(MutableMapping[str, str]):
         for key in {name.lower() for name, _ in incoming._list} | {k.lower() for k in kw}:
             self._list = [item for item in self._list if item[0].lower() != key]
         self._list.extend(incoming._list)
-        self._list.extend(kw.items())
+        self._list.extend(header_field(k, v) for k, v in kw.items())
         self._index = None
 
     def copy(self) -> Headers:

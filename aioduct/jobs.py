@@ -19,8 +19,9 @@ from typing import Any, Final
 import msgspec
 
 from . import errors as _errors
+from .config import Timeout, seconds
 from .errors import AioductError, InvalidURL
-from .headers import Headers
+from .headers import Headers, header_field
 from .models import Request, Response, Timings
 from .url import URL
 
@@ -31,8 +32,8 @@ Pairs = tuple[tuple[str, str], ...]
 
 def _pairs(headers: object) -> Pairs:
     if isinstance(headers, Mapping):
-        return tuple((str(k), str(v)) for k, v in headers.items())
-    return tuple((str(k), str(v)) for k, v in headers)  # type: ignore[attr-defined]
+        return tuple(header_field(k, v) for k, v in headers.items())
+    return tuple(header_field(*pair) for pair in headers)  # type: ignore[attr-defined]
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -45,8 +46,15 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     headers: Pairs = ()
     """Added to the engine's default headers (a dict or pairs is accepted)."""
     body: bytes | None = None
+    content: Any = None
+    """The body as the request methods take it: ``bytes``, or ``str`` (UTF-8, with
+    ``Content-Type: text/plain; charset=utf-8`` unless set). Stored in :attr:`body`."""
+    json: Any = None
+    """A value sent as JSON (``Content-Type: application/json`` unless set). Stored,
+    encoded, in :attr:`body`."""
     timeout: float | None = None
-    """Total deadline for this job (each attempt); ``None`` uses the engine's config."""
+    """Total deadline for this job (each attempt); ``None`` uses the engine's config.
+    Seconds, or an :class:`aioduct.Timeout` that sets only ``total``."""
     follow_redirects: bool | None = None
     """``None`` uses the engine's config."""
     meta: Any = None
@@ -60,14 +68,42 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             isinstance(headers, tuple) and all(type(h) is tuple for h in headers)
         ):
             msgspec.structs.force_setattr(self, "headers", _pairs(headers))
+        if self.content is not None or self.json is not None:
+            self._encode_body()
         body = self.body
         if body is not None and isinstance(body, bytearray | memoryview):
             msgspec.structs.force_setattr(self, "body", bytes(body))
+        timeout = self.timeout
+        if timeout is not None and type(timeout) is not float:
+            msgspec.structs.force_setattr(self, "timeout", _job_timeout(timeout))
         method = self.method
         if method != "GET":
             upper = method.upper()
             if upper != method:
                 msgspec.structs.force_setattr(self, "method", upper)
+
+    def _encode_body(self) -> None:
+        """Move ``content=``/``json=`` into ``body`` (what travels and what is sent)."""
+        given = [name for name in ("body", "content", "json") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise TypeError(f"pass only one of body=, content= or json= (got {', '.join(given)})")
+        content, value = self.content, self.json
+        kind = None
+        if value is not None:
+            body = _JSON_ENCODER.encode(value)
+            kind = "application/json"
+        elif isinstance(content, str):
+            body = content.encode()
+            kind = "text/plain; charset=utf-8"
+        elif isinstance(content, bytes | bytearray | memoryview):
+            body = bytes(content)
+        else:
+            raise TypeError(f"content= must be bytes or str, not {type(content).__name__}")
+        if kind is not None and not any(n.lower() == "content-type" for n, _ in self.headers):
+            msgspec.structs.force_setattr(self, "headers", (*self.headers, ("Content-Type", kind)))
+        msgspec.structs.force_setattr(self, "body", body)
+        msgspec.structs.force_setattr(self, "content", None)
+        msgspec.structs.force_setattr(self, "json", None)
 
     def request_options(self) -> dict[str, Any]:
         """``Client.request`` keywords for this job: only what it sets."""
@@ -105,6 +141,22 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             timeout=timeout,
             **kw,
         )
+
+
+def _job_timeout(value: object) -> float | None:
+    if isinstance(value, Timeout):
+        given = value.options()
+        if given.keys() - {"timeout"}:
+            raise TypeError(
+                f"a Job's timeout is its total deadline only ({value!r} sets more); set "
+                "connect/read/write/pool timeouts on the engine, e.g. "
+                "LocalEngine(timeout=aioduct.Timeout(...))"
+            )
+        return given.get("timeout")
+    return seconds("timeout", value)
+
+
+_JSON_ENCODER: Final = msgspec.json.Encoder()
 
 
 class JobError(msgspec.Struct, frozen=True):

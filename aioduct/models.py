@@ -107,6 +107,7 @@ class Response:
         "_content",
         "_encoding",
         "_portal",
+        "_spent",
         "_text",
         "_timings",
         "_upgraded",
@@ -145,6 +146,8 @@ class Response:
         self._encoding: str | None = None
         self._portal: Portal | None = None
         self._upgraded: Upgraded | None = None
+        #: Why a streamed body can no longer be read (it was iterated, or closed unread).
+        self._spent: str | None = None
 
     @classmethod
     def _received(
@@ -176,6 +179,7 @@ class Response:
         self._encoding = None
         self._portal = None
         self._upgraded = None
+        self._spent = None
         return self
 
     @property
@@ -215,9 +219,9 @@ class Response:
             return self
         kind = "client error" if self.status < 500 else "server error"
         reason = self.reason or _phrase(self.status)
-        method = self.request.method if self.request else None
-        url = str(self.url) if self.url else None
-        raise StatusError(f"{self.status} {reason} ({kind})", response=self, method=method, url=url)
+        raise StatusError(
+            f"{self.status} {reason} ({kind})", response=self, **self._request_names()
+        )
 
     # -- buffered body -----------------------------------------------------------------------
 
@@ -229,6 +233,8 @@ class Response:
     def content(self) -> bytes:
         """The whole body. A streamed response must be read first (``await r.aread()``)."""
         if self._content is None:
+            if self._spent is not None:
+                raise RuntimeError(self._spent_message())
             raise RuntimeError(
                 "the body of a streamed response has not been read: "
                 "call 'await response.aread()' (or iterate it) first"
@@ -263,12 +269,24 @@ class Response:
         """Decode the JSON body with msgspec, optionally validating into ``type``."""
         try:
             return msgspec.json.decode(self.content, type=type)
+        except msgspec.ValidationError as exc:  # valid JSON, but not the shape asked for
+            name = getattr(type, "__name__", None) or repr(type)
+            raise DecodeError(
+                f"response JSON does not fit {name}: {exc}", **self._request_names()
+            ) from None
         except msgspec.DecodeError as exc:
             snippet = self.content[:60]
             raise DecodeError(
                 f"response body is not valid JSON ({exc}); it starts with {snippet!r}",
-                url=str(self.url) if self.url else None,
+                **self._request_names(),
             ) from None
+
+    def _request_names(self) -> dict[str, Any]:
+        """``method=`` and ``url=`` for an exception about this response."""
+        return {
+            "method": self.request.method if self.request is not None else None,
+            "url": str(self.url) if self.url is not None else None,
+        }
 
     # -- streaming (async) -------------------------------------------------------------------
 
@@ -286,15 +304,18 @@ class Response:
             return
         body = self._body
         if body is None:
+            if self._spent is not None:
+                raise RuntimeError(self._spent_message())
             return
         seen = 0
+        self._spent = "it was already read by iterating over it"
         try:
             while (chunk := await body.read_chunk()) is not None:
                 seen += len(chunk)
                 if max_size is not None and seen > max_size:
                     raise BodyTooLarge(
                         f"response body exceeds max_body_size={max_size} bytes",
-                        url=str(self.url) if self.url else None,
+                        **self._request_names(),
                     )
                 yield chunk
         finally:
@@ -343,10 +364,18 @@ class Response:
         if pending:
             yield pending.rstrip("\r\n")
 
+    def _spent_message(self) -> str:
+        return (
+            f"the body of this streamed response cannot be read again: {self._spent}. A "
+            "streamed body is read once; to keep it, call aread() (read() on the "
+            "blocking client) first: content, text and the iterators then reuse it"
+        )
+
     async def aclose(self) -> None:
         """Release the connection; an unread body is discarded (the connection is closed)."""
         body, self._body = self._body, None
         if body is not None:
+            self._spent = self._spent or "the response was closed before its body was read"
             await body.aclose()
 
     async def __aenter__(self) -> Response:

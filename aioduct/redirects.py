@@ -42,19 +42,26 @@ def same_origin_only(current: URL, target: URL, status: int, method: str) -> boo
 def next_request(
     request: Request, response: Response, *, https_only: bool = False, referer: bool = False
 ) -> Request:
-    """The request that follows ``response`` (a 301/302/303/307/308 to ``request``)."""
+    """The request that follows ``response`` (a 301/302/303/307/308 to ``request``).
+
+    Raises :class:`RedirectError` naming ``request`` when it cannot be followed.
+    """
+
+    def refuse(message: str) -> RedirectError:
+        return RedirectError(message, method=request.method, url=request.url.redacted())
+
     status = response.status
     location = response.headers.get("location")
-    if not location or not location.strip():
-        raise RedirectError(f"{status} redirect without a Location header")
+    if location is None:
+        raise refuse(f"{status} redirect without a Location header")
+    if not location.strip():
+        raise refuse(f"{status} redirect with an empty Location header")
     try:
         target = request.url.join(location)
     except InvalidURL as exc:
-        raise RedirectError(
-            f"refusing to follow {status} redirect to {location!r}: {exc}"
-        ) from None
+        raise refuse(f"refusing to follow {status} redirect to {location!r}: {exc}") from None
     if https_only and target.scheme != "https":
-        raise RedirectError(
+        raise refuse(
             f"refusing to follow {status} redirect to {target.redacted()!r}: https_only is set"
         )
     if not target.fragment and request.url.fragment:
@@ -72,7 +79,7 @@ def next_request(
         for name in _BODY_HEADERS:
             headers.pop(name, None)
     elif stream is not None:
-        raise RedirectError(
+        raise refuse(
             f"cannot repeat a streamed request body for a {status} redirect; "
             "send bytes instead of an async iterator to allow it"
         )

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from .config import SuggestingMeta
 from .errors import (
     AioductError,
     ConnectError,
@@ -45,7 +46,7 @@ _TRANSIENT: tuple[type[AioductError], ...] = (
 _PERMANENT: tuple[type[AioductError], ...] = (TLSError, LocalProtocolError)
 
 
-class RetryConfig(msgspec.Struct, frozen=True, kw_only=True):
+class RetryConfig(msgspec.Struct, frozen=True, kw_only=True, metaclass=SuggestingMeta):
     """When and how often to retry a request. Durations are seconds."""
 
     max_retries: int = 3

@@ -25,7 +25,7 @@ _KINDS: dict[str, tuple[type[TimeoutError], str]] = {
 class Deadlines:
     """Timeout settings of one request, anchored at its start."""
 
-    __slots__ = ("connect", "now", "read", "started", "total", "total_at", "write")
+    __slots__ = ("connect", "now", "pool", "read", "started", "total", "total_at", "write")
 
     def __init__(
         self,
@@ -35,6 +35,7 @@ class Deadlines:
         connect: float | None,
         read: float | None,
         write: float | None,
+        pool: float | None = None,
     ) -> None:
         now = self.now = runtime.now
         #: perf_counter() at the start, for Timings (loop clocks can be coarse: uvloop's
@@ -45,6 +46,8 @@ class Deadlines:
         self.connect = connect
         self.read = read
         self.write = write
+        #: Longest wait for a pooled connection (``pool_timeout``), within the total.
+        self.pool = pool
 
     def _at(self, limit: float | None) -> float | None:
         total_at = self.total_at

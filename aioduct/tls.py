@@ -17,7 +17,24 @@ import certifi
 
 from .errors import TLSError
 
-__all__ = ["ALPN_H2", "ALPN_HTTP11", "certificate_covers", "create_ssl_context", "tls_error"]
+__all__ = [
+    "ALPN_H2",
+    "ALPN_HTTP11",
+    "CA_BUNDLE_VARIABLES",
+    "certificate_covers",
+    "create_ssl_context",
+    "tls_error",
+    "verify_setting",
+]
+
+#: Environment variables naming CA roots, honoured in this order when ``trust_env`` is
+#: on and ``verify=True``: OpenSSL's own, then those of requests and of curl.
+CA_BUNDLE_VARIABLES: Final = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+)
 
 ALPN_HTTP11: Final = ("http/1.1",)
 #: Offered when HTTP/2 is enabled: the server picks (h2 first in our preference).
@@ -66,6 +83,24 @@ def create_ssl_context(
     return context
 
 
+def verify_setting(verify: bool | str, *, trust_env: bool) -> bool | str:
+    """What to verify against: ``verify`` itself, or with ``verify=True`` and
+    ``trust_env``, the CA file or directory the environment names (see
+    :data:`CA_BUNDLE_VARIABLES`; the first one set and not empty wins)."""
+    if verify is not True or not trust_env:
+        return verify
+    for name in CA_BUNDLE_VARIABLES:
+        path = os.environ.get(name)
+        if path:
+            if not os.path.exists(path):
+                raise TLSError(
+                    f"{name}={path!r} (from the environment) names no CA bundle file or "
+                    "directory; fix or unset it, or pass trust_env=False to ignore it"
+                )
+            return path
+    return True
+
+
 def _cert_parts(cert: CertSpec) -> tuple[str, str | None, str | None]:
     if isinstance(cert, str):
         return cert, None, None
@@ -90,8 +125,8 @@ def tls_error(exc: BaseException, host: str, port: int) -> TLSError:
             hint = f"the certificate is not valid for {host!r}"
         elif code in (18, 19, 20, 21):
             hint = (
-                "the certificate is not signed by a trusted CA; "
-                "pass verify='ca.pem' to trust a private CA"
+                "the certificate is not signed by a trusted CA; to trust a private "
+                "CA pass verify='ca.pem' (aioduct crawl: --cacert ca.pem)"
             )
         else:
             hint = "the certificate failed verification"

@@ -185,14 +185,15 @@ class URL:
 
 
 def encode_params(params: QueryParams) -> str:
-    """Encode query parameters: a mapping (list values repeat the key), pairs, or a string."""
+    """Encode query parameters: a mapping (list values repeat the key), pairs, or a string.
+
+    ``None`` is an empty value (``{"q": None}`` is ``q=``), as in httpx: the key is sent.
+    """
     if isinstance(params, str):
         return params.lstrip("?")
     pairs: list[tuple[str, str]] = []
     items: Iterable[tuple[str, object]] = params.items() if isinstance(params, Mapping) else params
     for key, value in items:
-        if value is None:
-            continue
         if isinstance(value, list | tuple):
             pairs.extend((key, _param_str(v)) for v in value)
         else:
@@ -201,6 +202,8 @@ def encode_params(params: QueryParams) -> str:
 
 
 def _param_str(value: object) -> str:
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

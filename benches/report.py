@@ -103,8 +103,20 @@ def print_scenario(
     rep: Report, scenario: Scenario, clients: Sequence[str], duration: float, out: TextIO
 ) -> None:
     base, ours = rep.get(scenario.name, BASELINE), rep.get(scenario.name, OURS)
+    # One request at a time: the wall time per request is each request's latency.
+    sequential = scenario.concurrency == 1
     rows = [
-        ("client", "req/s", "CPU µs/req", f"vs {BASELINE}", f"vs {OURS}", "errors", "other", "")
+        (
+            "client",
+            "req/s",
+            "latency µs" if sequential else "",
+            "CPU µs/req",
+            f"vs {BASELINE}",
+            f"vs {OURS}",
+            "errors",
+            "other",
+            "",
+        )
     ]
     if rep.meta.get("repeat", 1) > 1:
         rows[0] = (*rows[0][:-1], "spread")
@@ -118,6 +130,7 @@ def print_scenario(
                 (
                     client,
                     f"{r.rps:,.0f}",
+                    f"{1e6 / r.rps:,.0f}" if sequential else "",
                     f"{r.cpu_us:.1f}",
                     _ratio(r.rps, base),
                     _ratio(r.rps, ours),
@@ -129,8 +142,10 @@ def print_scenario(
             continue
         label = "n/a" if r.status == "n/a" else "error"
         errors = str(r.errors) if r.errors else "—"
-        rows.append((client, label, "—", "—", "—", errors, _load(r.other_load), ""))
+        rows.append((client, label, "", "—", "—", "—", errors, _load(r.other_load), ""))
         notes.append(f"  {client}: {r.reason or r.first_error or 'no requests completed'}")
+    if not sequential:
+        rows = [row[:2] + row[3:] for row in rows]
     print(f"{scenario.name}  ({scenario.title}, {duration:g} s)", file=out)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -47,6 +47,9 @@ class Scenario:
     gzip: bool = False
     """Sent with ``Accept-Encoding: gzip``; nginx serves a pre-compressed file
     (``gzip_static``) and the client must return the decoded body."""
+    one_at_a_time: bool = False
+    """Bulk engines too send each request only after the previous answer (``request()``,
+    not a queue of jobs): the round-trip latency a blocking caller sees."""
 
     @property
     def transport(self) -> Transport:
@@ -69,6 +72,8 @@ class Scenario:
     @property
     def title(self) -> str:
         shape = "sequential" if self.concurrency == 1 else f"{self.concurrency} in flight"
+        if self.one_at_a_time:
+            shape += ", one request at a time (latency)"
         over = {
             "http": "",
             "h2c": "h2c",
@@ -92,6 +97,7 @@ SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario("get_small", "/small"),
+        Scenario("latency", "/small", one_at_a_time=True),
         Scenario("get_text", "/text", decode="text"),
         Scenario("get_json", "/json", decode="json"),
         Scenario("post_4k", "/post", method="POST", body_size=4096),
@@ -161,6 +167,7 @@ class Target:
     """The CA file every client verifies the TLS origin with (never verification off)."""
     gzip: bool = False
     """Send ``Accept-Encoding: gzip``; the payload returned must be the decoded body."""
+    one_at_a_time: bool = False
 
     @property
     def h2c(self) -> bool:
@@ -253,6 +260,7 @@ def reference_target(scenario: Scenario, origins: Origins | str) -> Target:
         tls=scenario.tls,
         ca_file=origins.ca_file if scenario.tls else None,
         gzip=scenario.gzip,
+        one_at_a_time=scenario.one_at_a_time,
         body_size=scenario.body_size,
         decode=scenario.decode,
         concurrency=scenario.concurrency,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import itertools
+from collections.abc import Sequence
 
 import pytest
 
@@ -14,7 +15,7 @@ from aioduct.jobs import Job
 from aioduct.local.dispatch import Dispatcher
 from aioduct.testing.nginx import NGINX_MISSING_REASON, Nginx, nginx_binary
 from benches.clients.aioduct_local_client import spread_urls
-from benches.runner import Options, run
+from benches.runner import Options, Report, run
 from benches.scenarios import Target
 
 CLIENTS = ("aiohttp", "aioduct-asyncio")
@@ -25,13 +26,13 @@ pytestmark = [
 ]
 
 
-@pytest.mark.timeout(30)
-def test_runner_get_small_reports_requests_per_second() -> None:
+def quick_run(scenarios: list[str], clients: Sequence[str]) -> tuple[Report, str]:
+    """A tiny run of the wall-clock harness: the report and the tables it printed."""
     out = io.StringIO()
     report = run(
         Options(
-            scenarios=["get_small"],
-            clients=CLIENTS,
+            scenarios=scenarios,
+            clients=clients,
             duration=0.2,
             warmup=0.1,
             pin=False,  # do not crowd one CPU while other tests run in parallel
@@ -39,40 +40,49 @@ def test_runner_get_small_reports_requests_per_second() -> None:
             out=out,
         )
     )
+    return report, out.getvalue()
+
+
+def skip_without_io_uring() -> None:
+    from aioduct import uring
+
+    reason = uring.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"the local engine needs io_uring: {reason}")
+
+
+@pytest.mark.timeout(30)
+def test_runner_get_small_reports_requests_per_second() -> None:
+    report, text = quick_run(["get_small"], CLIENTS)
     assert [(r.scenario, r.client) for r in report.results] == [("get_small", c) for c in CLIENTS]
     for r in report.results:
         assert r.status == "ok", (r.client, r.reason)
         assert r.errors == 0, (r.client, r.first_error)
         assert r.valid and r.requests > 0 and r.rps > 0 and r.cpu_us > 0
-    text = out.getvalue()
     assert "get_small" in text and "req/s" in text
     assert report.to_json()["results"][0]["rps"] > 0
 
 
 @pytest.mark.timeout(60)
 def test_runner_local_engine_client_reports_requests_per_second() -> None:
-    from aioduct import uring
-
-    reason = uring.unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"the local engine needs io_uring: {reason}")
-    out = io.StringIO()
-    report = run(
-        Options(
-            scenarios=["concurrent_10"],
-            clients=["aioduct-local-1"],
-            duration=0.2,
-            warmup=0.1,
-            pin=False,
-            json_path=None,
-            out=out,
-        )
-    )
+    skip_without_io_uring()
+    report, text = quick_run(["concurrent_10"], ["aioduct-local-1"])
     (r,) = report.results
     assert r.status == "ok", r.reason
     assert r.errors == 0, r.first_error
     assert r.valid and r.requests > 0 and r.cpu_us > 0
-    assert "aioduct-local-1" in out.getvalue()
+    assert "aioduct-local-1" in text
+
+
+@pytest.mark.timeout(60)
+def test_runner_local_engine_runs_the_latency_and_h2c_scenarios() -> None:
+    """One request at a time (the latency row), and h2c with prior knowledge."""
+    skip_without_io_uring()
+    report, text = quick_run(["latency", "h2c_get"], ["aioduct-local-1"])
+    for r in report.results:
+        assert r.status == "ok", (r.scenario, r.reason)
+        assert r.errors == 0 and r.valid, (r.scenario, r.first_error)
+    assert "latency µs" in text
 
 
 def test_local_client_spreads_jobs_over_every_worker() -> None:
@@ -91,17 +101,7 @@ def test_local_client_spreads_jobs_over_every_worker() -> None:
 
 @pytest.mark.timeout(30)
 def test_runner_h2c_scenario_runs_aioduct_over_http2() -> None:
-    report = run(
-        Options(
-            scenarios=["h2c_concurrent_10"],
-            clients=("aioduct-asyncio",),
-            duration=0.2,
-            warmup=0.1,
-            pin=False,
-            json_path=None,
-            out=io.StringIO(),
-        )
-    )
+    report, _ = quick_run(["h2c_concurrent_10"], ("aioduct-asyncio",))
     (ours,) = report.results
     assert ours.status == "ok" and ours.errors == 0 and ours.requests > 0, ours.first_error
 

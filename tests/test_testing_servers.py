@@ -30,6 +30,7 @@ from aioduct.testing.nginx import (
     JSON_BODY,
     LATIN1_BODY,
     MANY_HEADERS,
+    NGINX_MISSING_REASON,
     REDIRECT_CODES,
     SMALL_BODY,
     STATUS_CODES,
@@ -160,6 +161,19 @@ def test_nginx_simple_locations(
 ) -> None:
     resp, got = fetch(nginx.http_url, path)
     assert (resp.status, resp.getheader("Content-Type"), got) == (status, ctype, body)
+
+
+@pytest.mark.nginx
+@pytest.mark.skipif(nginx_binary() is None, reason=NGINX_MISSING_REASON)
+def test_nginx_takes_a_relative_work_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with Nginx("ngx") as ngx:
+        assert ngx.workdir == tmp_path / "ngx"
+        assert fetch(ngx.http_url, "/small")[1] == SMALL_BODY
+        assert (tmp_path / "ngx" / "nginx.conf").is_file()
+    assert not (tmp_path / "ngx" / "ngx").exists()
 
 
 def test_nginx_locations_identical_on_every_origin(nginx: Nginx, tls_ca: TLSMaterial) -> None:

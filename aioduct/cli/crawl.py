@@ -2,7 +2,8 @@
 
 The input (a file, or ``-`` for stdin) is read lazily in chunks, so a ten-million-line
 list never sits in memory; blank lines and ``#`` comments are skipped, and each URL's
-job id is its index among the URL lines (0-based). Every URL gets exactly one line in the
+job id is its index among the URL lines (0-based); a line that is not UTF-8 is an
+``InvalidURL`` result of its own. Every URL gets exactly one line in the
 output: the :class:`~aioduct.Result` as JSON (msgspec), errors included -- a failed fetch
 is data, not a failure of the crawl. ``body`` is ``null`` unless ``--include-body``
 (base64, as msgspec encodes bytes); ``--save-bodies DIR`` writes each body to
@@ -19,8 +20,9 @@ Results in flight when the crawl stopped are the only ones fetched again; none i
 and none is written twice. Ctrl-C (or SIGTERM) flushes what finished, writes the
 journal and exits 130 (143).
 
-Exit status: 0 when every URL has its result line, 1 on bad usage or unreadable input,
-130 on Ctrl-C.
+Exit status: 0 when every URL has its result line (the journal is then removed), 1 on
+bad usage or unreadable input, 130 on Ctrl-C (143 on SIGTERM); 3 for an error nobody
+foresaw, reported in one line by :func:`aioduct.cli.main`. No error prints a traceback.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Any, Final
 import msgspec
 
 from ..errors import AioductError
-from ..jobs import Job, Result
+from ..jobs import Job, JobError, Result
 from ..runner import SendEngine
 from . import _resume
 from ._progress import StatusLine, human_bytes
@@ -62,6 +64,9 @@ _BODIES_PER_DIR: Final = 10_000
 EXIT_OK: Final = 0
 EXIT_USAGE: Final = 1
 EXIT_SIGNAL: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
+#: ``--engine auto`` starts worker processes only for a list at least this long (or of
+#: unknown length): below it, starting them costs more than they save.
+AUTO_LOCAL_FROM: Final = 1000
 
 
 class UsageError(Exception):
@@ -71,8 +76,8 @@ class UsageError(Exception):
 # -- arguments -----------------------------------------------------------------------------------
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
         "crawl",
         help="fetch a list of URLs into a JSON-lines file (resumable)",
         description="Fetch every URL of URLS_FILE (one per line; '-' reads stdin) and "
@@ -83,30 +88,67 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted crawl into OUT"
     )
-    parser.add_argument("--journal", metavar="PATH", help="checkpoint file (OUT.journal)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: continue even though the journal was written for another "
+        "input (its URLs are matched to the output by position)",
+    )
+    parser.add_argument(
+        "--journal", metavar="PATH", help="checkpoint file (OUT.journal); removed when done"
+    )
     parser.add_argument(
         "--engine",
         choices=("auto", "send", "local"),
         default="auto",
         help="local: a worker process per CPU on io_uring; send: this process; "
-        "auto (default): local where io_uring works, else send",
+        f"auto (default): send for a file of fewer than {AUTO_LOCAL_FROM:,} URLs or "
+        "where io_uring is unusable, else local",
     )
-    parser.add_argument("--workers", type=_positive_int, help="local engine processes (all CPUs)")
+    parser.add_argument(
+        "--workers", type=_positive_int, metavar="N", help="local engine processes (all CPUs)"
+    )
     parser.add_argument(
         "--concurrency",
         type=_positive_int,
         default=64,
+        metavar="N",
         help="requests in flight (per worker for the local engine; default 64)",
     )
-    parser.add_argument("--per-host-concurrency", type=_positive_int, metavar="N")
+    parser.add_argument(
+        "--per-host-concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="at most N requests in flight per origin (scheme://host:port)",
+    )
     parser.add_argument(
         "--per-host-rate", type=_positive_float, metavar="R", help="requests/s per origin"
     )
     parser.add_argument(
-        "--timeout", type=_positive_float, default=30.0, help="seconds per request (30)"
+        "--timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="seconds per request, connect to last body byte (30)",
     )
     parser.add_argument(
-        "--retries", type=_count, default=0, help="retries of transient errors, 5xx, 429 (0)"
+        "--connect-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="seconds for TCP connect plus TLS handshake (30)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="retries of transient errors, 5xx, 429 (0)",
+    )
+    parser.add_argument(
+        "--max-redirects", type=_count, metavar="N", help="redirect hops followed (10)"
+    )
+    parser.add_argument(
+        "--no-follow", action="store_true", help="record redirects instead of following them"
     )
     parser.add_argument(
         "--header",
@@ -116,10 +158,25 @@ def add_parser(commands: Any) -> None:
         help="add a request header (repeatable)",
     )
     parser.add_argument(
+        "-A", "--user-agent", metavar="UA", help="the User-Agent header (aioduct/VERSION)"
+    )
+    parser.add_argument(
+        "--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM) for https"
+    )
+    parser.add_argument(
+        "-k", "--insecure", action="store_true", help="do not verify https certificates"
+    )
+    parser.add_argument(
+        "--http2-prior-knowledge",
+        action="store_true",
+        help="speak HTTP/2 to http:// URLs without negotiating (h2c)",
+    )
+    parser.add_argument(
         "--include-body", action="store_true", help="put bodies in OUT (base64 'body')"
     )
     parser.add_argument("--save-bodies", metavar="DIR", help="write each body to DIR/<n>/<id>")
     parser.set_defaults(run=run)
+    return parser
 
 
 def _number(text: str, kind: type[int] | type[float], test: str) -> Any:
@@ -148,13 +205,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def parse_headers(values: list[str]) -> tuple[tuple[str, str], ...]:
+def parse_headers(values: list[str], user_agent: str | None = None) -> tuple[tuple[str, str], ...]:
     pairs = []
     for value in values:
         name, colon, rest = value.partition(":")
         if not colon or not name.strip() or name != name.strip():
             raise UsageError(f"--header {value!r} must look like 'Name: value'")
         pairs.append((name, rest.strip()))
+    if user_agent is not None:
+        pairs = [p for p in pairs if p[0].lower() != "user-agent"]
+        pairs.append(("User-Agent", user_agent))
     return tuple(pairs)
 
 
@@ -207,7 +267,11 @@ def _settle(future: asyncio.Future[bytes], data: bytes, error: OSError | None) -
 
 
 class UrlSource:
-    """The URLs of an input file descriptor as ``(index, url)``, read lazily."""
+    """The URLs of an input file descriptor as ``(index, url, problem)``, read lazily.
+
+    ``problem`` is ``None``, or why the line cannot be a URL (it is not UTF-8): that line
+    gets an error result instead of ending the crawl.
+    """
 
     def __init__(self, fd: int, name: str) -> None:
         self.name = name
@@ -216,7 +280,7 @@ class UrlSource:
         """URL lines read so far (the total once :attr:`exhausted`)."""
         self.exhausted = False
 
-    async def __aiter__(self) -> AsyncIterator[tuple[int, str]]:
+    async def __aiter__(self) -> AsyncIterator[tuple[int, str, str | None]]:
         tail = b""
         line_number = 0
         try:
@@ -240,16 +304,18 @@ class UrlSource:
                     text = raw.strip()
                     if not text or text.startswith(b"#"):
                         continue
+                    problem = None
                     try:
                         url = text.decode()
                     except UnicodeDecodeError as exc:
-                        raise UsageError(
+                        url = text.decode(errors="backslashreplace")
+                        problem = (
                             f"line {line_number} of {self.name} is not UTF-8 ({exc.reason} "
-                            f"at byte {exc.start}); fix it and continue with --resume"
-                        ) from None
+                            f"at byte {exc.start}), so it cannot be a URL"
+                        )
                     index = self.count
                     self.count += 1
-                    yield index, url
+                    yield index, url, problem
                 if not chunk:
                     self.exhausted = True
                     return
@@ -257,13 +323,20 @@ class UrlSource:
             self._reader.close()
 
 
-def count_urls(path: Path, limit: int = 64 << 20) -> int | None:
-    """URL lines in a regular file up to ``limit`` bytes (for the progress total)."""
+def count_urls(path: Path, limit: int = 64 << 20, *, stop_at: int | None = None) -> int | None:
+    """URL lines in a regular file up to ``limit`` bytes (for the progress total, and for
+    ``--engine auto``, which only needs to know whether there are ``stop_at``)."""
     try:
         if not stat.S_ISREG(path.stat().st_mode) or path.stat().st_size > limit:
             return None
+        count = 0
         with open(path, "rb") as f:
-            return sum(1 for line in f if (t := line.strip()) and not t.startswith(b"#"))
+            for line in f:
+                if (text := line.strip()) and not text.startswith(b"#"):
+                    count += 1
+                    if count == stop_at:
+                        break
+        return count
     except OSError:
         return None
 
@@ -286,7 +359,7 @@ class Output:
 
     def add(self, result: Result) -> None:
         body_path = None
-        if self.bodies is not None and result.body is not None:
+        if self.bodies is not None and result.body:  # a 204 or a HEAD has no body to save
             body_path = self._save_body(self.bodies, result.id, result.body)
         if not self.include_body:
             result.body = None
@@ -369,11 +442,13 @@ class Crawl:
         self._status = StatusLine(self._render, enabled=status)
 
     async def _jobs(self) -> AsyncIterator[Job]:
-        async for index, url in self.source:
-            if self.progress.wants(index):
-                yield Job(url=url, id=index)
-            else:
+        async for index, url, problem in self.source:
+            if not self.progress.wants(index):
                 self.tally.skipped += 1
+            elif problem is not None:  # no request to make: its result is the error
+                self._record(Result(id=index, url=url, error=JobError("InvalidURL", problem)))
+            else:
+                yield Job(url=url, id=index)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -452,24 +527,29 @@ class Crawl:
 # -- wiring --------------------------------------------------------------------------------------
 
 
-def plan_engine(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """Which engine the options ask for (``"send"`` or ``"local"``) and its options.
+def plan_engine(args: argparse.Namespace) -> tuple[str, dict[str, Any], str]:
+    """Which engine the options ask for (``"send"`` or ``"local"``), its options, and why.
 
     Only checks, never starts anything: a refusal leaves no output file behind.
     """
     from .. import uring
 
     kind = args.engine
+    why = ""
+    if kind == "send" and args.workers is not None:
+        raise UsageError(
+            "--workers sets the local engine's processes; the send engine runs in this "
+            "process (use --concurrency, or --engine local)"
+        )
+    if kind == "auto" and args.workers is None:
+        count = count_urls(Path(args.urls), stop_at=AUTO_LOCAL_FROM) if args.urls != "-" else None
+        if count is not None and count < AUTO_LOCAL_FROM:
+            kind, why = "send", f"auto: {count:,} URLs, too few to start worker processes"
     reason = uring.unavailable_reason() if kind != "send" else None
     if kind == "local" and reason is not None:
         raise UsageError(
             f"--engine local runs its workers on io_uring, which is unusable here: {reason} "
             "Use --engine send (or auto, which falls back to it)."
-        )
-    if kind == "send" and args.workers is not None:
-        raise UsageError(
-            "--workers sets the local engine's processes; the send engine runs in this "
-            "process (use --concurrency, or --engine local)"
         )
     if kind == "auto":
         if reason is not None:
@@ -478,6 +558,7 @@ def plan_engine(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
                 "using the send engine in this process",
                 file=sys.stderr,
             )
+            why = "auto: io_uring is unusable here"
         kind = "local" if reason is None else "send"
     options: dict[str, Any] = {
         "concurrency": args.concurrency,
@@ -486,11 +567,36 @@ def plan_engine(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         "retry": args.retries,
         "keep_body": args.include_body or args.save_bodies is not None,
         "timeout": args.timeout,
-        "headers": parse_headers(args.header),
+        "headers": parse_headers(args.header, args.user_agent),
+        **client_options(args),
     }
     if kind == "local":
         options["workers"] = args.workers
-    return kind, options
+    return kind, options, why
+
+
+def client_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ClientConfig options set by curl-style flags (only those given)."""
+    options: dict[str, Any] = {}
+    if args.cacert is not None and args.insecure:
+        raise UsageError("--cacert and --insecure contradict each other: pick one")
+    if args.cacert is not None:
+        if not Path(args.cacert).exists():
+            raise UsageError(f"--cacert {args.cacert}: no such file or directory")
+        options["verify"] = args.cacert
+    if args.insecure:
+        options["verify"] = False
+    if args.no_follow and args.max_redirects is not None:
+        raise UsageError("--no-follow and --max-redirects contradict each other: pick one")
+    if args.no_follow:
+        options["follow_redirects"] = False
+    if args.max_redirects is not None:
+        options["max_redirects"] = args.max_redirects
+    if args.connect_timeout is not None:
+        options["connect_timeout"] = args.connect_timeout
+    if args.http2_prior_knowledge:
+        options["http2_prior_knowledge"] = True
+    return options
 
 
 def build_engine(kind: str, options: dict[str, Any]) -> tuple[Any, str]:
@@ -526,12 +632,21 @@ def _open_output(args: argparse.Namespace) -> tuple[int, int, _resume.Progress, 
     journal = Path(args.journal) if args.journal else out.with_name(out.name + ".journal")
     if out.is_dir():
         raise UsageError(f"the output {out} is a directory; name a file")
+    for path, what in ((out, "output"), (journal, "journal")):
+        folder = path.parent
+        if not folder.is_dir():
+            raise UsageError(
+                f"the {what} {path} is in {folder}, which is not a directory "
+                f"(create it first: mkdir -p {folder})"
+            )
+    if journal.is_dir():
+        raise UsageError(f"the journal {journal} is a directory; name a file")
     if args.resume:
         try:
             state = _resume.load(out, journal)
         except _resume.CorruptOutput as exc:
             raise UsageError(str(exc)) from None
-        _report_resume(state, out, args.urls)
+        _report_resume(state, out, args.urls, force=args.force)
         progress, offset = state.progress, state.output_size
     else:
         if out.exists() and out.stat().st_size > 0:
@@ -547,19 +662,33 @@ def _open_output(args: argparse.Namespace) -> tuple[int, int, _resume.Progress, 
     if not args.resume:
         os.ftruncate(fd, 0)
         # A journal left by an older crawl must not describe this new output.
-        _resume.write_checkpoint(journal, progress.checkpoint(0, args.urls))
+        try:
+            _resume.write_checkpoint(journal, progress.checkpoint(0, args.urls))
+        except OSError as exc:
+            os.close(fd)
+            out.unlink(missing_ok=True)  # created just now, and empty
+            raise UsageError(f"cannot write the journal {journal}: {exc.strerror or exc}") from None
     return fd, offset, progress, journal
 
 
-def _report_resume(state: _resume.Resumed, out: Path, input_name: str) -> None:
+def _report_resume(
+    state: _resume.Resumed, out: Path, input_name: str, *, force: bool = False
+) -> None:
     notes = []
     if state.cut:
         notes.append(f"cut a partial last line ({state.cut} bytes)")
     if not state.checkpoint_used and state.output_size:
         notes.append("no usable journal: read the whole output")
-    if state.input and state.input != input_name:
+    if state.input and not _same_input(state.input, input_name):
+        if not force:
+            raise UsageError(
+                f"{out} is a crawl of {state.input}, not of {input_name}: results are "
+                f"matched to URLs by their position in the list, so resuming with another "
+                f"list would skip and mislabel URLs. Resume with {state.input}, or pass "
+                f"--force if {input_name} lists the same URLs in the same order"
+            )
         notes.append(
-            f"the journal was written reading {state.input}; resuming assumes "
+            f"the journal was written reading {state.input}; --force: assuming "
             f"{input_name} lists the same URLs in the same order"
         )
     done = state.progress.next - len(state.progress.pending)
@@ -567,6 +696,14 @@ def _report_resume(state: _resume.Resumed, out: Path, input_name: str) -> None:
         f"{PROG}: resuming {out}: {done:,} URLs done" + "".join(f"; {n}" for n in notes),
         file=sys.stderr,
     )
+
+
+def _same_input(recorded: str, given: str) -> bool:
+    if recorded == given:
+        return True
+    if "-" in (recorded, given):
+        return False
+    return Path(recorded).resolve() == Path(given).resolve()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -580,12 +717,14 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.save_bodies is not None and Path(args.save_bodies).is_file():
         raise UsageError(f"--save-bodies {args.save_bodies} is a file; name a directory")
-    kind, options = plan_engine(args)
+    kind, options, why = plan_engine(args)
     in_fd, in_path = _open_input(args.urls)
     out_fd = -1
     try:
         out_fd, offset, progress, journal = _open_output(args)
         engine, engine_name = build_engine(kind, options)
+        if why:
+            engine_name += f" ({why})"
         bodies = Path(args.save_bodies) if args.save_bodies else None
         output = Output(out_fd, offset, include_body=args.include_body, bodies=bodies)
         status = sys.stderr.isatty()
@@ -600,6 +739,9 @@ def _run(args: argparse.Namespace) -> int:
     if code == EXIT_OK and crawl.signal is not None:
         print(f"{PROG}: interrupted; continue with --resume", file=sys.stderr)
         code = EXIT_SIGNAL[signal.Signals(crawl.signal)]
+    elif code == EXIT_OK and journal is not None:
+        # Every URL has its line: the output says it all, nothing is left to resume.
+        journal.unlink(missing_ok=True)
     return code
 
 

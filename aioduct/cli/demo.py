@@ -32,8 +32,8 @@ ENGINES: Final = ("send", "local")
 _TICK: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
         "demo", help="crawl an embedded loopback site with both engines and compare"
     )
     parser.add_argument("--urls", type=int, default=20000, help="pages to fetch (20000)")
@@ -50,6 +50,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--no-uvloop", action="store_true", help="stock asyncio in this process")
     parser.set_defaults(run=_run)
+    return parser
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..config import ClientConfig
+from ..config import ClientConfig, Timeout
 from ..jobs import Job, error_to_exception, result_to_response
 from ..models import Request, Response
 from .engine import LocalEngine
@@ -42,6 +42,16 @@ class LocalSender:
         timeout: float | object | None = _UNSET,  # noqa: ASYNC109 (a deadline)
         follow_redirects: bool | None = None,
     ) -> Response:
+        if isinstance(timeout, Timeout):
+            given = timeout.options()
+            if given.keys() - {"timeout"}:
+                raise TypeError(
+                    f"on the local engine a request's own timeout is its total deadline "
+                    f"only ({timeout!r} sets more); set connect/read/write/pool timeouts "
+                    f"on the client (its workers apply them), e.g. Client(engine='local', "
+                    f"timeout=aioduct.Timeout(...))"
+                )
+            timeout = given.get("timeout", _UNSET)
         if request.stream is not None:
             body = b"".join([bytes(chunk) async for chunk in request.stream])
             request = Request(request.method, request.url, headers=request.headers, content=body)

@@ -526,7 +526,8 @@ class ClientCodec:
     raises an error of the same class, as after h11's ERROR state.
 
     ``max_head_bytes`` bounds the response head (and a trailer section), ``max_headers``
-    the number of header lines in it.
+    the number of header lines in it; their errors name the :class:`~aioduct.ClientConfig`
+    options a user sets, ``max_response_head_bytes`` and ``max_response_headers``.
     """
 
     __slots__ = (
@@ -925,7 +926,7 @@ class ClientCodec:
             return NEED_DATA
         if end + 4 - pos > self._max_head_bytes:
             raise RemoteProtocolError(
-                f"response head exceeds max_head_bytes={self._max_head_bytes}"
+                f"response head exceeds max_response_head_bytes={self._max_head_bytes}"
             )
         self._pos = self._scan = end + 4
         head = buf[pos:end].decode("latin-1")
@@ -941,7 +942,8 @@ class ClientCodec:
             parsed = _parse_status_line(status_line)
         if count > self._max_headers:
             raise RemoteProtocolError(
-                f"response head has {count} header lines, more than max_headers={self._max_headers}"
+                f"response head has {count} header lines, more than "
+                f"max_response_headers={self._max_headers}"
             )
         status, reason, version = parsed
         try:
@@ -992,7 +994,9 @@ class ClientCodec:
         buf = self._buf
         pos = self._pos
         if len(buf) - pos > self._max_head_bytes:
-            raise RemoteProtocolError(f"{what} exceeds max_head_bytes={self._max_head_bytes}")
+            raise RemoteProtocolError(
+                f"{what} exceeds max_response_head_bytes={self._max_head_bytes}"
+            )
         lf = buf.find(b"\n", self._scan)
         while lf >= 0:
             if lf == pos or buf[lf - 1] != 0x0D:
@@ -1130,7 +1134,7 @@ class ClientCodec:
             return NEED_DATA
         if end + 4 - pos > self._max_head_bytes:
             raise RemoteProtocolError(
-                f"trailer section exceeds max_head_bytes={self._max_head_bytes}"
+                f"trailer section exceeds max_response_head_bytes={self._max_head_bytes}"
             )
         text = buf[pos:end].decode("latin-1")
         lines = text.split("\r\n")
@@ -1138,7 +1142,8 @@ class ClientCodec:
             raise RemoteProtocolError(_bad_characters(lines, "trailer section"))
         if len(lines) > self._max_headers:
             raise RemoteProtocolError(
-                f"trailer section has {len(lines)} lines, more than max_headers={self._max_headers}"
+                f"trailer section has {len(lines)} lines, more than "
+                f"max_response_headers={self._max_headers}"
             )
         trailers, specials = _parse_fields(lines)
         for kind, _ in specials:

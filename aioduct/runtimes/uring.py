@@ -7,7 +7,8 @@ loop over io_uring completions), so the asyncio runtime's streams -- a
 transport, SO_KEEPALIVE by ``open_tcp``. What differs is the name
 (timings, logs and tests report ``"uring"``) and one guarantee: name resolution runs
 ``getaddrinfo`` on the default executor, which on this loop is never frozen by the ring
-waiting (the loop sleeps in ``epoll_wait``, which releases the GIL).
+waiting (the loop sleeps in ``io_uring_enter`` called through ``ctypes``, which releases
+the GIL).
 """
 
 from __future__ import annotations

@@ -464,12 +464,13 @@ class Nginx:
       :class:`ExtraServer` for a TLS and/or HTTP/2 one.
 
     ``extra_locations`` is raw config appended to every standard server block.
-    ``workdir`` defaults to a fresh temporary directory, removed on ``stop()``.
+    ``workdir`` (relative to the current directory, or absolute) defaults to a fresh
+    temporary directory, removed on ``stop()``.
     """
 
     def __init__(
         self,
-        workdir: Path | None = None,
+        workdir: Path | str | None = None,
         *,
         tls: TLSFiles | None = None,
         access_log: bool = True,
@@ -483,8 +484,12 @@ class Nginx:
         if self.binary is None:
             raise NginxError(NGINX_MISSING_REASON)
         self._own_workdir = workdir is None
+        # Absolute: nginx resolves the config's paths against its -p prefix, so a relative
+        # work directory would be taken twice (dir/dir/...).
         self.workdir = (
-            Path(tempfile.mkdtemp(prefix="aioduct-nginx-")) if workdir is None else workdir
+            Path(tempfile.mkdtemp(prefix="aioduct-nginx-"))
+            if workdir is None
+            else Path(workdir).absolute()
         )
         self.tls = tls
         self.access_log = access_log

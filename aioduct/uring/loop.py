@@ -9,8 +9,9 @@ request pipeline runs on it unchanged (through :class:`aioduct.runtimes.uring.Ur
 
 What this module adds to the stock proactor loop, and why:
 
-* the self-pipe sits in the proactor's epoll set instead of on the ring (no ring
-  operation per ``call_soon_threadsafe``, nothing to cancel at close);
+* the loop sleeps in the ring itself (``io_uring_enter``, GIL released), so an idle loop
+  notices a completion within microseconds in every completion mode, and the self-pipe
+  is a poll on the ring (see :mod:`.proactor`);
 * a socket transport whose receives and sends complete into plain callbacks instead of
   futures, receives into two alternating buffers (one copy per read instead of two),
   and tries a direct ``send()`` before using the ring (see :class:`_UringSocketTransport`);
@@ -419,8 +420,9 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
             raise RuntimeError(f"signal {sig} cannot be caught: {exc}") from None
 
     def _on_signal(self, sig: int, _frame: object) -> None:
-        # A Python-level handler runs in the main thread between bytecodes (in particular
-        # when epoll_wait returns EINTR), so it can queue the callback directly.
+        # A Python-level handler runs in the main thread between bytecodes (once the
+        # ring's wait returns: the signal's write to the self-pipe completes its poll),
+        # so it can queue the callback directly.
         handle = self._signal_handlers.get(sig)
         if handle is None:
             return

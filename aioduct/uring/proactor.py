@@ -31,10 +31,13 @@ The rules that keep memory safe (the compio/monoio discipline):
   then tears the ring down; operations that never completed keep their buffers forever
   rather than risk the kernel writing into freed memory.
 
-Waiting never holds the GIL: ``select()`` sleeps in ``epoll_wait`` on the ring's wakeup fd
-(:meth:`Ring.fileno`) plus the loop's self-pipe, because liburing's own waits keep the
-GIL and would freeze the executor threads that run ``getaddrinfo`` and
-``run_in_executor`` work.
+Waiting never holds the GIL: ``select()`` sleeps in :meth:`Ring.wait`
+(``io_uring_enter`` through ``ctypes``), because liburing's own waits keep the GIL and
+would freeze the executor threads that run ``getaddrinfo`` and ``run_in_executor`` work.
+The loop's self-pipe is a poll on the ring, so ``call_soon_threadsafe`` and signals end
+that sleep too. Sleeping in the ring rather than in ``epoll`` is what makes an idle loop
+react within microseconds in every completion mode (see :mod:`._ring`);
+:attr:`UringProactor.sleep_stats` counts how each sleep ended.
 """
 
 from __future__ import annotations
@@ -48,11 +51,12 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from ._ring import DEFAULT_ENTRIES, Ring, Sqe, make_sockaddr, os_error
 
-__all__ = ["UringProactor"]
+__all__ = ["SleepStats", "UringProactor"]
 
 _T = TypeVar("_T")
 
@@ -174,20 +178,45 @@ def _readable_view(buf: Any) -> memoryview:
     return view
 
 
+@dataclass(slots=True)
+class SleepStats:
+    """How the loop's sleeps in :meth:`UringProactor.select` ended.
+
+    A sleep ends because a completion is ready (an I/O operation, or the self-pipe that
+    ``call_soon_threadsafe`` and signals write to), because its timeout -- the loop's next
+    timer -- expired, or with nothing to do (a signal that interrupted it). An idle loop
+    that is handed work should show only the first kind: work picked up because it
+    arrived, not when a timer happened to fire or a late notification came through.
+    """
+
+    sleeps: int = 0
+    """Times ``select()`` found nothing to do and slept."""
+    woken_by_completion: int = 0
+    """Sleeps that ended with completions ready to reap."""
+    timed_out: int = 0
+    """Sleeps that ended because their timeout expired."""
+    asleep: bool = False
+    """Whether the loop is in one of these sleeps right now."""
+
+    @property
+    def empty(self) -> int:
+        """Sleeps that ended with nothing to reap and no timeout (signals, spurious)."""
+        return self.sleeps - self.woken_by_completion - self.timed_out
+
+
 class UringProactor:
     """The proactor ``BaseProactorEventLoop`` drives, on one io_uring ring."""
 
     def __init__(self, entries: int = DEFAULT_ENTRIES, mode: str | None = None) -> None:
         self._ring = Ring(entries, mode)
-        self._ring_fd = self._ring.fileno()
-        self._epoll = select.epoll()
-        self._epoll.register(self._ring.fileno(), select.EPOLLIN)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ops: dict[int, _Op] = {}
         self._last_ud = 1  # user_data 0 is refused by liburing, 1 is Ring's IGNORED
         self._results: list[asyncio.Future[Any]] = []
         self._wakeup: socket.socket | None = None
-        self._wakeup_fd = -1
+        self._wakeup_op: _Op | None = None
+        #: How :meth:`select`'s sleeps ended (see :class:`SleepStats`).
+        self.sleep_stats = SleepStats()
 
     def __repr__(self) -> str:
         state = "closed" if self._ring.closed else f"in_flight={len(self._ops)}"
@@ -199,27 +228,40 @@ class UringProactor:
         self._loop = loop
 
     def set_wakeup_socket(self, sock: socket.socket | None) -> None:
-        """Also wake ``select()`` when ``sock`` (the loop's self-pipe) becomes readable.
+        """Also end :meth:`select`'s sleep when ``sock`` (the loop's self-pipe) is readable.
 
-        The self-pipe lives in the epoll set, not on the ring: ``call_soon_threadsafe``
-        and signal wakeups then cost no ring operation, and closing the pipe needs no
-        cancellation.
+        A poll on the ring, re-armed after each wakeup: ``call_soon_threadsafe`` from
+        another thread and signals (through ``signal.set_wakeup_fd``) write to the other
+        end. ``None`` withdraws it, before the loop closes the socket.
         """
-        if self._wakeup is not None:
-            try:
-                self._epoll.unregister(self._wakeup_fd)
-            except (OSError, ValueError):
-                pass
+        op, self._wakeup_op = self._wakeup_op, None
+        if op is not None:
+            op.cancel()
         self._wakeup = sock
-        self._wakeup_fd = -1
-        if sock is not None:
-            self._wakeup_fd = sock.fileno()
-            self._epoll.register(self._wakeup_fd, select.EPOLLIN)
+        if sock is not None and not self._ring.closed:
+            self._arm_wakeup(sock)
+
+    def _arm_wakeup(self, sock: socket.socket) -> None:
+        op = self._new_op(None, sock, None, None, None, self._on_wakeup)
+        self._track(op, self._ring.poll(op.ud, op.fd, select.POLLIN))
+        self._wakeup_op = op
+
+    def _on_wakeup(self, res: int) -> None:
+        self._wakeup_op = None
+        sock = self._wakeup
+        if sock is None or res < 0:
+            return  # withdrawn, or the socket is gone (closing)
+        self._drain_wakeup()
+        if sock.fileno() != -1 and not self._ring.closed:
+            self._arm_wakeup(sock)
 
     @property
     def in_flight(self) -> int:
-        """Operations submitted (or queued) whose completion has not been reaped."""
-        return len(self._ops)
+        """Operations submitted (or queued) whose completion has not been reaped.
+
+        The loop's own standing poll on its self-pipe is not counted.
+        """
+        return len(self._ops) - (self._wakeup_op is not None)
 
     def _check_open(self) -> None:
         if self._ring.closed:
@@ -549,21 +591,23 @@ class UringProactor:
     def select(self, timeout: float | None = None) -> list[asyncio.Future[Any]]:
         """Submit queued entries, resolve completed futures, and wait if none completed.
 
-        Sleeps (GIL released) in ``epoll_wait`` until the ring has completions, the
-        self-pipe is written, or ``timeout`` seconds pass (``None``: no limit). Returns
+        Sleeps (GIL released) in the ring until an operation completes, the self-pipe is
+        written, or ``timeout`` seconds pass (``None``: no limit). Returns
         the futures resolved by this call (``BaseProactorEventLoop`` ignores the list:
         resolving them already scheduled their callbacks).
         """
         ring = self._ring
         ring.submit()
         if not ring.reap(self._complete) and timeout != 0:
-            events = self._epoll.poll(-1.0 if timeout is None else timeout)
-            for fd, _mask in events:
-                if fd == self._ring_fd:
-                    ring.clear_wakeup()
-                elif fd == self._wakeup_fd:
-                    self._drain_wakeup()
-            ring.reap(self._complete)
+            stats = self.sleep_stats
+            stats.sleeps += 1
+            stats.asleep = True
+            expired = not ring.wait(timeout)
+            stats.asleep = False
+            if expired:
+                stats.timed_out += 1
+            if ring.reap(self._complete):
+                stats.woken_by_completion += 1
         ring.submit()  # entries prepared by completions (short sends, re-armed polls)
         results = self._results
         self._results = []
@@ -616,8 +660,7 @@ class UringProactor:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self._epoll.poll(min(remaining, 0.1))
-            ring.clear_wakeup()
+            ring.wait(min(remaining, 0.1))
         if self._ops:
             if time.monotonic() >= deadline:
                 logger.warning(
@@ -635,9 +678,8 @@ class UringProactor:
 
     def _teardown(self) -> None:
         self._ring.close()
-        self._epoll.close()
         self._wakeup = None
-        self._wakeup_fd = -1
+        self._wakeup_op = None
         self._results = []
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:

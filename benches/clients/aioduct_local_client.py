@@ -2,8 +2,10 @@
 
 One thread runs ``engine.map()`` over an endless generator of Jobs that stops when the
 measurement ends; the engine keeps ``target.concurrency`` requests in flight in all (split
-evenly over the workers), exactly as a crawler uses it. The workers' CPU is read from
-/proc and charged to this client beside the parent's own.
+evenly over the workers), exactly as a crawler uses it. A one-at-a-time scenario
+(``latency``) calls ``engine.request()`` in a loop instead: each job reaches an idle
+worker, as a blocking caller's do. The workers' CPU is read from /proc and charged to
+this client beside the parent's own.
 
 The engine shards jobs by origin, so with N workers the jobs cycle over the target's mirror
 origins (the same nginx location on other ports) chosen so that every worker owns some;
@@ -74,6 +76,8 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
         if not target.keepalive:  # no_pool: the engine keeps no idle connection
             options["pool_max_idle_per_host"] = 0
         options.update(tls_gzip_options(target))
+        if target.h2c:  # the h2c scenarios: nginx's cleartext HTTP/2 listener
+            options["http2_prior_knowledge"] = True
         urls, busy = spread_urls(target, count)
         if busy < count:
             print(f"aioduct-local: only {busy} of {count} workers own an origin", flush=True)
@@ -89,7 +93,13 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
             EXTRA_CPU.append(lambda: processes_cpu(engine.pids))
             ready.set()
             first = True
-            for result in engine.map(jobs()):
+            if target.one_at_a_time:
+                results: Iterator[Result] = (
+                    engine.request(job.method, job.url, body=job.body) for job in jobs()
+                )
+            else:
+                results = engine.map(jobs())
+            for result in results:
                 try:
                     payload = _payload(target, result)
                     if first:

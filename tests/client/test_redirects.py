@@ -89,6 +89,17 @@ async def test_refused_targets(nginx: Nginx) -> None:
             await client.get(nginx.http_url + "/redirect-scheme")
 
 
+async def test_a_3xx_without_location_is_returned_and_an_empty_one_refused(
+    nginx: Nginx,
+) -> None:
+    # docs/redirects.md: returned as is, as curl and httpx do; an empty Location is an error.
+    async with aioduct.Client() as client:
+        r = await client.get(nginx.http_url + "/redirect-missing")
+        assert (r.status, r.history, r.text) == (302, [], "no location")
+        with pytest.raises(aioduct.RedirectError, match="302 redirect with an empty Location"):
+            await client.get(nginx.http_url + "/redirect-empty")
+
+
 async def test_custom_policy(nginx: Nginx) -> None:
     seen: list[tuple[str, str, int, str]] = []
 

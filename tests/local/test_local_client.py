@@ -143,7 +143,7 @@ def test_blocking_client_on_the_local_engine(nginx: Nginx, engine: str) -> None:
 
 
 def test_code_cannot_travel_to_workers() -> None:
-    with pytest.raises(TypeError, match="redirect_policy is a Python object"):
+    with pytest.raises(TypeError, match="redirect_policy is a Python callable"):
         aioduct.Client(engine="local", redirect_policy=aioduct.same_origin_only)
     with pytest.raises(TypeError, match="workers= applies to engine='local'"):
         aioduct.Client(workers=2)

@@ -482,27 +482,27 @@ def test_bare_lf_head_is_refused_before_it_is_complete() -> None:
 def test_head_size_limit() -> None:
     big = OK_HEAD + b"X-Pad: " + b"a" * 200 + b"\r\n"
     message = remote_error(big, max_head_bytes=100)
-    assert message == "response head exceeds max_head_bytes=100"
-    assert "exceeds max_head_bytes=100" in remote_error(big + b"\r\n", max_head_bytes=100)
+    assert message == "response head exceeds max_response_head_bytes=100"
+    assert "exceeds max_response_head_bytes=100" in remote_error(big + b"\r\n", max_head_bytes=100)
     _, events = exchange(big + b"\r\n", codec=ClientCodec(max_head_bytes=len(big) + 2))
     assert type(events[0]) is Response
 
 
 def test_header_count_limit() -> None:
     head = OK_HEAD + b"X: 1\r\n" * 5 + b"\r\n"
-    assert "more than max_headers=4" in remote_error(head, max_headers=4)
+    assert "more than max_response_headers=4" in remote_error(head, max_headers=4)
     _, events = exchange(head, b"", codec=ClientCodec(max_headers=5))
     assert isinstance(events[0], Response) and len(events[0].headers) == 5
 
 
 def test_trailer_limits() -> None:
     head = OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n0\r\n"
-    assert "trailer section has 3 lines, more than max_headers=2" in remote_error(
+    assert "trailer section has 3 lines, more than max_response_headers=2" in remote_error(
         head + b"A: 1\r\nB: 2\r\nC: 3\r\n\r\n", max_headers=2
     )
     for trailers in (b"A: " + b"x" * 100, b"A: " + b"x" * 100 + b"\r\n\r\n"):
         message = remote_error(head + trailers, max_head_bytes=80)
-        assert message == "trailer section exceeds max_head_bytes=80"
+        assert message == "trailer section exceeds max_response_head_bytes=80"
 
 
 def test_the_codec_is_dead_after_an_error() -> None:

@@ -55,12 +55,13 @@ def test_credentials_are_stripped_across_origins_only() -> None:
         ("ftp://a.test/file", "refusing to follow 302 redirect to 'ftp://a.test/file'"),
         ("javascript:alert(1)", "refusing to follow"),
         (None, "302 redirect without a Location header"),
-        ("   ", "without a Location header"),
+        ("   ", "302 redirect with an empty Location header"),
     ],
 )
 def test_unfollowable_targets_raise(location: str | None, message: str) -> None:
-    with pytest.raises(RedirectError, match=message):
+    with pytest.raises(RedirectError, match=message) as caught:
         next_request(_req("GET"), _resp(302, location))
+    assert (caught.value.method, caught.value.url) == ("GET", str(_req("GET").url))
 
 
 def test_https_only_refuses_downgrade() -> None:

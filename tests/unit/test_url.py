@@ -86,9 +86,10 @@ def test_join_resolves_relative_references() -> None:
 
 def test_with_params_appends_and_encodes() -> None:
     url = URL("http://h/s?a=1")
-    assert url.with_params({"q": "hello world", "n": [1, 2], "skip": None}).target == (
-        "/s?a=1&q=hello%20world&n=1&n=2"
+    assert url.with_params({"q": "hello world", "n": [1, 2], "empty": None}).target == (
+        "/s?a=1&q=hello%20world&n=1&n=2&empty="
     )
+    assert URL("http://h/s").with_params([("q", None), ("r", [None, 1])]).target == "/s?q=&r=&r=1"
     assert URL("http://h/s").with_params([("flag", True)]).target == "/s?flag=true"
 
 

@@ -66,7 +66,7 @@ def test_call_soon_threadsafe_wakes_an_idle_loop(run_uring: RunUring) -> None:
 
 
 def test_executor_and_getaddrinfo_are_not_frozen_by_the_ring(run_uring: RunUring) -> None:
-    # liburing's own waits hold the GIL; the loop must sleep in epoll instead, or these
+    # liburing's own waits hold the GIL; the loop must sleep in a call that releases it, or these
     # threads would not progress while the loop is idle.
     async def main() -> tuple[float, int]:
         loop = asyncio.get_running_loop()
@@ -88,7 +88,7 @@ def test_executor_and_getaddrinfo_are_not_frozen_by_the_ring(run_uring: RunUring
 
         thread = threading.Thread(target=spin)
         thread.start()
-        await asyncio.sleep(0.1)  # the loop idles in epoll_wait: the thread must run
+        await asyncio.sleep(0.1)  # the loop idles in the ring (GIL released): the thread must run
         stop.set()
         thread.join()
         return elapsed, counted
@@ -255,7 +255,7 @@ def test_close_with_operations_in_flight(run_uring: RunUring) -> None:
         a.close()
         b.close()
     listener.close()
-    assert open_fds() == baseline  # ring, epoll and self-pipe closed too
+    assert open_fds() == baseline  # ring and self-pipe closed too
 
 
 def test_flow_control_with_a_buffered_protocol(run_uring: RunUring) -> None:
@@ -433,3 +433,51 @@ def test_stream_protocol_sendfile_and_ring_sends(
 
     body, tail, sent = run_uring(main())
     assert body == payload and tail == b"from a file" and sent == 11
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_idle_loop_is_woken_by_the_data_itself(run_uring: RunUring, mode: str) -> None:
+    """Bytes arriving at an idle loop end its sleep: not a timer, not a late notification.
+
+    The peer sends each message only once the loop is asleep (bounded by a timer an hour
+    away), then waits for the echo. Every sleep must end with a completion in hand; a
+    sleep that ran into its timeout, or ended empty-handed (as with the eventfd a
+    "defer" ring signals ~14 ms late and again for every completion), shows in the stats.
+    """
+    rounds = 20
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        stats = proactor_of(loop).sleep_stats
+        loop.call_later(3600, lambda: None)  # the loop's next timer: far away
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport
+
+            def data_received(self, data: bytes) -> None:
+                self.transport.write(data)  # type: ignore[attr-defined]
+
+        ours, peer = socket.socketpair()
+        ours.setblocking(False)
+        transport, _ = await loop.create_connection(Echo, sock=ours)
+
+        def talk() -> None:
+            for i in range(rounds):
+                while not stats.asleep:  # until the loop sleeps again
+                    time.sleep(0.0005)
+                peer.sendall(b"%d" % i)
+                assert peer.recv(16) == b"%d" % i
+
+        before = (stats.sleeps, stats.woken_by_completion)
+        await loop.run_in_executor(None, talk)
+        transport.close()
+        peer.close()
+        slept = stats.sleeps - before[0]
+        woken = stats.woken_by_completion - before[1]
+        return slept, woken, stats.timed_out, stats.empty
+
+    slept, woken, timed_out, empty = run_uring(main(), mode=mode)
+    assert slept >= 20
+    assert (timed_out, empty) == (0, 0)
+    assert woken == slept
