@@ -19,7 +19,9 @@ from typing import Any, Final
 
 import msgspec
 
+from .errors import LocalProtocolError
 from .headers import Headers, HeadersLike
+from .validation import check_fields
 
 __all__ = ["ClientConfig", "Http2Config"]
 
@@ -167,7 +169,12 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     def __post_init__(self) -> None:
         headers = self.headers
         if not (isinstance(headers, tuple) and all(type(h) is tuple for h in headers)):
-            msgspec.structs.force_setattr(self, "headers", _header_pairs(headers))
+            headers = _header_pairs(headers)
+            msgspec.structs.force_setattr(self, "headers", headers)
+        try:
+            check_fields(headers)  # sent with every request: checked once, here
+        except LocalProtocolError as exc:
+            raise ValueError(f"invalid headers option: {exc}") from None
         if isinstance(self.cert, list):
             msgspec.structs.force_setattr(self, "cert", tuple(self.cert))
         if isinstance(self.cert, tuple) and len(self.cert) not in (2, 3):
