@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -382,6 +383,7 @@ class _MemoDecoder(hpack.Decoder):
         except hpack.HPACKError as exc:
             raise _ConnectionError(COMPRESSION_ERROR, f"bad header block: {exc}") from None
         fields = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in decoded]
+        _check_received(fields)
         if pure and not (table.maxsize or table.dynamic_entries):
             if len(self._fields) >= _HPACK_CACHE_SIZE:
                 self._fields.clear()
@@ -499,11 +501,49 @@ class _RustDecoder:
                 raise
             raise _ConnectionError(COMPRESSION_ERROR, f"bad header block: {exc}") from None
         fields = [(name.decode("latin-1"), value.decode("latin-1")) for name, value, _ in decoded]
+        _check_received(fields)
         if pure and coder.header_table_size == 0:
             if len(self._fields) >= _HPACK_CACHE_SIZE:
                 self._fields.clear()
             self._fields[data] = fields
         return fields
+
+
+class _MalformedFields(Exception):
+    """Internal: a header block decoded (the HPACK table is in step) to fields that are
+    not valid HTTP; the stream is reset, the connection carries on."""
+
+
+#: RFC 9113 §8.2.1: a received field name is a lower-case token.
+_RECEIVED_NAME: Final = re.compile(r"[-!#$%&'*+.^_`|~0-9a-z]+")
+_RECEIVED_BAD_VALUE: Final = re.compile(r"[\r\n\x00]")
+#: Received names known valid (bounded, as the HTTP/1.1 codec's memo of names).
+_RECEIVED_NAMES: set[str] = set()
+_RECEIVED_NAMES_MAX: Final = 4096
+
+
+def _check_received(fields: list[tuple[str, str]]) -> None:
+    """Refuse a field list that is malformed (RFC 9113 §8.2.1, §8.3.2): a name that is
+    not a lower-case token (empty, upper-case, a colon, CR/LF), a pseudo-header other than
+    one ``:status`` before the regular fields, a value with CR, LF or NUL -- fields that
+    would otherwise reach the caller, or a proxy's HTTP/1.1 side, as they are.
+
+    Checked once per decoded block, before the decoders memoise it: a repeated block
+    costs nothing more.
+    """
+    names = _RECEIVED_NAMES
+    pseudo = True  # a pseudo-header may still come
+    for name, _ in fields:
+        if name in names or (name == ":status" and pseudo):
+            pseudo = False
+        elif _RECEIVED_NAME.fullmatch(name) is not None:
+            pseudo = False
+            if len(names) < _RECEIVED_NAMES_MAX:
+                names.add(name)
+        else:
+            raise _MalformedFields(name)
+    if _RECEIVED_BAD_VALUE.search("".join([value for _, value in fields])) is not None:
+        raise _MalformedFields("a value with CR, LF or NUL")
 
 
 def _oversized(limit: int) -> _ConnectionError:
@@ -1121,7 +1161,11 @@ class H2Protocol:
 
     def _headers(self, sid: int, end: bool, block: bytes, out: list[Event]) -> None:
         # Decode first, whatever the stream's state: the HPACK table must stay in sync.
-        fields = self._decoder.decode_fields(block)
+        fields: list[tuple[str, str]] | None
+        try:
+            fields = self._decoder.decode_fields(block)
+        except _MalformedFields:
+            fields = None
         stream = self._streams.get(sid)
         if stream is None:
             if not self._unknown_stream(sid, "HEADERS"):
@@ -1130,9 +1174,12 @@ class H2Protocol:
         if stream.remote_closed:
             self._stream_error(sid, STREAM_CLOSED, out)
             return
+        if fields is None:
+            self._stream_error(sid, PROTOCOL_ERROR, out)
+            return
         if stream.head_done:
             # Trailers end the stream and carry no pseudo-headers (RFC 9113 §8.1).
-            if not end or stream.expected or any(name[0] == ":" for name, _ in fields):
+            if not end or stream.expected or any(name[:1] == ":" for name, _ in fields):
                 self._stream_error(sid, PROTOCOL_ERROR, out)
                 return
             self._idle_run = 0
@@ -1438,7 +1485,7 @@ def _split_status(headers: list[tuple[str, str]]) -> tuple[int, list[tuple[str, 
     status = 0
     fields: list[tuple[str, str]] = []
     for name, value in headers:
-        if name[0] == ":":
+        if name[:1] == ":":
             if name == ":status":
                 if not (len(value) == 3 and value.isdigit()):
                     raise _ConnectionError(PROTOCOL_ERROR, f"invalid :status {value!r}")

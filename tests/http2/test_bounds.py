@@ -23,6 +23,7 @@ from aioduct.protocol.http2 import (
     InformationalResponse,
     ResponseReceived,
     StreamEnded,
+    StreamReset,
 )
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
@@ -132,6 +133,38 @@ def test_pseudo_headers_come_first_and_once() -> None:
     fields = hpack.Decoder().decode(wire[9:])
     names = [name for name, _ in fields]
     assert names == [":method", ":scheme", ":authority", ":path", "x-a"]
+
+
+# -- malformed response fields -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [(":status", "200"), ("", "empty name")],
+        [(":status", "200"), ("X-Upper", "1")],
+        [(":status", "200"), ("x a", "1")],
+        [(":status", "200"), ("x-a\r\nx-injected", "1")],
+        [(":status", "200"), (":path", "/")],
+        [("x-a", "1"), (":status", "200")],
+        [(":status", "200"), (":status", "204")],
+        [(":status", "200"), ("x-a", "1\r\nx-injected: 1")],
+        [(":status", "200"), ("x-a", "1\x00")],
+    ],
+)
+def test_malformed_response_fields_reset_only_their_stream(fields: list[tuple[str, str]]) -> None:
+    proto = connected()
+    proto.send_request("GET", "http", "a.test", "/2", [], end_stream=True)
+    server = hpack.Encoder()  # indexes what it sends: both blocks share its table
+    bad = frame(HEADERS, END_HEADERS | END_STREAM, 1, server.encode(fields))
+    good = frame(
+        HEADERS, END_HEADERS | END_STREAM, 3, server.encode([(":status", "200"), ("x-ok", "1")])
+    )
+    events = proto.receive_data(bad + good)
+    reset = events[0]
+    assert isinstance(reset, StreamReset) and (reset.stream_id, reset.error_code) == (1, 0x1)
+    head = events[1]
+    assert isinstance(head, ResponseReceived) and head.headers == [("x-ok", "1")]
 
 
 # -- CONTINUATION --------------------------------------------------------------------------
