@@ -4,7 +4,8 @@ Issue 8's floods, each from a scripted server on loopback, through the send engi
 (``Client``), ``BlockingClient`` and the local engine (``Client(engine="local")``, whose
 worker runs HTTP/1.1 on its fast path and HTTP/2 on the pipeline):
 
-* ``HTTP/1.1 100 Continue`` forever (CPython's CVE-2021-3737 class);
+* ``HTTP/1.1 100 Continue`` forever (CPython's CVE-2021-3737 class), and a head -- final or
+  interim -- whose header lines never end (HTTP/1.1's counterpart of CONTINUATION);
 * the same over HTTP/2: interim HEADERS forever on the request's stream;
 * HEADERS without END_HEADERS, then CONTINUATION forever -- full 16 KiB frames (bytes)
   or empty ones (frames) (RUSTSEC-2024-0332 / CVE-2024-27316);
@@ -48,6 +49,15 @@ async def endless_continue(conn: Conn, req: ServerRequest) -> None:
         await conn.send(b"HTTP/1.1 100 Continue\r\n\r\n" * 100)
 
 
+def endless_head(status_line: bytes) -> Any:
+    async def flood(conn: Conn, req: ServerRequest) -> None:
+        await conn.send(status_line)
+        while True:
+            await conn.send(b"X-A: b\r\n" * 100)
+
+    return flood
+
+
 def forever(first: Callable[[int], bytes], then: Callable[[int], bytes]) -> Any:
     """An H2Server handler writing ``first`` once, then ``then`` until the client leaves."""
 
@@ -84,6 +94,8 @@ H2_FLOODS = {
 def h1_server() -> Iterator[ScriptServer]:
     with ScriptServer() as srv:
         srv.add_route("/continue", endless_continue)
+        srv.add_route("/head", endless_head(b"HTTP/1.1 200 OK\r\n"))
+        srv.add_route("/interim-head", endless_head(b"HTTP/1.1 100 Continue\r\n"))
         srv.route_respond("/ok", body=b"ok")
         yield srv
 
@@ -147,6 +159,15 @@ def test_endless_100_continue_over_http11(engine: str, h1_server: ScriptServer) 
         "more than 100 informational",
     )
     assert fetch(engine, h1_server.url + "/ok").content == b"ok"
+
+
+@pytest.mark.parametrize("path", ["/head", "/interim-head"])
+def test_endless_header_lines_over_http11(engine: str, h1_server: ScriptServer, path: str) -> None:
+    refused(
+        engine,
+        lambda: fetch(engine, h1_server.url + path),
+        "response head exceeds max_head_bytes=65536",
+    )
 
 
 @pytest.mark.parametrize(
