@@ -42,6 +42,7 @@ from .headers import Headers, HeadersLike
 from .models import Request, Response
 from .redirects import RedirectPolicy
 from .url import URL, QueryParams, encode_params
+from .validation import check_request
 
 __all__ = ["BlockingClient", "Client", "RequestOptions", "run"]
 
@@ -229,8 +230,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         headers = Headers._adopt([("Host", target.host_header), *self._default_headers])
         if not options:  # the common case: nothing per-request to merge
             default_auth = auth_from_url or self._auth
-            if default_auth is not None:
-                default_auth.apply(headers)
+            if default_auth is None:
+                return Request._prechecked(method, target, headers)
+            default_auth.apply(headers)
             return Request(method, target, headers=headers)
         params = options.get("params")
         if params:
@@ -336,9 +338,14 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             await response.aclose()
 
     async def send(self, request: Request, *, stream: bool = False) -> Response:
-        """Send a prepared :class:`Request` (see :meth:`build_request`)."""
+        """Send a prepared :class:`Request` (see :meth:`build_request`).
+
+        Its method and headers are checked again: they may have changed since it was
+        built, and nothing invalid may reach a connection.
+        """
         if self._closed:
             raise ClientClosed("the client is closed")
+        check_request(request.method, request.headers.raw(), request.protocol)
         return await self._engine.send(request, stream=stream)
 
     # -- lifecycle -------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ from typing import Any, Final
 
 import msgspec
 
+from .errors import LocalProtocolError
 from .headers import Headers, HeadersLike, header_field
+from .validation import check_fields
 
 __all__ = ["ClientConfig", "Http2Config", "Timeout", "request_timeout", "suggest"]
 
@@ -177,11 +179,18 @@ class Http2Config(
     keep_alive_while_idle: bool = False
     """Also PING while no request is in flight (otherwise only busy connections)."""
     max_header_list_size: int = 65536
-    """Largest response header list accepted (uncompressed, as RFC 9113 counts it)."""
+    """Largest response header list accepted (uncompressed, as RFC 9113 counts it); also
+    the most bytes a header block may take in CONTINUATION frames, and all the 1xx heads
+    of one stream together."""
     max_send_buf_size: int = 1024 * 1024
     """Request-body bytes queued on the socket before an upload waits for it to drain."""
     max_concurrent_reset_streams: int = 1024
     """Closed and reset streams remembered, so late frames for them are ignored."""
+    max_unproductive_frames: int = 10_000
+    """Frames in a row that carry no response data, head or end of stream (PING,
+    SETTINGS, WINDOW_UPDATE, PRIORITY, empty DATA, RST_STREAM or frames for closed
+    streams...) before the connection is closed as a flood (ENHANCE_YOUR_CALM). Sending
+    a request or request data starts a new count."""
 
     def __post_init__(self) -> None:
         for name, low, high in (
@@ -191,6 +200,7 @@ class Http2Config(
             ("max_header_list_size", 1024, 2**31 - 1),
             ("max_send_buf_size", 1024, 2**31 - 1),
             ("max_concurrent_reset_streams", 1, 2**31 - 1),
+            ("max_unproductive_frames", 16, 2**31 - 1),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -295,7 +305,12 @@ class ClientConfig(
     def __post_init__(self) -> None:
         headers = self.headers
         if not (isinstance(headers, tuple) and all(type(h) is tuple for h in headers)):
-            msgspec.structs.force_setattr(self, "headers", _header_pairs(headers))
+            headers = _header_pairs(headers)
+            msgspec.structs.force_setattr(self, "headers", headers)
+        try:
+            check_fields(headers)  # sent with every request: checked once, here
+        except LocalProtocolError as exc:
+            raise ValueError(f"invalid headers option: {exc}") from None
         if isinstance(self.cert, list):
             msgspec.structs.force_setattr(self, "cert", tuple(self.cert))
         if isinstance(self.cert, tuple) and len(self.cert) not in (2, 3):

@@ -397,6 +397,7 @@ class HTTP2Connection:
             max_header_list_size=config.max_header_list_size,
             max_closed_streams=config.max_concurrent_reset_streams,
             adaptive_window=config.adaptive_window,
+            max_unproductive_frames=config.max_unproductive_frames,
         )
         self.idle_since = 0.0
         self.holds_slot = False
@@ -667,7 +668,10 @@ class HTTP2Connection:
             kind = type(ev)
             if kind is DataReceived:
                 exchange = exchanges.get(ev.stream_id)
-                if exchange is None:
+                if exchange is None or not (ev.data or ev.end_stream):
+                    # Nobody to read it, or nothing to read (padding, an empty frame):
+                    # credit it now and wake no one, so that empty frames cannot keep
+                    # a request's read deadline moving (the protocol bounds them too).
                     self.proto.acknowledge(ev.stream_id, ev.flow_length)
                     continue
                 partial = not ev.end_stream

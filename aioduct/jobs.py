@@ -24,6 +24,7 @@ from .errors import AioductError, InvalidURL
 from .headers import Headers, header_field
 from .models import Request, Response, Timings
 from .url import URL
+from .validation import check_request
 
 __all__ = ["Job", "JobError", "Result", "error_to_exception", "result_to_response"]
 
@@ -37,7 +38,11 @@ def _pairs(headers: object) -> Pairs:
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One request to run. ``map()`` also accepts a plain URL string for a GET."""
+    """One request to run. ``map()`` also accepts a plain URL string for a GET.
+
+    Building one checks its method and headers (:mod:`aioduct.validation`) and raises
+    :class:`~aioduct.LocalProtocolError` for any that cannot go on the wire.
+    """
 
     url: str
     method: str = "GET"
@@ -78,9 +83,14 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             msgspec.structs.force_setattr(self, "timeout", _job_timeout(timeout))
         method = self.method
         if method != "GET":
-            upper = method.upper()
-            if upper != method:
-                msgspec.structs.force_setattr(self, "method", upper)
+            method = method.upper()
+            if method != self.method:
+                msgspec.structs.force_setattr(self, "method", method)
+        # What the job would put on the wire, checked now: an invalid method or header
+        # raises LocalProtocolError here, before any engine or worker contacts anyone.
+        # (Its URL is checked by job_url(), which turns a bad one into an error Result.)
+        if method != "GET" or self.headers:
+            check_request(method, self.headers)
 
     def _encode_body(self) -> None:
         """Move ``content=``/``json=`` into ``body`` (what travels and what is sent)."""

@@ -19,7 +19,9 @@ import msgspec
 
 from .errors import BodyTooLarge, DecodeError, StatusError
 from .headers import Headers
+from .protocol.rules import KNOWN_METHODS, check_method
 from .url import URL
+from .validation import check_request
 
 if TYPE_CHECKING:
     from .upgrade import Upgraded
@@ -56,6 +58,10 @@ class Request:
 
     ``content`` is a buffered body; ``stream`` an async iterable of chunks sent with
     chunked framing (or with the ``Content-Length`` the caller set). At most one is set.
+
+    Building one checks what it would put on the wire (:mod:`aioduct.validation`): an
+    invalid method, header name or value raises :class:`~aioduct.LocalProtocolError`
+    here, before any connection is made.
     """
 
     __slots__ = ("content", "headers", "method", "protocol", "stream", "url", "version")
@@ -82,8 +88,25 @@ class Request:
         self.version = version
         if protocol is not None and method != "CONNECT":
             raise ValueError(f"protocol= needs method='CONNECT' (RFC 8441), not {method!r}")
+        # Before anything is sent, on any protocol: a request that cannot go on the wire
+        # contacts nobody (the URL is known to be sendable already).
+        check_request(method, self.headers.raw(), protocol)
         #: The ``:protocol`` of an HTTP/2 extended CONNECT (RFC 8441), e.g. "websocket".
         self.protocol = protocol
+
+    @classmethod
+    def _prechecked(cls, method: str, url: URL, headers: Headers) -> Request:
+        """The hot-path constructor, for fields known valid already: a client's default
+        headers (checked when its config was built) and the Host of a URL. Only the
+        method is checked."""
+        if method not in KNOWN_METHODS:
+            check_method(method)
+        self = cls.__new__(cls)
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.content = self.stream = self.version = self.protocol = None
+        return self
 
     def __repr__(self) -> str:
         return f"<Request [{self.method} {self.url.redacted()}]>"

@@ -3,12 +3,18 @@
 Parsing happens once per distinct URL string (a bounded cache makes repeated requests to the
 same URL free) and every field the pipeline needs later — origin, request-target, Host header
 — is computed here, so the hot path only reads attributes.
+
+A URL is always safe to send: whichever way one is made (parsed, ``copy_with``,
+``with_params``), its scheme, host and request target hold no control character, space or
+anything else that could split a request line or a pseudo-header (:mod:`aioduct.protocol.rules`);
+otherwise making it raises :class:`InvalidURL`.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, NamedTuple
 from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
@@ -16,6 +22,7 @@ from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 import idna
 
 from .errors import InvalidURL
+from .protocol.rules import SCHEME, show
 
 __all__ = ["URL", "Origin", "QueryParams"]
 
@@ -26,6 +33,8 @@ SUPPORTED_SCHEMES: Final = frozenset(("http", "https"))
 # so that existing escapes survive. Everything else (spaces, non-ASCII, quotes) is escaped.
 _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~%"
 _QUERY_SAFE: Final = "/?:@!$&'()*+,;=-._~%"
+#: C0 controls and DEL: refused anywhere in a URL (CR/LF would split the request).
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 QueryParams = (
     Mapping[str, str | int | float | Sequence[str | int | float] | None]
@@ -104,7 +113,8 @@ class URL:
         self.fragment = fragment
         self.username = username
         self.password = password
-        self.target = f"{self.path}?{query}" if query else self.path
+        self.target = target = f"{self.path}?{query}" if query else self.path
+        _check_sendable(scheme, host, target)
         bracketed = f"[{host}]" if ":" in host else host
         netloc_host = bracketed if port is None or port == default else f"{bracketed}:{port}"
         self.host_header = netloc_host
@@ -188,9 +198,13 @@ def encode_params(params: QueryParams) -> str:
     """Encode query parameters: a mapping (list values repeat the key), pairs, or a string.
 
     ``None`` is an empty value (``{"q": None}`` is ``q=``), as in httpx: the key is sent.
+    A string is taken as an encoded query, re-quoted as a URL's query is (spaces and
+    non-ASCII percent-encoded); a control character in it raises :class:`InvalidURL`.
     """
     if isinstance(params, str):
-        return params.lstrip("?")
+        if _CONTROL.search(params) is not None:
+            raise InvalidURL(f"control character in query parameters {show(params)}")
+        return _requote_query(params.lstrip("?"))
     pairs: list[tuple[str, str]] = []
     items: Iterable[tuple[str, object]] = params.items() if isinstance(params, Mapping) else params
     for key, value in items:
@@ -207,6 +221,25 @@ def _param_str(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _requote_query(query: str) -> str:
+    if query and (not query.isascii() or " " in query or '"' in query):
+        return quote(query, safe=_QUERY_SAFE)
+    return query
+
+
+def _check_sendable(scheme: str, host: str, target: str) -> None:
+    """Refuse parts that cannot go on the wire as they are (see the module docstring)."""
+    if scheme not in DEFAULT_PORTS and SCHEME.fullmatch(scheme) is None:
+        raise InvalidURL(f"invalid scheme {show(scheme)}")
+    if not host or not host.isascii() or not host.isprintable() or " " in host:
+        raise InvalidURL(f"invalid host {show(host)}: must be visible ASCII without spaces")
+    if not target.isascii() or not target.isprintable() or " " in target:
+        raise InvalidURL(
+            f"invalid request target {show(target)}: must be visible ASCII without spaces "
+            "(percent-encode everything else)"
+        )
 
 
 def _idna_host(host: str, url: str) -> str:
@@ -236,7 +269,7 @@ def _parse(url: str) -> URL:
     if not isinstance(url, str):
         raise InvalidURL(f"URL must be a str or aioduct.URL, not {type(url).__name__}")
     text = url.strip()
-    if any(c in text for c in "\r\n\t\x00"):
+    if _CONTROL.search(text) is not None:
         raise InvalidURL(f"control character in URL {url!r}")
     try:
         parts = urlsplit(text)
@@ -270,9 +303,7 @@ def _parse(url: str) -> URL:
     path = parts.path
     if not path.isascii() or " " in path or '"' in path:
         path = quote(path, safe=_PATH_SAFE)
-    query = parts.query
-    if query and (not query.isascii() or " " in query or '"' in query):
-        query = quote(query, safe=_QUERY_SAFE)
+    query = _requote_query(parts.query)
     return URL._build(
         scheme,
         _idna_host(raw_host, url),

@@ -42,6 +42,9 @@ and response splitting have used:
   them for a pipelined next response, which a non-pipelining client never asked for.
 * Heads and trailer sections are bounded by ``max_head_bytes`` and ``max_headers``; h11
   bounds only unparsed bytes (16 KiB by default).
+* Informational (1xx) responses are bounded per request: at most ``max_informational``
+  of them, and ``max_head_bytes`` for all of them together; h11 reads them forever
+  (CPython's CVE-2021-3737 class: a server answering ``100 Continue`` endlessly).
 
 When sending, the codec checks what h11 checks -- the method and header names are tokens,
 the target is visible ASCII, header values hold no CR/LF/NUL/VT/FF and no surrounding
@@ -58,6 +61,17 @@ from collections.abc import Callable, Iterable
 from typing import Final, TypeAlias
 
 from aioduct.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+
+from .rules import (
+    MAX_INFORMATIONAL_RESPONSES,
+    TOKEN,
+    check_method,
+    check_target,
+    first_value_error,
+    name_error,
+    show,
+    value_error,
+)
 
 __all__ = [
     "MAX_CHUNK_LINE",
@@ -191,8 +205,6 @@ _KIND_BY_LOWER_NAME: Final = {
     "upgrade": _UPGRADE,
 }
 
-_TOKEN: Final = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-
 # Valid header names as sent/received (any case) -> kind. A connection sees the same few
 # dozen names over and over, so validating each distinct spelling once turns the per-header
 # token check into a dict lookup. Bounded so that a hostile peer cannot grow it forever.
@@ -202,7 +214,7 @@ _NAME_MEMO_SIZE: Final = 4096
 
 def _learn_name(name: str) -> int | None:
     """The kind of a header name not seen before, or None if it is not a token."""
-    if _TOKEN.fullmatch(name) is None:
+    if TOKEN.fullmatch(name) is None:
         return None
     kind = _KIND_BY_LOWER_NAME.get(name.lower(), 0)
     if len(_NAME_KINDS) < _NAME_MEMO_SIZE:
@@ -215,9 +227,7 @@ def _has_token(value: str, token: str) -> bool:
     return token in [item.strip(" \t") for item in value.lower().split(",")]
 
 
-def _show(text: str) -> str:
-    """A repr short enough for an error message."""
-    return repr(text) if len(text) <= 80 else repr(text[:77]) + "..."
+_show = show
 
 
 # -- parsing helpers ---------------------------------------------------------------------------
@@ -334,13 +344,6 @@ _RECEIVED_BAD: Final = (
     ("\x0b", "a vertical tab"),
     ("\x0c", "a form feed"),
 )
-_SENT_BAD: Final = (
-    ("\r", "CR"),
-    ("\n", "LF"),
-    ("\x00", "NUL"),
-    ("\x0b", "a vertical tab"),
-    ("\x0c", "a form feed"),
-)
 
 
 def _bad_characters(lines: list[str], what: str) -> str:
@@ -389,10 +392,6 @@ def _chunk_size_with_extensions(buf: bytes | bytearray, start: int, end: int) ->
 
 # -- serialising helpers -----------------------------------------------------------------------
 
-_KNOWN_METHODS: Final = frozenset(
-    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
-)
-
 
 def _render_fields(fields: Iterable[tuple[str, str]], parts: list[str]) -> list[tuple[int, str]]:
     """Append ``name: value\\r\\n`` for each field to ``parts``; return the special ones.
@@ -408,16 +407,11 @@ def _render_fields(fields: Iterable[tuple[str, str]], parts: list[str]) -> list[
         if kind is None:
             kind = _learn_name(name)
             if kind is None:
-                raise LocalProtocolError(
-                    f"invalid header name {_show(name)}: must be an RFC 9110 token"
-                )
+                raise name_error(name)
         if kind:
             specials.append((kind, value))
         if value.strip(" \t") != value:
-            raise LocalProtocolError(
-                f"header {name!r} has leading or trailing whitespace in its value "
-                f"{_show(value)}; strip it first"
-            )
+            raise value_error(name, value)
         append(f"{name}: {value}\r\n")
     return specials
 
@@ -427,23 +421,11 @@ def _encode_text(parts: list[str], fields: Iterable[tuple[str, str]]) -> bytes:
     # Method, target and names are already known to be clean ASCII: only values can fail.
     text = "".join(parts)
     if _forbidden_in(text, len(parts)):
-        name, value, label = next(
-            (name, value, label)
-            for name, value in fields
-            for char, label in _SENT_BAD
-            if char in value
-        )
-        raise LocalProtocolError(f"header {name!r} value contains {label}: {_show(value)}")
+        raise first_value_error(fields)
     try:
         return text.encode("latin-1")
     except UnicodeEncodeError:
-        name, value = next(
-            (name, value) for name, value in fields if max(value, default="") > "\xff"
-        )
-        raise LocalProtocolError(
-            f"header {name!r} value {_show(value)} is not latin-1 encodable; "
-            "percent-encode or RFC 8187-encode it"
-        ) from None
+        raise first_value_error(fields) from None
 
 
 # A client sends the same header list over and over (Host, User-Agent, Accept and the
@@ -528,6 +510,8 @@ class ClientCodec:
     ``max_head_bytes`` bounds the response head (and a trailer section), ``max_headers``
     the number of header lines in it; their errors name the :class:`~aioduct.ClientConfig`
     options a user sets, ``max_response_head_bytes`` and ``max_response_headers``.
+    ``max_informational`` bounds the interim (1xx) responses to one request, whose heads
+    together must also fit ``max_head_bytes``.
     """
 
     __slots__ = (
@@ -538,9 +522,12 @@ class ClientCodec:
         "_eof",
         "_error",
         "_head_request",
+        "_interim",
+        "_interim_bytes",
         "_length",
         "_max_head_bytes",
         "_max_headers",
+        "_max_interim",
         "_pos",
         "_reader",
         "_received",
@@ -554,9 +541,18 @@ class ClientCodec:
         "_upgrade",
     )
 
-    def __init__(self, *, max_head_bytes: int = 65536, max_headers: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        max_head_bytes: int = 65536,
+        max_headers: int = 100,
+        max_informational: int = MAX_INFORMATIONAL_RESPONSES,
+    ) -> None:
         self._max_head_bytes = max_head_bytes
         self._max_headers = max_headers
+        self._max_interim = max_informational
+        #: Interim (1xx) responses of this cycle, and their heads' bytes.
+        self._interim = self._interim_bytes = 0
         # Received bytes not yet parsed are _buf[_pos:]. _buf is the caller's own bytes
         # object whenever nothing was left over from the previous read, so a body that
         # arrives in one piece is sliced out of it (or handed out as it is) without a
@@ -613,15 +609,8 @@ class ClientCodec:
                     "encode_request() called while a request is already in progress; "
                     "finish the exchange and call start_next_cycle() first"
                 )
-            if method not in _KNOWN_METHODS and _TOKEN.fullmatch(method) is None:
-                raise LocalProtocolError(
-                    f"invalid method {_show(method)}: must be an RFC 9110 token"
-                )
-            if not target or not target.isascii() or not target.isprintable() or " " in target:
-                raise LocalProtocolError(
-                    f"invalid request target {_show(target)}: must be visible ASCII "
-                    "without spaces (percent-encode everything else)"
-                )
+            check_method(method)
+            check_target(target)
             fields, host, length, close, upgrade = _field_block(headers)
             if host != 1:
                 raise LocalProtocolError(
@@ -850,6 +839,7 @@ class ClientCodec:
         self._started = False
         self._reader = ClientCodec._read_idle
         self._send = _SEND_IDLE
+        self._interim = self._interim_bytes = 0
 
     @property
     def trailing_data(self) -> bytes:
@@ -953,6 +943,7 @@ class ClientCodec:
         length, close = _framing(specials) if specials else (_UNDELIMITED, False)
         if status < 200:
             if status != 101:
+                self._count_interim(end + 4 - pos)
                 return InformationalResponse(status, reason, headers)
             if not self._upgrade:
                 raise RemoteProtocolError(
@@ -983,6 +974,21 @@ class ClientCodec:
             self._close_reason = "the response body is delimited by the connection closing"
             self._reader = ClientCodec._read_until_eof
         return Response(status, reason, headers, version)
+
+    def _count_interim(self, size: int) -> None:
+        """Bound the 1xx responses to one request: their number and their bytes."""
+        self._interim += 1
+        self._interim_bytes += size
+        if self._interim > self._max_interim:
+            raise RemoteProtocolError(
+                f"the server sent more than {self._max_interim} informational (1xx) "
+                "responses to one request"
+            )
+        if self._interim_bytes > self._max_head_bytes:
+            raise RemoteProtocolError(
+                "the informational (1xx) responses to one request exceed "
+                f"max_response_head_bytes={self._max_head_bytes} together"
+            )
 
     def _switch(self) -> None:
         self._close_reason = "the connection switched protocols"

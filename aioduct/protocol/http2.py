@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -40,6 +41,16 @@ from typing import Any, Final, Protocol
 import hpack
 
 from ..errors import LocalProtocolError, RemoteProtocolError
+from .rules import (
+    MAX_INFORMATIONAL_RESPONSES,
+    TOKEN,
+    check_method,
+    check_name,
+    check_scheme,
+    check_target,
+    check_value,
+    show,
+)
 
 #: jh2's Rust HPACK coder (the ``http2-fast`` extra), unless AIODUCT_HPACK=python.
 _rust_hpack: Any = None
@@ -106,6 +117,7 @@ FRAME_SIZE_ERROR: Final = 0x6
 REFUSED_STREAM: Final = 0x7
 CANCEL: Final = 0x8
 COMPRESSION_ERROR: Final = 0x9
+ENHANCE_YOUR_CALM: Final = 0xB
 _ERROR_NAMES: Final = (
     "NO_ERROR",
     "PROTOCOL_ERROR",
@@ -131,6 +143,15 @@ _S_INITIAL_WINDOW_SIZE: Final = 0x4
 _S_MAX_FRAME_SIZE: Final = 0x5
 _S_MAX_HEADER_LIST_SIZE: Final = 0x6
 _S_ENABLE_CONNECT_PROTOCOL: Final = 0x8
+
+#: The HPACK table our encoder keeps, whatever larger SETTINGS_HEADER_TABLE_SIZE the
+#: server allows: the RFC 7541 default (and nghttp2's). The server's value only permits
+#: a table that large; taken as it is, a server saying 2^32-1 would let the table of a
+#: long-lived connection grow with every distinct request field.
+_MAX_ENCODER_TABLE: Final = 4096
+#: CONTINUATION frames accepted after one HEADERS at least (nghttp2's default), whatever
+#: the header list and frame sizes allow (see H2Protocol).
+_MIN_CONTINUATIONS: Final = 8
 
 _MAX_WINDOW: Final = 2**31 - 1
 _MAX_STREAM_ID: Final = 2**31 - 1
@@ -362,6 +383,7 @@ class _MemoDecoder(hpack.Decoder):
         except hpack.HPACKError as exc:
             raise _ConnectionError(COMPRESSION_ERROR, f"bad header block: {exc}") from None
         fields = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in decoded]
+        _check_received(fields)
         if pure and not (table.maxsize or table.dynamic_entries):
             if len(self._fields) >= _HPACK_CACHE_SIZE:
                 self._fields.clear()
@@ -479,11 +501,49 @@ class _RustDecoder:
                 raise
             raise _ConnectionError(COMPRESSION_ERROR, f"bad header block: {exc}") from None
         fields = [(name.decode("latin-1"), value.decode("latin-1")) for name, value, _ in decoded]
+        _check_received(fields)
         if pure and coder.header_table_size == 0:
             if len(self._fields) >= _HPACK_CACHE_SIZE:
                 self._fields.clear()
             self._fields[data] = fields
         return fields
+
+
+class _MalformedFields(Exception):
+    """Internal: a header block decoded (the HPACK table is in step) to fields that are
+    not valid HTTP; the stream is reset, the connection carries on."""
+
+
+#: RFC 9113 §8.2.1: a received field name is a lower-case token.
+_RECEIVED_NAME: Final = re.compile(r"[-!#$%&'*+.^_`|~0-9a-z]+")
+_RECEIVED_BAD_VALUE: Final = re.compile(r"[\r\n\x00]")
+#: Received names known valid (bounded, as the HTTP/1.1 codec's memo of names).
+_RECEIVED_NAMES: set[str] = set()
+_RECEIVED_NAMES_MAX: Final = 4096
+
+
+def _check_received(fields: list[tuple[str, str]]) -> None:
+    """Refuse a field list that is malformed (RFC 9113 §8.2.1, §8.3.2): a name that is
+    not a lower-case token (empty, upper-case, a colon, CR/LF), a pseudo-header other than
+    one ``:status`` before the regular fields, a value with CR, LF or NUL -- fields that
+    would otherwise reach the caller, or a proxy's HTTP/1.1 side, as they are.
+
+    Checked once per decoded block, before the decoders memoise it: a repeated block
+    costs nothing more.
+    """
+    names = _RECEIVED_NAMES
+    pseudo = True  # a pseudo-header may still come
+    for name, _ in fields:
+        if name in names or (name == ":status" and pseudo):
+            pseudo = False
+        elif _RECEIVED_NAME.fullmatch(name) is not None:
+            pseudo = False
+            if len(names) < _RECEIVED_NAMES_MAX:
+                names.add(name)
+        else:
+            raise _MalformedFields(name)
+    if _RECEIVED_BAD_VALUE.search("".join([value for _, value in fields])) is not None:
+        raise _MalformedFields("a value with CR, LF or NUL")
 
 
 def _oversized(limit: int) -> _ConnectionError:
@@ -525,6 +585,8 @@ class _Stream:
         "accepts_data",
         "expected",
         "head_done",
+        "interim",
+        "interim_bytes",
         "is_head",
         "local_closed",
         "recv_max",
@@ -551,6 +613,8 @@ class _Stream:
         self.is_head = False
         #: Body bytes still due by the response's Content-Length (None: not declared).
         self.expected: int | None = None
+        #: Interim (1xx) heads received, and their header blocks' bytes.
+        self.interim = self.interim_bytes = 0
 
 
 def _credit(unacked: int, window: int, maximum: int) -> int:
@@ -570,14 +634,22 @@ class H2Protocol:
     __slots__ = (
         "_bdp_bytes",
         "_bdp_sent_at",
+        "_block_bytes",
         "_closed_by_us",
         "_continuation",
         "_decoder",
         "_encoder",
         "_fields_memo",
+        "_idle_run",
         "_inbuf",
+        "_inbuf_size",
         "_local_max_frame",
+        "_max_block",
+        "_max_continuations",
+        "_max_idle_run",
+        "_max_interim",
         "_max_reset_ids",
+        "_need",
         "_next_id",
         "_out",
         "_preface",
@@ -605,6 +677,8 @@ class H2Protocol:
         max_header_list_size: int = 65536,
         max_closed_streams: int = 1024,
         adaptive_window: bool = False,
+        max_informational: int = MAX_INFORMATIONAL_RESPONSES,
+        max_unproductive_frames: int = 10_000,
     ) -> None:
         self._encoder, self._decoder = _new_coders(max_header_list_size)
         self._streams: dict[int, _Stream] = {}
@@ -613,9 +687,28 @@ class H2Protocol:
         self._reset_ids: OrderedDict[int, None] = OrderedDict()
         self._max_reset_ids = max_closed_streams
         self._out: list[bytes] = []
-        self._inbuf = b""
+        #: Received bytes of an incomplete frame, kept as read until ``_need`` bytes are
+        #: here: a large frame arriving in many reads is joined once, not once per read.
+        self._inbuf: list[bytes] = []
+        self._inbuf_size = 0
+        self._need = 0
         #: (stream id, END_STREAM, fragments) of a header block awaiting CONTINUATION.
         self._continuation: tuple[int, bool, list[bytes]] | None = None
+        # Bounds on a header block (RUSTSEC-2024-0332, CVE-2024-27316: endless
+        # CONTINUATION): its bytes, as compressed, may not exceed the header list it
+        # may decode to, and its CONTINUATION frames may not outnumber what a full list
+        # in full frames needs, plus a quarter, and never fewer than _MIN_CONTINUATIONS.
+        self._block_bytes = 0
+        self._max_block = max_header_list_size
+        frames = max(1, max_header_list_size // max_frame_size)
+        self._max_continuations = max(_MIN_CONTINUATIONS, frames + frames // 4)
+        self._max_interim = max_informational
+        #: Frames received in a row that carried no response data, no response head and
+        #: no end of stream (PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA, frames
+        #: for closed streams, ...): past ``max_unproductive_frames`` it is a flood.
+        #: Our own requests and request data start a new count.
+        self._idle_run = 0
+        self._max_idle_run = max_unproductive_frames
         #: Request field lists ready for the encoder, by request head.
         self._fields_memo: dict[tuple[Any, ...], Any] = {}
         # Our side: what the server may send.
@@ -738,6 +831,7 @@ class H2Protocol:
             self._fields_memo[key] = fields
         block = encoder.encode_block(fields)
         self._next_id = stream_id + 2
+        self._idle_run = 0  # the server owes us frames again
         flags = _END_STREAM if end_stream else 0
         out = self._out
         limit = self._remote_max_frame
@@ -778,6 +872,7 @@ class H2Protocol:
             self._send_window -= room
             stream.send_window -= room
             sent += room
+            self._idle_run = 0  # WINDOW_UPDATEs are due for it
         if end_stream and total == 0:
             out.append(_frame_head(0, _DATA, _END_STREAM, stream_id))
         if end_stream:
@@ -854,20 +949,30 @@ class H2Protocol:
             data = self._check_preface(data)
             if not data:
                 return []
-        if self._inbuf:
-            data = self._inbuf + data
+        inbuf = self._inbuf
+        if inbuf:
+            inbuf.append(data)
+            self._inbuf_size += len(data)
+            if self._inbuf_size < self._need:
+                return []
+            data = b"".join(inbuf)
+            inbuf.clear()
         out: list[Event] = []
         try:
-            self._inbuf = self._frames(data, out, now)
+            rest = self._frames(data, out, now)
         except _ConnectionError as exc:
             self.terminated = True
             if not self._closed_by_us:
                 self._closed_by_us = True
                 self._out.append(_frame(_GOAWAY, 0, 0, _GOAWAY_HEAD.pack(0, exc.code)))
-            self._inbuf = b""
             raise RemoteProtocolError(
                 f"the server broke the HTTP/2 protocol: {exc} ({error_name(exc.code)})"
             ) from None
+        if rest:
+            inbuf.append(rest)
+            self._inbuf_size = size = len(rest)
+            # The whole frame, once its header is here (its length was checked).
+            self._need = 9 + ((rest[0] << 16) | (rest[1] << 8) | rest[2]) if size >= 9 else 9
         return out
 
     def _frames(self, data: bytes, out: list[Event], now: float) -> bytes:
@@ -892,6 +997,16 @@ class H2Protocol:
             pos = end
             if self._continuation is not None and kind != _CONTINUATION:
                 raise _ConnectionError(PROTOCOL_ERROR, "a header block was interrupted")
+            # Counted for every frame; the frames that make progress reset the count.
+            run = self._idle_run + 1
+            if run > self._max_idle_run:
+                raise _ConnectionError(
+                    ENHANCE_YOUR_CALM,
+                    f"more than {self._max_idle_run} frames in a row carried no response "
+                    "data (a PING, SETTINGS, empty DATA, RST_STREAM or similar flood; "
+                    "max_unproductive_frames)",
+                )
+            self._idle_run = run
             if kind == _DATA:
                 stream = streams.get(sid)
                 if (
@@ -914,10 +1029,13 @@ class H2Protocol:
                     if self._bdp_sent_at is not None:
                         self._bdp_bytes += length
                     if flags & _END_STREAM:
+                        self._idle_run = 0
                         append(DataReceived(sid, payload, length, True))
                         append(StreamEnded(sid))
                         self._remote_end(sid, stream)
                     else:
+                        if length:
+                            self._idle_run = 0
                         append(DataReceived(sid, payload, length, False))
                 else:
                     self._data(sid, flags, payload, out)
@@ -934,17 +1052,36 @@ class H2Protocol:
                     self._headers(sid, bool(flags & _END_STREAM), payload, out)
                 else:
                     self._continuation = (sid, bool(flags & _END_STREAM), [payload])
+                    self._block_bytes = len(payload)
             elif kind == _CONTINUATION:
                 pending = self._continuation
                 if pending is None or pending[0] != sid:
                     raise _ConnectionError(PROTOCOL_ERROR, "an unexpected CONTINUATION")
-                pending[2].append(payload)
+                fragments = pending[2]
+                fragments.append(payload)
+                self._block_bytes += length
+                self._check_block(len(fragments) - 1)
                 if flags & _END_HEADERS:
                     self._continuation = None
-                    self._headers(sid, pending[1], b"".join(pending[2]), out)
+                    self._headers(sid, pending[1], b"".join(fragments), out)
             else:
                 self._control(kind, flags, sid, payload, out, now)
         return data[pos:] if pos < size else b""
+
+    def _check_block(self, continuations: int) -> None:
+        """Bound a header block spread over CONTINUATION frames (see ``__init__``)."""
+        if self._block_bytes > self._max_block:
+            raise _ConnectionError(
+                ENHANCE_YOUR_CALM,
+                f"a header block grew past {self._max_block} bytes (max_header_list_size) "
+                "in CONTINUATION frames",
+            )
+        if continuations > self._max_continuations:
+            raise _ConnectionError(
+                ENHANCE_YOUR_CALM,
+                f"a header block went on for more than {self._max_continuations} "
+                "CONTINUATION frames",
+            )
 
     def _remote_end(self, stream_id: int, stream: _Stream) -> None:
         """The server finished its side: the stream closes once ours is done too.
@@ -1004,6 +1141,8 @@ class H2Protocol:
             return
         stream.recv_window -= length
         end = bool(flags & _END_STREAM)
+        if data or end:
+            self._idle_run = 0
         expected = stream.expected
         if expected is not None:
             # RFC 9113 §8.1.1: DATA that disagrees with Content-Length is malformed.
@@ -1022,7 +1161,11 @@ class H2Protocol:
 
     def _headers(self, sid: int, end: bool, block: bytes, out: list[Event]) -> None:
         # Decode first, whatever the stream's state: the HPACK table must stay in sync.
-        fields = self._decoder.decode_fields(block)
+        fields: list[tuple[str, str]] | None
+        try:
+            fields = self._decoder.decode_fields(block)
+        except _MalformedFields:
+            fields = None
         stream = self._streams.get(sid)
         if stream is None:
             if not self._unknown_stream(sid, "HEADERS"):
@@ -1031,11 +1174,15 @@ class H2Protocol:
         if stream.remote_closed:
             self._stream_error(sid, STREAM_CLOSED, out)
             return
+        if fields is None:
+            self._stream_error(sid, PROTOCOL_ERROR, out)
+            return
         if stream.head_done:
             # Trailers end the stream and carry no pseudo-headers (RFC 9113 §8.1).
-            if not end or stream.expected or any(name[0] == ":" for name, _ in fields):
+            if not end or stream.expected or any(name[:1] == ":" for name, _ in fields):
                 self._stream_error(sid, PROTOCOL_ERROR, out)
                 return
+            self._idle_run = 0
             out.append(TrailersReceived(sid, fields))
             out.append(StreamEnded(sid))
             self._remote_end(sid, stream)
@@ -1045,8 +1192,10 @@ class H2Protocol:
             if end:
                 self._stream_error(sid, PROTOCOL_ERROR, out)
                 return
+            self._count_interim(sid, stream, len(block))
             out.append(InformationalResponse(sid, status, headers))
             return
+        self._idle_run = 0
         expected = _content_length(headers, status, stream.is_head)
         if expected == -1 or (end and expected):
             self._stream_error(sid, PROTOCOL_ERROR, out)
@@ -1058,6 +1207,22 @@ class H2Protocol:
         if end:
             out.append(StreamEnded(sid))
             self._remote_end(sid, stream)
+
+    def _count_interim(self, sid: int, stream: _Stream, size: int) -> None:
+        """Bound the 1xx heads of a stream: their number and their blocks' bytes."""
+        stream.interim += 1
+        stream.interim_bytes += size
+        if stream.interim > self._max_interim:
+            raise _ConnectionError(
+                ENHANCE_YOUR_CALM,
+                f"more than {self._max_interim} informational (1xx) responses on stream {sid}",
+            )
+        if stream.interim_bytes > self._max_block:
+            raise _ConnectionError(
+                ENHANCE_YOUR_CALM,
+                f"the informational (1xx) responses on stream {sid} exceed "
+                f"{self._max_block} bytes (max_header_list_size) together",
+            )
 
     def _control(
         self, kind: int, flags: int, sid: int, payload: bytes, out: list[Event], now: float
@@ -1115,6 +1280,7 @@ class H2Protocol:
             if length != 4:
                 raise _ConnectionError(FRAME_SIZE_ERROR, "a RST_STREAM that is not 4 bytes")
             if self._streams.pop(sid, None) is not None:
+                self._idle_run = 0
                 out.append(StreamReset(sid, _unpack_u32(payload)[0], True))
             else:
                 self._unknown_stream(sid, "RST_STREAM")
@@ -1138,10 +1304,11 @@ class H2Protocol:
         # Unknown frame types are ignored (RFC 9113 §4.1).
 
     def _apply_settings(self, payload: bytes, out: list[Event]) -> None:
+        window: int | None = None
         for at in range(0, len(payload), 6):
             code, value = _SETTING.unpack_from(payload, at)
             if code == _S_HEADER_TABLE_SIZE:
-                self._encoder.header_table_size = value
+                self._encoder.header_table_size = min(value, _MAX_ENCODER_TABLE)
             elif code == _S_ENABLE_PUSH:
                 # A server never enables push; a client must refuse 1 (RFC 9113 §6.5.2).
                 if value:
@@ -1153,17 +1320,7 @@ class H2Protocol:
                     raise _ConnectionError(
                         FLOW_CONTROL_ERROR, f"SETTINGS_INITIAL_WINDOW_SIZE={value}"
                     )
-                delta = value - self._remote_initial_window
-                self._remote_initial_window = value
-                if delta:
-                    for stream in self._streams.values():
-                        stream.send_window += delta
-                        if stream.send_window > _MAX_WINDOW:
-                            raise _ConnectionError(
-                                FLOW_CONTROL_ERROR, "a stream window grew past 2^31-1"
-                            )
-                    if delta > 0:
-                        out.append(WindowUpdated(0))  # waiting uploads may go on
+                window = value  # applied once, below: the last value is the one that holds
             elif code == _S_MAX_FRAME_SIZE:
                 if not _MIN_FRAME <= value <= _MAX_FRAME:
                     raise _ConnectionError(PROTOCOL_ERROR, f"SETTINGS_MAX_FRAME_SIZE={value}")
@@ -1174,6 +1331,25 @@ class H2Protocol:
                         PROTOCOL_ERROR, f"SETTINGS_ENABLE_CONNECT_PROTOCOL={value}"
                     )
                 self.enable_connect_protocol = bool(value)
+        if window is not None:
+            self._resize_send_windows(window, out)
+
+    def _resize_send_windows(self, window: int, out: list[Event]) -> None:
+        """Move every stream's send window by a new SETTINGS_INITIAL_WINDOW_SIZE.
+
+        Once per SETTINGS frame, from the old value to the frame's last one (as h2 does):
+        a frame repeating the setting a thousand times costs one pass over the streams.
+        """
+        delta = window - self._remote_initial_window
+        self._remote_initial_window = window
+        if not delta:
+            return
+        for stream in self._streams.values():
+            stream.send_window += delta
+            if stream.send_window > _MAX_WINDOW:
+                raise _ConnectionError(FLOW_CONTROL_ERROR, "a stream window grew past 2^31-1")
+        if delta > 0:
+            out.append(WindowUpdated(0))  # waiting uploads may go on
 
     def _check_preface(self, data: bytes) -> bytes:
         """The server's first frame must be SETTINGS (RFC 9113 §3.4).
@@ -1243,8 +1419,24 @@ def _request_fields(
     headers: list[tuple[str, str]],
     protocol: str | None,
 ) -> list[tuple[str, str]]:
-    """The request's HPACK field list: pseudo-headers first, then regular fields."""
+    """The request's HPACK field list: pseudo-headers first, then regular fields.
+
+    Checked here too, whatever the caller checked (RFC 9113 §8.2-8.3): the method and
+    ``:protocol`` are tokens, ``:scheme`` a scheme, ``:authority`` and ``:path`` visible
+    ASCII without spaces, names tokens -- so never empty, never a second pseudo-header,
+    never holding a colon, space or CR/LF -- and values by :mod:`aioduct.protocol.rules`.
+    A proxy downgrading the request to HTTP/1.1 then has nothing to split it with (the
+    class of h2's CVE-2025-57804).
+    """
+    check_method(method)
+    check_scheme(scheme)
+    check_target(authority, "authority")
+    check_target(path)
     if protocol is not None:
+        if TOKEN.fullmatch(protocol) is None:
+            raise LocalProtocolError(
+                f"invalid :protocol {show(protocol)}: must be an RFC 9110 token"
+            )
         fields = [
             (":method", "CONNECT"),
             (":protocol", protocol),
@@ -1260,13 +1452,13 @@ def _request_fields(
             (":path", path),
         ]
     for name, value in headers:
+        check_name(name)
+        check_value(name, value)
         lower = name.lower()
         if lower in _HOP_BY_HOP:
             continue
-        if lower == "te" and value.strip().lower() != "trailers":
+        if lower == "te" and value.lower() != "trailers":
             continue
-        if "\r" in value or "\n" in value or "\0" in value:
-            raise LocalProtocolError(f"header {name!r} contains CR, LF or NUL")
         fields.append((lower, value))
     return fields
 
@@ -1293,7 +1485,7 @@ def _split_status(headers: list[tuple[str, str]]) -> tuple[int, list[tuple[str, 
     status = 0
     fields: list[tuple[str, str]] = []
     for name, value in headers:
-        if name[0] == ":":
+        if name[:1] == ":":
             if name == ":status":
                 if not (len(value) == 3 and value.isdigit()):
                     raise _ConnectionError(PROTOCOL_ERROR, f"invalid :status {value!r}")

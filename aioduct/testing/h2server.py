@@ -16,6 +16,10 @@ routed get the built-in responses:
 anything else       404
 ==================  ===================================================================
 
+Frames h2 would never send -- floods, malformed frames -- go out with
+:meth:`H2ServerConn.send_raw` (build them with :func:`raw_frame`); h2's own state does
+not see them.
+
 Example::
 
     with H2Server(max_concurrent_streams=2, initial_window_size=1024) as srv:
@@ -46,10 +50,16 @@ from hyperframe.frame import GoAwayFrame
 from .nginx import SMALL_BODY, deterministic_bytes
 from .server import start_loop_thread
 
-__all__ = ["H2Handler", "H2Request", "H2Server", "H2ServerConn"]
+__all__ = ["H2Handler", "H2Request", "H2Server", "H2ServerConn", "raw_frame"]
 
 H2Handler = Callable[["H2Request"], Awaitable[None]]
 _H = TypeVar("_H", bound=H2Handler)
+
+
+def raw_frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    """One HTTP/2 frame as bytes (RFC 9113 §4.1), whatever its content."""
+    head = len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream_id.to_bytes(4, "big")
+    return head + payload
 
 
 class H2ServerConn:
@@ -72,6 +82,15 @@ class H2ServerConn:
         data = self.h2.data_to_send()
         if data and not self.closed:
             self.writer.write(data)
+
+    async def send_raw(self, data: bytes) -> None:
+        """Write ``data`` as it is, after what h2 queued; ``ConnectionResetError`` once
+        the connection is closed (a flooding handler's loop ends there)."""
+        self.flush()
+        if self.closed or self.writer.transport.is_closing():
+            raise ConnectionResetError(f"connection #{self.id} is closed")
+        self.writer.write(data)
+        await self.writer.drain()
 
     def goaway(self, last_stream_id: int | None = None, error_code: int = 0) -> None:
         """Send GOAWAY: streams above ``last_stream_id`` (default: the highest opened)

@@ -29,8 +29,8 @@ Deliberate differences, not compared: after receiving GOAWAY, h2 refuses every f
 frame, while we keep receiving the streams up to last_stream_id (RFC 9113 §6.8), so a
 GOAWAY ends each scenario; WINDOW_UPDATE and SETTINGS events are compared as the state
 they leave (windows, limits), since we signal a larger initial window as a connection
-window event and h2 does not; h2 validates response fields (our client trusts the HPACK
-strings), so fields are drawn from what h2's server accepts.
+window event and h2 does not; both validate response fields (h2 ends the connection for a
+malformed one, we reset the stream), so fields are drawn from what h2's server accepts.
 """
 
 from __future__ import annotations

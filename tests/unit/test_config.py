@@ -35,11 +35,20 @@ def test_roundtrip_through_msgpack_is_equal() -> None:
         ({"max_connections": 0}, ValueError, "max_connections must be an integer >= 1"),
         ({"cert": ("only-one",)}, ValueError, "cert must be a path or"),
         ({"base_url": "nope"}, aioduct.InvalidURL, "missing scheme"),
+        ({"headers": {"X A": "1"}}, ValueError, "invalid headers option: invalid header name"),
+        ({"headers": {"X-A": "1\r\nX-B: 2"}}, ValueError, "value contains CR"),
     ],
 )
 def test_bad_values_are_rejected_clearly(options: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         ClientConfig(**options)
+
+
+def test_http2_flood_bound_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"max_unproductive_frames must be an integer in \[16,"):
+        aioduct.Http2Config(max_unproductive_frames=15)
+    cfg = ClientConfig(http2_config=aioduct.Http2Config(max_unproductive_frames=100))
+    assert ClientConfig.decode(cfg.encode()) == cfg
 
 
 def test_bad_values_are_rejected_on_decode_too() -> None:
