@@ -37,9 +37,12 @@ this module imports liburing, and a liburing built for other CPUs dies with SIGI
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 import signal
 import socket
 import threading
+import time
 from asyncio import events, proactor_events, protocols
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, TypeVarTuple, Unpack, cast
@@ -324,6 +327,16 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
         super().__init__(UringProactor(entries, mode))
         self._proactor.set_wakeup_socket(self._ssock)
         self._signal_handlers: dict[int, events.Handle] = {}
+        # asyncio's time() and create_future() are Python methods that only forward to C
+        # (time.monotonic, Future(loop=self)); a request calls them several times, and
+        # on this loop -- unlike uvloop's, written in C -- every such frame counts.
+        self.time = time.monotonic  # type: ignore[method-assign]
+        self.create_future = functools.partial(asyncio.Future, loop=self)  # type: ignore[method-assign]
+
+    def set_debug(self, enabled: bool) -> None:
+        super().set_debug(enabled)
+        # Every Future asks its loop get_debug(): answer from C, not a Python frame.
+        self.get_debug = functools.partial(operator.truth, enabled)  # type: ignore[method-assign]
 
     # -- transports ----------------------------------------------------------------------------
 
