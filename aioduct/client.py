@@ -36,6 +36,7 @@ from .config import (
     request_timeout,
     suggest,
 )
+from .decompress import ACCEPT_ENCODING
 from .engine import _UNSET, Engine
 from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
@@ -200,6 +201,8 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         defaults: list[tuple[str, str]] = []
         if config.default_headers:
             defaults = [("User-Agent", f"aioduct/{__version__}"), ("Accept", "*/*")]
+            if config.decompress:
+                defaults.append(("Accept-Encoding", ACCEPT_ENCODING))
         configured = Headers(config.headers)
         for name in configured:
             defaults = [d for d in defaults if d[0].lower() != name.lower()]

@@ -235,7 +235,12 @@ class ClientConfig(
     headers: tuple[tuple[str, str], ...] = ()
     """Headers sent with every request (a dict or pairs is accepted)."""
     default_headers: bool = True
-    """Send ``User-Agent: aioduct/<version>`` and ``Accept: */*`` unless overridden."""
+    """Send ``User-Agent: aioduct/<version>`` and ``Accept: */*`` (and ``Accept-Encoding``
+    with ``decompress``) unless overridden."""
+    decompress: bool = True
+    """Decode gzip, deflate, br and zstd bodies (``Content-Encoding``) and ask for them
+    with ``Accept-Encoding: gzip, deflate, br, zstd``; ``False`` asks for nothing and
+    returns the bytes as sent."""
 
     # -- timeouts --------------------------------------------------------------------------
     timeout: float | None = None
@@ -300,7 +305,8 @@ class ClientConfig(
     max_response_headers: int = 100
     """Most header fields accepted in a response head (and in trailers)."""
     max_body_size: int | None = None
-    """Largest buffered response body; beyond it :class:`BodyTooLarge` is raised."""
+    """Largest buffered response body, counted decoded (``decompress``); beyond it
+    :class:`BodyTooLarge` is raised, before more than that is held in memory."""
 
     def __post_init__(self) -> None:
         headers = self.headers

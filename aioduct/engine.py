@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final
 
 from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
+from .decompress import decode_body, response_codings
 from .dns import Resolver, literal_address
 from .errors import (
     AioductError,
@@ -197,7 +198,30 @@ class Engine:
             history.append(response)
             request = nxt
         response.history = history
+        if cfg.decompress and response._upgraded is None:
+            values = response.headers.get_list("content-encoding")
+            if values:
+                try:
+                    self._decode(request.method, response, values, stream)
+                except AioductError as exc:
+                    await response.aclose()
+                    raise exc._with_request(request.method, request.url.redacted()) from None
         return response
+
+    def _decode(self, method: str, response: Response, values: list[str], stream: bool) -> None:
+        """Undo the response's content codings: now if its body is read, else as it is.
+
+        Only the final response is decoded: the bodies of redirects followed stay as
+        received (urllib3 CVE-2026-21441 decoded them while draining: a bomb behind a
+        302), and those of HEAD, 204 and 304 are empty.
+        """
+        codings = response_codings(method, response.status, values)
+        if not codings:
+            return
+        response._codings = codings
+        if not stream:
+            assert response._content is not None
+            response._content = decode_body(response._content, codings, self.config.max_body_size)
 
     async def _discard_body(self, response: Response) -> None:
         if response.is_read:

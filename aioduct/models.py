@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import msgspec
 
+from .decompress import ContentDecoder
 from .errors import BodyTooLarge, DecodeError, StatusError
 from .headers import Headers
 from .protocol.rules import KNOWN_METHODS, check_method
@@ -127,6 +128,7 @@ class Response:
 
     __slots__ = (
         "_body",
+        "_codings",
         "_content",
         "_encoding",
         "_portal",
@@ -165,6 +167,8 @@ class Response:
         self._timings: Timings | tuple[Any, ...] = timings if timings is not None else _NO_TIMINGS
         self._content = content
         self._body = body
+        #: The content codings undone (or to undo, while streamed) on the wire body.
+        self._codings: tuple[str, ...] = ()
         self._text: str | None = None
         self._encoding: str | None = None
         self._portal: Portal | None = None
@@ -198,6 +202,7 @@ class Response:
         self._timings = timings
         self._content = None
         self._body = None
+        self._codings = ()
         self._text = None
         self._encoding = None
         self._portal = None
@@ -254,7 +259,8 @@ class Response:
 
     @property
     def content(self) -> bytes:
-        """The whole body. A streamed response must be read first (``await r.aread()``)."""
+        """The whole body, decoded (``decompress``). A streamed response must be read
+        first (``await r.aread()``)."""
         if self._content is None:
             if self._spent is not None:
                 raise RuntimeError(self._spent_message())
@@ -314,11 +320,49 @@ class Response:
     # -- streaming (async) -------------------------------------------------------------------
 
     async def aread(self, max_size: int | None = None) -> bytes:
-        """Read the rest of the body and keep it as :attr:`content`."""
+        """Read the rest of the body, decoded, and keep it as :attr:`content`.
+
+        ``max_size`` bounds the decoded size: :class:`BodyTooLarge` is raised as soon as
+        it is passed, holding at most that much (plus one decoder step).
+        """
         if self._content is None:
-            chunks = [chunk async for chunk in self._raw_chunks(max_size)]
+            chunks = [chunk async for chunk in self._chunks(max_size)]
             self._content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._content
+
+    def _chunks(self, max_size: int | None = None) -> AsyncIterator[bytes]:
+        """The body as the user sees it: decoded while streamed if it has codings."""
+        if self._codings and self._content is None:
+            return self._decoded_chunks(self._codings, max_size)
+        return self._raw_chunks(max_size)
+
+    async def _decoded_chunks(
+        self, codings: tuple[str, ...], max_size: int | None
+    ) -> AsyncIterator[bytes]:
+        decoder = ContentDecoder(codings)
+        seen = 0
+        try:
+            async for chunk in self._raw_chunks():
+                for piece in decoder.decode(chunk):
+                    seen += len(piece)
+                    if max_size is not None and seen > max_size:
+                        raise BodyTooLarge(
+                            f"decoded response body exceeds max_body_size={max_size} bytes",
+                            **self._request_names(),
+                        )
+                    yield piece
+            for piece in decoder.finish():
+                seen += len(piece)
+                if max_size is not None and seen > max_size:
+                    raise BodyTooLarge(
+                        f"decoded response body exceeds max_body_size={max_size} bytes",
+                        **self._request_names(),
+                    )
+                yield piece
+        except DecodeError as exc:
+            if exc.url is not None:
+                raise
+            raise DecodeError(str(exc), **self._request_names()) from None
 
     async def _raw_chunks(self, max_size: int | None = None) -> AsyncIterator[bytes]:
         if self._content is not None:
@@ -346,20 +390,41 @@ class Response:
             await body.aclose()
 
     async def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
-        """Yield the body as it arrives; ``chunk_size`` regroups it into pieces of that size."""
+        """Yield the body, decoded, as it arrives; ``chunk_size`` regroups it into pieces
+        of that size. A compressed body is decoded in bounded steps, so a small
+        ``chunk_size`` holds little memory however much the body expands."""
         if chunk_size is None:
-            async for chunk in self._raw_chunks():
+            async for chunk in self._chunks():
                 if chunk:
                     yield chunk
             return
-        buffer = bytearray()
+        rest = b""
+        async for chunk in self._chunks():
+            if rest:
+                chunk = rest + chunk
+            start, end = 0, len(chunk)
+            while end - start >= chunk_size:
+                yield chunk[start : start + chunk_size]
+                start += chunk_size
+            rest = chunk[start:]
+        if rest:
+            yield rest
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        """Yield the body as it came off the wire: still compressed (``Content-Encoding``).
+
+        Only before the body is decoded: a response from ``await client.get()`` has its
+        body decoded already (use ``client.stream()``, or ``decompress=False``).
+        """
+        if self._codings and self._content is not None:
+            raise RuntimeError(
+                "the wire bytes of this response are gone: its body was decoded "
+                f"({', '.join(self._codings)}) when it was read; use client.stream() and "
+                "aiter_raw() before reading, or decompress=False"
+            )
         async for chunk in self._raw_chunks():
-            buffer += chunk
-            while len(buffer) >= chunk_size:
-                yield bytes(buffer[:chunk_size])
-                del buffer[:chunk_size]
-        if buffer:
-            yield bytes(buffer)
+            if chunk:
+                yield chunk
 
     async def aiter_text(self, chunk_size: int | None = None) -> AsyncIterator[str]:
         """Yield decoded text; multi-byte characters split across chunks are kept whole."""
@@ -459,6 +524,10 @@ class Response:
 
     def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
         return self._iterate(self.aiter_bytes(chunk_size))
+
+    def iter_raw(self) -> Iterator[bytes]:
+        """Blocking form of :meth:`aiter_raw`."""
+        return self._iterate(self.aiter_raw())
 
     def iter_text(self, chunk_size: int | None = None) -> Iterator[str]:
         return self._iterate(self.aiter_text(chunk_size))
