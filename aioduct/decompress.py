@@ -9,7 +9,9 @@ decoder stops producing output before it is reached -- not after it allocated it
 * gzip, deflate: ``zlib.decompressobj().decompress(data, max_length)``; what it did not
   consume waits in ``unconsumed_tail``.
 * br: ``brotli.Decompressor.process(data, output_buffer_limit=...)`` (brotli >= 1.2);
-  while ``can_accept_more_data()`` is false it is called again with no input.
+  pending output is drained by calls with no input, one bounded piece each. The
+  buffer stops growing once it reaches the limit: a call returns at most about twice
+  the limit (its blocks grow from 32 KiB).
 * zstd: python-zstandard's streaming decompressor has no output limit, so the input is
   fed in slices of :data:`_ZSTD_SLICE` bytes. A zstd block decodes to at most 128 KiB
   and takes at least 4 bytes on the wire (an RLE block), so one slice yields at most
@@ -125,24 +127,27 @@ class _ZlibStage:
 
 
 class _BrotliStage:
-    __slots__ = ("_d", "_error")
+    __slots__ = ("_d", "_error", "_step")
 
     def __init__(self) -> None:
         import brotli  # type: ignore[import-untyped]
 
         self._d = brotli.Decompressor()
         self._error: type[Exception] = brotli.error
+        self._step = STEP
 
     def decode(self, data: bytes, step: int) -> Iterator[bytes]:
+        # Output can stay pending after a call even once the decoder accepts input
+        # again: drain it, one bounded piece per call, until a call yields nothing.
+        self._step = step
         d = self._d
         try:
             out = d.process(data, output_buffer_limit=step)
-            if out:
+            while out:
                 yield out
-            while not d.can_accept_more_data():
+                if d.is_finished():
+                    return
                 out = d.process(b"", output_buffer_limit=step)
-                if out:
-                    yield out
         except self._error as exc:
             raise _corrupt("br", exc) from None
 
@@ -150,7 +155,7 @@ class _BrotliStage:
         d = self._d
         try:
             while not d.is_finished():
-                out = d.process(b"", output_buffer_limit=STEP)
+                out = d.process(b"", output_buffer_limit=self._step)
                 if not out:
                     raise DecodeError("br body is truncated (the stream does not end)")
                 yield out

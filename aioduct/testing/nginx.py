@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import gzip
 import os
 import re
 import resource
@@ -282,6 +283,9 @@ def locations_config(files: Path, cross_origin: str) -> str:
     ``/close``                  200 ``closing`` with ``Connection: close``
     ``/slow``                   the 64k file at 16 KiB/s (about 4 s)
     ``/gzip``                   :data:`GZIP_BODY`, gzip-encoded if accepted
+    ``/gzip-static``            :data:`GZIP_BODY`; to a client accepting gzip, its
+                                pre-compressed ``.gz`` as stored (``gzip_static``, with
+                                ``Content-Length``)
     ``/etag``                   :data:`GZIP_BODY` as a static file: ETag, Last-Modified,
                                 conditional requests
     ``/set-cookie``             200 with ``Set-Cookie: a=1; Path=/``
@@ -316,6 +320,8 @@ def locations_config(files: Path, cross_origin: str) -> str:
         f"alias {_q(str(f / 'bytes' / '64k'))}; }}",
         "location = /gzip { default_type text/plain; types { } gzip on; gzip_types text/plain; "
         f"gzip_min_length 0; gzip_vary on; alias {_q(str(f / 'gzip.txt'))}; }}",
+        "location = /gzip-static { default_type text/plain; types { } gzip_static on; "
+        f"gzip off; gzip_vary on; alias {_q(str(f / 'gzip-static.txt'))}; }}",
         "location = /etag { default_type text/plain; types { } "
         f"alias {_q(str(f / 'etag.txt'))}; }}",
         "location = /set-cookie { default_type text/plain; "
@@ -385,6 +391,8 @@ def _write_files(files: Path) -> None:
         files / "latin1.txt": LATIN1_BODY.encode("latin-1"),
         files / "gzip.txt": GZIP_BODY,
         files / "etag.txt": GZIP_BODY,
+        files / "gzip-static.txt": GZIP_BODY,
+        files / "gzip-static.txt.gz": gzip.compress(GZIP_BODY, mtime=0),
     }
     for name, size in BYTES_SIZES.items():
         wanted[files / "bytes" / name] = size
