@@ -22,7 +22,7 @@ from aioduct import AioductError, BlockingClient, Job, LocalEngine, RetryConfig,
 from aioduct.client import Client
 from aioduct.jobs import Result, error_result, job_url, response_result
 from aioduct.runner import JobRunner, RunnerSettings, bulk_config
-from aioduct.testing.nginx import Nginx
+from aioduct.testing.nginx import GZIP_BODY, Nginx
 from aioduct.testing.server import Conn, ScriptServer, ServerRequest
 
 #: Headers whose values legitimately differ between two runs against the same server.
@@ -329,6 +329,62 @@ def test_hostile_servers(script_server: ScriptServer) -> None:
     assert by_id["eof-body"].body == b"until the end"
     assert by_id["chunked"].body == b"abcd"
     assert by_id["http10"].http_version == "1.0"
+
+
+# -- compressed bodies ----------------------------------------------------------------------------
+
+
+def test_compressed_bodies(nginx: Nginx, script_server: ScriptServer) -> None:
+    """Every driver decodes alike: a Result's body is the decoded body and its size the
+    decoded length; corrupt streams, bombs and long chains are the same errors."""
+    from tests.decompress.bodies import GIB, bomb, encode, encode_chain
+
+    data = b"".join(b"%d: compressible line\n" % i for i in range(2000))
+    srv = script_server
+    for name, coding in (
+        ("gzip", "gzip"),
+        ("deflate", "deflate"),
+        ("deflate-raw", "deflate"),
+        ("br", "br"),
+        ("zstd", "zstd"),
+    ):
+        srv.route_respond(
+            "/" + name, headers=[("Content-Encoding", coding)], body=encode(name, data)
+        )
+    stack = ["gzip", "br"]
+    srv.route_respond(
+        "/stack", headers=[("Content-Encoding", "gzip, br")], body=encode_chain(stack, data)
+    )
+    srv.route_respond("/corrupt", headers=[("Content-Encoding", "zstd")], body=b"not zstd at all")
+    srv.route_respond("/chain", headers=[("Content-Encoding", "gzip")] * 6, body=b"")
+    srv.route_respond("/bomb", headers=[("Content-Encoding", "br")], body=bomb("br", GIB))
+    srv.route_respond("/unknown", headers=[("Content-Encoding", "snappy")], body=b"as sent")
+    compressed = ["gzip", "deflate", "deflate-raw", "br", "zstd", "stack"]
+    jobs = [Job(url=f"{srv.url}/{name}", id=name) for name in compressed]
+    jobs += [
+        Job(url=f"{srv.url}/{name}", id=name) for name in ("corrupt", "chain", "bomb", "unknown")
+    ]
+    jobs += [
+        Job(url=nginx.http_url + "/gzip-static", id="static"),
+        Job(url=nginx.http_url + "/gzip", id="dynamic"),
+        Job(url=nginx.http_url + "/gzip-static", method="HEAD", id="head"),
+    ]
+    results = _differential(jobs, concurrency=8, max_body_size=1 << 20)
+    by_id = {r.id: r for r in results}
+    for name in compressed:
+        assert by_id[name].body == data and by_id[name].size == len(data), name
+    for name in ("static", "dynamic"):
+        assert by_id[name].body == GZIP_BODY and by_id[name].size == len(GZIP_BODY)
+    assert by_id["head"].body == b"" and ("content-encoding", "gzip") in [
+        (k.lower(), v) for k, v in by_id["head"].headers
+    ]
+    assert by_id["unknown"].body == b"as sent"
+    errors = {key: by_id[key].error for key in ("corrupt", "chain", "bomb")}
+    assert {key: e.kind if e else None for key, e in errors.items()} == {
+        "corrupt": "DecodeError",
+        "chain": "DecodeError",
+        "bomb": "BodyTooLarge",
+    }
 
 
 # -- the pool under hostile servers, on each worker loop ----------------------------------------
