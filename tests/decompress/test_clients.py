@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import tracemalloc
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -128,8 +129,6 @@ def test_decompress_false_returns_the_wire_bytes(nginx: Nginx, driver: str) -> N
 @pytest.mark.nginx
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_aiter_raw_gives_the_wire_bytes(nginx: Nginx, driver: str) -> None:
-    import gzip
-
     raw = streamed(driver, nginx.http_url + "/gzip-static", method="iter_raw")
     assert raw[:2] == b"\x1f\x8b" and gzip.decompress(raw) == GZIP_BODY
 
@@ -364,3 +363,16 @@ def test_memory_stays_bounded_while_a_bomb_is_refused(
         # The wire body read (buffered: up to 4 MiB, max_body_size bounds it too), the
         # decoded body up to the limit (4 MiB), one decoder step (1 MiB, zstd 4.1 MiB).
         assert peak < 16 * MIB, (case.__name__, peak)
+
+
+@pytest.mark.nginx
+def test_the_docs_example_runs(nginx: Nginx, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "decompression.md").read_text()
+    start = text.index("import aioduct")
+    code = text[start : text.index("```", start)]
+    code = code.replace("https://www.example.org/", nginx.http_url + "/gzip-static")
+    exec(compile(code, "docs/decompression.md", "exec"), {})
+    wire = len(gzip.compress(GZIP_BODY, mtime=0))  # the file gzip_static serves
+    assert capsys.readouterr().out == f"gzip {len(GZIP_BODY)}\n{wire} bytes on the wire\n"
