@@ -18,6 +18,10 @@ decoder stops producing output before it is reached -- not after it allocated it
   ``(_ZSTD_SLICE / 4 + 1) * 128 KiB`` (4.1 MiB). Its window is capped at 8 MiB, the
   most RFC 9659 §3 lets an HTTP server require.
 
+gzip and deflate go through ``zlib_ng`` when it is installed (``aioduct[speedups]``):
+the same API as the standard library's ``zlib`` (and the same streams) with an inflate
+about 1.6 times as fast, which is most of the CPU of a compressed response.
+
 Stacked codings (``Content-Encoding: gzip, br`` means gzip was applied first) are undone
 last to first, each stage passing bounded pieces to the next, so a chain holds at most one
 piece per stage. Like urllib3 (CVE-2025-66418) and curl, a chain of more than
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Final, Protocol
 
 from .errors import DecodeError
@@ -61,6 +66,18 @@ _GZIP_MAGIC: Final = b"\x1f\x8b"
 _GZIP_WBITS: Final = zlib.MAX_WBITS | 16
 
 
+def _zlib_backend() -> ModuleType:
+    try:
+        from zlib_ng import zlib_ng  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return zlib
+    return zlib_ng  # type: ignore[no-any-return, unused-ignore]
+
+
+#: The zlib module gzip and deflate are decoded with (tests swap it).
+_zlib: ModuleType = _zlib_backend()
+
+
 class _Stage(Protocol):
     """One coding being undone."""
 
@@ -74,17 +91,19 @@ class _Stage(Protocol):
 class _ZlibStage:
     """gzip (with further gzip members, as gzip(1) writes them) or deflate."""
 
-    __slots__ = ("_coding", "_d", "_head")
+    __slots__ = ("_coding", "_d", "_error", "_head", "_zlib")
 
     def __init__(self, coding: str) -> None:
         self._coding = coding
         self._head = b""
+        self._zlib = _zlib
+        self._error: type[Exception] = _zlib.error
         if coding == "deflate":
             # RFC 9110 §8.4.1.2 says zlib-wrapped, but servers also send raw deflate and
             # browsers accept both: which one is known from the first two bytes.
             self._d: zlib._Decompress | None = None  # (chosen with the first two bytes)
         else:
-            self._d = zlib.decompressobj(_GZIP_WBITS)
+            self._d = _zlib.decompressobj(_GZIP_WBITS)
 
     def decode(self, data: bytes, step: int) -> Iterator[bytes]:
         if self._head:
@@ -95,7 +114,8 @@ class _ZlibStage:
                 self._head = data
                 return
             zlib_header = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
-            d = self._d = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+            wbits = zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS
+            d = self._d = self._zlib.decompressobj(wbits)
         try:
             while data:
                 if d.eof:  # data is what follows the stream
@@ -106,7 +126,7 @@ class _ZlibStage:
                         return
                     if not data.startswith(_GZIP_MAGIC):
                         return  # ignored, as gzip(1) does ("trailing garbage ignored")
-                    d = self._d = zlib.decompressobj(_GZIP_WBITS)  # the next gzip member
+                    d = self._d = self._zlib.decompressobj(_GZIP_WBITS)  # the next member
                 out = d.decompress(data, step)
                 data = d.unused_data if d.eof else d.unconsumed_tail
                 if out:
@@ -117,7 +137,7 @@ class _ZlibStage:
                     data = d.unused_data if d.eof else d.unconsumed_tail
                     if out:
                         yield out
-        except zlib.error as exc:
+        except self._error as exc:
             raise _corrupt(self._coding, exc) from None
 
     def finish(self) -> Iterator[bytes]:

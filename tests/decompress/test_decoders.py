@@ -8,10 +8,12 @@ line, and truncated or corrupt streams are refused.
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 import zstandard
 
-from aioduct import BodyTooLarge, DecodeError
+from aioduct import BodyTooLarge, DecodeError, decompress
 from aioduct.decompress import (
     MAX_CODINGS,
     ContentDecoder,
@@ -21,6 +23,14 @@ from aioduct.decompress import (
 )
 
 from .bodies import GIB, MIB, bomb, encode, encode_chain
+
+
+@pytest.fixture(autouse=True, params=["zlib", "zlib_ng"])
+def zlib_module(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test with the standard library's zlib and with zlib-ng (aioduct[speedups])."""
+    module = zlib if request.param == "zlib" else pytest.importorskip("zlib_ng.zlib_ng")
+    monkeypatch.setattr(decompress, "_zlib", module)
+
 
 DATA = b"".join(b"line %d of a compressible body\n" % i for i in range(5000))
 CODINGS = ["gzip", "deflate", "deflate-raw", "br", "zstd"]
