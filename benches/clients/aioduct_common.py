@@ -1,8 +1,8 @@
 """What both aioduct adapters (send engine and local engine) do for TLS and gzip scenarios.
 
-The gzip scenario needs the client to decode the body. aioduct has no decompression yet
-(issue 10), so it is reported as not supported until ``aioduct.ClientConfig`` grows a
-``decompress`` option; from then on both adapters turn it on and run the scenario.
+The gzip scenario needs the client to decode the body: both adapters pass
+``decompress=True`` when ``aioduct.ClientConfig`` has the option (an older aioduct without
+it reports the scenario as not supported).
 """
 
 from __future__ import annotations
