@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar
 
 import msgspec
 
+from . import processing
 from .config import ClientConfig, check_option_names
 from .errors import AioductError, InvalidURL
 from .jobs import Job, Result, error_result, job_url, response_result
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["BulkEngine", "JobRunner", "RunnerSettings", "SendEngine"]
 
 JobsLike = Iterable[Job | str] | AsyncIterable[Job | str]
+#: A loaded ``process=`` function and the spec it was imported from.
+Process = tuple[str, "processing.Function"]
 T = TypeVar("T")
 
 
@@ -191,62 +194,139 @@ class Submitter(Protocol):
         """Resolve ``waiter`` once a refused job may fit (or raise: the engine is gone)."""
 
 
+class Window:
+    """One map's jobs in flight: at most ``size`` unanswered (running, or finished and
+    not yet taken), pulled from the source only as room appears -- so an endless
+    generator of URLs is fine. A job the engine has no room for is held at the head of
+    the line: no job is pulled past it until it fits.
+    """
+
+    __slots__ = ("done", "engine", "exhausted", "held", "number", "outstanding", "sink", "size")
+
+    def __init__(self, size: int, engine: Submitter) -> None:
+        self.size = size
+        self.engine = engine
+        self.number = 0
+        """Items pulled so far: a job without an id is numbered by its input position."""
+        self.done: list[Result] = []
+        self.sink: Sink = self.done.append
+        """Where the engine puts Results (a bound ``append``: the cheapest call there is)."""
+        self.outstanding = 0
+        self.held: Job | None = None
+        self.exhausted = False
+
+    def fill(self, source: Iterator[Job | str]) -> None:
+        """Submit jobs from ``source`` (Jobs or URL strings) until the window is full, one
+        is held or it ends. The loop the parent runs for every job: kept flat."""
+        if not self._retry_held():
+            return
+        submit, sink = self.engine.submit, self.sink
+        number, room = self.number, self.size - self.outstanding
+        sent = 0
+        try:
+            while sent < room:
+                item = next(source, _END)
+                if item is _END:
+                    self.exhausted = True
+                    return
+                job = Job(url=item, id=number) if type(item) is str else _numbered(item, number)
+                number += 1
+                if not submit(job, sink):
+                    self.held = job
+                    return
+                sent += 1
+        finally:
+            self.number = number
+            self.outstanding += sent
+
+    async def afill(self, source: AsyncIterator[Job | str]) -> None:
+        """:meth:`fill` from an async source."""
+        if not self._retry_held():
+            return
+        while not self.exhausted and self.outstanding < self.size:
+            item = await anext(source, _END)
+            if item is _END:
+                self.exhausted = True
+                return
+            job = _numbered(item, self.number)
+            self.number += 1
+            if not self.engine.submit(job, self.sink):
+                self.held = job
+                return
+            self.outstanding += 1
+
+    def _retry_held(self) -> bool:
+        """Offer the held job again; False while it still does not fit."""
+        job = self.held
+        if job is None:
+            return True
+        if not self.engine.submit(job, self.sink):
+            return False
+        self.held = None
+        self.outstanding += 1
+        return True
+
+    def take(self) -> list[Result]:
+        """The Results finished since the last call, in completion order."""
+        batch = self.done[:]
+        self.done.clear()
+        self.outstanding -= len(batch)
+        return batch
+
+    @property
+    def finished(self) -> bool:
+        """Every job was pulled and every Result taken."""
+        return self.exhausted and self.outstanding == 0 and self.held is None
+
+
 async def map_batches(
     jobs: JobsLike, window: int, engine: Submitter
 ) -> AsyncGenerator[list[Result], None]:
-    """Run ``jobs`` on ``engine``, yielding batches of Results in completion order.
-
-    Jobs are pulled lazily: at most ``window`` are running or finished but not yet handed
-    to the caller, so an endless generator of URLs is fine. A job the engine has no room
-    for waits at the head of the line (no further job is pulled past it).
-    """
+    """Run ``jobs`` on ``engine``, yielding batches of Results in completion order
+    (at most ``window`` jobs unanswered at any time: see :class:`Window`)."""
     loop = asyncio.get_running_loop()
-    done: list[Result] = []
+    flow = Window(window, engine)
     wake: asyncio.Future[None] | None = None
-    outstanding = 0
+    append = flow.done.append
 
     def sink(result: Result) -> None:
-        done.append(result)
+        append(result)
         if wake is not None and not wake.done():
             wake.set_result(None)
 
-    source = _job_source(jobs)
-    held: Job | None = None
-    exhausted = False
+    flow.sink = sink
+    sync = not isinstance(jobs, AsyncIterable)
+    source = iter(jobs) if sync else aiter(jobs)  # type: ignore[arg-type]
     try:
         while True:
-            while held is not None or (not exhausted and outstanding < window):
-                job = held if held is not None else await anext(source, None)
-                held = None
-                if job is None:
-                    exhausted = True
-                    break
-                if not engine.submit(job, sink):
-                    held = job
-                    break
-                outstanding += 1
-            if done:
-                batch = done[:]
-                done.clear()
-                outstanding -= len(batch)
-                yield batch
+            if sync:
+                flow.fill(source)  # type: ignore[arg-type]
+            else:
+                await flow.afill(source)  # type: ignore[arg-type]
+            if flow.done:
+                yield flow.take()
                 continue
-            if exhausted and outstanding == 0:
+            if flow.finished:
                 return
             wake = loop.create_future()
-            if held is not None:
+            if flow.held is not None:
                 engine.wait_for_room(wake)
             await wake
             wake = None
     finally:
-        await source.aclose()
+        close = getattr(source, "aclose" if not sync else "close", None)
+        if close is not None:
+            result = close()
+            if not sync:
+                await result
 
 
 class _Tasks:
     """The send engine's Submitter: each job a task on this loop (JobRunner paces them)."""
 
-    def __init__(self, runner: JobRunner) -> None:
+    def __init__(self, runner: JobRunner, process: Process | None = None) -> None:
         self.runner = runner
+        self.process = process
         self.tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, job: Job, sink: Sink) -> bool:
@@ -256,7 +336,11 @@ class _Tasks:
         return True
 
     async def _run(self, job: Job, sink: Sink) -> None:
-        sink(await self.runner.run(job))
+        result = await self.runner.run(job)
+        if self.process is not None:
+            spec, function = self.process
+            result = processing.decoded(processing.run(function, spec, result))
+        sink(result)
 
     def wait_for_room(self, waiter: asyncio.Future[None]) -> None:  # always has room
         waiter.set_result(None)
@@ -268,9 +352,11 @@ class _Tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def amap_jobs(runner: JobRunner, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
+async def amap_jobs(
+    runner: JobRunner, jobs: JobsLike, process: Process | None = None
+) -> AsyncGenerator[list[Result], None]:
     """:func:`map_batches` with each job a task on this loop; unfinished ones are cancelled."""
-    tasks = _Tasks(runner)
+    tasks = _Tasks(runner, process)
     batches = map_batches(jobs, runner.settings.concurrency * _WINDOW_FACTOR, tasks)
     try:
         async for batch in batches:
@@ -280,17 +366,8 @@ async def amap_jobs(runner: JobRunner, jobs: JobsLike) -> AsyncGenerator[list[Re
         await tasks.cancel()
 
 
-async def _job_source(jobs: JobsLike) -> AsyncGenerator[Job, None]:
-    """Jobs from a sync or async iterable, numbered in input order when they have no id."""
-    number = 0
-    if isinstance(jobs, AsyncIterable):
-        async for item in jobs:
-            yield _numbered(item, number)
-            number += 1
-    else:
-        for item in jobs:
-            yield _numbered(item, number)
-            number += 1
+#: What ``next()`` returns once a source is exhausted (None could be an item).
+_END: Final[Any] = object()
 
 
 def _numbered(item: Job | str, number: int) -> Job:
@@ -303,12 +380,17 @@ def _numbered(item: Job | str, number: int) -> Job:
 class BulkEngine:
     """What both bulk engines share: the blocking twins of an async core, and contexts.
 
-    A subclass provides the async core -- ``_batches(jobs)`` (an async generator of
-    Result lists, in completion order), ``arequest_job(job)``, ``start()`` and
-    ``aclose()`` -- and gets ``amap``/``arequest``/``async with`` on the caller's loop,
-    and ``map``/``request``/``with`` on a private loop (:meth:`_new_private_loop`) driven
-    from the calling thread, so Ctrl-C lands in the caller's frame and unwinds through
-    ``with``.
+    A subclass provides the async core -- ``_batches(jobs, process)`` (an async
+    generator of Result lists, in completion order), ``arequest_job(job)``, ``start()``
+    and ``aclose()`` -- and gets ``amap``/``arequest``/``async with`` on the caller's
+    loop, and ``map``/``request``/``with`` on a private loop (:meth:`_new_private_loop`)
+    driven from the calling thread, so Ctrl-C lands in the caller's frame and unwinds
+    through ``with``. (:class:`~aioduct.LocalEngine` drives its blocking side without an
+    event loop and overrides those.)
+
+    ``process="package.module:function"`` on ``map``/``amap`` applies ``function`` to
+    each Result where the engine runs the job and yields Results carrying its return
+    value (see :mod:`aioduct.processing`).
     """
 
     name: str
@@ -322,7 +404,9 @@ class BulkEngine:
     async def aclose(self) -> None:
         raise NotImplementedError
 
-    def _batches(self, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
+    def _batches(
+        self, jobs: JobsLike, process: str | None = None
+    ) -> AsyncGenerator[list[Result], None]:
         raise NotImplementedError
 
     async def arequest_job(self, job: Job) -> Result:
@@ -331,9 +415,9 @@ class BulkEngine:
 
     # -- async -----------------------------------------------------------------------------------
 
-    async def amap(self, jobs: JobsLike) -> AsyncIterator[Result]:
+    async def amap(self, jobs: JobsLike, *, process: str | None = None) -> AsyncIterator[Result]:
         """Results of ``jobs`` (Jobs or URL strings, sync or async iterable), as they finish."""
-        batches = self._batches(jobs)
+        batches = self._batches(jobs, process)
         try:
             async for batch in batches:
                 for result in batch:
@@ -383,9 +467,13 @@ class BulkEngine:
                 loop.run_until_complete(task)
             raise
 
-    def map(self, jobs: Iterable[Job | str]) -> Iterator[Result]:
+    def map(self, jobs: Iterable[Job | str], *, process: str | None = None) -> Iterator[Result]:
         """Results of ``jobs`` as they finish (blocking; best inside ``with engine:``)."""
-        batches = self._batches(jobs)
+        if process is not None:
+            processing.check_spec(process)
+        return self._drain(self._batches(jobs, process))
+
+    def _drain(self, batches: AsyncGenerator[list[Result], None]) -> Iterator[Result]:
         try:
             while True:
                 batch = self._run(_next_batch(batches))
@@ -455,14 +543,33 @@ class SendEngine(BulkEngine):
         self.config = self._client.config
         self._runner = JobRunner(self._client, self.settings)
 
-    def _batches(self, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
-        return amap_jobs(self._runner, jobs)
+    def map(self, jobs: Iterable[Job | str], *, process: str | None = None) -> Iterator[Result]:
+        """Results of ``jobs`` as they finish (blocking; best inside ``with engine:``).
+
+        ``process=`` runs in this process; an import error raises here.
+        """
+        loaded = _load(process)
+        return self._drain(amap_jobs(self._runner, jobs, loaded))
+
+    async def _batches(
+        self, jobs: JobsLike, process: str | None = None
+    ) -> AsyncGenerator[list[Result], None]:
+        batches = amap_jobs(self._runner, jobs, _load(process))
+        try:
+            async for batch in batches:
+                yield batch
+        finally:
+            await batches.aclose()
 
     async def arequest_job(self, job: Job) -> Result:
         return await self._runner.run(job)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _load(process: str | None) -> Process | None:
+    return None if process is None else (process, processing.load(process))
 
 
 async def _next_batch(batches: AsyncGenerator[list[Result], None]) -> list[Result] | None:
