@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -54,6 +55,7 @@ from ..runner import (
 )
 from . import shm, wire
 from .dispatch import DEFAULT_MAX_CRASHES, Dispatcher, EngineStats, Outbox, Sink
+from .pairs import PairReader
 
 __all__ = ["LocalEngine"]
 
@@ -102,6 +104,7 @@ class _Slot:
         "loading",
         "out",
         "outbox",
+        "pairs",
         "proc",
         "reader",
         "ready",
@@ -117,6 +120,7 @@ class _Slot:
         self.sock: socket.socket | None = None
         self.link: _Link | None = None
         self.reader = wire.FrameReader()
+        self.pairs = PairReader()
         self.region: shm.ParentRegion | None = None
         self.freed = 0
         """The ring position the last FREE frame reported."""
@@ -376,6 +380,7 @@ class LocalEngine(BulkEngine):
         slot.region = region
         slot.freed = 0
         slot.reader = wire.FrameReader()
+        slot.pairs = PairReader()
         slot.ready = False
         slot.last_seen = time.monotonic()
         # HELLO first, then every process function (the jobs queued already come after).
@@ -498,6 +503,15 @@ class LocalEngine(BulkEngine):
 
     def _results(self, slot: _Slot, batch: wire.ResultBatch) -> None:
         results = batch.results
+        pairs = slot.pairs
+        try:
+            if batch.pairs or batch.pairs_from != len(pairs.pairs):
+                pairs.add(batch.pairs_from, batch.pairs)
+            get = pairs.pairs.__getitem__
+            for result, numbers in zip(results, batch.headers, strict=True):
+                result.headers = tuple(map(get, numbers))
+        except (ValueError, IndexError) as exc:
+            raise wire.WireError(f"bad header numbers: {exc}") from None
         if batch.bodies:
             region = slot.region
             if region is None:
@@ -591,15 +605,22 @@ class LocalEngine(BulkEngine):
 
     # -- jobs ------------------------------------------------------------------------------------
 
-    def submit(self, job: Job, sink: Sink, process: int = 0) -> bool:
+    def submit(self, job: Job, sink: Sink) -> bool:
         """Queue ``job`` for the worker of its origin, unless that worker's window is full."""
-        worker = self._dispatcher.assign(job, sink, process)
-        if worker < 0:
+        if not self._dispatcher.assign(job, sink):
             return False
-        slot = self._slots[worker]
-        if not slot.dirty:
-            self._due(slot)
+        self.submitted()
         return True
+
+    def submitted(self) -> None:
+        """Jobs were queued: have the driver send every outbox that holds some."""
+        for slot in self._slots:
+            if slot.outbox.seqs and not slot.dirty:
+                self._due(slot)
+
+    def _submitter(self, process: int) -> _Submitter:
+        assign = self._dispatcher.assign
+        return _Submitter(partial(assign, process=process) if process else assign, self)
 
     def _register(self, spec: str) -> int:
         """The id of process function ``spec``; new ones are sent to every worker."""
@@ -647,7 +668,7 @@ class LocalEngine(BulkEngine):
     def _map(
         self, jobs: Iterable[Job | str], process: int, selector: _Selector
     ) -> Iterator[Result]:
-        window = Window(self._dispatcher.window * self.workers, _Bound(self, process))
+        window = Window(self._dispatcher.window * self.workers, self._submitter(process).submit)
         source = iter(jobs)
         while True:
             window.fill(source)
@@ -685,7 +706,7 @@ class LocalEngine(BulkEngine):
                 lambda: self._loaded_everywhere(process_id), _LOAD_TIMEOUT, "import"
             )
         batches = map_batches(
-            jobs, self._dispatcher.window * self.workers, _Bound(self, process_id)
+            jobs, self._dispatcher.window * self.workers, self._submitter(process_id)
         )
         try:
             async for batch in batches:
@@ -720,17 +741,18 @@ class LocalEngine(BulkEngine):
         return f"<aioduct.LocalEngine workers={self.workers} loop={self.loop_kind} {self._state}>"
 
 
-class _Bound:
-    """The engine as :func:`~aioduct.runner.map_batches` sees it, for one process id."""
+class _Submitter:
+    """The engine as one map sees it (:class:`~aioduct.runner.Submitter`): jobs go
+    straight to the dispatcher, with the map's process function id."""
 
-    __slots__ = ("engine", "process")
+    __slots__ = ("engine", "submit")
 
-    def __init__(self, engine: LocalEngine, process: int) -> None:
+    def __init__(self, submit: Callable[[Job, Sink], bool], engine: LocalEngine) -> None:
+        self.submit = submit
         self.engine = engine
-        self.process = process
 
-    def submit(self, job: Job, sink: Sink) -> bool:
-        return self.engine.submit(job, sink, self.process)
+    def submitted(self) -> None:
+        self.engine.submitted()
 
     def wait_for_room(self, waiter: asyncio.Future[None]) -> None:
         self.engine.wait_for_room(waiter)
@@ -822,6 +844,9 @@ class _Selector:
         pending, self.pending = self.pending, []
         for slot in pending:
             if slot.dirty and slot.sock is not None:
+                self._send(slot)
+        for slot in self.engine._slots:  # a map's jobs (queued without telling anyone)
+            if slot.outbox.seqs and slot.sock is not None:
                 self._send(slot)
 
     def _send(self, slot: _Slot) -> None:

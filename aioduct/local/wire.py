@@ -17,6 +17,10 @@ Each job carries the parent's sequence number for it (``JobBatch.seqs``), and it
 comes back under the same number, so the parent matches them without trusting
 user-chosen ids to be unique.
 
+A Result's headers travel as numbers into a table of the pairs the worker has sent
+before (:mod:`.pairs`): decoding the same strings again and again was a quarter of the
+parent's work per small result.
+
 Bodies of at least :attr:`SharedBodies.threshold` bytes do not travel in frames at all:
 the worker writes them into a shared-memory ring (:mod:`.shm`) and the batch says where
 (:attr:`ResultBatch.bodies`); the parent copies each out once and returns the space with a
@@ -135,6 +139,12 @@ class ResultBatch(msgspec.Struct, array_like=True):
     results: list[Result]
     bodies: list[tuple[int, int, int]] = []
     """``(index, ring position, length)`` of each body left in shared memory."""
+    headers: list[list[int]] = []
+    """Each Result's header pairs by number (see :mod:`.pairs`); its own ``headers`` is
+    then empty on the wire."""
+    pairs_from: int = 0
+    pairs: list[tuple[str, str]] = []
+    """The pairs numbered since the last batch, numbers ``pairs_from`` and on."""
 
 
 class Process(msgspec.Struct, frozen=True, array_like=True):

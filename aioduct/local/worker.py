@@ -38,6 +38,7 @@ from .. import processing
 from ..errors import ProcessError
 from ..jobs import Result
 from . import wire
+from .pairs import PairWriter
 from .shm import WorkerRegion
 
 if TYPE_CHECKING:
@@ -162,6 +163,8 @@ class _Worker:
         self.seqs: list[int] = []
         self.results: list[Result] = []
         self.bodies: list[tuple[int, int, int]] = []
+        self.headers: list[list[int]] = []
+        self.pairs = PairWriter()
         shared = hello.bodies if hello.settings.keep_body else None
         self.region = (
             WorkerRegion(shared.fd, shared.size, shared.threshold) if shared is not None else None
@@ -264,6 +267,8 @@ class _Worker:
             if position is not None:
                 result.body = None
                 self.bodies.append((len(self.results), position, len(body)))
+        self.headers.append(self.pairs.numbers(result.headers))
+        result.headers = ()
         self.seqs.append(seq)
         self.results.append(result)
         self._schedule_flush()
@@ -290,8 +295,9 @@ class _Worker:
     def _flush(self) -> None:
         self.flush_scheduled = False
         if self.results:
-            batch = (self.seqs, self.results, self.bodies)
-            self.seqs, self.results, self.bodies = [], [], []
+            pairs_from, pairs = self.pairs.take()
+            batch = (self.seqs, self.results, self.bodies, self.headers, pairs_from, pairs)
+            self.seqs, self.results, self.bodies, self.headers = [], [], [], []
             wire.append_frame(self.out, wire.RESULTS, batch)
         link = self.link
         if self.out and link is not None and link.transport is not None:
