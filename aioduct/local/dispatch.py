@@ -152,21 +152,25 @@ class Dispatcher:
     def total_in_flight(self) -> int:
         return sum(len(table) for table in self.in_flight)
 
-    def assign(self, job: Job, sink: Sink, process: int = 0) -> int:
-        """Put ``job`` in the outbox of the worker for its origin and return that
-        worker's index, or -1 when its window is full (nothing is recorded then).
+    def assign(self, job: Job, sink: Sink, process: int = 0) -> bool:
+        """Put ``job`` in the outbox of the worker for its origin, or return False when
+        that worker's window is full (nothing is recorded then).
 
-        Run once per job, so it does the least it can: no counter but the sequence
-        number moves (``stats.submitted`` is derived from it).
+        Run once per job, so it does the least it can: one call, no counter but the
+        sequence number (``stats.submitted`` is derived from it).
         """
         worker = 0 if self.workers == 1 else self.shard(job)
         table = self.in_flight[worker]
         if len(table) >= self.window:
-            return -1
+            return False
         self._seq = seq = self._seq + 1
         table[seq] = (job, sink, 0, process)
-        self.outboxes[worker].add(seq, job, process)
-        return worker
+        outbox = self.outboxes[worker]
+        if process:
+            outbox.processes[len(outbox.jobs)] = process
+        outbox.seqs.append(seq)
+        outbox.jobs.append(job)
+        return True
 
     def complete(self, worker: int, seqs: list[int], results: list[Result]) -> None:
         """Hand each Result to the sink of its job (Results of unknown jobs are dropped).
