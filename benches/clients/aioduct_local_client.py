@@ -1,9 +1,10 @@
 """aioduct's local engine: worker processes on io_uring, fed Jobs through ``engine.map()``.
 
-One thread runs ``engine.map()`` over an endless generator of Jobs that stops when the
-measurement ends; the engine keeps ``target.concurrency`` requests in flight in all (split
-evenly over the workers), exactly as a crawler uses it. The workers' CPU is read from
-/proc and charged to this client beside the parent's own.
+One thread runs ``engine.map()`` over an endless generator of URLs (Jobs for methods other
+than GET) that stops when the measurement ends; the engine keeps ``target.concurrency``
+requests in flight in all (split evenly over the workers), exactly as a crawler uses it.
+The workers' CPU is read from /proc and charged to this client beside the parent's own
+(and reported apart from it: ``extra_cpu_s``).
 
 The engine shards jobs by origin, so with N workers the jobs cycle over the target's mirror
 origins (the same nginx location on other ports) chosen so that every worker owns some;
@@ -76,11 +77,13 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
         if busy < count:
             print(f"aioduct-local: only {busy} of {count} workers own an origin", flush=True)
 
-        def jobs() -> Iterator[Job]:
+        def jobs() -> Iterator[Job | str]:
             method, body_bytes = target.method, target.body
+            plain = method == "GET" and body_bytes is None  # a crawler's URL list
             i = 0
             while not stop.is_set():
-                yield Job(url=urls[i % len(urls)], method=method, body=body_bytes)
+                url = urls[i % len(urls)]
+                yield url if plain else Job(url=url, method=method, body=body_bytes)
                 i += 1
 
         with LocalEngine(workers=count, concurrency=per_worker, **options) as engine:
