@@ -613,7 +613,10 @@ class LocalEngine(BulkEngine):
         return True
 
     def submitted(self) -> None:
-        """Jobs were queued: have the driver send every outbox that holds some."""
+        """Jobs were queued: have the driver send every outbox that holds some (or raise
+        why the engine cannot run them)."""
+        if self._broken is not None:
+            raise self._broken
         for slot in self._slots:
             if slot.outbox.seqs and not slot.dirty:
                 self._due(slot)
@@ -809,11 +812,14 @@ class _Selector:
     def wait(self, timeout: float | None = None) -> None:
         """Send what is due, then wait until a worker sends something (at most
         ``timeout`` seconds and one heartbeat interval) and handle it."""
+        engine = self.engine
+        if engine._broken is not None:  # a worker cannot be replaced: its jobs never will be
+            raise engine._broken
         now = time.monotonic()
         interval = self.interval
         if interval is not None:
             if now - self.left > 2 * interval:
-                self.engine._resume_clocks(now)
+                engine._resume_clocks(now)
             timeout = interval if timeout is None else min(timeout, interval)
         self._send_due()
         try:
