@@ -23,10 +23,11 @@ Results.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -34,7 +35,7 @@ import msgspec
 from .errors import ProcessError
 from .jobs import JobError, Result
 
-__all__ = ["KIND", "Function", "check_spec", "decoded", "failed", "load", "run"]
+__all__ = ["KIND", "Function", "Spec", "check_spec", "decoded", "failed", "load", "run", "spec"]
 
 #: ``JobError.kind`` of a Result whose process function failed.
 KIND: Final = "ProcessError"
@@ -42,6 +43,34 @@ KIND: Final = "ProcessError"
 Function = Callable[[Result], Any]
 
 _encoder = msgspec.msgpack.Encoder()
+
+
+class Spec(msgspec.Struct, frozen=True, array_like=True):
+    """A process function as it travels: where to import it, and keyword arguments for
+    each call (``process_options=``; anything msgpack encodes)."""
+
+    function: str
+    options: dict[str, Any] = {}
+
+    @property
+    def key(self) -> bytes:
+        """Equal for equal specs (an engine loads each once)."""
+        return _encoder.encode(self)
+
+
+def spec(process: object, options: Mapping[str, Any] | None = None) -> Spec | None:
+    """The :class:`Spec` of a ``map(process=, process_options=)`` call, checked in the
+    caller's frame (None without ``process=``)."""
+    if process is None:
+        if options:
+            raise TypeError("process_options= needs a process= function to pass them to")
+        return None
+    found = Spec(check_spec(process), dict(options or {}))
+    try:
+        found.key  # noqa: B018 (options that cannot travel fail here, not in a worker)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"process_options= must be msgpack-encodable: {exc}") from None
+    return found
 
 
 def check_spec(spec: object) -> str:
@@ -57,11 +86,13 @@ def check_spec(spec: object) -> str:
     return spec
 
 
-def load(spec: str, path: list[str] | None = None) -> Function:
-    """Import the function ``spec`` names (``path`` entries are added to ``sys.path``).
+def load(process: Spec, path: list[str] | None = None) -> Function:
+    """Import the function ``process`` names, its options bound as keyword arguments
+    (``path`` entries are added to ``sys.path`` first).
 
     Raises :class:`~aioduct.ProcessError` saying what could not be imported and why.
     """
+    spec = process.function
     module_name, _, qualname = check_spec(spec).partition(":")
     for entry in path or ():
         if entry not in sys.path:
@@ -74,7 +105,7 @@ def load(spec: str, path: list[str] | None = None) -> Function:
         raise ProcessError(f"process={spec!r} cannot be imported: {_describe(exc)}") from None
     if not callable(found):
         raise ProcessError(f"process={spec!r} is a {type(found).__name__}, not a function")
-    function: Function = found
+    function: Function = functools.partial(found, **process.options) if process.options else found
     return function
 
 

@@ -28,6 +28,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
     Iterator,
+    Mapping,
 )
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar
 
@@ -407,8 +408,9 @@ class BulkEngine:
     event loop and overrides those.)
 
     ``process="package.module:function"`` on ``map``/``amap`` applies ``function`` to
-    each Result where the engine runs the job and yields Results carrying its return
-    value (see :mod:`aioduct.processing`).
+    each Result where the engine runs the job (``process_options=``: keyword arguments
+    for each call) and yields Results carrying its return value (see
+    :mod:`aioduct.processing`).
     """
 
     name: str
@@ -423,7 +425,7 @@ class BulkEngine:
         raise NotImplementedError
 
     def _batches(
-        self, jobs: JobsLike, process: str | None = None
+        self, jobs: JobsLike, process: processing.Spec | None = None
     ) -> AsyncGenerator[list[Result], None]:
         raise NotImplementedError
 
@@ -433,9 +435,15 @@ class BulkEngine:
 
     # -- async -----------------------------------------------------------------------------------
 
-    async def amap(self, jobs: JobsLike, *, process: str | None = None) -> AsyncIterator[Result]:
+    async def amap(
+        self,
+        jobs: JobsLike,
+        *,
+        process: str | None = None,
+        process_options: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[Result]:
         """Results of ``jobs`` (Jobs or URL strings, sync or async iterable), as they finish."""
-        batches = self._batches(jobs, process)
+        batches = self._batches(jobs, processing.spec(process, process_options))
         try:
             async for batch in batches:
                 for result in batch:
@@ -485,11 +493,15 @@ class BulkEngine:
                 loop.run_until_complete(task)
             raise
 
-    def map(self, jobs: Iterable[Job | str], *, process: str | None = None) -> Iterator[Result]:
+    def map(
+        self,
+        jobs: Iterable[Job | str],
+        *,
+        process: str | None = None,
+        process_options: Mapping[str, Any] | None = None,
+    ) -> Iterator[Result]:
         """Results of ``jobs`` as they finish (blocking; best inside ``with engine:``)."""
-        if process is not None:
-            processing.check_spec(process)
-        return self._drain(self._batches(jobs, process))
+        return self._drain(self._batches(jobs, processing.spec(process, process_options)))
 
     def _drain(self, batches: AsyncGenerator[list[Result], None]) -> Iterator[Result]:
         try:
@@ -561,16 +573,22 @@ class SendEngine(BulkEngine):
         self.config = self._client.config
         self._runner = JobRunner(self._client, self.settings)
 
-    def map(self, jobs: Iterable[Job | str], *, process: str | None = None) -> Iterator[Result]:
+    def map(
+        self,
+        jobs: Iterable[Job | str],
+        *,
+        process: str | None = None,
+        process_options: Mapping[str, Any] | None = None,
+    ) -> Iterator[Result]:
         """Results of ``jobs`` as they finish (blocking; best inside ``with engine:``).
 
         ``process=`` runs in this process; an import error raises here.
         """
-        loaded = _load(process)
+        loaded = _load(processing.spec(process, process_options))
         return self._drain(amap_jobs(self._runner, jobs, loaded))
 
     async def _batches(
-        self, jobs: JobsLike, process: str | None = None
+        self, jobs: JobsLike, process: processing.Spec | None = None
     ) -> AsyncGenerator[list[Result], None]:
         batches = amap_jobs(self._runner, jobs, _load(process))
         try:
@@ -586,8 +604,8 @@ class SendEngine(BulkEngine):
         await self._client.aclose()
 
 
-def _load(process: str | None) -> Process | None:
-    return None if process is None else (process, processing.load(process))
+def _load(process: processing.Spec | None) -> Process | None:
+    return None if process is None else (process.function, processing.load(process))
 
 
 async def _next_batch(batches: AsyncGenerator[list[Result], None]) -> list[Result] | None:

@@ -32,7 +32,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -247,8 +254,9 @@ class LocalEngine(BulkEngine):
         self._driver: _Selector | _Transports | None = None
         self._broken: AioductError | None = None
         self._state = "new"  # -> "running" -> "closed"
-        #: ``process=`` functions by spec, their ids, and why one could not be imported.
-        self._process_ids: dict[str, int] = {}
+        #: ``process=`` functions (by :attr:`~aioduct.processing.Spec.key`) and their ids,
+        #: and why one could not be imported.
+        self._processes: dict[bytes, tuple[int, processing.Spec]] = {}
         self._process_errors: dict[int, str] = {}
 
     # -- public state ----------------------------------------------------------------------------
@@ -386,7 +394,7 @@ class LocalEngine(BulkEngine):
         # HELLO first, then every process function (the jobs queued already come after).
         head = bytearray()
         wire.append_frame(head, wire.HELLO, hello)
-        for spec, process in self._process_ids.items():
+        for process, spec in self._processes.values():
             wire.append_frame(head, wire.PROCESS, wire.Process(process, spec))
             slot.loading.add(process)
         slot.out[:0] = head
@@ -625,16 +633,18 @@ class LocalEngine(BulkEngine):
         assign = self._dispatcher.assign
         return _Submitter(partial(assign, process=process) if process else assign, self)
 
-    def _register(self, spec: str) -> int:
+    def _register(self, spec: processing.Spec) -> int:
         """The id of process function ``spec``; new ones are sent to every worker."""
-        process = self._process_ids.get(spec)
-        if process is None:
-            process = self._process_ids[spec] = len(self._process_ids) + 1
-            for slot in self._slots:
-                if slot.sock is not None:
-                    wire.append_frame(slot.out, wire.PROCESS, wire.Process(process, spec))
-                    slot.loading.add(process)
-                    self._due(slot)
+        known = self._processes.get(spec.key)
+        if known is not None:
+            return known[0]
+        process = len(self._processes) + 1
+        self._processes[spec.key] = (process, spec)
+        for slot in self._slots:
+            if slot.sock is not None:
+                wire.append_frame(slot.out, wire.PROCESS, wire.Process(process, spec))
+                slot.loading.add(process)
+                self._due(slot)
         return process
 
     def _loaded_everywhere(self, process: int) -> bool:
@@ -647,17 +657,23 @@ class LocalEngine(BulkEngine):
 
     # -- blocking --------------------------------------------------------------------------------
 
-    def map(self, jobs: Iterable[Job | str], *, process: str | None = None) -> Iterator[Result]:
+    def map(
+        self,
+        jobs: Iterable[Job | str],
+        *,
+        process: str | None = None,
+        process_options: Mapping[str, Any] | None = None,
+    ) -> Iterator[Result]:
         """Results of ``jobs`` as they finish, driven from this thread.
 
         With ``process="package.module:function"`` every worker imports the function
         first (an import error raises :class:`~aioduct.ProcessError` here, before any
         job runs) and Results carry its return value instead of headers and body (see
-        :mod:`aioduct.processing`).
+        :mod:`aioduct.processing`); ``process_options`` are keyword arguments for it.
         """
         if isinstance(jobs, AsyncIterable):
             raise TypeError("map() takes a plain iterable; use amap() for an async one")
-        spec = processing.check_spec(process) if process is not None else None
+        spec = processing.spec(process, process_options)
         self.start_blocking()
         selector = self._selector()
         process_id = 0
@@ -697,9 +713,8 @@ class LocalEngine(BulkEngine):
     # -- asyncio ---------------------------------------------------------------------------------
 
     async def _batches(
-        self, jobs: JobsLike, process: str | None = None
+        self, jobs: JobsLike, spec: processing.Spec | None = None
     ) -> AsyncGenerator[list[Result], None]:
-        spec = processing.check_spec(process) if process is not None else None
         await self.start()
         transports = self._transports()
         process_id = 0

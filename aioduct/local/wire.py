@@ -38,6 +38,7 @@ from typing import Any, Final
 
 import msgspec
 
+from .. import processing
 from ..config import ClientConfig
 from ..jobs import Job, Result
 from ..runner import RunnerSettings
@@ -148,10 +149,10 @@ class ResultBatch(msgspec.Struct, array_like=True):
 
 
 class Process(msgspec.Struct, frozen=True, array_like=True):
-    """Import ``spec`` (``"package.module:function"``) as process function ``id``."""
+    """Import ``spec`` as process function ``id``."""
 
     id: int
-    spec: str
+    spec: processing.Spec
 
 
 class Loaded(msgspec.Struct, frozen=True, array_like=True):

@@ -246,7 +246,7 @@ class _Worker:
             function = processing.load(process.spec, self.hello.sys_path)
         except ProcessError as exc:
             function = exc
-        self.functions[process.id] = (process.spec, function)
+        self.functions[process.id] = (process.spec.function, function)
         error = str(function) if isinstance(function, ProcessError) else None
         wire.append_frame(self.out, wire.LOADED, wire.Loaded(process.id, error))
         self._schedule_flush()

@@ -31,3 +31,7 @@ def unencodable(result: Result) -> object:
 
 
 not_a_function = 42
+
+
+def scaled(result: Result, *, factor: int, label: str = "") -> list[object]:
+    return [len(result.body or b"") * factor, label]

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.nginx
 
 Bodies = tuple[str, dict[str, bytes]]
 DIGEST = "tests.local.processes:digest"
+SCALED = "tests.local.processes:scaled"
 
 
 def expected_digest(body: bytes, job_id: object, meta: object) -> dict[str, object]:
@@ -129,3 +130,23 @@ def test_the_blocking_send_engine_runs_functions_in_process(bodies: Bodies) -> N
     assert [got[i].value for i in range(3)] == [
         expected_digest(files["/f2"], i, None) for i in range(3)
     ]
+
+
+def test_process_options_are_keyword_arguments(bodies: Bodies) -> None:
+    origin, files = bodies
+    urls = [origin + "/f0", origin + "/f5"]
+    expected = {0: [len(files["/f0"]) * 3, "x"], 1: [len(files["/f5"]) * 3, "x"]}
+    options = {"factor": 3, "label": "x"}
+    with LocalEngine(workers=1, loop="asyncio") as engine:
+        got = {r.id: r.value for r in engine.map(urls, process=SCALED, process_options=options)}
+        again = {
+            r.id: r.value for r in engine.map(urls, process=SCALED, process_options={"factor": 1})
+        }
+        with pytest.raises(TypeError, match="process_options= needs a process= function"):
+            engine.map(urls, process_options=options)
+        with pytest.raises(TypeError, match="process_options= must be msgpack-encodable"):
+            engine.map(urls, process=SCALED, process_options={"factor": object()})
+    with SendEngine() as send:
+        sent = {r.id: r.value for r in send.map(urls, process=SCALED, process_options=options)}
+    assert got == sent == expected
+    assert again == {0: [len(files["/f0"]), ""], 1: [len(files["/f5"]), ""]}
