@@ -1,7 +1,7 @@
 """aioduct's local engine: worker processes on io_uring, fed Jobs through ``engine.map()``.
 
-One thread runs ``engine.map()`` over an endless generator of URLs (Jobs for methods other
-than GET) that stops when the measurement ends; the engine keeps ``target.concurrency``
+One thread runs ``engine.map()`` over an endless generator of Jobs that stops when the
+measurement ends; the engine keeps ``target.concurrency``
 requests in flight in all (split evenly over the workers), exactly as a crawler uses it.
 The workers' CPU is read from /proc and charged to this client beside the parent's own
 (and reported apart from it: ``extra_cpu_s``).
@@ -77,13 +77,11 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
         if busy < count:
             print(f"aioduct-local: only {busy} of {count} workers own an origin", flush=True)
 
-        def jobs() -> Iterator[Job | str]:
+        def jobs() -> Iterator[Job]:
             method, body_bytes = target.method, target.body
-            plain = method == "GET" and body_bytes is None  # a crawler's URL list
             i = 0
-            while not stop.is_set():
-                url = urls[i % len(urls)]
-                yield url if plain else Job(url=url, method=method, body=body_bytes)
+            while not stop.is_set():  # numbered here, as a crawler keeping its own ids does
+                yield Job(url=urls[i % len(urls)], method=method, body=body_bytes, id=i)
                 i += 1
 
         with LocalEngine(workers=count, concurrency=per_worker, **options) as engine:
