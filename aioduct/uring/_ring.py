@@ -20,13 +20,8 @@ Two facts about the binding shape this module:
 How completions reach the thread is the ring's *mode* (:data:`MODES`): by default the
 kernel interrupts the running thread for every completion, which measured here cost
 ~5 µs of system time per completion; ``"coop"`` lets completions wait for the thread's
-next syscall (the default where the kernel has it), and ``"defer"`` runs them in one
-batch when the loop reaps, waking ``epoll`` through a registered eventfd -- which here
-(Linux 6.18, a VM) took ~1 ms to arrive whenever the loop had gone to sleep: a
-ping-pong over a socket pair made ~1,000 round trips/s against ~20,000 with ``"coop"``,
-and a local-engine worker at one request in flight did ~85 requests/s instead of
-~5,700. Busy loops never sleep, so ``"coop"`` costs nothing there either (50 requests
-in flight: 23-26 µs of worker CPU per request against 26-30 µs with ``"defer"``).
+next syscall, and ``"defer"`` (the default where the kernel has it) runs them in one
+batch when the loop reaps, waking ``epoll`` through a registered eventfd.
 
 ``user_data`` is an operation id chosen by the caller; 0 is refused by the binding, and
 :data:`IGNORED` (1) marks entries whose completion nobody waits for (cancel requests,
@@ -96,13 +91,12 @@ _SETUP_TASKRUN_FLAG: Final = 1 << 9
 _SETUP_SINGLE_ISSUER: Final = 1 << 12
 _SETUP_DEFER_TASKRUN: Final = 1 << 13
 
-#: How completions reach the thread, preferred first; :class:`Ring` takes the first the
+#: How completions reach the thread, cheapest first; :class:`Ring` takes the first the
 #: kernel accepts. By default the kernel interrupts the running thread (task work with
 #: a signal-like IPI) for every completion; measured here that costs ~5 µs of system
 #: time per completion. ``coop`` (Linux 5.19+) lets completions wait for the thread's
-#: next syscall; ``defer`` (6.1+) runs them only when the loop asks, in one batch, but
-#: wakes a sleeping loop late (see the module docstring), so ``coop`` comes first.
-MODES: Final = ("coop", "defer", "plain")
+#: next syscall; ``defer`` (6.1+) runs them only when the loop asks, in one batch.
+MODES: Final = ("defer", "coop", "plain")
 #: Environment variable that pins the mode (for comparisons and odd kernels).
 MODE_SWITCH: Final = "AIODUCT_URING_MODE"
 _MODE_FLAGS: Final = {
