@@ -60,30 +60,36 @@ InFlight = tuple[Job, Sink, int, int]
 class Outbox:
     """The jobs assigned to one worker and not yet sent: its next job batch."""
 
-    __slots__ = ("jobs", "processes", "seqs")
+    __slots__ = ("crashes", "jobs", "processes", "seqs")
 
     def __init__(self) -> None:
         self.seqs: list[int] = []
         self.jobs: list[Job] = []
         self.processes: dict[int, int] = {}
         """``{index: process id}`` for the jobs with a ``process=`` function."""
+        self.crashes: dict[int, int] = {}
+        """``{index: workers that died holding it}`` for the jobs sent again."""
 
-    def add(self, seq: int, job: Job, process: int) -> None:
+    def resend(self, seq: int, job: Job, process: int, crashes: int) -> None:
+        index = len(self.jobs)
         if process:
-            self.processes[len(self.jobs)] = process
+            self.processes[index] = process
+        self.crashes[index] = crashes
         self.seqs.append(seq)
         self.jobs.append(job)
 
-    def take(self) -> tuple[list[int], list[Job], dict[int, int]] | None:
+    def take(
+        self,
+    ) -> tuple[list[int], list[Job], dict[int, int], dict[int, int]] | None:
         """The batch to send (a :class:`~.wire.JobBatch` as a tuple), or None if empty."""
         if not self.seqs:
             return None
-        batch = (self.seqs, self.jobs, self.processes)
+        batch = (self.seqs, self.jobs, self.processes, self.crashes)
         self.clear()
         return batch
 
     def clear(self) -> None:
-        self.seqs, self.jobs, self.processes = [], [], {}
+        self.seqs, self.jobs, self.processes, self.crashes = [], [], {}, {}
 
 
 def origin_key(url: str) -> str:
@@ -184,8 +190,6 @@ class Dispatcher:
             entry = table.pop(seq, None)
             if entry is None:
                 continue
-            if entry[2]:
-                result.attempts += entry[2]
             if result.error is not None:
                 errors += 1
             delivered += 1
@@ -219,7 +223,7 @@ class Dispatcher:
             self._seq += 1
             self.in_flight[worker][self._seq] = (job, sink, crashes, process)
             stats.redispatched += 1
-            outbox.add(self._seq, job, process)
+            outbox.resend(self._seq, job, process, crashes)
         return failed
 
     def abandon(self, worker: int, reason: BaseException) -> list[tuple[Sink, Result]]:

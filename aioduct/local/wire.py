@@ -131,6 +131,10 @@ class JobBatch(msgspec.Struct, array_like=True):
     jobs: list[Job]
     processes: dict[int, int] = {}
     """``{index: process id}`` for the jobs a ``process=`` function applies to."""
+    crashes: dict[int, int] = {}
+    """``{index: workers that died holding it}`` for jobs sent again: the worker counts
+    those tries in ``Result.attempts`` before anything (a process function, an encoded
+    output line) sees the Result."""
 
 
 class ResultBatch(msgspec.Struct, array_like=True):

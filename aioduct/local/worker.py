@@ -173,6 +173,8 @@ class _Worker:
         self.functions: dict[int, tuple[str, processing.Function | ProcessError]] = {}
         #: seq -> process id, for the jobs in hand that have one
         self.process_of: dict[int, int] = {}
+        #: seq -> workers that died holding the job, for the jobs in hand sent again
+        self.crashes_of: dict[int, int] = {}
 
     async def serve(self, sock: socket.socket, early: list[tuple[int, object]]) -> None:
         loop = asyncio.get_running_loop()
@@ -224,10 +226,11 @@ class _Worker:
                 raise wire.WireError(f"unexpected frame kind {kind} from the parent")
 
     def _run_batch(self, batch: wire.JobBatch) -> None:
-        if batch.processes:
-            seqs = batch.seqs
-            for index, process in batch.processes.items():
-                self.process_of[seqs[index]] = process
+        seqs = batch.seqs
+        for index, process in batch.processes.items():
+            self.process_of[seqs[index]] = process
+        for index, crashes in batch.crashes.items():
+            self.crashes_of[seqs[index]] = crashes
         scheduler = self.scheduler
         if scheduler is not None:
             for seq, job in zip(batch.seqs, batch.jobs, strict=True):
@@ -256,6 +259,8 @@ class _Worker:
 
     def _emit(self, seq: int, result: Result) -> None:
         """Queue a job's Result for this turn's batch (the scheduler's ``emit``)."""
+        if self.crashes_of:
+            result.attempts += self.crashes_of.pop(seq, 0)
         if self.process_of:
             process = self.process_of.pop(seq, 0)
             if process:

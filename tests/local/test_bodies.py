@@ -88,4 +88,6 @@ def test_a_killed_worker_loses_no_body(bodies: Bodies, loop_kind: str) -> None:
             if len(seen) == 40:
                 os.kill(victim, signal.SIGKILL)  # mid-map, its ring in use
         assert engine.stats.crashes == 1 and engine.pids != [victim]
+        resent = engine.stats.redispatched
     check(seen, origin, files, len(jobs))
+    assert resent > 0 and sorted(r.attempts for r in seen) == [1] * (240 - resent) + [2] * resent

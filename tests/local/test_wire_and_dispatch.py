@@ -93,10 +93,11 @@ def test_a_dead_workers_jobs_are_resent_then_given_up() -> None:
         assert d.orphaned(0) == []
         batch = d.outboxes[0].take()  # queued again for the replacement, with its process
         assert batch is not None and [j.id for j in batch[1]] == ["one"] and batch[2] == {0: 3}
+        assert batch[3] == {0: round_}  # the replacement counts the dead workers' tries
         assert d.total_in_flight == 1 and d.stats.crashes == round_
-    result = Result(id="one", url="http://a/1", status=200)
+    result = Result(id="one", url="http://a/1", status=200, attempts=3)
     d.complete(0, batch[0], [result])
-    assert sinks == [result] and result.attempts == 3
+    assert sinks == [result]
     assert (d.stats.submitted, d.stats.redispatched) == (1, 2)
     d.assign(Job(url="http://a/2", id="two"), sinks.append)
     d.orphaned(0), d.orphaned(0)
