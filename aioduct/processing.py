@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -151,15 +152,23 @@ def decoded(result: Result) -> Result:
 
 
 def _describe(exc: BaseException) -> str:
-    """``Type: message (file:line)``, the line being the innermost frame that raised
-    (importlib's frozen frames and this module's say nothing to the user: skipped)."""
+    """``Type: message (file:line)``, the line being the innermost frame of the user's
+    code that raised: frames of the standard library and installed packages (a
+    ``pathlib`` call that failed), importlib's frozen ones and this module's are skipped."""
     text = f"{type(exc).__name__}: {exc}"
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if not f.filename.startswith("<") and f.filename != __file__
-    ]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _theirs(f.filename)]
     if frames:
         last = frames[-1]
         text += f" ({last.filename}:{last.lineno})"
     return text
+
+
+_NOT_THEIRS: Final = tuple(
+    {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
+
+
+def _theirs(filename: str) -> bool:
+    return not (
+        filename.startswith("<") or filename == __file__ or filename.startswith(_NOT_THEIRS)
+    )
