@@ -120,7 +120,7 @@ class _Slot:
         "sock",
     )
 
-    def __init__(self, index: int, cpu: int | None) -> None:
+    def __init__(self, index: int, cpu: int | None, outbox: Outbox) -> None:
         self.index = index
         self.cpu = cpu
         self.proc: subprocess.Popen[bytes] | None = None
@@ -132,8 +132,8 @@ class _Slot:
         self.freed = 0
         """The ring position the last FREE frame reported."""
         self.out = bytearray()
-        self.outbox = Outbox()
-        """Its jobs assigned since the last send (the dispatcher's, set by the engine)."""
+        self.outbox = outbox
+        """Its jobs assigned since the last send (the dispatcher's)."""
         self.dirty = False
         """A send is due (the driver was told)."""
         self.ready = False
@@ -238,7 +238,6 @@ class LocalEngine(BulkEngine):
             raise ValueError(f"workers must be a positive number of processes, not {workers!r}")
         self.workers = workers
         self.loop_kind = loop
-        self._slots = [_Slot(i, cpus[i % len(cpus)] if pin else None) for i in range(workers)]
         if sharding == "balanced" and (per_host_concurrency or per_host_rate):
             raise ValueError(
                 "per-host limits need sharding='origin': with 'balanced' one host's jobs "
@@ -247,8 +246,10 @@ class LocalEngine(BulkEngine):
         self._dispatcher = Dispatcher(
             workers, concurrency * _WINDOW_FACTOR, max_crashes=max_crashes, sharding=sharding
         )
-        for slot in self._slots:
-            slot.outbox = self._dispatcher.outboxes[slot.index]
+        self._slots = [
+            _Slot(i, cpus[i % len(cpus)] if pin else None, self._dispatcher.outboxes[i])
+            for i in range(workers)
+        ]
         # Encoded once, here: an option msgpack cannot carry fails in the caller's frame.
         self._config_bytes = msgspec.msgpack.encode(config)
         self._driver: _Selector | _Transports | None = None
