@@ -24,8 +24,10 @@ The tree is shaped by what a caller can *do* about an error::
     ├── ClientClosed               the client was used after close()
     └── EngineUnavailable          the engine asked for cannot run here (says why)
 
-The local engine adds ``WorkerCrashed`` (a TransportError): the worker process running
-a request died on every attempt it was given.
+The bulk engines add ``WorkerCrashed`` (a TransportError): the local-engine worker
+process running a request died on every attempt it was given; and ``ProcessError``: a
+``process=`` function could not be imported, raised, or returned a value msgpack cannot
+carry (on a Result, its ``error.kind`` is ``"ProcessError"``).
 
 ``is_timeout`` and ``is_connect`` answer the two questions retry logic asks most.
 """
@@ -49,6 +51,7 @@ __all__ = [
     "InvalidURL",
     "LocalProtocolError",
     "PoolTimeout",
+    "ProcessError",
     "ProtocolError",
     "ProxyError",
     "ReadError",
@@ -130,6 +133,12 @@ class ProxyError(ConnectError):
 
 class WorkerCrashed(TransportError):
     """The local engine's worker process died while running the request, on every try."""
+
+
+class ProcessError(AioductError):
+    """A bulk engine's ``process=`` function failed: it could not be imported (raised by
+    ``map()`` before any job runs), or it raised or returned something msgpack cannot
+    encode (then its job's Result carries ``JobError("ProcessError", ...)``)."""
 
 
 class ReadError(TransportError):

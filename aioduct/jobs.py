@@ -200,6 +200,9 @@ class Result(msgspec.Struct, kw_only=True, omit_defaults=False):
     reason: str = ""
     size: int = 0
     """Body length in bytes (kept when a crawler drops :attr:`body`)."""
+    value: Any = None
+    """What the ``map(..., process=)`` function returned for this Result (such Results
+    carry no headers and no body: the function had them, where the response was)."""
 
     @property
     def ok(self) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import copy
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -27,11 +28,13 @@ from collections.abc import (
     Coroutine,
     Iterable,
     Iterator,
+    Mapping,
 )
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar
 
 import msgspec
 
+from . import processing
 from .config import ClientConfig, check_option_names
 from .errors import AioductError, InvalidURL
 from .jobs import Job, Result, error_result, job_url, response_result
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["BulkEngine", "JobRunner", "RunnerSettings", "SendEngine"]
 
 JobsLike = Iterable[Job | str] | AsyncIterable[Job | str]
+#: A loaded ``process=`` function and the spec it was imported from.
+Process = tuple[str, "processing.Function"]
 T = TypeVar("T")
 
 
@@ -200,66 +205,153 @@ class Submitter(Protocol):
     def submit(self, job: Job, sink: Sink) -> bool:
         """Start ``job`` (its Result goes to ``sink``), or return False: no room for it now."""
 
+    def submitted(self) -> None:
+        """Jobs were submitted since the last call: send them on their way."""
+
     def wait_for_room(self, waiter: asyncio.Future[None]) -> None:
         """Resolve ``waiter`` once a refused job may fit (or raise: the engine is gone)."""
+
+
+class Window:
+    """One map's jobs in flight: at most ``size`` unanswered (running, or finished and
+    not yet taken), pulled from the source only as room appears -- so an endless
+    generator of URLs is fine. A job the engine has no room for is held at the head of
+    the line: no job is pulled past it until it fits.
+    """
+
+    __slots__ = ("done", "exhausted", "held", "number", "outstanding", "sink", "size", "submit")
+
+    def __init__(self, size: int, submit: Callable[[Job, Sink], bool]) -> None:
+        self.size = size
+        self.submit = submit
+        self.number = 0
+        """Items pulled so far: a job without an id is numbered by its input position."""
+        self.done: list[Result] = []
+        self.sink: Sink = self.done.append
+        """Where the engine puts Results (a bound ``append``: the cheapest call there is)."""
+        self.outstanding = 0
+        self.held: Job | None = None
+        self.exhausted = False
+
+    def fill(self, source: Iterator[Job | str]) -> int:
+        """Submit jobs from ``source`` (Jobs or URL strings) until the window is full, one
+        is held or it ends; returns how many went. The loop the parent runs for every
+        job: kept flat."""
+        if not self._retry_held():
+            return 0
+        submit, sink = self.submit, self.sink
+        number, room = self.number, self.size - self.outstanding
+        sent = 0
+        try:
+            while sent < room and not self.exhausted:
+                item = next(source, _END)
+                if item is _END:
+                    self.exhausted = True
+                    break
+                job = Job(url=item, id=number) if type(item) is str else _numbered(item, number)
+                number += 1
+                if not submit(job, sink):
+                    self.held = job
+                    break
+                sent += 1
+        finally:
+            self.number = number
+            self.outstanding += sent
+        return sent
+
+    async def afill(self, source: AsyncIterator[Job | str]) -> int:
+        """:meth:`fill` from an async source."""
+        if not self._retry_held():
+            return 0
+        sent = 0
+        while not self.exhausted and self.outstanding < self.size:
+            item = await anext(source, _END)
+            if item is _END:
+                self.exhausted = True
+                break
+            job = _numbered(item, self.number)
+            self.number += 1
+            if not self.submit(job, self.sink):
+                self.held = job
+                break
+            self.outstanding += 1
+            sent += 1
+        return sent
+
+    def _retry_held(self) -> bool:
+        """Offer the held job again; False while it still does not fit."""
+        job = self.held
+        if job is None:
+            return True
+        if not self.submit(job, self.sink):
+            return False
+        self.held = None
+        self.outstanding += 1
+        return True
+
+    def take(self) -> list[Result]:
+        """The Results finished since the last call, in completion order."""
+        batch = self.done[:]
+        self.done.clear()
+        self.outstanding -= len(batch)
+        return batch
+
+    @property
+    def finished(self) -> bool:
+        """Every job was pulled and every Result taken."""
+        return self.exhausted and self.outstanding == 0 and self.held is None
 
 
 async def map_batches(
     jobs: JobsLike, window: int, engine: Submitter
 ) -> AsyncGenerator[list[Result], None]:
-    """Run ``jobs`` on ``engine``, yielding batches of Results in completion order.
-
-    Jobs are pulled lazily: at most ``window`` are running or finished but not yet handed
-    to the caller, so an endless generator of URLs is fine. A job the engine has no room
-    for waits at the head of the line (no further job is pulled past it).
-    """
+    """Run ``jobs`` on ``engine``, yielding batches of Results in completion order
+    (at most ``window`` jobs unanswered at any time: see :class:`Window`)."""
     loop = asyncio.get_running_loop()
-    done: list[Result] = []
+    flow = Window(window, engine.submit)
     wake: asyncio.Future[None] | None = None
-    outstanding = 0
+    append = flow.done.append
 
     def sink(result: Result) -> None:
-        done.append(result)
+        append(result)
         if wake is not None and not wake.done():
             wake.set_result(None)
 
-    source = _job_source(jobs)
-    held: Job | None = None
-    exhausted = False
+    flow.sink = sink
+    sync = not isinstance(jobs, AsyncIterable)
+    source = iter(jobs) if sync else aiter(jobs)  # type: ignore[arg-type]
     try:
         while True:
-            while held is not None or (not exhausted and outstanding < window):
-                job = held if held is not None else await anext(source, None)
-                held = None
-                if job is None:
-                    exhausted = True
-                    break
-                if not engine.submit(job, sink):
-                    held = job
-                    break
-                outstanding += 1
-            if done:
-                batch = done[:]
-                done.clear()
-                outstanding -= len(batch)
-                yield batch
+            if sync:
+                sent = flow.fill(source)  # type: ignore[arg-type]
+            else:
+                sent = await flow.afill(source)  # type: ignore[arg-type]
+            if sent:
+                engine.submitted()
+            if flow.done:
+                yield flow.take()
                 continue
-            if exhausted and outstanding == 0:
+            if flow.finished:
                 return
             wake = loop.create_future()
-            if held is not None:
+            if flow.held is not None:
                 engine.wait_for_room(wake)
             await wake
             wake = None
     finally:
-        await source.aclose()
+        close = getattr(source, "aclose" if not sync else "close", None)
+        if close is not None:
+            result = close()
+            if not sync:
+                await result
 
 
 class _Tasks:
     """The send engine's Submitter: each job a task on this loop (JobRunner paces them)."""
 
-    def __init__(self, runner: JobRunner) -> None:
+    def __init__(self, runner: JobRunner, process: Process | None = None) -> None:
         self.runner = runner
+        self.process = process
         self.tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, job: Job, sink: Sink) -> bool:
@@ -269,7 +361,14 @@ class _Tasks:
         return True
 
     async def _run(self, job: Job, sink: Sink) -> None:
-        sink(await self.runner.run(job))
+        result = await self.runner.run(job)
+        if self.process is not None:
+            spec, function = self.process
+            result = processing.decoded(processing.run(function, spec, result))
+        sink(result)
+
+    def submitted(self) -> None:  # each job is a task already
+        pass
 
     def wait_for_room(self, waiter: asyncio.Future[None]) -> None:  # always has room
         waiter.set_result(None)
@@ -281,9 +380,11 @@ class _Tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def amap_jobs(runner: JobRunner, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
+async def amap_jobs(
+    runner: JobRunner, jobs: JobsLike, process: Process | None = None
+) -> AsyncGenerator[list[Result], None]:
     """:func:`map_batches` with each job a task on this loop; unfinished ones are cancelled."""
-    tasks = _Tasks(runner)
+    tasks = _Tasks(runner, process)
     batches = map_batches(jobs, runner.settings.concurrency * _WINDOW_FACTOR, tasks)
     try:
         async for batch in batches:
@@ -293,35 +394,36 @@ async def amap_jobs(runner: JobRunner, jobs: JobsLike) -> AsyncGenerator[list[Re
         await tasks.cancel()
 
 
-async def _job_source(jobs: JobsLike) -> AsyncGenerator[Job, None]:
-    """Jobs from a sync or async iterable, numbered in input order when they have no id."""
-    number = 0
-    if isinstance(jobs, AsyncIterable):
-        async for item in jobs:
-            yield _numbered(item, number)
-            number += 1
-    else:
-        for item in jobs:
-            yield _numbered(item, number)
-            number += 1
+#: What ``next()`` returns once a source is exhausted (None could be an item).
+_END: Final[Any] = object()
 
 
 def _numbered(item: Job | str, number: int) -> Job:
     if type(item) is str:
         return Job(url=item, id=number)
     job = Job.coerce(item)
-    return msgspec.structs.replace(job, id=number) if job.id is None else job
+    if job.id is not None:
+        return job
+    numbered: Job = copy.copy(job)  # a third cheaper than msgspec.structs.replace
+    msgspec.structs.force_setattr(numbered, "id", number)
+    return numbered
 
 
 class BulkEngine:
     """What both bulk engines share: the blocking twins of an async core, and contexts.
 
-    A subclass provides the async core -- ``_batches(jobs)`` (an async generator of
-    Result lists, in completion order), ``arequest_job(job)``, ``start()`` and
-    ``aclose()`` -- and gets ``amap``/``arequest``/``async with`` on the caller's loop,
-    and ``map``/``request``/``with`` on a private loop (:meth:`_new_private_loop`) driven
-    from the calling thread, so Ctrl-C lands in the caller's frame and unwinds through
-    ``with``.
+    A subclass provides the async core -- ``_batches(jobs, process)`` (an async
+    generator of Result lists, in completion order), ``arequest_job(job)``, ``start()``
+    and ``aclose()`` -- and gets ``amap``/``arequest``/``async with`` on the caller's
+    loop, and ``map``/``request``/``with`` on a private loop (:meth:`_new_private_loop`)
+    driven from the calling thread, so Ctrl-C lands in the caller's frame and unwinds
+    through ``with``. (:class:`~aioduct.LocalEngine` drives its blocking side without an
+    event loop and overrides those.)
+
+    ``process="package.module:function"`` on ``map``/``amap`` applies ``function`` to
+    each Result where the engine runs the job (``process_options=``: keyword arguments
+    for each call) and yields Results carrying its return value (see
+    :mod:`aioduct.processing`).
     """
 
     name: str
@@ -335,7 +437,9 @@ class BulkEngine:
     async def aclose(self) -> None:
         raise NotImplementedError
 
-    def _batches(self, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
+    def _batches(
+        self, jobs: JobsLike, process: processing.Spec | None = None
+    ) -> AsyncGenerator[list[Result], None]:
         raise NotImplementedError
 
     async def arequest_job(self, job: Job) -> Result:
@@ -344,9 +448,15 @@ class BulkEngine:
 
     # -- async -----------------------------------------------------------------------------------
 
-    async def amap(self, jobs: JobsLike) -> AsyncIterator[Result]:
+    async def amap(
+        self,
+        jobs: JobsLike,
+        *,
+        process: str | None = None,
+        process_options: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[Result]:
         """Results of ``jobs`` (Jobs or URL strings, sync or async iterable), as they finish."""
-        batches = self._batches(jobs)
+        batches = self._batches(jobs, processing.spec(process, process_options))
         try:
             async for batch in batches:
                 for result in batch:
@@ -396,9 +506,17 @@ class BulkEngine:
                 loop.run_until_complete(task)
             raise
 
-    def map(self, jobs: Iterable[Job | str]) -> Iterator[Result]:
+    def map(
+        self,
+        jobs: Iterable[Job | str],
+        *,
+        process: str | None = None,
+        process_options: Mapping[str, Any] | None = None,
+    ) -> Iterator[Result]:
         """Results of ``jobs`` as they finish (blocking; best inside ``with engine:``)."""
-        batches = self._batches(jobs)
+        return self._drain(self._batches(jobs, processing.spec(process, process_options)))
+
+    def _drain(self, batches: AsyncGenerator[list[Result], None]) -> Iterator[Result]:
         try:
             while True:
                 batch = self._run(_next_batch(batches))
@@ -468,14 +586,39 @@ class SendEngine(BulkEngine):
         self.config = self._client.config
         self._runner = JobRunner(self._client, self.settings)
 
-    def _batches(self, jobs: JobsLike) -> AsyncGenerator[list[Result], None]:
-        return amap_jobs(self._runner, jobs)
+    def map(
+        self,
+        jobs: Iterable[Job | str],
+        *,
+        process: str | None = None,
+        process_options: Mapping[str, Any] | None = None,
+    ) -> Iterator[Result]:
+        """Results of ``jobs`` as they finish (blocking; best inside ``with engine:``).
+
+        ``process=`` runs in this process; an import error raises here.
+        """
+        loaded = _load(processing.spec(process, process_options))
+        return self._drain(amap_jobs(self._runner, jobs, loaded))
+
+    async def _batches(
+        self, jobs: JobsLike, process: processing.Spec | None = None
+    ) -> AsyncGenerator[list[Result], None]:
+        batches = amap_jobs(self._runner, jobs, _load(process))
+        try:
+            async for batch in batches:
+                yield batch
+        finally:
+            await batches.aclose()
 
     async def arequest_job(self, job: Job) -> Result:
         return await self._runner.run(job)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _load(process: processing.Spec | None) -> Process | None:
+    return None if process is None else (process.function, processing.load(process))
 
 
 async def _next_batch(batches: AsyncGenerator[list[Result], None]) -> list[Result] | None:

@@ -41,15 +41,24 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def processes_cpu(pids: list[int]) -> float:
-    """user+sys CPU seconds of live processes, from /proc (0 for any that is gone)."""
-    total = 0
+    """CPU seconds of live processes, from /proc (0 for any that is gone).
+
+    ``schedstat`` counts nanoseconds; ``stat``'s user+sys ticks (10 ms) are the fallback,
+    too coarse to split a 2 s run's CPU between a parent and its workers.
+    """
+    total = 0.0
     for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+            continue
+        except (OSError, ValueError, IndexError):
+            pass
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
+        total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
 
 
 class BadResponse(Exception):
@@ -98,12 +107,15 @@ class Snapshot:
     wall: float
     cpu: float
     ok: int
+    extra: float = 0.0
+    """The part of ``cpu`` used by processes the client started (EXTRA_CPU)."""
 
     @classmethod
     def take(cls, tallies: list[Tally]) -> Snapshot:
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = ru.ru_utime + ru.ru_stime + sum(extra() for extra in EXTRA_CPU)
-        return cls(time.perf_counter(), cpu, sum(t.ok for t in tallies))
+        extra = sum(measure() for measure in EXTRA_CPU)
+        cpu = ru.ru_utime + ru.ru_stime + extra
+        return cls(time.perf_counter(), cpu, sum(t.ok for t in tallies), extra)
 
 
 @dataclass
@@ -115,13 +127,14 @@ class Measurement:
     cpu_s: float
     errors: int
     first_error: str | None
+    extra_cpu_s: float = 0.0
+    """Of ``cpu_s``, what processes the client started used (the local engine's workers)."""
 
     @classmethod
     def between(cls, a: Snapshot, b: Snapshot, tallies: list[Tally]) -> Measurement:
         first = next((t.first_error for t in tallies if t.first_error), None)
-        return cls(
-            b.ok - a.ok, b.wall - a.wall, b.cpu - a.cpu, sum(t.errors for t in tallies), first
-        )
+        errors = sum(t.errors for t in tallies)
+        return cls(b.ok - a.ok, b.wall - a.wall, b.cpu - a.cpu, errors, first, b.extra - a.extra)
 
 
 async def measure_async(

@@ -86,6 +86,7 @@ class PairResult:
     process_s: float = 0.0  # whole subprocess, imports and setup included
     samples_rps: list[float] = field(default_factory=list)  # every run when --repeat > 1
     other_load: float | None = None  # CPUs used by other processes meanwhile (LoadMeter)
+    extra_cpu_s: float = 0.0  # of cpu_s, the client's own child processes (local workers)
 
     @property
     def valid(self) -> bool:
@@ -99,6 +100,11 @@ class PairResult:
     @property
     def cpu_us(self) -> float:
         return self.cpu_s / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def extra_cpu_us(self) -> float:
+        """CPU µs per request of the client's child processes (a local engine's workers)."""
+        return self.extra_cpu_s / self.requests * 1e6 if self.requests else 0.0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -466,18 +472,31 @@ def run_scaling(opts: Options, workers: Sequence[int]) -> list[PairResult]:
             ]
             results.append(_median(runs))
     base = results[0].rps / workers[0] if results and results[0].valid else 0.0
-    print(f"{'workers':>7}  {'req/s':>9}  {'CPU µs/req':>10}  {'efficiency':>10}  other", file=out)
+    print(
+        f"{'workers':>7}  {'req/s':>9}  {'CPU µs/req':>10}  {'worker µs':>9}  "
+        f"{'parent µs':>9}  {'ceiling':>7}  {'efficiency':>10}  other",
+        file=out,
+    )
     for count, r in zip(workers, results, strict=True):
         if not r.valid:
             print(f"{count:>7}  {'error':>9}  {r.reason or r.first_error}", file=out)
             continue
         eff = r.rps / (count * base) if base else 0.0
         note = "" if not free or count <= len(free) else "  (shares a CPU with nginx)"
+        worker_us = r.extra_cpu_us  # all the workers' CPU, per request
+        parent_us = r.cpu_us - r.extra_cpu_us
+        ceiling = worker_us / parent_us if parent_us > 0 else float("inf")
         print(
-            f"{count:>7}  {r.rps:>9,.0f}  {r.cpu_us:>10.1f}  {eff:>10.2f}  "
-            f"{_load_text(r.other_load)}{note}",
+            f"{count:>7}  {r.rps:>9,.0f}  {r.cpu_us:>10.1f}  {worker_us:>9.1f}  "
+            f"{parent_us:>9.2f}  {ceiling:>7.1f}  {eff:>10.2f}  {_load_text(r.other_load)}{note}",
             file=out,
         )
+    print(
+        "\nworker µs: the workers' CPU per request; parent µs: the parent's CPU per result "
+        "(map() and the\nbench's per-result check); ceiling: worker µs / parent µs, the "
+        "workers one parent can keep busy.",
+        file=out,
+    )
     return results
 
 

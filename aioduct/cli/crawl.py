@@ -7,7 +7,9 @@ job id is its index among the URL lines (0-based); a line that is not UTF-8 is a
 output: the :class:`~aioduct.Result` as JSON (msgspec), errors included -- a failed fetch
 is data, not a failure of the crawl. ``body`` is ``null`` unless ``--include-body``
 (base64, as msgspec encodes bytes); ``--save-bodies DIR`` writes each body to
-``DIR/<id // 10000>/<id>`` and adds that path as a ``body_path`` key.
+``DIR/<id // 10000>/<id>`` and adds that path as a ``body_path`` key. With the local
+engine the workers encode the lines and write the bodies themselves
+(:mod:`aioduct.cli._lines`): the parent only appends lines and records ids.
 
 Interruptions and resuming (see :mod:`aioduct.cli._resume` for the details): the output
 is the record of what is done. Finished results are written to it as soon as the event
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import os
 import queue
 import signal
@@ -42,12 +45,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-
+from .. import processing
 from ..errors import AioductError
 from ..jobs import Job, JobError, Result
 from ..runner import SendEngine
-from . import _resume
+from . import _lines, _resume
 from ._progress import StatusLine, human_bytes
 
 __all__ = ["add_parser", "crawl"]
@@ -59,8 +61,6 @@ _CHUNK: Final = 1 << 16
 _MAX_LINE: Final = 1 << 20
 #: Seconds between journal checkpoints.
 _CHECKPOINT_EVERY: Final = 0.5
-#: Body files per directory under --save-bodies.
-_BODIES_PER_DIR: Final = 10_000
 EXIT_OK: Final = 0
 EXIT_USAGE: Final = 1
 EXIT_SIGNAL: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -345,42 +345,32 @@ def count_urls(path: Path, limit: int = 64 << 20, *, stop_at: int | None = None)
 
 
 class Output:
-    """Result lines, buffered until the loop idles, then written with one ``write``."""
+    """Result lines, buffered until the loop idles, then written with one ``write``.
+
+    The engine makes most lines where it fetched the page (:mod:`._lines`, run as its
+    ``process=`` function): this only encodes the lines of Results without a response.
+    """
 
     def __init__(self, fd: int, offset: int, *, include_body: bool, bodies: Path | None) -> None:
         self.fd = fd
         self.offset = offset
         """Bytes of the output file that hold whole result lines."""
-        self.include_body = include_body
-        self.bodies = bodies
+        self.options: dict[str, Any] = {
+            "include_body": include_body,
+            "bodies": None if bodies is None else str(bodies),
+        }
+        """``_lines.line``'s keyword arguments, the same in the workers and here."""
         self._buffer = bytearray()
-        self._encoder = msgspec.json.Encoder()
-        self._dirs: set[Path] = set()
 
     def add(self, result: Result) -> None:
-        body_path = None
-        if self.bodies is not None and result.body:  # a 204 or a HEAD has no body to save
-            body_path = self._save_body(self.bodies, result.id, result.body)
-        if not self.include_body:
-            result.body = None
-        buffer = self._buffer
-        self._encoder.encode_into(result, buffer, -1)
-        if body_path is not None:
-            del buffer[-1]  # the closing brace: one more key follows
-            buffer += b',"body_path":'
-            self._encoder.encode_into(body_path, buffer, -1)
-            buffer += b"}"
-        buffer += b"\n"
-
-    def _save_body(self, bodies: Path, job_id: object, body: bytes) -> str:
-        number = job_id if isinstance(job_id, int) else 0
-        folder = bodies / f"{number // _BODIES_PER_DIR:04d}"
-        if folder not in self._dirs:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(folder)
-        path = folder / str(job_id)
-        path.write_bytes(body)
-        return str(path)
+        line = result.value
+        if type(line) is not bytes:
+            error = result.error
+            if error is not None and error.kind == processing.KIND:  # writing a body failed
+                where = self.options["bodies"] or "output"
+                raise OSError(errno.EIO, error.message, where)
+            line = _lines.line(result, **self.options)
+        self._buffer += line
 
     @property
     def pending_bytes(self) -> int:
@@ -459,7 +449,10 @@ class Crawl:
         self._status.start()
         try:
             async with self.engine:
-                async for result in self.engine.amap(self._jobs()):
+                lines = self.engine.amap(
+                    self._jobs(), process=_lines.LINE, process_options=self.output.options
+                )
+                async for result in lines:
                     self._record(result)
         finally:
             self._status.stop()

@@ -1,7 +1,8 @@
 """The local engine's bookkeeping, without I/O: which worker runs a job, what is in flight.
 
-Every job the parent hands out gets a sequence number and an entry in its worker's
-in-flight table until that worker's Result for it arrives. That table is what makes the
+Every job the parent hands out gets a sequence number, a place in its worker's
+:class:`Outbox` until the next send, and an entry in its worker's in-flight table until
+that worker's Result for it arrives. That table is what makes the
 engine lose nothing: when a worker dies, :meth:`Dispatcher.orphaned` hands back every
 job it held, to be sent again to its replacement, or failed with ``WorkerCrashed`` once
 a job has been on too many workers that died (a job that kills its worker every time
@@ -24,7 +25,7 @@ from ..jobs import Job, Result, error_result
 from ..runner import Sink
 from ..url import URL
 
-__all__ = ["Dispatcher", "EngineStats", "Sink"]
+__all__ = ["Dispatcher", "EngineStats", "InFlight", "Outbox", "Sink"]
 
 #: How many dead workers one job may outlive before it fails with WorkerCrashed.
 DEFAULT_MAX_CRASHES: Final = 2
@@ -46,15 +47,49 @@ class EngineStats(msgspec.Struct):
     """Workers that died and were replaced."""
     redispatched: int = 0
     """Jobs sent again because their worker died holding them."""
+    shared_bodies: int = 0
+    """Bodies that came through shared memory (the others came in their worker's frames:
+    small ones always, large ones when the ring was full)."""
 
 
-class _InFlight:
-    __slots__ = ("crashes", "job", "sink")
+#: An in-flight job: the Job, where its Result goes, the workers that died holding it,
+#: and its ``process=`` function id (0: none). A tuple: one is made per job.
+InFlight = tuple[Job, Sink, int, int]
 
-    def __init__(self, job: Job, sink: Sink, crashes: int = 0) -> None:
-        self.job = job
-        self.sink = sink
-        self.crashes = crashes
+
+class Outbox:
+    """The jobs assigned to one worker and not yet sent: its next job batch."""
+
+    __slots__ = ("crashes", "jobs", "processes", "seqs")
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+        self.jobs: list[Job] = []
+        self.processes: dict[int, int] = {}
+        """``{index: process id}`` for the jobs with a ``process=`` function."""
+        self.crashes: dict[int, int] = {}
+        """``{index: workers that died holding it}`` for the jobs sent again."""
+
+    def resend(self, seq: int, job: Job, process: int, crashes: int) -> None:
+        index = len(self.jobs)
+        if process:
+            self.processes[index] = process
+        self.crashes[index] = crashes
+        self.seqs.append(seq)
+        self.jobs.append(job)
+
+    def take(
+        self,
+    ) -> tuple[list[int], list[Job], dict[int, int], dict[int, int]] | None:
+        """The batch to send (a :class:`~.wire.JobBatch` as a tuple), or None if empty."""
+        if not self.seqs:
+            return None
+        batch = (self.seqs, self.jobs, self.processes, self.crashes)
+        self.clear()
+        return batch
+
+    def clear(self) -> None:
+        self.seqs, self.jobs, self.processes, self.crashes = [], [], {}, {}
 
 
 def origin_key(url: str) -> str:
@@ -85,8 +120,9 @@ class Dispatcher:
         self.balanced = sharding == "balanced"
         self.window = window
         self.max_crashes = max_crashes
-        self.in_flight: list[dict[int, _InFlight]] = [{} for _ in range(workers)]
-        self.stats = EngineStats()
+        self.in_flight: list[dict[int, InFlight]] = [{} for _ in range(workers)]
+        self.outboxes = [Outbox() for _ in range(workers)]
+        self._stats = EngineStats()
         self._seq = 0
         self._shards: dict[str, int] = {}
 
@@ -113,60 +149,92 @@ class Dispatcher:
         return len(self.in_flight[worker]) < self.window
 
     @property
+    def stats(self) -> EngineStats:
+        stats = self._stats
+        stats.submitted = self._seq - stats.redispatched  # not counted job by job
+        return stats
+
+    @property
     def total_in_flight(self) -> int:
         return sum(len(table) for table in self.in_flight)
 
-    def assign(self, worker: int, job: Job, sink: Sink) -> int:
-        """Record ``job`` as sent to ``worker``; returns the sequence number to send it with."""
-        self._seq += 1
-        self.in_flight[worker][self._seq] = _InFlight(job, sink)
-        self.stats.submitted += 1
-        return self._seq
+    def assign(self, job: Job, sink: Sink, process: int = 0) -> bool:
+        """Put ``job`` in the outbox of the worker for its origin, or return False when
+        that worker's window is full (nothing is recorded then).
 
-    def complete(self, worker: int, seq: int, result: Result) -> Sink | None:
-        """Match a Result to its job; returns the sink it belongs to (None if unknown)."""
-        entry = self.in_flight[worker].pop(seq, None)
-        if entry is None:
-            return None
-        if entry.crashes:
-            result.attempts += entry.crashes
-        self.stats.completed += 1
-        if result.error is not None:
-            self.stats.errors += 1
-        return entry.sink
+        Run once per job, so it does the least it can: one call, no counter but the
+        sequence number (``stats.submitted`` is derived from it).
+        """
+        worker = 0 if self.workers == 1 else self.shard(job)
+        table = self.in_flight[worker]
+        if len(table) >= self.window:
+            return False
+        self._seq = seq = self._seq + 1
+        table[seq] = (job, sink, 0, process)
+        outbox = self.outboxes[worker]
+        if process:
+            outbox.processes[len(outbox.jobs)] = process
+        outbox.seqs.append(seq)
+        outbox.jobs.append(job)
+        return True
 
-    def orphaned(self, worker: int) -> tuple[list[tuple[int, Job]], list[tuple[Sink, Result]]]:
-        """``worker`` died: its jobs to send again, and the Results of those given up on."""
+    def complete(self, worker: int, seqs: list[int], results: list[Result]) -> None:
+        """Hand each Result to the sink of its job (Results of unknown jobs are dropped).
+
+        The parent's cost per result is what bounds how many workers it can feed, so
+        this is one dict pop and one call per Result; the counters move per batch.
+        """
+        table = self.in_flight[worker]
+        delivered = errors = 0
+        for seq, result in zip(seqs, results, strict=True):
+            entry = table.pop(seq, None)
+            if entry is None:
+                continue
+            if result.error is not None:
+                errors += 1
+            delivered += 1
+            entry[1](result)
+        stats = self._stats
+        stats.completed += delivered
+        stats.errors += errors
+
+    def orphaned(self, worker: int) -> list[tuple[Sink, Result]]:
+        """``worker`` died: its jobs go back in its outbox under new numbers (for its
+        replacement), and the Results of those given up on are returned.
+        """
         table = self.in_flight[worker]
         self.in_flight[worker] = {}
-        self.stats.crashes += 1
-        resend: list[tuple[int, Job]] = []
+        outbox = self.outboxes[worker]
+        outbox.clear()  # what it held unsent is in the table too
+        stats = self._stats
+        stats.crashes += 1
         failed: list[tuple[Sink, Result]] = []
-        for entry in table.values():
-            entry.crashes += 1
-            if entry.crashes > self.max_crashes:
+        for job, sink, crashes, process in table.values():
+            crashes += 1
+            if crashes > self.max_crashes:
                 exc = WorkerCrashed(
-                    f"the worker running this job died {entry.crashes} times; giving up on it"
+                    f"the worker running this job died {crashes} times; giving up on it"
                 )
-                result = error_result(entry.job, exc, worker=worker, attempts=entry.crashes)
-                self.stats.completed += 1
-                self.stats.errors += 1
-                failed.append((entry.sink, result))
+                result = error_result(job, exc, worker=worker, attempts=crashes)
+                stats.completed += 1
+                stats.errors += 1
+                failed.append((sink, result))
                 continue
             self._seq += 1
-            self.in_flight[worker][self._seq] = entry
-            self.stats.redispatched += 1
-            resend.append((self._seq, entry.job))
-        return resend, failed
+            self.in_flight[worker][self._seq] = (job, sink, crashes, process)
+            stats.redispatched += 1
+            outbox.resend(self._seq, job, process, crashes)
+        return failed
 
     def abandon(self, worker: int, reason: BaseException) -> list[tuple[Sink, Result]]:
         """``worker`` cannot be replaced: fail everything it held with ``reason``."""
         table = self.in_flight[worker]
         self.in_flight[worker] = {}
+        self.outboxes[worker].clear()
         failed = []
-        for entry in table.values():
-            result = error_result(entry.job, reason, worker=worker, attempts=entry.crashes + 1)
-            self.stats.completed += 1
-            self.stats.errors += 1
-            failed.append((entry.sink, result))
+        for job, sink, crashes, _ in table.values():
+            result = error_result(job, reason, worker=worker, attempts=crashes + 1)
+            self._stats.completed += 1
+            self._stats.errors += 1
+            failed.append((sink, result))
         return failed

@@ -1,12 +1,15 @@
 """A local-engine worker process: one pinned CPU, one io_uring loop, one pool.
 
 Started by :class:`~aioduct.LocalEngine` as ``python -m aioduct.local.worker FD PPID``
-with one end of a Unix socket pair as ``FD``. It reads its :class:`~.wire.Hello` (config
-and pacing), pins itself to its CPU, builds its event loop, a client and a
-:class:`~aioduct.runner.JobRunner` -- the same pipeline and job runner the send engine
-uses in-process -- says ``READY``, then runs every Job frame it receives as a task and
-sends each Result back as soon as it is done (Results finishing in the same loop
-iteration share one ``write``).
+with one end of a Unix socket pair as ``FD``. It reads its :class:`~.wire.Hello` (config,
+pacing, its shared-memory ring), pins itself to its CPU, builds its event loop, a client
+and a :class:`~aioduct.runner.JobRunner` -- the same pipeline and job runner the send
+engine uses in-process -- says ``READY``, then runs every job of each
+:class:`~.wire.JobBatch` it receives as a task. The Results finished in one turn of the
+loop go back as one :class:`~.wire.ResultBatch` frame, encoded in one call, so the parent
+decodes them in one call too; large bodies go into the shared ring instead of the frame
+(:mod:`.shm`), and a job with a ``process=`` function sends back only what the function
+returned (:mod:`aioduct.processing`).
 
 It never outlives its parent: ``PR_SET_PDEATHSIG`` kills it if the parent dies, and EOF
 on the socket (the parent closed it or died) ends it too. ``SIGINT`` is ignored, because
@@ -23,12 +26,14 @@ import os
 import signal
 import socket
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .. import processing
+from ..errors import ProcessError
+from ..jobs import Result
 from . import wire
-
-if TYPE_CHECKING:
-    from ..jobs import Result
+from .pairs import PairWriter
+from .shm import WorkerRegion
 
 __all__ = ["main"]
 
@@ -69,7 +74,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def _read_hello(sock: socket.socket) -> tuple[wire.Hello, list[tuple[int, int, object]]]:
+def _read_hello(sock: socket.socket) -> tuple[wire.Hello, list[tuple[int, object]]]:
     reader = wire.FrameReader()
     while True:
         data = sock.recv(1 << 16)
@@ -77,7 +82,7 @@ def _read_hello(sock: socket.socket) -> tuple[wire.Hello, list[tuple[int, int, o
             os._exit(0)
         frames = reader.feed(data)
         if frames:
-            kind, _, hello = frames[0]
+            kind, hello = frames[0]
             if kind != wire.HELLO or not isinstance(hello, wire.Hello):
                 raise wire.WireError(f"expected a HELLO frame first, got kind {kind}")
             return hello, frames[1:]
@@ -85,7 +90,7 @@ def _read_hello(sock: socket.socket) -> tuple[wire.Hello, list[tuple[int, int, o
 
 def _fatal(sock: socket.socket, message: str) -> None:
     out = bytearray()
-    wire.append_frame(out, wire.FATAL, 0, message)
+    wire.append_frame(out, wire.FATAL, message)
     with contextlib.suppress(OSError):
         sock.sendall(out)
 
@@ -138,15 +143,31 @@ class _Worker:
         self.done: asyncio.Future[None] | None = None
         self.stopping = False
         self.beat_handle: asyncio.TimerHandle | None = None
+        # The Results of this loop turn, sent as one batch by _flush.
+        self.seqs: list[int] = []
+        self.results: list[Result] = []
+        self.bodies: list[tuple[int, int, int]] = []
+        self.headers: list[list[int]] = []
+        self.pairs = PairWriter()
+        shared = hello.bodies if hello.settings.keep_body else None
+        self.region = (
+            WorkerRegion(shared.fd, shared.size, shared.threshold) if shared is not None else None
+        )
+        #: process id -> (spec, function, or why it could not be imported)
+        self.functions: dict[int, tuple[str, processing.Function | ProcessError]] = {}
+        #: seq -> process id, for the jobs in hand that have one
+        self.process_of: dict[int, int] = {}
+        #: seq -> workers that died holding the job, for the jobs in hand sent again
+        self.crashes_of: dict[int, int] = {}
 
-    async def serve(self, sock: socket.socket, early: list[tuple[int, int, object]]) -> None:
+    async def serve(self, sock: socket.socket, early: list[tuple[int, object]]) -> None:
         loop = asyncio.get_running_loop()
         self.done = loop.create_future()
         sock.setblocking(False)
         _, link = await loop.create_connection(lambda: _Link(self), sock=sock)
         self.link = link
         runtime = loop_name(loop)
-        wire.append_frame(self.out, wire.READY, 0, wire.Ready(pid=os.getpid(), runtime=runtime))
+        wire.append_frame(self.out, wire.READY, wire.Ready(pid=os.getpid(), runtime=runtime))
         self._flush()
         self.on_frames(early)
         if self.hello.heartbeat:
@@ -163,31 +184,85 @@ class _Worker:
             await self.client.aclose()
             if link.transport is not None:
                 link.transport.close()
+            if self.region is not None:
+                self.region.close()
 
-    def on_frames(self, frames: list[tuple[int, int, object]]) -> None:
-        loop = asyncio.get_running_loop()
-        for kind, seq, payload in frames:
-            if kind == wire.JOB:
-                task = loop.create_task(self._run(seq, payload))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+    def on_frames(self, frames: list[tuple[int, object]]) -> None:
+        for kind, payload in frames:
+            if kind == wire.JOBS:
+                self._run_batch(payload)  # type: ignore[arg-type]
+            elif kind == wire.FREE:
+                if self.region is not None:
+                    self.region.ring.free(payload)  # type: ignore[arg-type]
+            elif kind == wire.PROCESS:
+                self._load(payload)  # type: ignore[arg-type]
             elif kind == wire.STOP:
                 self._finish()
             else:
                 raise wire.WireError(f"unexpected frame kind {kind} from the parent")
 
+    def _run_batch(self, batch: wire.JobBatch) -> None:
+        seqs = batch.seqs
+        for index, process in batch.processes.items():
+            self.process_of[seqs[index]] = process
+        for index, crashes in batch.crashes.items():
+            self.crashes_of[seqs[index]] = crashes
+        loop = asyncio.get_running_loop()
+        for seq, job in zip(batch.seqs, batch.jobs, strict=True):
+            task = loop.create_task(self._run(seq, job))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def _load(self, process: wire.Process) -> None:
+        """Import a ``process=`` function and tell the parent whether that worked."""
+        function: processing.Function | ProcessError
+        try:
+            function = processing.load(process.spec, self.hello.sys_path)
+        except ProcessError as exc:
+            function = exc
+        self.functions[process.id] = (process.spec.function, function)
+        error = str(function) if isinstance(function, ProcessError) else None
+        wire.append_frame(self.out, wire.LOADED, wire.Loaded(process.id, error))
+        self._schedule_flush()
+
     async def _run(self, seq: int, job: Any) -> None:
         self._emit(seq, await self.runner.run(job))
 
     def _emit(self, seq: int, result: Result) -> None:
-        wire.append_frame(self.out, wire.RESULT, seq, result)
+        """Queue a job's Result for this turn's batch."""
+        if self.crashes_of:
+            result.attempts += self.crashes_of.pop(seq, 0)
+        if self.process_of:
+            process = self.process_of.pop(seq, 0)
+            if process:
+                result = self._process(process, result)
+        region = self.region
+        body = result.body
+        if region is not None and body is not None:
+            position = region.put(body)
+            if position is not None:
+                result.body = None
+                self.bodies.append((len(self.results), position, len(body)))
+        self.headers.append(self.pairs.numbers(result.headers))
+        result.headers = ()
+        self.seqs.append(seq)
+        self.results.append(result)
+        self._schedule_flush()
+
+    def _process(self, process: int, result: Result) -> Result:
+        spec, function = self.functions.get(process, ("?", None))
+        if function is None or isinstance(function, ProcessError):
+            return processing.failed(result, str(function or "unknown process function"))
+        return processing.run(function, spec, result)
+
+    def _schedule_flush(self) -> None:
         if not self.flush_scheduled:
             self.flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _beat(self) -> None:
         """Tell the parent this loop still turns (a stuck one stops beating and is replaced)."""
-        wire.append_frame(self.out, wire.HEARTBEAT, 0, None)
+        wire.append_frame(self.out, wire.HEARTBEAT, None)
         self._flush()
         assert self.hello.heartbeat is not None
         loop = asyncio.get_running_loop()
@@ -195,9 +270,14 @@ class _Worker:
 
     def _flush(self) -> None:
         self.flush_scheduled = False
+        if self.results:
+            pairs_from, pairs = self.pairs.take()
+            batch = (self.seqs, self.results, self.bodies, self.headers, pairs_from, pairs)
+            self.seqs, self.results, self.bodies, self.headers = [], [], [], []
+            wire.append_frame(self.out, wire.RESULTS, batch)
         link = self.link
         if self.out and link is not None and link.transport is not None:
-            # Hand the buffer over rather than copy it (a body may be megabytes).
+            # Hand the buffer over rather than copy it.
             out, self.out = self.out, bytearray()
             link.transport.write(out)
 

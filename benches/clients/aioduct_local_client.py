@@ -5,7 +5,7 @@ measurement ends; the engine keeps ``target.concurrency`` requests in flight in 
 evenly over the workers), exactly as a crawler uses it. A one-at-a-time scenario
 (``latency``) calls ``engine.request()`` in a loop instead: each job reaches an idle
 worker, as a blocking caller's do. The workers' CPU is read from /proc and charged to
-this client beside the parent's own.
+this client beside the parent's own (and reported apart from it: ``extra_cpu_s``).
 
 The engine shards jobs by origin, so with N workers the jobs cycle over the target's mirror
 origins (the same nginx location on other ports) chosen so that every worker owns some;
@@ -85,8 +85,8 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
         def jobs() -> Iterator[Job]:
             method, body_bytes = target.method, target.body
             i = 0
-            while not stop.is_set():
-                yield Job(url=urls[i % len(urls)], method=method, body=body_bytes)
+            while not stop.is_set():  # numbered here, as a crawler keeping its own ids does
+                yield Job(url=urls[i % len(urls)], method=method, body=body_bytes, id=i)
                 i += 1
 
         with LocalEngine(workers=count, concurrency=per_worker, **options) as engine:

@@ -1,7 +1,7 @@
 """An idle local-engine worker picks a job up because it arrived, not when a timer fires.
 
 The worker is the real one (:mod:`aioduct.local.worker`): its io_uring loop, the link it
-reads Job frames from, its scheduler and fast path. It runs in a thread here so the test
+reads job frames from, its job runner and pipeline. It runs in a thread here so the test
 can read its loop's :class:`~aioduct.uring.proactor.SleepStats` and act as its parent.
 """
 
@@ -25,7 +25,7 @@ def _frames(sock: socket.socket, reader: wire.FrameReader, kind: int) -> Any:
     while True:
         data = sock.recv(1 << 16)
         assert data, "the worker closed its socket"
-        for got, _seq, payload in reader.feed(data):
+        for got, payload in reader.feed(data):
             if got == kind:
                 return payload
 
@@ -73,11 +73,12 @@ def test_an_idle_worker_picks_up_each_job_without_a_timer(
             while not stats.asleep:  # hand each job to a worker that went idle
                 time.sleep(0.0005)
             out = bytearray()
-            wire.append_frame(out, wire.JOB, seq, Job(url=nginx.http_url + "/small", id=seq))
+            job = Job(url=nginx.http_url + "/small", id=seq)
+            wire.append_frame(out, wire.JOBS, wire.JobBatch(seqs=[seq], jobs=[job]))
             parent.sendall(out)
-            results.append(_frames(parent, reader, wire.RESULT))
+            results.extend(_frames(parent, reader, wire.RESULTS).results)
         out = bytearray()
-        wire.append_frame(out, wire.STOP, 0, None)
+        wire.append_frame(out, wire.STOP, None)
         parent.sendall(out)
         thread.join(30)
     assert [(r.id, r.status, r.body) for r in results] == [

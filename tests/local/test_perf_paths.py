@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 
 import pytest
 
-from aioduct import Job, LocalEngine
+from aioduct import Job
 from aioduct.local import wire
 
 
@@ -36,9 +35,9 @@ def test_job_normalizes_its_fields(kwargs: dict[str, object], field: str, expect
     assert type(value) is type(expected)
     # and the same after a trip over the wire, where __post_init__ runs again
     out = bytearray()
-    wire.append_frame(out, wire.JOB, 1, job)
-    ((_, _, decoded),) = wire.FrameReader().feed(out)
-    assert decoded == job
+    wire.append_frame(out, wire.JOBS, ([1], [job], {}))
+    ((_, decoded),) = wire.FrameReader().feed(out)
+    assert isinstance(decoded, wire.JobBatch) and decoded.jobs == [job]
 
 
 def test_worker_malloc_tuning_is_harmless() -> None:
@@ -50,13 +49,3 @@ def test_worker_malloc_tuning_is_harmless() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
-
-
-def test_blocking_map_drives_an_asyncio_loop() -> None:
-    engine = LocalEngine(workers=1, loop="asyncio")
-    try:
-        loop = engine._blocking().get_loop()
-        assert type(loop).__module__.startswith("asyncio")
-        assert isinstance(loop, asyncio.AbstractEventLoop)
-    finally:
-        engine.close()

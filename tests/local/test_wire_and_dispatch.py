@@ -17,23 +17,31 @@ from aioduct.runner import RunnerSettings
 def frames_bytes() -> bytes:
     out = bytearray()
     hello = wire.Hello(worker=1, cpu=0, config=ClientConfig(timeout=5), settings=RunnerSettings())
-    wire.append_frame(out, wire.HELLO, 0, hello)
-    wire.append_frame(out, wire.JOB, 7, Job(url="http://a/x", headers={"X": "1"}, meta=[1, "m"]))
-    wire.append_frame(out, wire.RESULT, 7, Result(id=3, url="http://a/x", status=200, body=b"\0"))
-    wire.append_frame(out, wire.STOP, 0, None)
-    wire.append_frame(out, wire.FATAL, 0, "no ring")
+    wire.append_frame(out, wire.HELLO, hello)
+    jobs = [Job(url="http://a/x", headers={"X": "1"}, meta=[1, "m"]), Job(url="http://b/", id=4)]
+    wire.append_frame(out, wire.JOBS, ([7, 8], jobs, {1: 3}))
+    results = [Result(id=3, url="http://a/x", status=200, body=b"\0"), Result(id=4, url="b")]
+    wire.append_frame(out, wire.RESULTS, ([8, 7], results, [(1, 4096, 10)]))
+    wire.append_frame(out, wire.FREE, 4106)
+    wire.append_frame(out, wire.STOP, None)
+    wire.append_frame(out, wire.FATAL, "no ring")
     return bytes(out)
 
 
 def test_frames_survive_any_split() -> None:
     data = frames_bytes()
     whole = wire.FrameReader().feed(data)
-    assert [(k, s) for k, s, _ in whole] == [(1, 0), (2, 7), (11, 7), (3, 0), (12, 0)]
-    assert whole[1][2] == Job(url="http://a/x", headers=(("X", "1"),), meta=[1, "m"])
-    assert whole[2][2].body == b"\0" and whole[4][2] == "no ring"
+    assert [k for k, _ in whole] == [wire.HELLO, wire.JOBS, wire.RESULTS, 4, 3, 12]
+    jobs = whole[1][1]
+    assert isinstance(jobs, wire.JobBatch) and jobs.seqs == [7, 8] and jobs.processes == {1: 3}
+    assert jobs.jobs[0] == Job(url="http://a/x", headers=(("X", "1"),), meta=[1, "m"])
+    results = whole[2][1]
+    assert isinstance(results, wire.ResultBatch) and results.seqs == [8, 7]
+    assert results.results[0].body == b"\0" and results.bodies == [(1, 4096, 10)]
+    assert whole[3][1] == 4106 and whole[5][1] == "no ring"
     for cut in range(len(data)):
         reader = wire.FrameReader()
-        got = reader.feed(data[:cut]) + reader.feed(data[cut:])
+        got = reader.feed(data[:cut]) + reader.feed(memoryview(data)[cut:])
         assert got == whole and reader.pending == 0
     reader = wire.FrameReader()
     assert [f for b in data for f in reader.feed(bytes([b]))] == whole
@@ -41,11 +49,11 @@ def test_frames_survive_any_split() -> None:
 
 def test_bad_frames_are_refused() -> None:
     with pytest.raises(wire.WireError, match="bad frame length"):
-        wire.FrameReader().feed(b"\0\0\0\1" + bytes(20))
+        wire.FrameReader().feed(b"\0\0\0\0" + bytes(20))
     with pytest.raises(wire.WireError, match="unknown frame kind 99"):
-        wire.FrameReader().feed(b"\0\0\0\x0a\x63" + bytes(9))
+        wire.FrameReader().feed(b"\0\0\0\x01\x63")
     out = bytearray()
-    wire.append_frame(out, wire.JOB, 1, {"not": "a job"})
+    wire.append_frame(out, wire.JOBS, {"not": "a batch"})
     with pytest.raises(wire.WireError, match="malformed frame of kind 2"):
         wire.FrameReader().feed(out)
 
@@ -62,30 +70,39 @@ def test_jobs_are_sharded_by_origin() -> None:
 def test_window_completion_and_attempts() -> None:
     d = Dispatcher(2, window=2)
     got: list[Result] = []
-    a = d.assign(0, Job(url="http://a/1", id=1), got.append)
-    d.assign(0, Job(url="http://a/2", id=2), got.append)
-    assert not d.has_room(0) and d.has_room(1) and d.total_in_flight == 2
-    sink = d.complete(0, a, Result(id=1, url="http://a/1", status=200))
-    assert sink is not None and d.has_room(0)
-    assert d.complete(0, a, Result(id=1, url="http://a/1")) is None  # already done
-    assert d.stats.completed == 1 and d.stats.errors == 0
+    jobs = [Job(url="http://a/1", id=1), Job(url="http://a/2", id=2)]
+    worker = d.shard(jobs[0])
+    assert [d.assign(job, got.append) for job in jobs] == [True, True]
+    assert d.assign(Job(url="http://a/3"), got.append) is False  # its window is full
+    assert not d.has_room(worker) and d.has_room(1 - worker) and d.total_in_flight == 2
+    batch = d.outboxes[worker].take()
+    assert batch is not None and batch[1] == jobs and d.outboxes[worker].take() is None
+    a = batch[0][0]
+    d.complete(worker, [a], [Result(id=1, url="http://a/1", status=200)])
+    assert [r.id for r in got] == [1] and d.has_room(worker)
+    d.complete(worker, [a], [Result(id=1, url="http://a/1")])  # already done: dropped
+    assert len(got) == 1 and d.stats.completed == 1 and d.stats.errors == 0
+    assert d.stats.submitted == 2
 
 
 def test_a_dead_workers_jobs_are_resent_then_given_up() -> None:
     d = Dispatcher(1, window=8, max_crashes=2)
     sinks: list[Result] = []
-    d.assign(0, Job(url="http://a/1", id="one"), sinks.append)
+    d.assign(Job(url="http://a/1", id="one"), sinks.append, process=3)
     for round_ in (1, 2):
-        resend, failed = d.orphaned(0)
-        assert failed == [] and len(resend) == 1 and resend[0][1].id == "one"
+        assert d.orphaned(0) == []
+        batch = d.outboxes[0].take()  # queued again for the replacement, with its process
+        assert batch is not None and [j.id for j in batch[1]] == ["one"] and batch[2] == {0: 3}
+        assert batch[3] == {0: round_}  # the replacement counts the dead workers' tries
         assert d.total_in_flight == 1 and d.stats.crashes == round_
-    seq = resend[0][0]
-    result = Result(id="one", url="http://a/1", status=200)
-    assert d.complete(0, seq, result) is not None and result.attempts == 3
-    d.assign(0, Job(url="http://a/2", id="two"), sinks.append)
+    result = Result(id="one", url="http://a/1", status=200, attempts=3)
+    d.complete(0, batch[0], [result])
+    assert sinks == [result]
+    assert (d.stats.submitted, d.stats.redispatched) == (1, 2)
+    d.assign(Job(url="http://a/2", id="two"), sinks.append)
     d.orphaned(0), d.orphaned(0)
-    resend, failed = d.orphaned(0)
-    assert resend == [] and len(failed) == 1
+    failed = d.orphaned(0)
+    assert len(failed) == 1 and d.outboxes[0].take() is None
     _, gave_up = failed[0]
     assert gave_up.error is not None and gave_up.error.kind == "WorkerCrashed"
     assert gave_up.status == 0 and gave_up.attempts == 3 and d.total_in_flight == 0
@@ -118,12 +135,8 @@ def test_retry_after_dates() -> None:
 
 def test_balanced_sharding_picks_the_least_busy_worker() -> None:
     d = Dispatcher(3, window=10, sharding="balanced")
-    picks = []
     for i in range(6):
-        job = Job(url="http://one.example/x", id=i)
-        worker = d.shard(job)
-        d.assign(worker, job, lambda r: None)
-        picks.append(worker)
-    assert sorted(picks) == [0, 0, 1, 1, 2, 2]  # one host, spread evenly
+        assert d.assign(Job(url="http://one.example/x", id=i), lambda r: None)
+    assert [len(t) for t in d.in_flight] == [2, 2, 2]  # one host, spread evenly
     with pytest.raises(ValueError, match="sharding must be 'origin' or 'balanced'"):
         Dispatcher(2, window=1, sharding="random")
