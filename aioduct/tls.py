@@ -96,6 +96,11 @@ def tls_error(exc: BaseException, host: str, port: int) -> TLSError:
         else:
             hint = "the certificate failed verification"
         return TLSError(f"TLS handshake with {where} failed: {hint} ({reason})")
+    if isinstance(exc, ssl.SSLEOFError):
+        return TLSError(
+            f"TLS handshake with {where} failed: the server closed the connection "
+            f"in the middle of it ({exc.reason or exc})"
+        )
     if isinstance(exc, ssl.SSLError):
         return TLSError(f"TLS handshake with {where} failed: {exc.reason or exc}")
     return TLSError(f"TLS handshake with {where} failed: {exc}")
