@@ -155,6 +155,9 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Same as ``verify=False``, spelled to be noticed in review."""
     cert: str | tuple[str, ...] | None = None
     """Client certificate: a PEM path with key, or ``(cert, key)`` / ``(cert, key, password)``."""
+    tls_session_cache: bool = True
+    """Resume TLS sessions: a new connection to a server offers the session (ticket) of
+    an earlier one, which saves the full handshake. Kept per client, per TLS settings."""
 
     # -- limits ----------------------------------------------------------------------------
     max_response_head_bytes: int = 65536

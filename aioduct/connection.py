@@ -25,6 +25,7 @@ from .protocol.http11 import (
 )
 from .runtimes import Expired, Stream
 from .timeouts import Deadlines
+from .tls import SessionKey
 
 __all__ = [
     "HTTP11Connection",
@@ -92,6 +93,7 @@ class HTTP11Connection:
         "idle_since",
         "key",
         "requests_sent",
+        "session_key",
         "setup_timings",
         "stream",
     )
@@ -110,6 +112,9 @@ class HTTP11Connection:
         self.holds_slot = False
         #: How long DNS, TCP connect and TLS took to open this connection (seconds).
         self.setup_timings: tuple[float | None, float | None, float | None] = (None, None, None)
+        #: Where to save this connection's TLS session once the first response arrived
+        #: (set by the engine when it keeps sessions; ``None`` afterwards).
+        self.session_key: SessionKey | None = None
 
     def is_ready(self) -> bool:
         return self.stream.is_reusable()

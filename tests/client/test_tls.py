@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 import aioduct
 from aioduct.protocol.tls import TLSLayer
-from aioduct.testing.nginx import Nginx, TLSMaterial, deterministic_bytes
+from aioduct.testing.nginx import SMALL_BODY, Nginx, TLSMaterial, deterministic_bytes
 from aioduct.testing.server import BadTLSServers, Conn, ScriptServer
 
 pytestmark = pytest.mark.nginx
@@ -156,6 +157,56 @@ def get_all(driver: str, urls: list[str], **options: Any) -> list[Outcome]:
         return runner.run(main())
 
 
+def tag() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("http2", [False, True], ids=["h1", "h2"])
+def test_sessions_are_resumed(nginx: Nginx, tls_ca: TLSMaterial, driver: str, http2: bool) -> None:
+    """A connection per request (no pool): from the second on, nginx resumes the session."""
+    mark = tag()
+    since = nginx.log_position()
+    urls = [f"{nginx.https_url}/small?{mark}={i}" for i in range(4)]
+    outcomes = get_all(
+        driver, urls, verify=tls_ca.ca_pem_path, http2=http2, pool_max_idle_per_host=0
+    )
+    for r in outcomes:
+        assert isinstance(r, aioduct.Response) and r.content == SMALL_BODY
+        assert r.http_version == ("2" if http2 else "1.1")
+        assert r.timings.tls is not None  # each one did a handshake, resumed or not
+    log = nginx.requests_log(since=since, uri_contains=mark, min_entries=4)
+    assert len({e.connection for e in log}) == 4
+    assert [e.tls_resumed for e in log] == [False, True, True, True]
+
+
+@pytest.mark.parametrize("driver", ["asyncio", "blocking"])
+def test_sessions_can_be_turned_off(nginx: Nginx, tls_ca: TLSMaterial, driver: str) -> None:
+    mark = tag()
+    since = nginx.log_position()
+    urls = [f"{nginx.https_url}/small?{mark}={i}" for i in range(3)]
+    options = {"verify": tls_ca.ca_pem_path, "pool_max_idle_per_host": 0}
+    get_all(driver, urls, tls_session_cache=False, **options)
+    log = nginx.requests_log(since=since, uri_contains=mark, min_entries=3)
+    assert [e.tls_resumed for e in log] == [False, False, False]
+
+
+async def test_a_session_is_resumed_only_with_the_settings_it_was_made_with(
+    nginx: Nginx, tls_ca: TLSMaterial
+) -> None:
+    """HTTP/1.1-only and h2-offering connections use different TLS settings (ALPN): a
+    session made by one is never offered by the other."""
+    mark = tag()
+    since = nginx.log_position()
+    async with aioduct.Client(verify=tls_ca.ca_pem_path, pool_max_idle_per_host=0) as client:
+        for i, version in enumerate(["1.1", None, "1.1", None]):
+            r = await client.get(f"{nginx.https_url}/small?{mark}={i}", version=version)
+            assert r.http_version == (version or "2")
+    log = nginx.requests_log(since=since, uri_contains=mark, min_entries=4)
+    assert len({e.connection for e in log}) == 4
+    assert [e.tls_resumed for e in log] == [False, False, True, True]
+
+
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_large_bodies_cross_many_records(nginx: Nginx, tls_ca: TLSMaterial, driver: str) -> None:
     """10 MB over HTTP/1.1 and h2, byte-exact: records split across receives, several
@@ -252,7 +303,7 @@ def layer_server(tls_ca: TLSMaterial) -> Iterator[tuple[ScriptServer, list[TLSLa
 
     The server sees exactly what the client put on the wire, down to the close_notify
     before the FIN. Each connection gets a new server context, so new ticket keys: it
-    never resumes a session.
+    never resumes a session, and always issues a new one.
     """
     seen: list[TLSLayer] = []
     with ScriptServer() as srv:
@@ -286,3 +337,22 @@ def test_close_notify_is_sent_when_a_connection_is_closed(
         assert isinstance(r, aioduct.Response) and r.content == b"ok"
         srv.wait_for(lambda: seen[-1].closed)
         assert seen[-1].close_notify_received, driver
+
+
+async def test_a_declined_session_is_replaced_by_the_next_one(
+    layer_server: tuple[ScriptServer, list[TLSLayer]], tls_ca: TLSMaterial
+) -> None:
+    """A session is offered until the server declines it; then the connection that was
+    declined hands over its own, which is offered next."""
+    srv, seen = layer_server
+    url = f"https://localhost:{srv.port}/"
+    held = []
+    async with aioduct.Client(verify=tls_ca.ca_pem_path, pool_max_idle_per_host=0) as client:
+        sessions = client._engine._sessions
+        assert sessions is not None
+        for _ in range(3):
+            assert (await client.get(url)).content == b"ok"
+            assert len(sessions) == 1
+            held.append(next(iter(sessions._sessions.values())))
+    assert not any(tls.ssl_object.session_reused for tls in seen)
+    assert held[0] is not held[1] and held[1] is not held[2]
