@@ -298,6 +298,9 @@ class ClientConfig(
     trust_env: bool = True
     """With ``verify=True``, trust the CA roots named by ``SSL_CERT_FILE``,
     ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (the first set)."""
+    tls_session_cache: bool = True
+    """Resume TLS sessions: a new connection to a server offers the session (ticket) of
+    an earlier one, which saves the full handshake. Kept per client, per TLS settings."""
 
     # -- limits ----------------------------------------------------------------------------
     max_response_head_bytes: int = 65536

@@ -8,6 +8,7 @@ in the pool, policy in the engine.
 
 from __future__ import annotations
 
+import ssl
 from time import perf_counter
 from typing import Final, Literal
 
@@ -24,6 +25,7 @@ from .protocol.http11 import (
 )
 from .runtimes import Expired, Stream
 from .timeouts import Deadlines
+from .tls import SessionKey
 
 __all__ = [
     "HTTP11Connection",
@@ -59,6 +61,29 @@ class StaleConnection(ReadError):
     """
 
 
+#: How a server that refuses a TLS 1.3 client after the handshake may end up looking.
+_REFUSALS: Final = (ssl.SSLError, ConnectionResetError, BrokenPipeError)
+
+
+def _refused_after_handshake(exc: OSError | None) -> RemoteProtocolError:
+    """The error for a new TLS connection that ended before any response byte.
+
+    TLS 1.3 servers check a client certificate after the client's side of the handshake
+    is done: the refusal comes as an alert, a bare close, or -- when the request was
+    already on its way -- a reset that may make the request's write fail first.
+    """
+    if isinstance(exc, ssl.SSLError) and exc.reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED":
+        return RemoteProtocolError(
+            "server refused the connection right after the TLS handshake: it requires "
+            f"a client certificate (cert=) ({exc.reason})"
+        )
+    return RemoteProtocolError(
+        "server closed the connection right after the TLS handshake without sending a "
+        "response; it may require a client certificate (cert=) or refuse this TLS "
+        "configuration" + (f" ({exc})" if exc is not None else "")
+    )
+
+
 class HTTP11Connection:
     """A keep-alive HTTP/1.1 connection (see module docstring)."""
 
@@ -68,6 +93,7 @@ class HTTP11Connection:
         "idle_since",
         "key",
         "requests_sent",
+        "session_key",
         "setup_timings",
         "stream",
     )
@@ -86,6 +112,9 @@ class HTTP11Connection:
         self.holds_slot = False
         #: How long DNS, TCP connect and TLS took to open this connection (seconds).
         self.setup_timings: tuple[float | None, float | None, float | None] = (None, None, None)
+        #: Where to save this connection's TLS session once the first response arrived
+        #: (set by the engine when it keeps sessions; ``None`` afterwards).
+        self.session_key: SessionKey | None = None
 
     def is_ready(self) -> bool:
         return self.stream.is_reusable()
@@ -186,6 +215,8 @@ class HTTP11Connection:
             )
         if reused and not started:
             return StaleConnection(f"reused connection was reset: {exc}")
+        if not started and self.stream.ssl_object is not None and isinstance(exc, _REFUSALS):
+            return _refused_after_handshake(exc)
         return ReadError(f"connection failed while reading the response: {exc}")
 
     def _check_early_eof(self, reused: bool) -> None:
@@ -195,13 +226,7 @@ class HTTP11Connection:
         if reused:
             raise StaleConnection("reused connection was closed by the server")
         if self.stream.ssl_object is not None:
-            # TLS 1.3 servers check client certificates after the client's side of the
-            # handshake is done, and asyncio drops the alert: all we see is EOF.
-            raise RemoteProtocolError(
-                "server closed the connection right after the TLS handshake without "
-                "sending a response; it may require a client certificate (cert=) "
-                "or refuse this TLS configuration"
-            )
+            raise _refused_after_handshake(None)
 
     async def next_chunk(self, deadlines: Deadlines) -> bytes | None:
         """The next piece of the response body, or ``None`` once it is complete."""

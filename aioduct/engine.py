@@ -39,11 +39,13 @@ from .headers import Headers
 from .models import Request, Response, Timings
 from .pool import ConnectionPool, PoolKey
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
-from .runtimes import Expired, Runtime, default_runtime
+from .runtimes import Expired, Runtime, Stream, default_runtime
 from .timeouts import Deadlines
 from .tls import (
     ALPN_H2,
     ALPN_HTTP11,
+    SessionCache,
+    SessionKey,
     certificate_covers,
     create_ssl_context,
     tls_error,
@@ -91,6 +93,8 @@ class Engine:
         self._runtime: Runtime | None = None
         self._pool: ConnectionPool[Connection] | None = None
         self._resolver: Resolver | None = None
+        #: TLS sessions to resume, per server and TLS settings (tls_session_cache).
+        self._sessions = SessionCache() if config.tls_session_cache else None
         self._closed = False
 
     # -- binding -------------------------------------------------------------------------------
@@ -310,7 +314,15 @@ class Engine:
                 pool.discard(conn)
                 raise
         head_at = perf_counter()
-        dns, connect, tls = (None, None, None) if reused else conn.setup_timings
+        if reused:
+            dns = connect = tls = None
+        else:
+            dns, connect, tls = conn.setup_timings
+            if conn.session_key is not None:
+                # The first response came after any TLS 1.3 ticket the server sends
+                # right after the handshake: now the session is worth keeping.
+                self._save_session(conn.session_key, conn.stream)
+                conn.session_key = None
         response = Response._received(
             head.status,
             head.reason,
@@ -485,6 +497,7 @@ class Engine:
             if stream is None:
                 raise ConnectError(f"cannot connect to {host}:{port} ({'; '.join(errors)})")
             connect_time = perf_counter() - tcp_started
+            session_key = None
             if key.scheme == "https":
                 tls_started = perf_counter()
                 offer_h2 = version == "2" or (cfg.http2 and version != "1.1")
@@ -493,8 +506,15 @@ class Engine:
                     cfg.cert,
                     ALPN_H2 if offer_h2 else ALPN_HTTP11,
                 )
+                sessions = self._sessions
+                session = None
+                if sessions is not None:
+                    session_key = SessionKey(context, host, port)
+                    session = sessions.get(session_key)
                 try:
-                    stream = await runtime.start_tls(stream, context, host, deadline=deadline)
+                    stream = await runtime.start_tls(
+                        stream, context, host, deadline=deadline, session=session
+                    )
                 except (ssl.SSLError, ssl.CertificateError) as exc:
                     raise tls_error(exc, host, port) from None
                 except OSError as exc:
@@ -502,6 +522,10 @@ class Engine:
                         f"connection to {host}:{port} failed during the TLS handshake: {exc}"
                     ) from None
                 tls_time = perf_counter() - tls_started
+                ssl_object = stream.ssl_object
+                if session is not None and ssl_object is not None and not ssl_object.session_reused:
+                    assert sessions is not None and session_key is not None
+                    sessions.discard(session_key, session)  # declined: keep the next one
                 alpn = stream.alpn_protocol
                 if alpn not in (None, "http/1.1", "h2"):
                     stream.close()
@@ -533,6 +557,9 @@ class Engine:
                         f"HTTP/2 connection to {host}:{port} failed during setup: {exc}"
                     ) from None
                 h2conn.setup_timings = (dns_time, connect_time, tls_time)
+                if session_key is not None:
+                    # The server's SETTINGS came after any TLS 1.3 ticket it sends.
+                    self._save_session(session_key, stream)
                 return h2conn
         except (Expired, TimeoutError) as exc:
             if isinstance(exc, AioductError):
@@ -545,7 +572,16 @@ class Engine:
             max_headers=cfg.max_response_headers,
         )
         conn.setup_timings = (dns_time, connect_time, tls_time)
+        conn.session_key = session_key
         return conn
+
+    def _save_session(self, key: SessionKey, stream: Stream) -> None:
+        """Keep the TLS session of a connection that has heard from its server, if the
+        cache wants one (fetching it costs a copy: see :class:`SessionCache`)."""
+        sessions = self._sessions
+        ssl_object = stream.ssl_object
+        if sessions is not None and ssl_object is not None and sessions.wants(key):
+            sessions.save(key, ssl_object.session)
 
 
 def _content_encoding(fields: list[tuple[str, str]]) -> list[str] | None:

@@ -1,8 +1,10 @@
-"""TLS settings: building ``ssl.SSLContext`` objects and explaining handshake failures.
+"""TLS settings: ``ssl.SSLContext`` objects, saved sessions, and handshake failures explained.
 
 Loading a CA bundle costs milliseconds, so contexts are built once per distinct setting
-and shared. Handshake errors are turned into :class:`~aioduct.TLSError` messages that say
-what went wrong in words (expired, wrong host, unknown CA) and what to do about it.
+and shared. Sessions are kept per client (:class:`SessionCache`) so that the next
+connection to a server resumes instead of running a full handshake. Handshake errors
+are turned into :class:`~aioduct.TLSError` messages that say what went wrong in words
+(expired, wrong host, unknown CA) and what to do about it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import functools
 import ipaddress
 import os
 import ssl
-from typing import Final
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Final, NamedTuple
 
 import certifi
 
@@ -21,6 +26,8 @@ __all__ = [
     "ALPN_H2",
     "ALPN_HTTP11",
     "CA_BUNDLE_VARIABLES",
+    "SessionCache",
+    "SessionKey",
     "certificate_covers",
     "create_ssl_context",
     "tls_error",
@@ -111,6 +118,91 @@ def _cert_parts(cert: CertSpec) -> tuple[str, str | None, str | None]:
     raise TypeError(f"cert must be a path or (cert, key[, password]), not {cert!r}")
 
 
+class SessionKey(NamedTuple):
+    """What a saved session may be resumed for.
+
+    The context stands for everything that must match: the verification settings that
+    accepted the server's certificate (a resumed handshake does not check it again),
+    the client certificate, and the ALPN offer. OpenSSL refuses a session from another
+    context anyway; keying by it also means a session is never even tried there.
+    """
+
+    context: ssl.SSLContext
+    server_hostname: str
+    port: int
+
+
+class SessionCache:
+    """The latest resumable TLS session per :class:`SessionKey`, offered to new connections.
+
+    A session is offered to every new connection to its server until the server
+    declines it (:meth:`discard`) or it is past half its lifetime (:meth:`wants` a fresh
+    one), at most ``max_keys`` servers (the least recently used are forgotten).
+
+    Why offer one ticket many times, where RFC 8446 §C.4 says clients SHOULD NOT (a
+    passive observer can link connections that present the same ticket -- connections
+    from one client address to one server address, for an HTTP client)? Because every
+    session handed across CPython's ``ssl`` API is copied by an ASN.1 round trip that
+    decodes the server's certificate again (``_ssl_session_dup``): with OpenSSL 3.0 a
+    fetch and an offer cost about as much as the handshake work resumption saves, so
+    a fresh ticket per connection would make resumption free of gain. Taking a new one
+    only when needed keeps one copy per connection (the offer), and servers that
+    enforce single use simply decline, which makes us fetch their next ticket.
+    """
+
+    __slots__ = ("_clock", "_max_keys", "_sessions")
+
+    def __init__(self, *, max_keys: int = 256, clock: Callable[[], float] = time.time) -> None:
+        self._max_keys = max_keys
+        #: Wall-clock seconds, the clock of ``SSLSession.time`` (a parameter for tests).
+        self._clock = clock
+        self._sessions: OrderedDict[SessionKey, ssl.SSLSession] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, key: SessionKey) -> ssl.SSLSession | None:
+        """The session to offer for ``key`` (still in the cache), or ``None``."""
+        session = self._sessions.get(key)
+        if session is None:
+            return None
+        if session.time + session.timeout <= self._clock():
+            del self._sessions[key]  # expired: the server would refuse it
+            return None
+        self._sessions.move_to_end(key)
+        return session
+
+    def wants(self, key: SessionKey) -> bool:
+        """Whether a connection to ``key`` should hand over its session (:meth:`save`):
+        there is none, or the one kept is past half its lifetime."""
+        session = self._sessions.get(key)
+        return session is None or session.time + session.timeout / 2 <= self._clock()
+
+    def save(self, key: SessionKey, session: ssl.SSLSession | None) -> None:
+        """Keep ``session`` for ``key`` if it can be resumed at all.
+
+        A TLS 1.3 connection has a resumable session only once the server's ticket
+        arrived (after the handshake); before that its session has neither a ticket
+        nor an id, and is not kept.
+        """
+        if session is None or not (session.has_ticket or session.id):
+            return
+        sessions = self._sessions
+        if key in sessions:
+            sessions.move_to_end(key)
+        elif len(sessions) >= self._max_keys:
+            sessions.popitem(last=False)
+        sessions[key] = session
+
+    def discard(self, key: SessionKey, session: ssl.SSLSession) -> None:
+        """The server did not resume ``session``: stop offering it."""
+        if self._sessions.get(key) is session:
+            del self._sessions[key]
+
+    def clear(self) -> None:
+        self._sessions.clear()
+
+
 def tls_error(exc: BaseException, host: str, port: int) -> TLSError:
     """Translate an ``ssl`` exception from a handshake into a :class:`TLSError`."""
     where = f"{host}:{port}"
@@ -131,6 +223,11 @@ def tls_error(exc: BaseException, host: str, port: int) -> TLSError:
         else:
             hint = "the certificate failed verification"
         return TLSError(f"TLS handshake with {where} failed: {hint} ({reason})")
+    if isinstance(exc, ssl.SSLEOFError):
+        return TLSError(
+            f"TLS handshake with {where} failed: the server closed the connection "
+            f"in the middle of it ({exc.reason or exc})"
+        )
     if isinstance(exc, ssl.SSLError):
         return TLSError(f"TLS handshake with {where} failed: {exc.reason or exc}")
     return TLSError(f"TLS handshake with {where} failed: {exc}")

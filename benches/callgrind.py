@@ -9,10 +9,12 @@ imports, client setup and warm-up cancelled out. Only the client process is inst
 and callgrind counts user-space instructions only (syscalls are one instruction each).
 
     python -m benches.callgrind [--scenarios get_small,post_4k] [--clients aioduct-uvloop]
-                                [--requests 2000] [--base 200] [--keep DIR]
+                                [--requests 2000] [--base 200] [--keep DIR] [--loop uring]
 
 ``--keep DIR`` keeps the callgrind output files (``callgrind_annotate`` reads them).
-Async clients only: their requests run on the loop the client registry names.
+Async clients only: their requests run on the loop the client registry names, or on the
+``--loop`` given (``asyncio``, ``uvloop`` or ``uring``, the local engine's io_uring loop:
+how aioduct's send engine costs on each loop, with the same client code).
 """
 
 from __future__ import annotations
@@ -61,10 +63,16 @@ def child(spec: dict[str, Any]) -> None:
     """The instrumented process: one client, ``spec['requests']`` requests after a warm-up."""
     target = Target.from_json(spec["target"])
     coro = _drive(spec["client"], target, int(spec["requests"]))
-    if CLIENTS[spec["client"]].loop == "uvloop":
+    loop = spec.get("loop") or CLIENTS[spec["client"]].loop
+    if loop == "uvloop":
         import uvloop
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro)
+    elif loop == "uring":
+        from aioduct.uring.loop import new_event_loop
+
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(coro)
     else:
         asyncio.run(coro)
@@ -99,10 +107,12 @@ def _instructions(spec: dict[str, Any], out_dir: Path, tag: str) -> int:
     return instructions(args, out_dir / f"callgrind.{tag}.out")
 
 
-def measure(client: str, target: Target, base: int, requests: int, out_dir: Path) -> float:
+def measure(
+    client: str, target: Target, base: int, requests: int, out_dir: Path, loop: str | None = None
+) -> float:
     """Instructions per request for one pair (difference of two runs, see module doc)."""
-    spec = {"client": client, "target": target.to_json()}
-    tag = f"{target.scenario}.{client}"
+    spec = {"client": client, "target": target.to_json(), "loop": loop}
+    tag = f"{target.scenario}.{client}" + (f".{loop}" if loop else "")
     low = _instructions({**spec, "requests": base}, out_dir, f"{tag}.{base}")
     high = _instructions({**spec, "requests": base + requests}, out_dir, f"{tag}.{base + requests}")
     return (high - low) / requests
@@ -115,6 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="measured requests")
     parser.add_argument("--base", type=int, default=200, help="requests of the baseline run")
     parser.add_argument("--keep", type=Path, default=None, help="keep callgrind files here")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop", "uring"),
+        default=None,
+        help="run the (async) clients on this loop instead of their own",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
@@ -134,8 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in scenarios:
             target = reference_target(SCENARIOS[name], origins)
             for client in clients:
-                per = measure(client, target, args.base, args.requests, out_dir)
-                print(f"{name:16} {client:16} {per / 1000:21.1f}k", flush=True)
+                per = measure(client, target, args.base, args.requests, out_dir, args.loop)
+                label = f"{client}@{args.loop}" if args.loop else client
+                print(f"{name:16} {label:16} {per / 1000:21.1f}k", flush=True)
     if args.keep is None:
         shutil.rmtree(out_dir, ignore_errors=True)
     return 0

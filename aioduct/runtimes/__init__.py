@@ -94,8 +94,13 @@ class Runtime(Protocol):
         server_hostname: str | None,
         *,
         deadline: float | None,
+        session: ssl.SSLSession | None = None,
     ) -> Stream:
-        """Run a TLS handshake over ``stream`` and return the encrypted stream."""
+        """Run a TLS handshake over ``stream`` and return the encrypted stream.
+
+        ``session`` (from the same ``context``) is offered for resumption; whether the
+        server took it is ``ssl_object.session_reused`` of the result.
+        """
 
 
 def unique_addresses(infos: list[tuple[Any, ...]]) -> list[tuple[int, str]]:

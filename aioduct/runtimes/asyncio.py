@@ -5,6 +5,11 @@ here is loop-specific. The stream *is* the protocol object: the loop reads strai
 its reusable receive buffer (``get_buffer``/``buffer_updated``, no intermediate bytes
 object per ``recv``), and a reader waits on one future per wake-up. Deadlines are plain
 ``loop.call_at`` timers, cancelled as soon as data arrives.
+
+TLS is :class:`AsyncioTLSStream`: the same protocol object with the sans-I/O
+:class:`~aioduct.protocol.tls.TLSLayer` between the transport and the receive buffer,
+rather than ``loop.start_tls`` -- asyncio's ``sslproto`` is a second protocol stacked
+on ours, costs several Python calls per record, and cannot resume a saved session.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, cast
 
+from ..protocol.tls import MAX_RECORD_PLAINTEXT, TLSLayer
 from . import Expired, unique_addresses
 
-__all__ = ["AsyncioRuntime", "AsyncioStream"]
+__all__ = ["AsyncioRuntime", "AsyncioStream", "AsyncioTLSStream"]
 
 _INITIAL_BUFFER: Final = 64 * 1024
 #: Linux only; elsewhere quick_ack() does nothing.
@@ -45,6 +51,12 @@ def _new_buffer() -> bytearray:
         return _spare_buffers.pop()  # atomic: loops on other threads share the list
     except IndexError:
         return bytearray(_INITIAL_BUFFER)
+
+
+def _spare(buf: bytearray) -> None:
+    """Keep the buffer of a stream that closed for a new stream (see :func:`_new_buffer`)."""
+    if _INITIAL_BUFFER <= len(buf) <= _MAX_SPARE_SIZE and len(_spare_buffers) < _MAX_SPARE_BUFFERS:
+        _spare_buffers.append(buf)
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -245,12 +257,7 @@ class AsyncioStream(asyncio.BufferedProtocol):
 
     def _recycle_buffer(self) -> None:
         """Give the receive buffer to the next new stream; any unread bytes are dropped."""
-        buf = self._buf
-        if (
-            _INITIAL_BUFFER <= len(buf) <= _MAX_SPARE_SIZE
-            and len(_spare_buffers) < _MAX_SPARE_BUFFERS
-        ):
-            _spare_buffers.append(buf)
+        _spare(self._buf)
         # A private empty buffer from now on: should the loop still ask for one, it gets
         # a new one (get_buffer grows it) and never the recycled one. Closing twice
         # recycles nothing the second time.
@@ -276,6 +283,208 @@ class AsyncioStream(asyncio.BufferedProtocol):
             return None
         peer = self._transport.get_extra_info("peername")
         return (peer[0], peer[1]) if peer else None
+
+
+#: What a closed TLS stream hands a loop that still asks for a buffer: never read.
+_DISCARD: Final = memoryview(bytearray(_MIN_FREE))
+
+
+class AsyncioTLSStream(AsyncioStream):
+    """A TLS connection: ciphertext on the transport, plaintext through the stream API.
+
+    The loop reads ciphertext into the plain stream's buffer (taken over by
+    :meth:`upgrade`); :meth:`buffer_updated` hands it to the :class:`TLSLayer`, which
+    decrypts every complete record straight into the receive buffer that ``read``
+    takes from, so ``read``, deadlines, flow control and ``is_reusable`` are the plain
+    stream's. One Python call into the layer per receive and per write, one
+    ``transport.write`` per write; bytes are copied into the layer's memory BIO and
+    decrypted into place, nothing more.
+
+    Decrypting on arrival rather than in ``read`` also consumes records without data
+    (TLS 1.3 session tickets) at once: an idle connection's buffer is empty unless the
+    server really sent something, which is what ``is_reusable`` checks.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, tls: TLSLayer
+    ) -> None:
+        super().__init__(loop)
+        self._transport = transport
+        self._tls = tls
+        self._raw_view = _DISCARD  # set by upgrade()
+
+    @classmethod
+    def upgrade(cls, stream: AsyncioStream, tls: TLSLayer) -> AsyncioTLSStream:
+        """Take over ``stream``'s transport (and its buffer, for ciphertext).
+
+        ``stream`` is left closed without its transport: bytes it had received (a
+        server that spoke first) go to the TLS layer, as does an EOF it saw. Raises
+        ``OSError`` if the connection is already lost.
+        """
+        transport = stream._transport
+        if stream._closed or transport is None:
+            raise stream._error or ConnectionResetError("connection closed before TLS")
+        new = cls(stream._loop, transport, tls)
+        if stream._size:
+            tls.receive_data(stream._view[: stream._size].tobytes())
+        if stream._eof:
+            tls.receive_data(b"")
+        new._raw_view = stream._view
+        stream._buf = bytearray()
+        stream._view = memoryview(stream._buf)
+        stream._size = 0
+        stream._transport = None
+        stream._closed = True
+        transport.set_protocol(new)
+        return new
+
+    # -- protocol callbacks ------------------------------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._raw_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._closed:
+            return
+        if self._tls.handshake_complete:
+            self._decrypt(self._raw_view[:nbytes])
+        else:
+            self._tls.receive_data(self._raw_view[:nbytes])
+            self._handshake_step()
+
+    def eof_received(self) -> bool:
+        tls = self._tls
+        if tls.handshake_complete:
+            self._decrypt(b"")
+        else:
+            tls.receive_data(b"")
+            self._handshake_step()
+        self._eof = True
+        self._wake()
+        return False
+
+    # -- TLS ---------------------------------------------------------------------------------
+
+    async def handshake(self, deadline: float | None) -> None:
+        """Run the handshake (raises ``ssl.SSLError``, ``OSError`` or :class:`Expired`)."""
+        self._handshake_step()
+        tls = self._tls
+        if not tls.handshake_complete and not self._eof:
+            waiter = self._waiter = self._loop.create_future()
+            if deadline is not None:
+                self._arm(deadline)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        if self._error is not None:
+            raise self._error
+        if not tls.handshake_complete:
+            raise ConnectionResetError("the connection closed during the TLS handshake")
+
+    def _handshake_step(self) -> None:
+        tls = self._tls
+        transport = self._transport
+        assert transport is not None
+        try:
+            done = tls.do_handshake()
+        except ssl.SSLError as exc:
+            if tls.bytes_to_send and not transport.is_closing():
+                transport.write(tls.data_to_send())  # the alert that tells the server why
+            self._fail(exc)
+            return
+        if tls.bytes_to_send:
+            transport.write(tls.data_to_send())
+        if done:
+            self._wake()
+            if tls.pending_plaintext():
+                self._decrypt(None)
+
+    def _decrypt(self, data: memoryview | bytes | None) -> None:
+        """Take ciphertext (``b""``: EOF), decrypt into the receive buffer, wake the reader."""
+        tls = self._tls
+        size = self._size
+        # Plaintext is never longer than the ciphertext it came in, plus the rest of a
+        # record begun in an earlier receive: with this much room one call takes it all.
+        room = (len(data) if data else 0) + MAX_RECORD_PLAINTEXT
+        while True:
+            if len(self._buf) - size < room:
+                grown = bytearray(max(2 * len(self._buf), size + room))
+                grown[:size] = self._view[:size]
+                self._buf = grown
+                self._view = memoryview(grown)
+            try:
+                size += tls.read_into(self._view[size:], data)
+            except ssl.SSLError as exc:  # a bad record or an alert: the connection is over
+                self._size = size
+                self._fail(exc)
+                return
+            if size < len(self._buf) or not tls.pending_plaintext():
+                break
+            data = None
+        if tls.bytes_to_send:  # a handshake message (renegotiation) or an alert
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.write(tls.data_to_send())
+        if tls.closed:
+            self._eof = True
+        elif size == self._size:
+            return  # only a record without data (a session ticket), or part of a record
+        self._size = size
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if size > _READ_HIGH_WATER and not self._reading_paused:
+            assert self._transport is not None
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _fail(self, exc: BaseException) -> None:
+        """The TLS session is broken: readers get ``exc``, the transport is dropped."""
+        self._error = exc
+        self._eof = True
+        self._wake()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
+    # -- Stream API --------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed or self._transport is None:
+            raise self._error or ConnectionResetError("connection is closed")
+        self._transport.write(self._tls.encrypt(data))
+
+    def close(self) -> None:
+        """Close, saying ``close_notify`` first when the connection is healthy and idle.
+
+        RFC 8446 §6.1 asks for it before closing the write side; a server then knows the
+        connection ended on purpose. A connection that failed, or still has request
+        bytes queued (the rule is "discard unsent bytes"), is dropped without it.
+        """
+        transport = self._transport
+        if (
+            not self._closed
+            and self._error is None
+            and transport is not None
+            and not transport.is_closing()
+            and not transport.get_write_buffer_size()
+        ):
+            notify = self._tls.close()
+            if notify:
+                transport.write(notify)
+            transport.close()  # after the write: close_notify, then FIN
+        super().close()
+        # The ciphertext buffer goes back too: the loop reads no more into it, and
+        # should it still ask for a buffer, it gets _DISCARD.
+        raw = self._raw_view.obj
+        self._raw_view = _DISCARD
+        if isinstance(raw, bytearray) and raw is not _DISCARD.obj:
+            _spare(raw)
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject:
+        return self._tls.ssl_object
 
 
 class AsyncioRuntime:
@@ -341,23 +550,21 @@ class AsyncioRuntime:
         server_hostname: str | None,
         *,
         deadline: float | None,
+        session: ssl.SSLSession | None = None,
     ) -> AsyncioStream:
-        assert isinstance(stream, AsyncioStream) and stream._transport is not None
+        assert isinstance(stream, AsyncioStream)
         try:
-            async with asyncio.timeout_at(deadline):
-                transport = await self._loop.start_tls(
-                    stream._transport, stream, context, server_hostname=server_hostname
-                )
-        except TimeoutError:
-            stream.close()
-            raise Expired() from None
+            tls = TLSLayer(context, server_hostname=server_hostname, session=session)
+            secure = AsyncioTLSStream.upgrade(stream, tls)
         except BaseException:
             stream.close()
             raise
-        if transport is None:  # pragma: no cover - only when the loop is closing
-            raise ConnectionResetError("connection closed during the TLS handshake")
-        stream._transport = transport
-        return stream
+        try:
+            await secure.handshake(deadline)
+        except BaseException:
+            secure.close()
+            raise
+        return secure
 
 
 def _set_keepalive(sock: Any, idle: float) -> None:

@@ -276,12 +276,13 @@ class BlockingRuntime:
         server_hostname: str | None,
         *,
         deadline: float | None,
+        session: ssl.SSLSession | None = None,
     ) -> BlockingStream:
         assert isinstance(stream, BlockingStream)
         sock = stream._sock
         try:
             sock.settimeout(_remaining(deadline))
-            tls = context.wrap_socket(sock, server_hostname=server_hostname)
+            tls = context.wrap_socket(sock, server_hostname=server_hostname, session=session)
         except TimeoutError:
             stream.close()
             raise Expired() from None

@@ -415,16 +415,20 @@ class NginxError(RuntimeError):
 class LogEntry(NamedTuple):
     """One access-log line: which TCP connection (nginx's ``$connection`` serial) served
     which request.  Counting distinct ``connection`` values tells how many connections a
-    client opened."""
+    client opened; ``tls_resumed`` (nginx's ``$ssl_session_reused``) whether a TLS
+    connection resumed a session (``None`` on plain HTTP)."""
 
     connection: int
     method: str
     uri: str
     status: int
+    tls_resumed: bool | None = None
 
 
-_LOG_FORMAT = "$server_port $connection $request_method $request_uri $status"
-_LOG_LINE = re.compile(r"^(\d+) (\d+) (\S*) (.*) (\d{3})$")
+_LOG_FORMAT = "$server_port $connection $request_method $request_uri $status $ssl_session_reused"
+#: ``$ssl_session_reused`` is ``r`` or ``.`` on TLS, empty (logged as ``-``) otherwise.
+_LOG_LINE = re.compile(r"^(\d+) (\d+) (\S*) (.*) (\d{3}) ([r.-])$")
+_RESUMED = {"r": True, ".": False, "-": None}
 
 _live: weakref.WeakSet[Nginx] = weakref.WeakSet()
 
@@ -883,5 +887,5 @@ http {{
                 continue  # a line being written right now, or a format we do not know
             if port is not None and int(m[1]) != port:
                 continue
-            entries.append(LogEntry(int(m[2]), m[3], m[4], int(m[5])))
+            entries.append(LogEntry(int(m[2]), m[3], m[4], int(m[5]), _RESUMED[m[6]]))
         return entries
