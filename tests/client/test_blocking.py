@@ -147,3 +147,21 @@ def test_an_ended_threads_pool_goes_with_it(nginx: Nginx) -> None:
         assert len(client._engines) == 0
         assert client.get(nginx.http_url + "/small").status == 200
         assert len(client._engines) == 1
+
+
+def test_blocking_streams_can_acknowledge_at_once() -> None:
+    """HTTP/2 bodies call quick_ack(): without it nginx's corked output stalls ~40 ms."""
+    import socket
+
+    from aioduct.runtimes.blocking import BlockingStream
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        with peer:
+            stream = BlockingStream(client)
+            try:
+                stream.quick_ack()
+                assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
+            finally:
+                stream.close()
