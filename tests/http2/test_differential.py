@@ -370,11 +370,13 @@ class Scenario:
         assert sid == ref_sid
         if body:
             # The server's SETTINGS may have left less window than the body: what fits goes.
+            # END_STREAM goes only with the body's last byte: a stream whose rest waits
+            # for window stays open on our side, so it must on h2's too.
             sent = self.ours.send_body(sid, memoryview(body), True)
             assert sent == min(len(body), self.ref.local_flow_control_window(sid))
             step = self.ref.max_outbound_frame_size
             for at in range(0, sent, step):
-                last = at + step >= len(body)
+                last = sent == len(body) and at + step >= sent
                 self.ref.send_data(sid, body[at : min(at + step, sent)], end_stream=last)
             body = body[:sent]
         self.ref.data_to_send()
