@@ -27,10 +27,14 @@ stream: ours may refuse it cleanly (RemoteProtocolError) only where h2 raises
 
 Deliberate differences, not compared: after receiving GOAWAY, h2 refuses every further
 frame, while we keep receiving the streams up to last_stream_id (RFC 9113 §6.8), so a
-GOAWAY ends each scenario; WINDOW_UPDATE and SETTINGS events are compared as the state
-they leave (windows, limits), since we signal a larger initial window as a connection
-window event and h2 does not; both validate response fields (h2 ends the connection for a
-malformed one, we reset the stream), so fields are drawn from what h2's server accepts.
+GOAWAY ends each scenario; WINDOW_UPDATE and SETTINGS events are compared as the state they
+leave (windows, limits), since we signal a larger initial window as a connection window
+event and h2 does not; after SETTINGS_INITIAL_WINDOW_SIZE shrinks, a stream's send window
+may be negative (RFC 9113 §6.9.2): h2's ``local_flow_control_window()`` reports it so, our
+``send_window()`` says what may be sent now and stops at 0, so the raw internal window is
+compared with h2's and ``send_window()`` with h2's clamped at 0; both validate response
+fields (h2 ends the connection for a malformed one, we reset the stream), so fields are
+drawn from what h2's server accepts.
 """
 
 from __future__ import annotations
@@ -492,7 +496,13 @@ class Scenario:
         assert self.ours._remote_max_frame == ref.max_outbound_frame_size
         for sid in self.streams:
             if self.ours.stream_is_open(sid) and not self.ours._streams[sid].local_closed:
-                assert self.ours.send_window(sid) == ref.local_flow_control_window(sid)
+                theirs = ref.local_flow_control_window(sid)
+                # The raw windows agree, negative ones too (RFC 9113 §6.9.2: a smaller
+                # SETTINGS_INITIAL_WINDOW_SIZE can take a window below zero) ...
+                raw = min(self.ours._send_window, self.ours._streams[sid].send_window)
+                assert raw == theirs
+                # ... and send_window() is what may go right now, never below 0.
+                assert self.ours.send_window(sid) == max(0, theirs)
         assert self.ours._send_window == ref.outbound_flow_control_window
         # The server saw exactly the requests we were asked to send.
         seen: dict[int, list[tuple[str, str]]] = {}
