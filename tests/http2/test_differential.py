@@ -628,3 +628,52 @@ def test_malformed_frame_refused_only_where_h2_refuses(data: st.DataObject) -> N
         assert sid and sid in resets, f"h2 refused ({ref_error!r}) what we accepted; {note}"
         return
     assert _merge(scenario.ours_events) == _merge(scenario.ref_events), note
+
+
+def test_window_below_zero_after_initial_window_shrinks() -> None:
+    """The case hypothesis found, pinned: 1 of 2 body bytes sent into a window of 1, then
+    SETTINGS_INITIAL_WINDOW_SIZE 1 -> 0 takes the stream's window to -1 (RFC 9113 §6.9.2).
+    Both clients keep the stream open with the byte waiting, h2 reports -1, we report 0
+    and hold -1, so a WINDOW_UPDATE of 5 leaves 4 on both and the byte goes out."""
+    kw = {
+        "stream_window": 65535,
+        "connection_window": 65535,
+        "max_frame_size": 16384,
+        "max_header_list_size": 65536,
+    }
+    mine, ref, server = H2Protocol(**kw), Reference(**kw).conn, _server()
+
+    def feed(data: bytes) -> None:
+        mine.receive_data(data, now=1.0)
+        server.receive_data(mine.data_to_send())
+        ref.receive_data(data)
+        ref.data_to_send()
+
+    server.receive_data(mine.data_to_send())
+    feed(server.data_to_send())
+    server.update_settings({SC.INITIAL_WINDOW_SIZE: 1})
+    feed(server.data_to_send())
+    assert mine.send_request("POST", "http", "example.test", "/", [], end_stream=False) == 1
+    head = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", "example.test"),
+        (":path", "/"),
+    ]
+    ref.send_headers(1, head)
+    assert mine.send_body(1, memoryview(b"\0\0"), True) == 1
+    ref.send_data(1, b"\0")
+    ref.data_to_send()
+    server.update_settings({SC.INITIAL_WINDOW_SIZE: 0})
+    feed(server.data_to_send())
+    assert ref.streams[1].state_machine.state == h2.stream.StreamState.OPEN
+    assert ref.local_flow_control_window(1) == -1
+    assert mine._streams[1].send_window == -1
+    assert mine.send_window(1) == 0
+    assert mine.send_body(1, memoryview(b"\0"), True) == 0
+    server.increment_flow_control_window(5, 1)
+    feed(server.data_to_send())
+    assert mine.send_window(1) == ref.local_flow_control_window(1) == 4
+    assert mine.send_body(1, memoryview(b"\0"), True) == 1
+    events = server.receive_data(mine.data_to_send())
+    assert [type(e) for e in events] == [h2.events.DataReceived, h2.events.StreamEnded]
