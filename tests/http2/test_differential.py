@@ -27,10 +27,14 @@ stream: ours may refuse it cleanly (RemoteProtocolError) only where h2 raises
 
 Deliberate differences, not compared: after receiving GOAWAY, h2 refuses every further
 frame, while we keep receiving the streams up to last_stream_id (RFC 9113 §6.8), so a
-GOAWAY ends each scenario; WINDOW_UPDATE and SETTINGS events are compared as the state
-they leave (windows, limits), since we signal a larger initial window as a connection
-window event and h2 does not; both validate response fields (h2 ends the connection for a
-malformed one, we reset the stream), so fields are drawn from what h2's server accepts.
+GOAWAY ends each scenario; WINDOW_UPDATE and SETTINGS events are compared as the state they
+leave (windows, limits), since we signal a larger initial window as a connection window
+event and h2 does not; after SETTINGS_INITIAL_WINDOW_SIZE shrinks, a stream's send window
+may be negative (RFC 9113 §6.9.2): h2's ``local_flow_control_window()`` reports it so, our
+``send_window()`` says what may be sent now and stops at 0, so the raw internal window is
+compared with h2's and ``send_window()`` with h2's clamped at 0; both validate response
+fields (h2 ends the connection for a malformed one, we reset the stream), so fields are
+drawn from what h2's server accepts.
 """
 
 from __future__ import annotations
@@ -370,11 +374,13 @@ class Scenario:
         assert sid == ref_sid
         if body:
             # The server's SETTINGS may have left less window than the body: what fits goes.
+            # END_STREAM goes only with the body's last byte: a stream whose rest waits
+            # for window stays open on our side, so it must on h2's too.
             sent = self.ours.send_body(sid, memoryview(body), True)
             assert sent == min(len(body), self.ref.local_flow_control_window(sid))
             step = self.ref.max_outbound_frame_size
             for at in range(0, sent, step):
-                last = at + step >= len(body)
+                last = sent == len(body) and at + step >= sent
                 self.ref.send_data(sid, body[at : min(at + step, sent)], end_stream=last)
             body = body[:sent]
         self.ref.data_to_send()
@@ -490,7 +496,13 @@ class Scenario:
         assert self.ours._remote_max_frame == ref.max_outbound_frame_size
         for sid in self.streams:
             if self.ours.stream_is_open(sid) and not self.ours._streams[sid].local_closed:
-                assert self.ours.send_window(sid) == ref.local_flow_control_window(sid)
+                theirs = ref.local_flow_control_window(sid)
+                # The raw windows agree, negative ones too (RFC 9113 §6.9.2: a smaller
+                # SETTINGS_INITIAL_WINDOW_SIZE can take a window below zero) ...
+                raw = min(self.ours._send_window, self.ours._streams[sid].send_window)
+                assert raw == theirs
+                # ... and send_window() is what may go right now, never below 0.
+                assert self.ours.send_window(sid) == max(0, theirs)
         assert self.ours._send_window == ref.outbound_flow_control_window
         # The server saw exactly the requests we were asked to send.
         seen: dict[int, list[tuple[str, str]]] = {}
@@ -616,3 +628,52 @@ def test_malformed_frame_refused_only_where_h2_refuses(data: st.DataObject) -> N
         assert sid and sid in resets, f"h2 refused ({ref_error!r}) what we accepted; {note}"
         return
     assert _merge(scenario.ours_events) == _merge(scenario.ref_events), note
+
+
+def test_window_below_zero_after_initial_window_shrinks() -> None:
+    """The case hypothesis found, pinned: 1 of 2 body bytes sent into a window of 1, then
+    SETTINGS_INITIAL_WINDOW_SIZE 1 -> 0 takes the stream's window to -1 (RFC 9113 §6.9.2).
+    Both clients keep the stream open with the byte waiting, h2 reports -1, we report 0
+    and hold -1, so a WINDOW_UPDATE of 5 leaves 4 on both and the byte goes out."""
+    kw = {
+        "stream_window": 65535,
+        "connection_window": 65535,
+        "max_frame_size": 16384,
+        "max_header_list_size": 65536,
+    }
+    mine, ref, server = H2Protocol(**kw), Reference(**kw).conn, _server()
+
+    def feed(data: bytes) -> None:
+        mine.receive_data(data, now=1.0)
+        server.receive_data(mine.data_to_send())
+        ref.receive_data(data)
+        ref.data_to_send()
+
+    server.receive_data(mine.data_to_send())
+    feed(server.data_to_send())
+    server.update_settings({SC.INITIAL_WINDOW_SIZE: 1})
+    feed(server.data_to_send())
+    assert mine.send_request("POST", "http", "example.test", "/", [], end_stream=False) == 1
+    head = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", "example.test"),
+        (":path", "/"),
+    ]
+    ref.send_headers(1, head)
+    assert mine.send_body(1, memoryview(b"\0\0"), True) == 1
+    ref.send_data(1, b"\0")
+    ref.data_to_send()
+    server.update_settings({SC.INITIAL_WINDOW_SIZE: 0})
+    feed(server.data_to_send())
+    assert ref.streams[1].state_machine.state == h2.stream.StreamState.OPEN
+    assert ref.local_flow_control_window(1) == -1
+    assert mine._streams[1].send_window == -1
+    assert mine.send_window(1) == 0
+    assert mine.send_body(1, memoryview(b"\0"), True) == 0
+    server.increment_flow_control_window(5, 1)
+    feed(server.data_to_send())
+    assert mine.send_window(1) == ref.local_flow_control_window(1) == 4
+    assert mine.send_body(1, memoryview(b"\0"), True) == 1
+    events = server.receive_data(mine.data_to_send())
+    assert [type(e) for e in events] == [h2.events.DataReceived, h2.events.StreamEnded]
