@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, NoReturn, TypeVar
 
+from ..protocol.tls import MAX_RECORD_PLAINTEXT, Bytes, TLSLayer
 from . import Expired, unique_addresses
 
 __all__ = ["BlockingRuntime", "BlockingStream", "run_sync"]
@@ -101,19 +102,24 @@ class _KernelTimeout:
 
 
 class BlockingStream:
-    """A connected socket (plain or TLS) with the runtime Stream API.
+    """A connected socket with the runtime Stream API; TLS through the shared TLSLayer.
 
     ``write`` only queues; the bytes go out with ``drain`` or before the next ``read``,
-    so a request head and a small body still leave in one ``send``.
+    so a request head and a small body still leave in one ``send``. Over TLS the socket
+    carries ciphertext and :class:`~aioduct.protocol.tls.TLSLayer` -- the same sans-I/O
+    layer the asyncio and io_uring runtimes use -- encrypts and decrypts: one TLS
+    implementation for every driver.
     """
 
     __slots__ = (
+        "_buffer",
         "_closed",
         "_eof",
         "_out",
         "_recv_timeout",
         "_send_timeout",
         "_sock",
+        "_tls",
         "writing_paused",
     )
 
@@ -125,7 +131,70 @@ class BlockingStream:
         self._closed = False
         self._recv_timeout = _KernelTimeout(socket.SO_RCVTIMEO)
         self._send_timeout = _KernelTimeout(socket.SO_SNDTIMEO)
+        self._tls: TLSLayer | None = None
+        self._buffer: bytearray | None = None  # plaintext out of the TLS layer
         self.writing_paused = False
+
+    # -- the socket --------------------------------------------------------------------------
+
+    def _send_raw(self, data: Bytes, deadline: float | None) -> None:
+        view = memoryview(data)
+        sock = self._sock
+        while view:
+            self._send_timeout.arm(sock, deadline)
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                continue  # the kernel timeout ticked: re-check the deadline
+            view = view[sent:]
+
+    def _recv_raw(self, deadline: float | None) -> bytes:
+        sock = self._sock
+        while True:
+            self._recv_timeout.arm(sock, deadline)
+            try:
+                return sock.recv(_RECV_SIZE)
+            except BlockingIOError:
+                continue  # the kernel timeout ticked: re-check the deadline
+
+    # -- TLS ---------------------------------------------------------------------------------
+
+    def _handshake(self, tls: TLSLayer, deadline: float | None) -> None:
+        """Run ``tls``'s handshake over the socket; afterwards the stream speaks TLS."""
+        while True:
+            try:
+                done = tls.do_handshake()
+            except ssl.SSLError:
+                with contextlib.suppress(OSError, Expired):  # the alert, best effort
+                    self._send_raw(tls.data_to_send(), deadline)
+                raise
+            out = tls.data_to_send()
+            if out:
+                self._send_raw(out, deadline)
+            if done:
+                break
+            tls.receive_data(self._recv_raw(deadline))
+        self._tls = tls
+        self._buffer = bytearray(MAX_RECORD_PLAINTEXT * 4)
+
+    def _read_tls(self, tls: TLSLayer, deadline: float | None) -> bytes:
+        buffer = self._buffer
+        assert buffer is not None
+        view = memoryview(buffer)
+        data: bytes | None = None  # ciphertext to hand over first, if any
+        while True:
+            if data is None and not tls.pending_plaintext():
+                data = self._recv_raw(deadline)
+            n = tls.read_into(view, data)
+            data = None
+            if tls.bytes_to_send:  # e.g. a key update's answer
+                self._send_raw(tls.data_to_send(), deadline)
+            if n:
+                return bytes(view[:n])
+            if tls.closed:
+                return b""
+
+    # -- Stream API --------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
@@ -136,16 +205,11 @@ class BlockingStream:
         out = self._out
         if not out:
             return
-        data = memoryview(out[0] if len(out) == 1 else b"".join(out))
+        data: Bytes = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
-        sock = self._sock
-        while data:
-            self._send_timeout.arm(sock, deadline)
-            try:
-                sent = sock.send(data)
-            except (BlockingIOError, ssl.SSLWantWriteError):
-                continue  # the kernel timeout ticked: re-check the deadline
-            data = data[sent:]
+        if self._tls is not None:
+            data = self._tls.encrypt(data)
+        self._send_raw(data, deadline)
 
     async def drain(self, deadline: float | None) -> None:
         self._flush(deadline)
@@ -155,17 +219,8 @@ class BlockingStream:
             self._flush(deadline)
         if self._eof:
             return b""
-        sock = self._sock
-        while True:
-            self._recv_timeout.arm(sock, deadline)
-            try:
-                data = sock.recv(_RECV_SIZE)
-                break
-            except (BlockingIOError, ssl.SSLWantReadError):
-                continue  # the kernel timeout ticked (or a TLS record without data)
-            except ssl.SSLZeroReturnError:
-                data = b""
-                break
+        tls = self._tls
+        data = self._recv_raw(deadline) if tls is None else self._read_tls(tls, deadline)
         if not data:
             self._eof = True
         return data
@@ -184,43 +239,45 @@ class BlockingStream:
             return False
         sock = self._sock
         try:
-            # The raw TCP bytes, under any TLS: nothing there is the common case.
-            pending = socket.socket.recv(sock, 1, _PEEK)
+            pending = sock.recv(_RECV_SIZE if self._tls is not None else 1, _PEEK)
         except BlockingIOError:
-            return True
+            return True  # nothing there: the common case
         except OSError:
             return False
-        if not pending or not isinstance(sock, ssl.SSLSocket):
+        tls = self._tls
+        if not pending or tls is None:
             return False  # EOF, or bytes nobody asked for
-        # Under TLS they may be a record without data (a TLS 1.3 session ticket).
-        sock.setblocking(False)
+        # Under TLS they may be records without data (TLS 1.3 session tickets): take
+        # them in; only plaintext or the end makes the connection unusable.
         try:
-            sock.recv(1)  # data nobody asked for, or b"" at EOF
-        except ssl.SSLWantReadError:
-            return True
+            data = sock.recv(len(pending), socket.MSG_DONTWAIT)
+            assert self._buffer is not None
+            plaintext = tls.read_into(memoryview(self._buffer), data)
         except (OSError, ssl.SSLError):
             return False
-        finally:
-            with contextlib.suppress(OSError):
-                sock.settimeout(None)
-        return False
+        return not plaintext and not tls.closed
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._out.clear()
-            with contextlib.suppress(OSError):
-                self._sock.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._out.clear()
+        tls = self._tls
+        if tls is not None and not tls.closed:
+            with contextlib.suppress(OSError, ssl.SSLError):
+                self._sock.send(tls.close(), socket.MSG_DONTWAIT)  # close_notify, best effort
+        with contextlib.suppress(OSError):
+            self._sock.close()
 
     @property
     def alpn_protocol(self) -> str | None:
-        sock = self._sock
-        return sock.selected_alpn_protocol() if isinstance(sock, ssl.SSLSocket) else None
+        tls = self._tls
+        return tls.ssl_object.selected_alpn_protocol() if tls is not None else None
 
     @property
-    def ssl_object(self) -> ssl.SSLSocket | None:
-        sock = self._sock
-        return sock if isinstance(sock, ssl.SSLSocket) else None
+    def ssl_object(self) -> ssl.SSLObject | None:
+        tls = self._tls
+        return tls.ssl_object if tls is not None else None
 
     @property
     def peer_address(self) -> tuple[str, int] | None:
@@ -289,14 +346,10 @@ class BlockingRuntime:
         session: ssl.SSLSession | None = None,
     ) -> BlockingStream:
         assert isinstance(stream, BlockingStream)
-        sock = stream._sock
         try:
-            sock.settimeout(_remaining(deadline))
-            tls = context.wrap_socket(sock, server_hostname=server_hostname, session=session)
-        except TimeoutError:
-            stream.close()
-            raise Expired() from None
+            tls = TLSLayer(context, server_hostname=server_hostname, session=session)
+            stream._handshake(tls, deadline)
         except BaseException:
             stream.close()
             raise
-        return BlockingStream(tls)
+        return stream
