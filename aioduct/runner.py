@@ -586,29 +586,12 @@ class SendEngine(BulkEngine):
         self.config = self._client.config
         self._runner = JobRunner(self._client, self.settings)
 
-    def map(
-        self,
-        jobs: Iterable[Job | str],
-        *,
-        process: str | None = None,
-        process_options: Mapping[str, Any] | None = None,
-    ) -> Iterator[Result]:
-        """Results of ``jobs`` as they finish (blocking; best inside ``with engine:``).
-
-        ``process=`` runs in this process; an import error raises here.
-        """
-        loaded = _load(processing.spec(process, process_options))
-        return self._drain(amap_jobs(self._runner, jobs, loaded))
-
-    async def _batches(
+    def _batches(
         self, jobs: JobsLike, process: processing.Spec | None = None
     ) -> AsyncGenerator[list[Result], None]:
-        batches = amap_jobs(self._runner, jobs, _load(process))
-        try:
-            async for batch in batches:
-                yield batch
-        finally:
-            await batches.aclose()
+        # Not a generator itself: a process= function is imported here, when map() or
+        # amap() is called, so an import error raises in the caller's frame.
+        return amap_jobs(self._runner, jobs, _load(process))
 
     async def arequest_job(self, job: Job) -> Result:
         return await self._runner.run(job)
