@@ -40,6 +40,7 @@ from .decompress import ACCEPT_ENCODING
 from .engine import _UNSET, Engine
 from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
+from .layers import build_layers
 from .models import Request, Response
 from .redirects import RedirectPolicy
 from .url import URL, QueryParams, encode_params
@@ -190,7 +191,12 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         else:
             if workers is not None:
                 raise TypeError("workers= applies to engine='local' (or 'auto') only")
-            self._engine = Engine(config, ssl_context=ssl_context, redirect_policy=redirect_policy)
+            self._engine = Engine(
+                config,
+                ssl_context=ssl_context,
+                redirect_policy=redirect_policy,
+                layers=build_layers(config),
+            )
         self.engine = self._engine.name
         self._base_url = None
         if config.base_url:
@@ -518,6 +524,7 @@ class BlockingClient(HTTPMethods[Response]):
                 ssl_context=sender._ssl_context,
                 redirect_policy=sender._redirect_policy,
                 runtime=BlockingRuntime(),
+                layers=sender.layers,  # one cookie jar, cache, ... for every thread
             )
             with self._lock:
                 if self._closed:

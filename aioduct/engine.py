@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
@@ -36,6 +37,7 @@ from .errors import (
     TooManyRedirects,
 )
 from .headers import Headers
+from .layers import Hop, Layer, run_layers
 from .models import Request, Response, Timings
 from .pool import ConnectionPool, PoolKey
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
@@ -83,8 +85,11 @@ class Engine:
         ssl_context: ssl.SSLContext | None = None,
         redirect_policy: RedirectPolicy | None = None,
         runtime: Runtime | None = None,
+        layers: tuple[Layer, ...] = (),
     ) -> None:
         self.config = config
+        #: The client's policies around each hop (see :mod:`aioduct.layers`).
+        self.layers = layers
         self._ssl_context = ssl_context
         self._redirect_policy = redirect_policy
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -177,7 +182,16 @@ class Engine:
         history: list[Response] = []
         while True:
             try:
-                response = await self._send_once(request, deadlines, pool, stream)
+                if self.layers:
+                    response = await run_layers(
+                        self.layers,
+                        request,
+                        partial(self._send_once, deadlines=deadlines, pool=pool, stream=stream),
+                        Hop(runtime, deadlines, stream),
+                    )
+                    request = response.request or request  # a layer may have rewritten it
+                else:
+                    response = await self._send_once(request, deadlines, pool, stream)
             except AioductError as exc:
                 raise exc._with_request(request.method, request.url.redacted()) from exc.__cause__
             if not (follow and response.status in REDIRECT_STATUSES):

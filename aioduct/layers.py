@@ -1,0 +1,107 @@
+"""Layers: the policies between a client and the wire, each wrapping one send.
+
+A layer is any object with ``async def __call__(self, request, call_next) -> Response``:
+it may change the request, answer it itself (a cache hit), send it more than once (a
+retry, a Digest challenge) or look at the response on its way back. The engine runs the
+layers of its client in order, outermost first, around each hop of the redirect loop::
+
+    redirect loop (engine.py)
+      └─ hop: layer[0] → layer[1] → … → transport (pool, connection, codec)
+
+so every layer sees each redirect hop, and each attempt of a retry below it, as a
+separate send. Decompression is not a layer: it applies once, to the final response.
+
+Because the pipeline is ``async`` code that only awaits the runtime, a layer runs
+unchanged on every driver: the caller's asyncio loop, a local-engine worker's io_uring
+loop, and :class:`~aioduct.BlockingClient`'s loop-less driver (where an await that has
+to wait blocks the thread instead). A layer must therefore not create tasks or call
+asyncio directly; it sleeps and reads the clock through the :class:`Hop` that
+``call_next.hop`` carries.
+
+Layers are built once per client by :func:`build_layers` (the order is decided there,
+in one place) and shared by its engines: the per-thread engines of a BlockingClient
+share the same cookie jar, HSTS store and cache. A client with no layer pays nothing;
+one with layers pays one small object per layer and hop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .config import ClientConfig
+    from .models import Request, Response
+    from .runtimes import Runtime
+    from .timeouts import Deadlines
+
+__all__ = ["Hop", "Layer", "Link", "Next", "build_layers", "run_layers"]
+
+Next = Callable[["Request"], Awaitable["Response"]]
+"""Sends a request through the rest of the chain and returns its response."""
+
+
+@runtime_checkable
+class Layer(Protocol):
+    """One policy around a send (see the module docstring)."""
+
+    async def __call__(self, request: Request, call_next: Next) -> Response: ...
+
+
+class Hop:
+    """What the layers of one hop share with the transport: the request's deadlines,
+    whether its body is streamed, and the runtime to sleep on and read the time from."""
+
+    __slots__ = ("deadlines", "runtime", "stream")
+
+    def __init__(self, runtime: Runtime, deadlines: Deadlines, stream: bool) -> None:
+        self.runtime = runtime
+        self.deadlines = deadlines
+        self.stream = stream
+
+
+class Link:
+    """The ``call_next`` a layer receives: runs the next layer, or the transport.
+
+    Built-in layers read :attr:`hop` from it (to sleep, or to know whether the body
+    is streamed); user middleware just calls it.
+    """
+
+    __slots__ = ("_index", "_layers", "_transport", "hop")
+
+    def __init__(self, layers: Sequence[Layer], index: int, transport: Next, hop: Hop) -> None:
+        self._layers = layers
+        self._index = index
+        self._transport = transport
+        self.hop = hop
+
+    def __call__(self, request: Request) -> Awaitable[Response]:
+        index = self._index
+        layers = self._layers
+        if index == len(layers):
+            return self._transport(request)
+        return layers[index](request, Link(layers, index + 1, self._transport, self.hop))
+
+
+def run_layers(
+    layers: Sequence[Layer], request: Request, transport: Next, hop: Hop
+) -> Awaitable[Response]:
+    """Send ``request`` through ``layers`` (outermost first), ending at ``transport``."""
+    return Link(layers, 0, transport, hop)(request)
+
+
+def build_layers(config: ClientConfig, **objects: Any) -> tuple[Layer, ...]:
+    """The layers a client with ``config`` runs, outermost first.
+
+    ``objects`` are the code objects given to the client beside its data config
+    (middleware, a shared cookie jar, ...). The order, and why:
+
+    1. HSTS: upgrade ``http://`` before anyone sees the request.
+    2. retries: each attempt goes through everything below it.
+    3. middleware (the user's): sees each hop and attempt as a separate send.
+    4. cache: may answer without the network; a revalidation goes on below.
+    5. cookies: attach the jar's cookies, store what the response sets.
+    6. authentication (Digest, netrc): answer challenges on the same origin.
+    """
+    del config, objects  # no layer is configured by default yet
+    return ()
