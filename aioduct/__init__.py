@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import ClientConfig, Http2Config, Timeout
+from .download import Download
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -21,6 +22,7 @@ from .errors import (
     ConnectError,
     ConnectTimeout,
     DecodeError,
+    DownloadError,
     EngineUnavailable,
     InvalidURL,
     LocalProtocolError,
@@ -38,6 +40,9 @@ from .errors import (
     TooManyRedirects,
     TotalTimeout,
     TransportError,
+    WebSocketClosed,
+    WebSocketError,
+    WebSocketHandshakeError,
     WorkerCrashed,
     WriteError,
     WriteTimeout,
@@ -59,6 +64,7 @@ __all__ = [
     "BasicAuth",
     "BearerAuth",
     "BlockingClient",
+    "BlockingWebSocket",
     "BodyTooLarge",
     "Client",
     "ClientClosed",
@@ -66,6 +72,8 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "DecodeError",
+    "Download",
+    "DownloadError",
     "EngineStats",
     "EngineUnavailable",
     "Headers",
@@ -98,6 +106,10 @@ __all__ = [
     "TotalTimeout",
     "TransportError",
     "Upgraded",
+    "WebSocket",
+    "WebSocketClosed",
+    "WebSocketError",
+    "WebSocketHandshakeError",
     "WorkerCrashed",
     "WriteError",
     "WriteTimeout",
@@ -113,3 +125,12 @@ __all__ = [
     "run",
     "same_origin_only",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The WebSocket classes import wsproto (~30 ms): only when first asked for.
+    if name in ("WebSocket", "BlockingWebSocket"):
+        from . import websocket
+
+        return getattr(websocket, name)
+    raise AttributeError(f"module 'aioduct' has no attribute {name!r}")

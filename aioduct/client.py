@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 import threading
 import weakref
@@ -18,11 +19,12 @@ from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Awaitable,
+    Callable,
     Coroutine,
     Iterator,
     Mapping,
 )
-from typing import Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import msgspec
 
@@ -45,6 +47,10 @@ from .models import Request, Response
 from .redirects import RedirectPolicy
 from .url import URL, QueryParams, encode_params
 from .validation import check_request
+
+if TYPE_CHECKING:
+    from .download import Download
+    from .websocket import BlockingWebSocket, WebSocket
 
 __all__ = ["BlockingClient", "Client", "RequestOptions", "run"]
 
@@ -346,6 +352,57 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         finally:
             await response.aclose()
 
+    @contextlib.asynccontextmanager
+    async def websocket(
+        self,
+        url: URL | str,
+        *,
+        subprotocols: list[str] | tuple[str, ...] | None = None,
+        headers: HeadersLike | None = None,
+        params: QueryParams | None = None,
+        timeout: float | Timeout | None = None,  # noqa: ASYNC109 (the handshake's deadline)
+        max_message_size: int | None = 16 * 1024 * 1024,
+        close_timeout: float | None = 10.0,
+    ) -> AsyncIterator[WebSocket]:
+        """Open a WebSocket (``ws://``, ``wss://``, or ``http(s)://``); see
+        :mod:`aioduct.websocket`. Leaving the block closes it (close code 1000)."""
+        from .websocket import connect
+
+        if self._closed:
+            raise ClientClosed("the client is closed", method="GET", url=str(url))
+        ws = await connect(
+            self,
+            self._engine,
+            url,
+            subprotocols=subprotocols,
+            headers=headers,
+            params=params,
+            timeout=timeout,
+            max_message_size=max_message_size,
+            close_timeout=close_timeout,
+        )
+        async with ws:
+            yield ws
+
+    async def download(
+        self,
+        url: URL | str,
+        path: str | os.PathLike[str],
+        *,
+        chunks: int = 8,
+        progress: Callable[[int, int | None], object] | None = None,
+        headers: HeadersLike | None = None,
+        resume: bool = True,
+    ) -> Download:
+        """Download ``url`` into ``path`` with up to ``chunks`` parallel ranges, resuming
+        a partial file; see :mod:`aioduct.download`."""
+        from .download import download
+
+        return await download(
+            self, self._engine, url, path, chunks=chunks, progress=progress,
+            headers=headers, resume=resume, parallel=True,
+        )  # fmt: skip
+
     async def send(self, request: Request, *, stream: bool = False) -> Response:
         """Send a prepared :class:`Request` (see :meth:`build_request`).
 
@@ -583,6 +640,66 @@ class BlockingClient(HTTPMethods[Response]):
             yield response
         finally:
             response.close()
+
+    @contextlib.contextmanager
+    def websocket(
+        self,
+        url: URL | str,
+        *,
+        subprotocols: list[str] | tuple[str, ...] | None = None,
+        headers: HeadersLike | None = None,
+        params: QueryParams | None = None,
+        timeout: float | Timeout | None = None,
+        max_message_size: int | None = 16 * 1024 * 1024,
+        close_timeout: float | None = 10.0,
+    ) -> Iterator[BlockingWebSocket]:
+        """Like :meth:`Client.websocket`, with blocking methods."""
+        from .runtimes.blocking import run_sync
+        from .websocket import BlockingWebSocket, connect
+
+        if self._client.is_closed:
+            raise ClientClosed("the client is closed", method="GET", url=str(url))
+        engine: Sender = self._client._engine if self._portal is not None else self._engine()
+        ws = run_sync(
+            connect(
+                self._client,
+                engine,
+                url,
+                subprotocols=subprotocols,
+                headers=headers,
+                params=params,
+                timeout=timeout,
+                max_message_size=max_message_size,
+                close_timeout=close_timeout,
+            )
+        )
+        with BlockingWebSocket(ws, run_sync) as blocking:
+            yield blocking
+
+    def download(
+        self,
+        url: URL | str,
+        path: str | os.PathLike[str],
+        *,
+        chunks: int = 8,
+        progress: Callable[[int, int | None], object] | None = None,
+        headers: HeadersLike | None = None,
+        resume: bool = True,
+    ) -> Download:
+        """Like :meth:`Client.download`; the ranges are fetched one after another."""
+        from .download import download
+
+        coro = download(
+            self._client,
+            self._client._engine if self._portal is not None else self._engine(),
+            url, path, chunks=chunks, progress=progress, headers=headers, resume=resume,
+            parallel=self._portal is not None,
+        )  # fmt: skip
+        if self._portal is not None:
+            return self._portal.run(coro)
+        from .runtimes.blocking import run_sync
+
+        return run_sync(coro)
 
     def close(self) -> None:
         with self._lock:

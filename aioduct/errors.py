@@ -22,7 +22,11 @@ The tree is shaped by what a caller can *do* about an error::
     ├── DecodeError                the body could not be decoded (charset, JSON, encoding)
     ├── BodyTooLarge               a body exceeded the configured limit
     ├── ClientClosed               the client was used after close()
-    └── EngineUnavailable          the engine asked for cannot run here (says why)
+    ├── EngineUnavailable          the engine asked for cannot run here (says why)
+    ├── WebSocketError             a WebSocket could not be opened, or failed while open
+    │   ├── WebSocketHandshakeError    the server did not accept the upgrade properly
+    │   └── WebSocketClosed            the WebSocket is closed (``code``, ``reason``)
+    └── DownloadError              a download could not finish without risking the file
 
 The bulk engines add ``WorkerCrashed`` (a TransportError): the local-engine worker
 process running a request died on every attempt it was given; and ``ProcessError``: a
@@ -47,6 +51,7 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "DecodeError",
+    "DownloadError",
     "EngineUnavailable",
     "InvalidURL",
     "LocalProtocolError",
@@ -64,6 +69,9 @@ __all__ = [
     "TooManyRedirects",
     "TotalTimeout",
     "TransportError",
+    "WebSocketClosed",
+    "WebSocketError",
+    "WebSocketHandshakeError",
     "WorkerCrashed",
     "WriteError",
     "WriteTimeout",
@@ -226,3 +234,37 @@ class ClientClosed(AioductError):
 
 class EngineUnavailable(AioductError, RuntimeError):
     """The engine asked for cannot run on this machine; the message says why."""
+
+
+class WebSocketError(AioductError):
+    """A WebSocket could not be opened, or failed while open (see :mod:`aioduct.websocket`)."""
+
+
+class WebSocketHandshakeError(WebSocketError):
+    """The server refused the WebSocket or answered the upgrade wrongly (a status other
+    than 101/2xx, a wrong ``Sec-WebSocket-Accept``, a subprotocol or extension that was
+    not offered). ``response`` is the server's answer."""
+
+    def __init__(self, message: str, *, response: Response | None = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.response = response
+
+
+class WebSocketClosed(WebSocketError):
+    """The WebSocket is closed: ``code`` and ``reason`` say how (RFC 6455 §7.4).
+
+    1000 is a normal close; 1006 means the connection ended without a close frame
+    (dropped, or the close handshake timed out); 1009 a message exceeded
+    ``max_message_size``; 1002/1007 the server broke the protocol.
+    """
+
+    def __init__(self, message: str, *, code: int, reason: str = "", **kw: Any):
+        super().__init__(message, **kw)
+        self.code = code
+        self.reason = reason
+
+
+class DownloadError(AioductError):
+    """A download stopped rather than risk a corrupt file: the server answered a range
+    with other bytes than were asked for, or the file kept changing. What was written
+    and verified is kept for a resume."""

@@ -38,8 +38,12 @@ class Upgraded(Protocol):
     async def send(self, data: bytes) -> None:
         """Send bytes (waits while the peer or the socket cannot take more)."""
 
-    async def receive(self) -> bytes:
-        """The next bytes from the server; ``b""`` once it closed its side."""
+    async def receive(self, deadline: float | None = None) -> bytes:
+        """The next bytes from the server; ``b""`` once it closed its side.
+
+        ``deadline`` (on the runtime's clock) bounds the wait: past it,
+        :class:`~aioduct.runtimes.Expired` (a WebSocket's close handshake uses this).
+        """
 
     async def send_eof(self) -> None:
         """Finish our side; the server may keep sending."""
@@ -65,12 +69,12 @@ class H1Upgraded:
         except OSError as exc:
             raise WriteError(f"upgraded connection failed while sending: {exc}") from None
 
-    async def receive(self) -> bytes:
+    async def receive(self, deadline: float | None = None) -> bytes:
         if self._early:
             data, self._early = self._early, b""
             return data
         try:
-            return await self._stream.read(None)
+            return await self._stream.read(deadline)
         except OSError as exc:
             raise ReadError(f"upgraded connection failed while reading: {exc}") from None
 
@@ -92,6 +96,12 @@ class H2Tunnel:
         self._exchange = exchange
         self._eof_sent = False
 
+    @property
+    def remote_ended(self) -> bool:
+        """The server ended its side of the stream (END_STREAM) or reset it."""
+        exchange = self._exchange
+        return exchange.ended or exchange.released or exchange.error is not None
+
     async def send(self, data: bytes) -> None:
         if self._eof_sent:
             raise WriteError("send() after send_eof() on an HTTP/2 tunnel")
@@ -100,7 +110,16 @@ class H2Tunnel:
         if data:
             await self._exchange.send_body(data, False)
 
-    async def receive(self) -> bytes:
+    async def receive(self, deadline: float | None = None) -> bytes:
+        if deadline is not None:
+            exchange = self._exchange
+            while not exchange.chunks:
+                if exchange.error is not None:
+                    raise exchange.error
+                if exchange.ended or exchange.released:
+                    return b""
+                await exchange._wait(deadline)  # Expired past the deadline
+            return exchange._take()
         chunk = await self._exchange.read_chunk()
         while chunk is not None and not chunk:
             chunk = await self._exchange.read_chunk()
