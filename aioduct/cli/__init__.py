@@ -1,7 +1,8 @@
 """The ``aioduct`` command.
 
-Subcommands: ``crawl`` (fetch a URL list into JSON lines, resumable) and ``demo`` (crawl
-an embedded loopback origin with both engines and compare). More tools (``curl``,
+Subcommands: ``crawl`` (fetch a URL list into JSON lines, resumable), ``download`` (one
+file by parallel ranges, resumable) and ``demo`` (crawl an embedded loopback origin with
+both engines and compare). More tools (``curl``,
 ``aria``, ``bench``) arrive with their issues.
 """
 
@@ -37,9 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="aioduct", description="aioduct HTTP client tools")
     parser.add_argument("--version", action="version", version=f"aioduct {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    from . import crawl, demo
+    from . import crawl, demo, download
 
-    subparsers = {"crawl": crawl.add_parser(commands), "demo": demo.add_parser(commands)}
+    subparsers = {
+        "crawl": crawl.add_parser(commands),
+        "demo": demo.add_parser(commands),
+        "download": download.add_parser(commands),
+    }
     args, unknown = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
