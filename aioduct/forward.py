@@ -1,0 +1,356 @@
+"""Request forwarding: an ASGI application that reverse-proxies every request upstream.
+
+::
+
+    from aioduct.forward import asgi_app
+
+    app = asgi_app(upstream="http://127.0.0.1:8080")   # serve it: hypercorn module:app
+
+Each request goes to ``upstream`` + its path and query, and the answer comes back:
+
+* **Streaming both ways.** The request body flows from the ASGI server into the upstream
+  request as it arrives (an async iterator); the response body flows back chunk by chunk,
+  as received (``aiter_raw``: a gzip body stays gzip, with its headers). Neither is held
+  whole in memory.
+* **Hop-by-hop headers** (RFC 9110 §7.6.1) are dropped both ways: ``Connection`` and
+  every header any ``Connection`` field names (repeated fields too), ``Keep-Alive``,
+  ``Proxy-Connection``, ``Proxy-Authenticate``, ``Proxy-Authorization``, ``TE``,
+  ``Trailer``, ``Transfer-Encoding``, ``Upgrade``: nothing meant for one connection (a
+  proxy credential, a framing header) is smuggled to the other side.
+* **Forwarded** (RFC 7239) ``for=``/``proto=``/``host=`` and ``X-Forwarded-For``,
+  ``-Proto``, ``-Host`` describe the request *as this proxy received it*. Values the
+  client sent are dropped (they are whatever the client claims: spoofing), unless
+  ``trust_forwarded=True`` says a trusted proxy stands in front of this one: then this
+  proxy appends its element to theirs.
+* **Upstream failures** answer ``502 Bad Gateway`` (connect, protocol, read errors) or
+  ``504 Gateway Timeout`` (a deadline) with an RFC 9457 Problem Details body
+  (``application/problem+json``); the detail names the failure, never the upstream's
+  address. A failure after the response started cannot change its status: the
+  connection to the client is broken off instead, so a cut body never looks complete.
+* Redirects are passed back, not followed; nothing is decompressed; the client adds no
+  default headers.
+
+``h2c=True`` speaks HTTP/2 with prior knowledge to a cleartext upstream (gRPC and
+friends). ``client=`` supplies a configured :class:`~aioduct.Client` (its layers,
+timeouts and TLS settings apply; redirects are never followed); by default the app makes
+its own on first use (on the server's loop) and closes it at lifespan shutdown.
+WebSocket requests are refused (closed with 1013) for now.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from .errors import AioductError, InvalidURL, TimeoutError
+from .headers import Headers
+from .models import Request
+from .url import URL
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["HOP_BY_HOP", "ForwardApp", "asgi_app", "forwarded_element"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
+HOP_BY_HOP: Final = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    )
+)
+_FORWARDING: Final = frozenset(
+    ("forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host")
+)
+_TCHAR: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_log = logging.getLogger("aioduct.forward")
+
+
+def _value(text: str) -> str:
+    """A Forwarded parameter value: a token as is, anything else quoted (RFC 7239 §4)."""
+    if text and all(c in _TCHAR for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _node(host: str | None) -> str:
+    """A client address as a Forwarded node: IPv6 in brackets, unknown when unknown."""
+    if not host:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a Unix socket path or an obfuscated name
+    return f"[{ip}]" if ip.version == 6 else str(ip)
+
+
+def forwarded_element(for_: str | None, proto: str, host: str | None) -> str:
+    """One ``Forwarded`` element: ``for=...;proto=...;host=...`` (RFC 7239 §4)."""
+    parts = [f"for={_value(_node(for_))}", f"proto={_value(proto)}"]
+    if host:
+        parts.append(f"host={_value(host)}")
+    return ";".join(parts)
+
+
+def _connection_names(headers: list[tuple[str, str]]) -> set[str]:
+    """The headers named by every ``Connection`` field (repeated fields included)."""
+    return {
+        token.strip().lower()
+        for name, value in headers
+        if name == "connection"
+        for token in value.split(",")
+        if token.strip()
+    }
+
+
+def _end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` without hop-by-hop fields and those named in ``Connection``."""
+    named = _connection_names(headers)
+    return [(n, v) for n, v in headers if n not in HOP_BY_HOP and n not in named]
+
+
+def _problem(status: int, title: str, detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    body = msgspec.json.encode(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    )
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    return headers, body
+
+
+class _ClientGone(Exception):
+    """The downstream client disconnected while its body was being forwarded."""
+
+
+class ForwardApp:
+    """The ASGI application :func:`asgi_app` returns."""
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        client: Client | None = None,
+        h2c: bool = False,
+        trust_forwarded: bool = False,
+        preserve_host: bool = False,
+        **client_options: Any,
+    ) -> None:
+        base = URL(upstream)
+        if base.scheme not in ("http", "https"):
+            raise InvalidURL(f"upstream must be an http:// or https:// URL, not {upstream!r}")
+        if base.query:
+            raise InvalidURL(f"upstream must not have a query string: {upstream!r}")
+        if h2c and base.scheme != "http":
+            raise ValueError("h2c=True is HTTP/2 over cleartext: it needs an http:// upstream")
+        if client is not None and client_options:
+            raise TypeError("pass client options or client=, not both")
+        self.upstream = base
+        self._prefix = str(base).rstrip("/")  # + the request's own path, from its "/"
+        self._client = client
+        self._own = client is None
+        self._options = {
+            "follow_redirects": False,
+            "decompress": False,
+            "default_headers": False,
+            **client_options,
+        }
+        self.h2c = h2c
+        self.trust_forwarded = trust_forwarded
+        self.preserve_host = preserve_host
+
+    def _get_client(self) -> Client:
+        if self._client is None:
+            from .client import Client
+
+            self._client = Client(**self._options)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client this app made (a client passed in stays open)."""
+        if self._own and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1013})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- one request -----------------------------------------------------------------------
+
+    def _request(self, scope: Scope, receive: Receive) -> Request:
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        target = self._prefix + raw_path.decode("latin-1")
+        query = scope.get("query_string") or b""
+        if query:
+            target += "?" + query.decode("latin-1")
+        incoming = [
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in scope["headers"]
+        ]
+        host = next((v for n, v in incoming if n == "host"), None)
+        kept = _end_to_end(incoming)
+        url = URL(target)
+        pairs: list[tuple[str, str]] = [
+            ("Host", host if self.preserve_host and host else url.host_header)
+        ]
+        previous_forwarded: list[str] = []
+        previous_for: list[str] = []
+        for name, value in kept:
+            if name == "host":
+                continue
+            if name in _FORWARDING:
+                if self.trust_forwarded:
+                    if name == "forwarded":
+                        previous_forwarded.append(value)
+                    elif name == "x-forwarded-for":
+                        previous_for.append(value)
+                continue
+            pairs.append((name, value))
+        client_addr = scope.get("client")
+        peer = client_addr[0] if client_addr else None
+        scheme = scope.get("scheme", "http")
+        element = forwarded_element(peer, scheme, host)
+        pairs.append(("Forwarded", ", ".join([*previous_forwarded, element])))
+        pairs.append(("X-Forwarded-For", ", ".join([*previous_for, peer or "unknown"])))
+        pairs.append(("X-Forwarded-Proto", scheme))
+        if host:
+            pairs.append(("X-Forwarded-Host", host))
+        has_body = any(n in ("content-length", "transfer-encoding") for n, _ in incoming)
+        if any(n == "content-length" and v.strip() == "0" for n, v in incoming):
+            has_body = False
+        body = _body(receive) if has_body else None
+        return Request(
+            scope["method"],
+            url,
+            headers=Headers(pairs),
+            stream=body,
+            version="2" if self.h2c else None,
+        )
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            request = self._request(scope, receive)
+        except (AioductError, ValueError) as exc:
+            await _answer(send, 400, "Bad Request", f"the request cannot be forwarded: {exc}")
+            return
+        client = self._get_client()
+        try:
+            response = await client._engine.send(request, stream=True, follow_redirects=False)
+        except _ClientGone:
+            return
+        except TimeoutError as exc:
+            await _answer(
+                send,
+                504,
+                "Gateway Timeout",
+                f"the upstream server did not answer in time ({type(exc).__name__})",
+            )
+            return
+        except AioductError as exc:
+            await _answer(
+                send,
+                502,
+                "Bad Gateway",
+                "the upstream server could not be reached or answered invalidly "
+                f"({type(exc).__name__})",
+            )
+            return
+        try:
+            headers = [
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in _end_to_end(
+                    [(n.lower(), v) for n, v in response.headers.multi_items()]
+                )
+            ]
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers}
+            )
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except AioductError as exc:
+            # Too late for a 502: break the downstream connection so the cut is visible.
+            _log.warning("upstream failed mid-response for %s: %s", scope.get("path"), exc)
+            raise
+        finally:
+            await response.aclose()
+
+
+async def _body(receive: Receive) -> AsyncIterator[bytes]:
+    """The downstream request body, as the ASGI server hands it over."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone()
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def _answer(send: Send, status: int, title: str, detail: str) -> None:
+    headers, body = _problem(status, title, detail)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def asgi_app(
+    upstream: str,
+    *,
+    client: Client | None = None,
+    h2c: bool = False,
+    trust_forwarded: bool = False,
+    preserve_host: bool = False,
+    **client_options: Any,
+) -> ForwardApp:
+    """An ASGI app reverse-proxying every request to ``upstream`` (module docstring).
+
+    ``client_options`` configure the client the app makes (``read_timeout=``,
+    ``verify=``, ...) when no ``client`` is given. ``preserve_host`` sends the
+    downstream ``Host`` upstream instead of the upstream's own.
+    """
+    return ForwardApp(
+        upstream,
+        client=client,
+        h2c=h2c,
+        trust_forwarded=trust_forwarded,
+        preserve_host=preserve_host,
+        **client_options,
+    )
