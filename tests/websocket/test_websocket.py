@@ -477,3 +477,26 @@ async def test_server_messages_in_both_directions(script_server: ScriptServer) -
         await ws.send_text("reply")
         assert [m async for m in ws] == []
         assert (ws.close_code, ws.close_reason) == (1001, "going away")
+
+
+async def test_https_server_without_h2_gets_an_upgrade(
+    tls_script_server: ScriptServer, tls_ca: TLSMaterial
+) -> None:
+    """HTTP/2 offered by ALPN, the server picks HTTP/1.1: the extended CONNECT attempt
+    gives way to an Upgrade on the same connection."""
+
+    @tls_script_server.route("/ws")
+    async def handler(conn: Conn, req: ServerRequest) -> None:
+        await accept(conn, req)
+        side = ServerSide()
+        got = await side.read(conn, TextMessage)
+        assert isinstance(got, TextMessage)
+        await conn.send(frame(0x1, got.data.upper().encode()) + close_frame(1000))
+        await side.read(conn, CloseConnection)
+
+    async with aioduct.Client(verify=tls_ca.ca_pem_path) as c:
+        async with c.websocket(tls_script_server.url.replace("https", "wss") + "/ws") as ws:
+            assert ws.http_version == "1.1"
+            await ws.send_text("tls")
+            assert [m async for m in ws] == ["TLS"]
+    assert tls_script_server.connections_accepted == 1
