@@ -432,7 +432,6 @@ async def _attempt(
         finally:
             if state.missing():
                 state.save()
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(part, target)
@@ -487,7 +486,5 @@ async def _single_stream(
             written += len(data)
             if progress is not None:
                 progress(written, total)
-        out.flush()
-        os.fsync(out.fileno())
     os.replace(part, target)
     return Download(target, written, 1, 0, perf_counter() - started, None)
