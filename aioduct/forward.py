@@ -34,11 +34,13 @@ Each request goes to ``upstream`` + its path and query, and the answer comes bac
 friends). ``client=`` supplies a configured :class:`~aioduct.Client` (its layers,
 timeouts and TLS settings apply; redirects are never followed); by default the app makes
 its own on first use (on the server's loop) and closes it at lifespan shutdown.
-WebSocket requests are refused (closed with 1013) for now.
+WebSocket requests are relayed: a WebSocket is opened upstream (HTTP/1.1 Upgrade, or
+extended CONNECT over HTTP/2) and messages are copied both ways until one side closes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -175,6 +177,8 @@ class ForwardApp:
             "default_headers": False,
             **client_options,
         }
+        if h2c:  # a WebSocket opened upstream takes the same road as requests
+            self._options.setdefault("http2_prior_knowledge", True)
         self.h2c = h2c
         self.trust_forwarded = trust_forwarded
         self.preserve_host = preserve_host
@@ -199,7 +203,7 @@ class ForwardApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1013})
+            await self._websocket(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -213,7 +217,8 @@ class ForwardApp:
 
     # -- one request -----------------------------------------------------------------------
 
-    def _request(self, scope: Scope, receive: Receive) -> Request:
+    def _upstream(self, scope: Scope) -> tuple[URL, list[tuple[str, str]], list[tuple[str, str]]]:
+        """The upstream URL, the headers to send there, and the incoming ones."""
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         target = self._prefix + raw_path.decode("latin-1")
         query = scope.get("query_string") or b""
@@ -244,13 +249,19 @@ class ForwardApp:
             pairs.append((name, value))
         client_addr = scope.get("client")
         peer = client_addr[0] if client_addr else None
-        scheme = scope.get("scheme", "http")
+        scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), "http")
+        if scope.get("scheme") in ("http", "https"):
+            scheme = scope["scheme"]
         element = forwarded_element(peer, scheme, host)
         pairs.append(("Forwarded", ", ".join([*previous_forwarded, element])))
         pairs.append(("X-Forwarded-For", ", ".join([*previous_for, peer or "unknown"])))
         pairs.append(("X-Forwarded-Proto", scheme))
         if host:
             pairs.append(("X-Forwarded-Host", host))
+        return url, pairs, incoming
+
+    def _request(self, scope: Scope, receive: Receive) -> Request:
+        url, pairs, incoming = self._upstream(scope)
         has_body = any(n in ("content-length", "transfer-encoding") for n, _ in incoming)
         if any(n == "content-length" and v.strip() == "0" for n, v in incoming):
             has_body = False
@@ -310,6 +321,80 @@ class ForwardApp:
             raise
         finally:
             await response.aclose()
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Relay a WebSocket: open one upstream (same path, subprotocols and end-to-end
+        headers), accept the client's with the upstream's subprotocol, then copy
+        messages both ways until either side closes (its close code is passed on)."""
+        import asyncio
+
+        from .websocket import connect
+
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        try:
+            url, pairs, _ = self._upstream(scope)
+            skip = {"host", "sec-websocket-key", "sec-websocket-version"}
+            skip |= {"sec-websocket-extensions", "sec-websocket-protocol"}
+            headers = [(n, v) for n, v in pairs if n.lower() not in skip]
+            client = self._get_client()
+            upstream = await connect(
+                client,
+                client._engine,
+                url,
+                subprotocols=list(scope.get("subprotocols") or ()),
+                headers=headers,
+            )
+        except (AioductError, ValueError) as exc:
+            _log.warning("upstream WebSocket for %s failed: %s", scope.get("path"), exc)
+            await send({"type": "websocket.close", "code": 1011})  # before accept: a 403
+            return
+        await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+
+        async def downstream_to_upstream() -> None:
+            while True:
+                event = await receive()
+                if event["type"] == "websocket.disconnect":
+                    code = int(event.get("code") or 1000)
+                    await upstream.close(code if code not in (1005, 1006) else 1000)
+                    return
+                if event.get("text") is not None:
+                    await upstream.send_text(event["text"])
+                elif event.get("bytes") is not None:
+                    await upstream.send_bytes(event["bytes"])
+
+        async def upstream_to_downstream() -> None:
+            try:
+                async for data in upstream:
+                    if isinstance(data, str):
+                        await send({"type": "websocket.send", "text": data})
+                    else:
+                        await send({"type": "websocket.send", "bytes": data})
+            except AioductError:
+                pass
+            code = upstream.close_code or 1000
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": 1011 if code == 1006 else code,
+                    "reason": upstream.close_reason or "",
+                }
+            )
+
+        tasks = [
+            asyncio.ensure_future(downstream_to_upstream()),
+            asyncio.ensure_future(upstream_to_downstream()),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not upstream.closed:
+                with contextlib.suppress(AioductError):
+                    await upstream.close()
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:

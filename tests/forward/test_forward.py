@@ -1,3 +1,4 @@
+# ruff: noqa: SIM117  (nested blocks: each server and client has its own scope)
 """aioduct.forward.asgi_app under hypercorn, in front of nginx (and, to see exactly which
 headers arrive upstream or come back, in front of the scripted server)."""
 
@@ -207,3 +208,39 @@ def test_invalid_configuration() -> None:
         asgi_app("https://x/", h2c=True)
     with pytest.raises(TypeError):
         asgi_app("http://x/", client=aioduct.Client(), read_timeout=1)
+
+
+@pytest.mark.parametrize("h2c", [False, True])
+async def test_websockets_are_relayed(h2c: bool) -> None:
+    """A WebSocket through the proxy: opened upstream (Upgrade, or extended CONNECT over
+    h2c), the subprotocol and the close code passed on both ways."""
+    from aioduct.testing.asgi import echo_websocket_app
+
+    with ASGIServer(echo_websocket_app) as upstream:
+        with ASGIServer(asgi_app(upstream.url, h2c=h2c)) as srv:
+            async with aioduct.Client() as c:
+                async with c.websocket(srv.ws_url + "/chat", subprotocols=["echo.x"]) as ws:
+                    assert ws.subprotocol == "echo.x"
+                    await ws.send_text("through")
+                    assert await ws.receive() == "through"
+                    await ws.send_bytes(b"\x00bin")
+                    assert await ws.receive() == b"\x00bin"
+                    await ws.send_text("close-me")  # the upstream closes: 1000 "asked to"
+                    assert [m async for m in ws] == []
+                    assert (ws.close_code, ws.close_reason) == (1000, "asked to")
+                async with c.websocket(srv.ws_url + "/close/4003") as ws:
+                    with pytest.raises(aioduct.WebSocketClosed) as info:
+                        await ws.receive()
+                    assert info.value.code == 4003
+                async with c.websocket(srv.ws_url) as ws:  # we close: relayed upstream
+                    await ws.send_text("x")
+                    assert await ws.receive() == "x"
+                assert ws.close_code == 1000
+
+
+async def test_websocket_to_an_unreachable_upstream_is_refused() -> None:
+    with ASGIServer(asgi_app(f"http://127.0.0.1:{_closed_port()}")) as srv:
+        async with aioduct.Client() as c:
+            with pytest.raises(aioduct.WebSocketHandshakeError, match="403"):
+                async with c.websocket(srv.ws_url + "/x"):
+                    pass
