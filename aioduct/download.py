@@ -388,6 +388,11 @@ async def _attempt(
         if probe.status != 206:
             _unexpected(probe, "bytes 0-0")
         got = parse_content_range(probe.headers.get("content-range"))
+        if got is not None and got[0] == 0 and got[1] == got[2] - 1 and got[1] > 0:
+            # All of it for bytes=0-0 (allowed: a server may send more than asked,
+            # RFC 9110 §14.2): this answer is the whole file, read as one stream.
+            _check_identity(probe)
+            return await _single_stream(probe, target, part, state_path, progress, started)
         if got is None or got[:2] != (0, 0):
             raise DownloadError(
                 f"asked for bytes 0-0 but the server answered Content-Range "

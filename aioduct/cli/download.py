@@ -44,7 +44,9 @@ def _bar(done: int, total: int | None, width: int = 30) -> str:
 def _run(args: argparse.Namespace) -> int:
     import aioduct
 
-    output = args.output or Path(urlsplit(args.url).path).name or "index.html"
+    output = args.output or Path(urlsplit(args.url).path).name
+    if output in ("", ".", ".."):
+        output = "index.html"
     if args.chunks < 1:
         print("aioduct download: --chunks must be at least 1", file=sys.stderr)
         return 1

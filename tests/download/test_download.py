@@ -103,6 +103,19 @@ async def test_server_that_ignores_range_gives_one_stream(
     assert (tmp_path / "f").read_bytes() == BODY
 
 
+async def test_probe_answered_with_the_whole_file_is_one_stream(
+    script_server: ScriptServer, tmp_path: Path
+) -> None:
+    @script_server.route("/file")
+    async def handler(conn: Conn, req: ServerRequest) -> None:
+        rng = f"bytes 0-{len(BODY) - 1}/{len(BODY)}"
+        await conn.send_response(206, [("Content-Range", rng)], BODY)
+
+    async with aioduct.Client() as c:
+        d = await c.download(script_server.url + "/file", tmp_path / "f", chunks=8)
+    assert d.chunks == 1 and (tmp_path / "f").read_bytes() == BODY
+
+
 async def test_wrong_content_range_never_reaches_the_file(
     script_server: ScriptServer, tmp_path: Path
 ) -> None:
