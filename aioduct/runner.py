@@ -85,6 +85,7 @@ class JobRunner:
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._gates: HostGates[asyncio.Future[None]] = HostGates(settings.per_host_concurrency)
         self._polite = self._gates.active
+        self._retrying = client.config.retry is not None
 
     async def run(self, job: Job) -> Result:
         """Run ``job`` and describe the outcome; never raises an error.
@@ -142,7 +143,9 @@ class JobRunner:
             return error_result(job, exc, worker=self.worker, attempts=exc.attempts)
         except (ValueError, TypeError) as exc:  # a job the client refuses to build
             return error_result(job, InvalidURL(str(exc)), worker=self.worker)
-        result = response_result(job, response, worker=self.worker, attempts=response.attempts)
+        # (response.attempts is only ever set by the retry layer: skip its lookup without one)
+        attempts = response.attempts if self._retrying else 1
+        result = response_result(job, response, worker=self.worker, attempts=attempts)
         if not self.settings.keep_body:
             result.body = None
         return result
