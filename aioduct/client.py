@@ -203,10 +203,6 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                     "'package.module:name' import strings (each worker imports them), or "
                     "use the send engine"
                 )
-            if config.middleware:
-                from .middleware import resolve_middleware
-
-                resolve_middleware(config.middleware)  # fail here, not in every worker
             from .local.sender import LocalSender
 
             self._engine = LocalSender(config, workers=workers)

@@ -206,6 +206,10 @@ class LocalEngine(BulkEngine):
         config = with_runner_policies(
             bulk_config(config, options, concurrency), retry=retry, per_host_rate=per_host_rate
         )
+        if config.middleware:  # imported in every worker: fail here, in the caller, first
+            from ..middleware import resolve_middleware
+
+            resolve_middleware(config.middleware)
         self.config = config
         self.settings = RunnerSettings(
             concurrency=concurrency, per_host_concurrency=per_host_concurrency, keep_body=keep_body
