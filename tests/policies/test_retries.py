@@ -56,6 +56,18 @@ def test_503_and_429_are_retried_with_backoff_or_retry_after(
 
 
 @pytest.mark.parametrize("kind", ["async", "blocking"])
+def test_a_streamed_response_is_drained_before_the_retry(
+    script_server: ScriptServer, kind: str
+) -> None:
+    flaky(script_server, "/streamed", 2)
+    with Driver(kind, record=True, retry=aioduct.RetryConfig(**NO_JITTER)) as client:
+        status, chunks = client.stream_bytes(script_server.url + "/streamed")
+        assert (status, b"".join(chunks), client.sleeps) == (200, b"fine", [0.25, 0.5])
+        assert script_server.connections_accepted == 1  # drained: the connection was reused
+        assert client.pool().idle_connections() == 1
+
+
+@pytest.mark.parametrize("kind", ["async", "blocking"])
 def test_gives_up_after_max_retries_with_the_last_response(
     script_server: ScriptServer, kind: str
 ) -> None:
@@ -215,10 +227,23 @@ def test_every_driver_retries_against_nginx(nginx: Nginx, kind: str) -> None:
 def test_local_engine_results_count_the_layer_attempts(script_server: ScriptServer) -> None:
     skip_unless_local_usable("local")
     flaky(script_server, "/flaky", 2, retry_after="0")
+    resets = {"n": 0}
+
+    @script_server.route("/reset")
+    async def reset(conn: Conn, req: ServerRequest) -> None:
+        resets["n"] += 1
+        if resets["n"] == 1:
+            await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+            conn.reset()
+        else:
+            await conn.send_response(200, [], b"whole")
+
     retry = aioduct.RetryConfig(max_retries=4, initial_backoff=0.001)
     with aioduct.LocalEngine(workers=1, retry=retry) as engine:
         r = engine.request("GET", script_server.url + "/flaky")
         assert (r.status, r.body, r.attempts) == (200, b"fine", 3)
+        r = engine.request("GET", script_server.url + "/reset")
+        assert (r.status, r.body, r.attempts) == (200, b"whole", 2)
         posted = engine.request("POST", script_server.url + "/flaky")
         assert posted.attempts == 1  # idempotent methods only, as on every client
     with pytest.raises(ValueError, match="set it once"):
