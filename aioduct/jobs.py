@@ -64,6 +64,13 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """``None`` uses the engine's config."""
     meta: Any = None
     """Anything msgpack can encode; echoed on the Result untouched."""
+    save_to: str | None = None
+    """Download the URL into this file (``Client.download``: parallel ranges, If-Range,
+    resume) instead of returning its body. One worker runs the whole download, so the
+    ranges of a file never cross workers; the Result has ``status`` 200, ``size`` and
+    ``value`` (the :class:`~aioduct.Download` as a dict), no body."""
+    chunks: int = 8
+    """Ranges a ``save_to`` download fetches at once."""
 
     def __post_init__(self) -> None:
         # Runs for every job a map() builds, mostly a bare GET: the common case (no

@@ -41,7 +41,7 @@ import msgspec
 
 from . import processing
 from .config import ClientConfig, check_option_names
-from .errors import AioductError, InvalidURL
+from .errors import AioductError, DownloadError, InvalidURL
 from .jobs import Job, Result, error_result, job_url, response_result
 from .limits import per_host_rate_limit
 from .politeness import HostGates
@@ -137,6 +137,8 @@ class JobRunner:
         self._free += 1
 
     async def _attempts(self, job: Job, url: URL) -> Result:
+        if job.save_to is not None:
+            return await self._download(job, url)
         try:
             response = await self.client.request(job.method, url, **job.request_options())
         except AioductError as exc:
@@ -149,6 +151,33 @@ class JobRunner:
         if not self.settings.keep_body:
             result.body = None
         return result
+
+    async def _download(self, job: Job, url: URL) -> Result:
+        """A ``save_to`` job: the whole range download here, in this worker."""
+        assert job.save_to is not None
+        headers = job.headers or None
+        try:
+            done = await self.client.download(url, job.save_to, chunks=job.chunks, headers=headers)
+        except (AioductError, OSError, ValueError) as exc:
+            error = exc if isinstance(exc, AioductError) else DownloadError(f"{exc}")
+            return error_result(job, error, worker=self.worker)
+        return Result(
+            id=job.id,
+            url=job.url,
+            final_url=job.url,
+            status=200,
+            size=done.size,
+            worker=self.worker,
+            meta=job.meta,
+            value={
+                "path": str(done.path),
+                "size": done.size,
+                "chunks": done.chunks,
+                "resumed": done.resumed,
+                "elapsed": done.elapsed,
+                "validator": done.validator,
+            },
+        )
 
     # -- politeness ------------------------------------------------------------------------------
 

@@ -43,12 +43,14 @@ def test_websocket_examples() -> None:
             run(code, {"ws://localhost:8000": srv.ws_url})
 
 
-def test_download_example(nginx: Nginx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_examples(nginx: Nginx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    (code,) = blocks("download.md", "# runnable")
-    out = run(code, {"http://localhost:8000": nginx.http_url})
+    first, jobs = blocks("download.md", "# runnable")
+    out = run(first, {"http://localhost:8000": nginx.http_url})
     assert "big.bin: 10485760 bytes" in out
     assert (tmp_path / "big.bin").stat().st_size == 10 * 1024 * 1024
+    out = run(jobs, {"http://localhost:8000": nginx.http_url})
+    assert sorted(out.splitlines()) == ["200 1048576 1m.bin", "200 10485760 10m.bin"]
 
 
 def test_forwarding_examples(nginx: Nginx) -> None:

@@ -296,3 +296,23 @@ def test_blocking_download_on_the_local_engine(nginx: Nginx, tmp_path: Path) -> 
         d = c.download(nginx.http_url + "/bytes/1m", tmp_path / "f", chunks=2)
     assert (tmp_path / "f").read_bytes() == deterministic_bytes(MB)
     assert d.size == MB
+
+
+@pytest.mark.parametrize("engine", ["local", "send"])
+def test_download_jobs(nginx: Nginx, tmp_path: Path, engine: str) -> None:
+    """Job(save_to=...) on a bulk engine: each file downloaded whole by one worker."""
+    jobs = [
+        aioduct.Job(url=nginx.http_url + "/bytes/10m", save_to=str(tmp_path / "a"), chunks=4),
+        aioduct.Job(url=nginx.http_url + "/bytes/1m", save_to=str(tmp_path / "b"), meta="m"),
+        aioduct.Job(url=nginx.http_url + "/bytes/none", save_to=str(tmp_path / "c")),
+    ]
+    bulk = aioduct.LocalEngine(workers=2) if engine == "local" else aioduct.SendEngine()
+    with bulk:
+        results = sorted(bulk.map(jobs), key=lambda r: str(r.id))
+    a, b, c = results
+    assert (a.status, a.size, a.body) == (200, 10 * MB, None)
+    assert a.value["chunks"] == 4 and a.value["path"] == str(tmp_path / "a")
+    assert (tmp_path / "a").read_bytes() == deterministic_bytes(10 * MB)
+    assert b.meta == "m" and (tmp_path / "b").read_bytes() == deterministic_bytes(MB)
+    assert c.status == 0 and c.error is not None and c.error.kind == "StatusError"
+    assert not (tmp_path / "c").exists()
