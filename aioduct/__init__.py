@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import ClientConfig, Http2Config, Timeout
+from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -66,6 +67,8 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "DecodeError",
+    "DoHResolver",
+    "DoTResolver",
     "EngineStats",
     "EngineUnavailable",
     "Headers",
@@ -85,11 +88,13 @@ __all__ = [
     "RedirectPolicy",
     "RemoteProtocolError",
     "Request",
+    "Resolver",
     "Response",
     "Result",
     "RetryConfig",
     "SendEngine",
     "StatusError",
+    "SystemResolver",
     "TLSError",
     "Timeout",
     "TimeoutError",

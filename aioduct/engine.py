@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .decompress import decode_body, response_codings
-from .dns import Resolver, literal_address
+from .dns import Resolver, ResolverCache, literal_address, resolver_from_config
 from .errors import (
     AioductError,
     ConnectError,
@@ -36,6 +36,8 @@ from .errors import (
     RemoteProtocolError,
     TooManyRedirects,
 )
+from .eyeballs import connect as connect_first
+from .eyeballs import format_address
 from .headers import Headers
 from .layers import Hop, Layer, run_layers
 from .models import Request, Response, Timings
@@ -49,7 +51,9 @@ from .tls import (
     SessionCache,
     SessionKey,
     certificate_covers,
+    check_pins,
     create_ssl_context,
+    keylog_file,
     tls_error,
     verify_setting,
 )
@@ -86,8 +90,15 @@ class Engine:
         redirect_policy: RedirectPolicy | None = None,
         runtime: Runtime | None = None,
         layers: tuple[Layer, ...] = (),
+        resolver: Resolver | None = None,
     ) -> None:
         self.config = config
+        #: Who resolves names (None: the system resolver); bound per runtime in _make_pool.
+        self._dns = resolver or resolver_from_config(
+            config.dns_over_https,
+            config.dns_over_tls,
+            config.verify_certificates and config.verify,
+        )
         #: The client's policies around each hop (see :mod:`aioduct.layers`).
         self.layers = layers
         self._ssl_context = ssl_context
@@ -97,7 +108,7 @@ class Engine:
         self._fixed_runtime = runtime
         self._runtime: Runtime | None = None
         self._pool: ConnectionPool[Connection] | None = None
-        self._resolver: Resolver | None = None
+        self._resolver: ResolverCache | None = None
         #: TLS sessions to resume, per server and TLS settings (tls_session_cache).
         self._sessions = SessionCache() if config.tls_session_cache else None
         self._closed = False
@@ -132,7 +143,7 @@ class Engine:
     def _make_pool(self, runtime: Runtime) -> tuple[Runtime, ConnectionPool[Connection]]:
         cfg = self.config
         self._runtime = runtime
-        self._resolver = Resolver(runtime)
+        self._resolver = ResolverCache(runtime, self._dns, cfg.resolve)
         self._pool = ConnectionPool(
             runtime,
             max_idle_per_host=cfg.pool_max_idle_per_host,
@@ -152,6 +163,8 @@ class Engine:
         self._closed = True
         if self._pool is not None:
             self._pool.close()
+        if self._resolver is not None:
+            self._resolver.close()
 
     async def aclose(self) -> None:
         self.close()
@@ -330,8 +343,9 @@ class Engine:
         head_at = perf_counter()
         if reused:
             dns = connect = tls = None
+            address = conn.setup_timings[3]
         else:
-            dns, connect, tls = conn.setup_timings
+            dns, connect, tls, address = conn.setup_timings
             if conn.session_key is not None:
                 # The first response came after any TLS 1.3 ticket the server sends
                 # right after the handshake: now the session is worth keeping.
@@ -343,7 +357,7 @@ class Engine:
             head.headers,
             head.http_version,
             request,
-            (dns, connect, tls, head_at - sent_at, head_at - deadlines.started, pool_wait),
+            (dns, connect, tls, head_at - sent_at, head_at - deadlines.started, pool_wait, address),
         )
         if head.status == 101:
             # The connection now speaks another protocol and leaves the pool for good:
@@ -395,7 +409,9 @@ class Engine:
                 f"response has {len(head.headers)} header fields, more than "
                 f"max_response_headers={self.config.max_response_headers}"
             )
-        dns, connect, tls = (None, None, None) if reused else conn.setup_timings
+        dns, connect, tls, address = conn.setup_timings
+        if reused:
+            dns = connect = tls = None
         response = Response(
             head.status,
             headers=Headers._adopt(head.headers),
@@ -408,6 +424,7 @@ class Engine:
                 ttfb=head_at - sent_at,
                 total=head_at - deadlines.started,
                 pool_wait=pool_wait,
+                address=address,
             ),
         )
         if request.protocol is not None and 200 <= head.status < 300:
@@ -447,16 +464,26 @@ class Engine:
         ]
         if not candidates:
             return None
-        addresses = literal_address(key.host)
-        if addresses is None:
+        literal = literal_address(key.host)
+        if literal is None:
             try:
-                addresses, _ = await resolver.resolve(key.host, key.port)
+                targets, _ = await resolver.resolve(key.host, key.port)
             except AioductError:
                 return None  # connecting reports the error
-        ips = {ip for _family, ip in addresses}
+            ips = {target[1] for target in targets}
+        else:
+            ips = {ip for _family, ip in literal}
+        pins = self.config.pinned_sha256
         for conn in candidates:
             peer = conn.stream.peer_address
             if peer is not None and peer[0] in ips and conn.has_capacity():
+                if pins:
+                    # The connection passed the pins at its handshake; checked again so
+                    # that no path hands out an unpinned connection.
+                    try:
+                        check_pins(conn.stream.ssl_object, pins, key.host, key.port)
+                    except AioductError:
+                        continue
                 pool.add_alias(conn, key)
                 conn.in_use += 1
                 return conn
@@ -482,34 +509,30 @@ class Engine:
         deadline = deadlines.for_connect()
         started = perf_counter()
         dns_time = tls_time = None
-        addresses = literal_address(host)
+        literal = literal_address(host)
         try:
-            if addresses is None:
+            if literal is None:
                 if deadline is None or not runtime.background:
                     # (getaddrinfo in the calling thread cannot be interrupted)
-                    addresses, looked_up = await self._resolver.resolve(host, port)
+                    addresses, looked_up = await self._resolver.resolve(host, port, deadline)
                 else:
                     async with asyncio.timeout_at(deadline):
-                        addresses, looked_up = await self._resolver.resolve(host, port)
+                        addresses, looked_up = await self._resolver.resolve(host, port, deadline)
                 if looked_up:
                     dns_time = perf_counter() - started
+            else:
+                addresses = [(family, ip, port) for family, ip in literal]
             tcp_started = perf_counter()
-            stream = None
-            errors: list[str] = []
-            for _family, ip in addresses:
-                try:
-                    stream = await runtime.open_tcp(
-                        ip,
-                        port,
-                        deadline=deadline,
-                        local_address=cfg.local_address,
-                        keepalive=cfg.tcp_keepalive,
-                    )
-                    break
-                except OSError as exc:
-                    errors.append(f"{ip}: {exc.strerror or exc}")
-            if stream is None:
-                raise ConnectError(f"cannot connect to {host}:{port} ({'; '.join(errors)})")
+            stream, target = await connect_first(
+                runtime,
+                addresses,
+                delay=cfg.happy_eyeballs_delay,
+                deadline=deadline,
+                local_address=cfg.local_address,
+                keepalive=cfg.tcp_keepalive,
+                host=f"{host}:{port}",
+            )
+            address = format_address(target[1], target[2])
             connect_time = perf_counter() - tcp_started
             session_key = None
             if key.scheme == "https":
@@ -519,6 +542,9 @@ class Engine:
                     verify_setting(cfg.verify_certificates and cfg.verify, trust_env=cfg.trust_env),
                     cfg.cert,
                     ALPN_H2 if offer_h2 else ALPN_HTTP11,
+                    cfg.min_tls_version,
+                    cfg.max_tls_version,
+                    keylog_file(cfg.trust_env),
                 )
                 sessions = self._sessions
                 session = None
@@ -537,6 +563,12 @@ class Engine:
                     ) from None
                 tls_time = perf_counter() - tls_started
                 ssl_object = stream.ssl_object
+                if cfg.pinned_sha256:
+                    try:
+                        check_pins(ssl_object, cfg.pinned_sha256, host, port)
+                    except AioductError:
+                        stream.close()
+                        raise
                 if session is not None and ssl_object is not None and not ssl_object.session_reused:
                     assert sessions is not None and session_key is not None
                     sessions.discard(session_key, session)  # declined: keep the next one
@@ -570,7 +602,7 @@ class Engine:
                     raise ConnectError(
                         f"HTTP/2 connection to {host}:{port} failed during setup: {exc}"
                     ) from None
-                h2conn.setup_timings = (dns_time, connect_time, tls_time)
+                h2conn.setup_timings = (dns_time, connect_time, tls_time, address)
                 if session_key is not None:
                     # The server's SETTINGS came after any TLS 1.3 ticket it sends.
                     self._save_session(session_key, stream)
@@ -585,7 +617,7 @@ class Engine:
             max_head_bytes=cfg.max_response_head_bytes,
             max_headers=cfg.max_response_headers,
         )
-        conn.setup_timings = (dns_time, connect_time, tls_time)
+        conn.setup_timings = (dns_time, connect_time, tls_time, address)
         conn.session_key = session_key
         return conn
 
