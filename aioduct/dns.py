@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from .errors import AioductError, ConnectError
+from .errors import TimeoutError as AioductTimeout
 from .runtimes import Expired, Runtime
 
 if TYPE_CHECKING:
@@ -229,44 +230,61 @@ class _DoHLookup:
         queries = [_query(host, kind, zero_id=True) for kind in kinds]
         if self._runtime.background:
             wires = await asyncio.gather(
-                *(self._ask(q, deadline) for q in queries), return_exceptions=True
+                *(self._ask(host, q, deadline) for q in queries), return_exceptions=True
             )
         else:
             wires = []
             for q in queries:
                 try:
-                    wires.append(await self._ask(q, deadline))
+                    wires.append(await self._ask(host, q, deadline))
                 except AioductError as exc:
                     wires.append(exc)
         return _combine(host, queries, wires, f"DoH server {self._resolver.url}")
 
-    async def _ask(self, query: dns.message.Message, deadline: float | None) -> bytes:
+    async def _ask(self, host: str, query: dns.message.Message, deadline: float | None) -> bytes:
+        from .headers import Headers
         from .models import Request
+        from .url import URL
 
         resolver = self._resolver
         wire = query.to_wire()
-        headers = {"accept": "application/dns-message"}
         if resolver.method == "GET":
             encoded = base64.urlsafe_b64encode(wire).rstrip(b"=").decode()
             sep = "&" if "?" in resolver.url else "?"
-            request = Request("GET", f"{resolver.url}{sep}dns={encoded}", headers=_h(headers))
+            url = URL(f"{resolver.url}{sep}dns={encoded}")
+            fields = [("Host", url.host_header), ("Accept", "application/dns-message")]
+            request = Request("GET", url, headers=Headers(fields))
         else:
-            headers["content-type"] = "application/dns-message"
-            request = Request("POST", resolver.url, headers=_h(headers), content=wire)
+            url = URL(resolver.url)
+            fields = [
+                ("Host", url.host_header),
+                ("Accept", "application/dns-message"),
+                ("Content-Type", "application/dns-message"),
+            ]
+            request = Request("POST", url, headers=Headers(fields), content=wire)
         timeout = resolver.timeout
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - self._runtime.now()))
         where = f"DoH server {resolver.url}"
         try:
             response = await self._private_engine().send(request, timeout=timeout)
+        except AioductTimeout:
+            raise ConnectError(
+                f"cannot resolve host {host!r}: {where} did not answer in time ({timeout:g} s)"
+            ) from None
         except AioductError as exc:
-            raise ConnectError(f"{where} failed: {exc}") from None
+            reason = exc.args[0] if exc.args else exc
+            raise ConnectError(f"cannot resolve host {host!r}: {where} failed: {reason}") from None
         if response.status != 200:
-            raise ConnectError(f"{where} answered HTTP {response.status}, not a DNS message")
+            raise ConnectError(
+                f"cannot resolve host {host!r}: {where} answered HTTP {response.status}, "
+                "not a DNS message"
+            )
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/dns-message":
             raise ConnectError(
-                f"{where} answered with Content-Type {kind or 'none'!r}, not "
+                f"cannot resolve host {host!r}: {where} answered with Content-Type "
+                f"{kind or 'none'!r}, not "
                 "application/dns-message; is the URL its RFC 8484 endpoint?"
             )
         return response.content
@@ -275,12 +293,6 @@ class _DoHLookup:
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
-
-
-def _h(mapping: dict[str, str]) -> Any:
-    from .headers import Headers
-
-    return Headers(mapping)
 
 
 class DoTResolver(Resolver):
@@ -330,23 +342,33 @@ class DoTResolver(Resolver):
                         stream, context, self.server_hostname, deadline=deadline
                     )
                 except (ssl.SSLError, ssl.CertificateError) as exc:
-                    raise ConnectError(f"{where}: {tls_error(exc, self.host, self.port)}") from None
+                    reason = tls_error(exc, self.host, self.port)
+                    raise ConnectError(f"cannot resolve host {host!r}: {where}: {reason}") from None
                 stream.write(b"".join(_framed(q.to_wire()) for q in queries))
                 await stream.drain(deadline)
-                wires = await _read_framed(stream, len(queries), deadline, where)
+                wires = await _read_framed(
+                    stream, len(queries), deadline, f"cannot resolve host {host!r}: {where}"
+                )
             finally:
                 stream.close()
         except Expired:
-            raise ConnectError(f"{where} did not answer for {host!r} in time") from None
+            raise ConnectError(
+                f"cannot resolve host {host!r}: {where} did not answer in time"
+            ) from None
         except OSError as exc:
-            raise ConnectError(f"{where} failed: {exc.strerror or exc}") from None
-        by_id = {}
-        for wire in wires:
-            by_id[int.from_bytes(wire[:2], "big") if len(wire) >= 2 else -1] = wire
-        answers: list[bytes | BaseException] = [
-            by_id.get(q.id, ConnectError(f"{where} sent no answer to query {q.id}"))
-            for q in queries
-        ]
+            raise ConnectError(
+                f"cannot resolve host {host!r}: {where} failed: {exc.strerror or exc}"
+            ) from None
+        # Answers may come in any order (RFC 7858 §3.3): match them by message id; one
+        # matching no query is parsed as the next query's (and reported as what it is).
+        remaining = list(wires)
+        answers: list[bytes | BaseException] = []
+        for query in queries:
+            match = next((w for w in remaining if w[:2] == query.id.to_bytes(2, "big")), None)
+            if match is None:
+                match = remaining[0]
+            remaining.remove(match)
+            answers.append(match)
         return _combine(host, queries, answers, where)
 
 

@@ -98,9 +98,7 @@ def serve_doh(server: ScriptServer, zone: Zone, path: str = "/dns-query") -> str
         if answer is None:
             await conn.sleep(30)
             return
-        await conn.send_response(
-            200, [("Content-Type", "application/dns-message")], answer
-        )
+        await conn.send_response(200, [("Content-Type", "application/dns-message")], answer)
 
     server.add_route(path, handle)
     return server.url + path

@@ -83,9 +83,7 @@ def test_a_blackholed_ipv4_address_loses_to_ipv6(driver: str, v6_server: ScriptS
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_a_refused_address_starts_the_next_at_once(
-    driver: str, v4_server: ScriptServer
-) -> None:
+def test_a_refused_address_starts_the_next_at_once(driver: str, v4_server: ScriptServer) -> None:
     """A refusal does not wait for the delay (an hour here) before the next address."""
     with socket.socket(socket.AF_INET6) as closed:
         closed.bind(("::1", 0))
