@@ -556,7 +556,8 @@ class Engine:
                         stream, context, host, deadline=deadline, session=session
                     )
                 except (ssl.SSLError, ssl.CertificateError) as exc:
-                    raise tls_error(exc, host, port) from None
+                    versions = (cfg.min_tls_version, cfg.max_tls_version)
+                    raise tls_error(exc, host, port, versions) from None
                 except OSError as exc:
                     raise ConnectError(
                         f"connection to {host}:{port} failed during the TLS handshake: {exc}"

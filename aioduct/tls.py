@@ -79,7 +79,7 @@ def create_ssl_context(
     Wireshark: see :func:`keylog_file`).
     """
     if verify is False:
-        context = ssl.create_default_context()
+        context = _new_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     elif verify == "system":
@@ -87,14 +87,14 @@ def create_ssl_context(
 
         context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     elif verify is True:
-        context = ssl.create_default_context(cafile=certifi.where())
+        context = _new_context(cafile=certifi.where())
     else:
         path = os.fspath(verify)
         if os.path.isdir(path):
-            context = ssl.create_default_context(capath=path)
+            context = _new_context(capath=path)
         elif os.path.isfile(path):
             try:
-                context = ssl.create_default_context(cafile=path)
+                context = _new_context(cafile=path)
             except ssl.SSLError as exc:
                 raise TLSError(f"cannot load CA bundle {path!r}: {exc}") from None
         else:
@@ -118,6 +118,18 @@ def create_ssl_context(
             raise TLSError(f"cannot load client certificate {certfile!r}: {exc}") from None
     if alpn:
         context.set_alpn_protocols(list(alpn))
+    return context
+
+
+def _new_context(cafile: str | None = None, capath: str | None = None) -> ssl.SSLContext:
+    """``ssl.create_default_context`` without its environment lookup: it would log
+    TLS secrets to ``SSLKEYLOGFILE`` even with ``trust_env=False`` (and fail on a bad
+    path before we could say what is wrong); :func:`keylog_file` decides instead."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, checks host names
+    if cafile is None and capath is None:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    else:
+        context.load_verify_locations(cafile, capath)
     return context
 
 
@@ -310,8 +322,32 @@ class SessionCache:
         self._sessions.clear()
 
 
-def tls_error(exc: BaseException, host: str, port: int) -> TLSError:
-    """Translate an ``ssl`` exception from a handshake into a :class:`TLSError`."""
+def tls_error(
+    exc: BaseException,
+    host: str,
+    port: int,
+    versions: tuple[str | None, str | None] = (None, None),
+) -> TLSError:
+    """Translate an ``ssl`` exception from a handshake into a :class:`TLSError`.
+
+    ``versions`` are the client's ``min_tls_version``/``max_tls_version``: when one is
+    set, a failure that is not about the certificate says it may be the cause.
+    """
+    error = _tls_error(exc, host, port)
+    low, high = versions
+    if (low or high) and not isinstance(exc, ssl.SSLCertVerificationError):
+        bounds = " and ".join(
+            f"{name}={value!r}"
+            for name, value in (("min_tls_version", low), ("max_tls_version", high))
+            if value
+        )
+        return TLSError(
+            f"{error}; {bounds} is set: the server may not speak a TLS version in that range"
+        )
+    return error
+
+
+def _tls_error(exc: BaseException, host: str, port: int) -> TLSError:
     where = f"{host}:{port}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or exc.reason or str(exc)
