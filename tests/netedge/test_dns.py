@@ -314,3 +314,43 @@ async def test_ttl_zero_is_not_cached_and_concurrent_lookups_share_one() -> None
     await cache.resolve("a.test", 80)
     assert slow.asked == ["a.test", "a.test"]
     assert len(cache) == 0
+
+
+@pytest.mark.parametrize("driver", ["asyncio", "blocking"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_doh_over_http2_shares_one_connection(
+    driver: str, method: str, origin: ScriptServer, tls_ca: TLSMaterial
+) -> None:
+    """Against an HTTP/2 DoH server both queries of a lookup, and later lookups, ride
+    one connection of the resolver's private pool."""
+    import base64
+
+    from aioduct.testing.h2server import H2Request, H2Server
+
+    zone = zone_for(origin)
+    with H2Server(tls=tls_ca.server_ssl_context()) as srv:
+
+        @srv.route("/dns-query")
+        async def answer(req: H2Request) -> None:
+            if req.method == "GET":
+                encoded = req.path.partition("dns=")[2]
+                wire = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            else:
+                wire = await req.body()
+            reply = zone.answer(wire)
+            assert reply is not None
+            await req.respond(200, reply, [("content-type", "application/dns-message")])
+
+        resolver = aioduct.DoHResolver(
+            srv.url + "/dns-query", method=method, verify=tls_ca.ca_pem_path
+        )
+        urls = [f"http://app.test:{origin.port}/", f"http://six.test:{origin.port}/"]
+        outcomes = fetch_all(driver, urls, resolver=resolver)
+        assert [ok(r).content for r in outcomes] == [b"hello", b"hello"]
+        assert srv.connections_accepted == 1
+    assert sorted(zone.queries) == [
+        ("app.test", "A"),
+        ("app.test", "AAAA"),
+        ("six.test", "A"),
+        ("six.test", "AAAA"),
+    ]

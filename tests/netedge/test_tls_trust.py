@@ -242,3 +242,39 @@ def test_sslkeylogfile(
     monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "no" / "such" / "dir" / "keys"))
     message = failed(fetch(driver, url, verify=tls_ca.ca_pem_path), aioduct.TLSError)
     assert "SSLKEYLOGFILE" in message
+
+
+@pytest.mark.parametrize("driver", ["asyncio", "blocking"])
+def test_tls_settings_never_share_a_pooled_connection(
+    driver: str, nginx: Nginx, tls_ca: TLSMaterial, good_pin: str
+) -> None:
+    """requests CVE-2024-35195 and curl CVE-2022-27782 (TLS knobs missing from the pool
+    key): TLS settings are a client's frozen config and the pool is the client's, so a
+    connection made under looser settings is never handed to stricter ones."""
+    url = nginx.https_url + "/small"
+    strict = [
+        ({"verify": True, "trust_env": False}, "not signed by a trusted CA"),
+        ({"verify": tls_ca.ca_pem_path, "pinned_sha256": [WRONG_PIN]}, "pinned_sha256"),
+    ]
+    if driver == "blocking":
+        with aioduct.BlockingClient(verify=False) as loose:
+            assert loose.get(url).content == SMALL_BODY
+            for options, words in strict:
+                with (
+                    aioduct.BlockingClient(**options) as client,  # type: ignore[arg-type]
+                    pytest.raises(aioduct.TLSError, match=words),
+                ):
+                    client.get(url)
+        return
+
+    async def main() -> None:
+        async with aioduct.Client(verify=False) as loose:
+            assert (await loose.get(url)).content == SMALL_BODY
+            for options, words in strict:
+                async with aioduct.Client(**options) as client:  # type: ignore[arg-type]
+                    with pytest.raises(aioduct.TLSError, match=words):
+                        await client.get(url)
+
+    import asyncio
+
+    asyncio.run(main())
