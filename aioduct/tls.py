@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import os
 import ssl
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -126,6 +127,8 @@ def _new_context(cafile: str | None = None, capath: str | None = None) -> ssl.SS
     TLS secrets to ``SSLKEYLOGFILE`` even with ``trust_env=False`` (and fail on a bad
     path before we could say what is wrong); :func:`keylog_file` decides instead."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, checks host names
+    if sys.version_info >= (3, 13):  # what create_default_context adds there
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
     if cafile is None and capath is None:
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     else:

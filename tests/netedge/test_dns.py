@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -274,6 +275,8 @@ def test_credentials_never_reach_the_resolver_on_a_relative_redirect(
         "http://app.test:{port}#@evil.test/x",
         "http://app.test:{port}?@evil.test/x",
         "http://user@evil.test@app.test:{port}/",
+        "http://app.test%2F10.0.0.1:{port}/",
+        "http://app.test%40evil.test:{port}/",
     ],
 )
 def test_the_host_looked_up_is_the_urls_host(url: str, script_server: ScriptServer) -> None:
@@ -354,3 +357,32 @@ def test_doh_over_http2_shares_one_connection(
         ("six.test", "A"),
         ("six.test", "AAAA"),
     ]
+
+
+async def test_idna_names_are_resolved_in_their_ascii_form(script_server: ScriptServer) -> None:
+    """curl CVE-2016-8625: the name looked up is the IDNA 2008 / UTS 46 form."""
+    script_server.route_respond("/", body=b"ok")
+    recording = Recording()
+    async with aioduct.Client(resolver=recording) as client:
+        r = await client.get(f"http://straße.test:{script_server.port}/")
+    assert r.status == 200 and recording.asked == ["xn--strae-oqa.test"]
+
+
+@pytest.mark.parametrize("base", ["http:////admin-dashboard/secret", "http:////app.test/"])
+async def test_base_url_confusion_resolves_the_parsed_host(
+    base: str, script_server: ScriptServer
+) -> None:
+    """httpx CVE-2021-41945: a base URL must not turn into another host when joined; the
+    host looked up is the one URL(base).host says, or the URL is refused."""
+    script_server.route_respond("/", body=b"ok")
+    recording = Recording()
+    try:
+        expected = aioduct.URL(base).host
+    except aioduct.InvalidURL:
+        with pytest.raises(aioduct.InvalidURL):
+            aioduct.Client(base_url=base, resolver=recording)
+        return
+    async with aioduct.Client(base_url=base, resolver=recording, connect_timeout=2) as client:
+        with contextlib.suppress(aioduct.AioductError):
+            await client.get("x")
+    assert recording.asked in ([], [expected])
