@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
-from .config import ClientConfig, Http2Config, Timeout
+from .config import ClientConfig, Http2Config, Http3Config, Timeout
 from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
 from .errors import (
     AioductError,
@@ -73,6 +73,7 @@ __all__ = [
     "EngineUnavailable",
     "Headers",
     "Http2Config",
+    "Http3Config",
     "InvalidURL",
     "Job",
     "JobError",

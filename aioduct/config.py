@@ -217,6 +217,66 @@ class Http2Config(
                 msgspec.structs.force_setattr(self, name, float(value))
 
 
+class Http3Config(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    metaclass=SuggestingMeta,
+):
+    """HTTP/3 (QUIC) tuning: flow-control limits, idle timeout, packet size, congestion.
+
+    The windows follow HTTP/2's defaults for the same reason: a QUIC peer may send no
+    more than these before the client reads and re-opens them.
+    """
+
+    max_stream_data: int = 2 * 1024 * 1024
+    """Bytes the server may send on one stream before the client credits more."""
+    max_data: int = 4 * 1024 * 1024
+    """Bytes the server may send across all streams before the client credits more."""
+    idle_timeout: float = 30.0
+    """Seconds without a packet from the server after which the connection is dead."""
+    max_datagram_size: int = 1200
+    """Largest UDP payload sent (1200 is what every path must carry: RFC 9000 §14)."""
+    congestion_control: str = "reno"
+    """aioquic's congestion controller: ``"reno"`` or ``"cubic"``."""
+    qpack_max_table_capacity: int = 4096
+    """Dynamic table size the client offers the server's QPACK encoder."""
+    qpack_blocked_streams: int = 16
+    """Streams that may wait for QPACK table updates at once."""
+    max_send_buf_size: int = 1024 * 1024
+    """Request-body bytes queued on a stream before an upload waits for the server to
+    acknowledge some (QUIC would otherwise buffer a whole upload in memory)."""
+    race_delay: float = 0.3
+    """With ``http3=True``: how long a QUIC handshake to an Alt-Svc alternative may take
+    before the request goes over TCP instead (the alternative is then marked broken)."""
+
+    def __post_init__(self) -> None:
+        for name, low, high in (
+            ("max_stream_data", 1024, 2**62 - 1),
+            ("max_data", 1024, 2**62 - 1),
+            ("max_datagram_size", 1200, 65527),
+            ("qpack_max_table_capacity", 0, 2**30),
+            ("qpack_blocked_streams", 0, 2**16),
+            ("max_send_buf_size", 1024, 2**31 - 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in [{low}, {high}], not {value!r}")
+        for name in ("idle_timeout", "race_delay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
+            if isinstance(value, int):
+                msgspec.structs.force_setattr(self, name, float(value))
+        if self.congestion_control not in ("reno", "cubic"):
+            raise ValueError(
+                f"congestion_control must be 'reno' or 'cubic', not {self.congestion_control!r}"
+            )
+
+
 class ClientConfig(
     msgspec.Struct,
     frozen=True,
@@ -287,6 +347,19 @@ class ClientConfig(
     """Windows, frame limits and keep-alive of HTTP/2 connections."""
     connection_coalescing: bool = True
     """Reuse an HTTP/2 connection for another host its certificate covers, at its address."""
+
+    # -- HTTP/3 ----------------------------------------------------------------------------
+    http3: bool = False
+    """Use HTTP/3 for an https origin that advertised it (``Alt-Svc: h3=...``), falling
+    back to TCP when QUIC does not connect within ``http3_config.race_delay``."""
+    http3_prior_knowledge: bool = False
+    """Speak HTTP/3 to every ``https://`` origin directly, without TCP or Alt-Svc."""
+    http3_config: Http3Config = Http3Config()
+    """Flow control, idle timeout, datagram size and congestion control of QUIC."""
+    early_data: bool = False
+    """Send idempotent requests in 0-RTT on a resumed HTTP/3 connection (never others)."""
+    alt_svc_file: str | None = None
+    """A file that keeps learned HTTP/3 alternatives across runs (loaded, then saved)."""
 
     # -- TLS -------------------------------------------------------------------------------
     verify: bool | str = True

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import importlib
 import ipaddress
 import socket
 import ssl
@@ -38,8 +39,6 @@ from .runtimes import Expired, Runtime
 
 if TYPE_CHECKING:
     import dns.message
-
-    from .engine import Engine
 
 __all__ = [
     "Answer",
@@ -206,14 +205,17 @@ class _DoHLookup:
     def __init__(self, resolver: DoHResolver, runtime: Runtime) -> None:
         self._resolver = resolver
         self._runtime = runtime
-        self._engine: Engine | None = None
+        #: An aioduct.engine.Engine, made on first use. Imported by name at run time:
+        #: engine imports this module, and a static import cycle through engine.py
+        #: leaves mypy unable to resolve engine's TYPE_CHECKING connection alias.
+        self._engine: Any = None
 
-    def _private_engine(self) -> Engine:
+    def _private_engine(self) -> Any:
         engine = self._engine
         if engine is None:
             from .config import ClientConfig
-            from .engine import Engine
 
+            Engine = importlib.import_module("aioduct.engine").Engine
             config = ClientConfig(
                 verify=self._resolver.verify,
                 follow_redirects=False,
@@ -287,7 +289,8 @@ class _DoHLookup:
                 f"{kind or 'none'!r}, not "
                 "application/dns-message; is the URL its RFC 8484 endpoint?"
             )
-        return response.content
+        content: bytes = response.content
+        return content
 
     def close(self) -> None:
         engine, self._engine = self._engine, None

@@ -102,6 +102,12 @@ def build_layers(config: ClientConfig, **objects: Any) -> tuple[Layer, ...]:
     4. cache: may answer without the network; a revalidation goes on below.
     5. cookies: attach the jar's cookies, store what the response sets.
     6. authentication (Digest, netrc): answer challenges on the same origin.
+    7. Alt-Svc (``http3=True``): learn HTTP/3 alternatives from https responses.
     """
-    del config, objects  # no layer is configured by default yet
-    return ()
+    del objects
+    layers: list[Layer] = []
+    if config.http3:
+        from .altsvc import AltSvcCache, AltSvcLayer
+
+        layers.append(AltSvcLayer(AltSvcCache(config.alt_svc_file)))
+    return tuple(layers)

@@ -87,8 +87,13 @@ class Request:
         self.headers = headers if headers is not None else Headers()
         self.content = content
         self.stream = stream
-        if version not in (None, "1.1", "2"):
-            raise ValueError(f"version must be '1.1', '2' or None, not {version!r}")
+        if version not in (None, "1.1", "2", "3"):
+            raise ValueError(f"version must be '1.1', '2', '3' or None, not {version!r}")
+        if version == "3" and self.url.scheme != "https":
+            raise ValueError(
+                f"version='3' needs an https:// URL: HTTP/3 runs over QUIC, which is always "
+                f"encrypted (not {self.url.scheme}://)"
+            )
         #: Force HTTP/1.1 or HTTP/2 for this request (``None``: the client's choice).
         self.version = version
         if protocol is not None and method != "CONNECT":

@@ -35,9 +35,11 @@ __all__ = [
     "SessionKey",
     "certificate_covers",
     "check_pins",
+    "check_pins_der",
     "create_ssl_context",
     "keylog_file",
     "spki_sha256",
+    "system_ca_file",
     "tls_error",
     "verify_setting",
 ]
@@ -154,6 +156,25 @@ def verify_setting(verify: bool | str, *, trust_env: bool) -> bool | str:
     return True
 
 
+def system_ca_file() -> str | None:
+    """The operating system's CA bundle as one file, for TLS stacks that take only files
+    (aioquic, for HTTP/3 with ``verify="system"``): OpenSSL's default (which honours
+    ``SSL_CERT_FILE``), else the usual Linux and BSD locations. Unlike ``truststore``,
+    this does not reach the macOS or Windows native stores."""
+    default = ssl.get_default_verify_paths().cafile
+    if default:
+        return default
+    for path in (
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+        "/etc/ssl/ca-bundle.pem",
+    ):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def keylog_file(trust_env: bool) -> str | None:
     """The ``SSLKEYLOGFILE`` to log TLS secrets to, as curl and browsers honour it
     (only with ``trust_env``; an empty value is unset)."""
@@ -216,6 +237,11 @@ def check_pins(
     certificate of the handshake it came from); no certificate at all is a failure.
     """
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    check_pins_der(der, pins, host, port)
+
+
+def check_pins_der(der: bytes | None, pins: tuple[str, ...], host: str, port: int) -> None:
+    """:func:`check_pins` for a certificate in hand (HTTP/3: aioquic's own TLS)."""
     if not der:
         raise TLSError(
             f"TLS connection to {host}:{port} refused: pinned_sha256 is set but the "
