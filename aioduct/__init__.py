@@ -45,6 +45,8 @@ from .errors import (
 )
 from .headers import Headers
 from .jobs import Job, JobError, Result
+from .layers import Layer
+from .limits import RateLimit
 from .local import EngineStats, LocalEngine
 from .models import Request, Response, Timings
 from .oneshot import delete, get, head, options, patch, post, put, request
@@ -77,12 +79,14 @@ __all__ = [
     "InvalidURL",
     "Job",
     "JobError",
+    "Layer",
     "LocalEngine",
     "LocalProtocolError",
     "PoolTimeout",
     "ProcessError",
     "ProtocolError",
     "ProxyError",
+    "RateLimit",
     "ReadError",
     "ReadTimeout",
     "RedirectError",

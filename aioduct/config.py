@@ -12,45 +12,20 @@ decode, so a bad value is rejected with a clear message wherever it came from.
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
 
 from .errors import LocalProtocolError
 from .headers import Headers, HeadersLike, header_field
+from .limits import RateLimit
+from .retries import RetryConfig
+from .suggestions import SuggestingMeta, suggest
 from .validation import check_fields
 
 __all__ = ["ClientConfig", "Http2Config", "Timeout", "request_timeout", "suggest"]
-
-
-def suggest(name: str, valid: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the valid name closest to a misspelt ``name``, or ``""``."""
-    close = difflib.get_close_matches(name, list(valid), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-class SuggestingMeta(msgspec.StructMeta):
-    """Struct metaclass: an unknown keyword names the closest valid field.
-
-    msgspec's own message for ``ClientConfig(timout=5)`` is "Unexpected keyword argument
-    'timout'"; checked only once construction failed, so a valid call costs nothing more.
-    Decoding does not come through here (msgspec validates names there itself).
-    """
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().__call__(*args, **kwargs)
-        except TypeError:
-            fields = cls.__struct_fields__
-            for name in kwargs:
-                if name not in fields:
-                    raise TypeError(
-                        f"{cls.__name__} has no option {name!r}{suggest(name, fields)}"
-                    ) from None
-            raise
 
 
 def seconds(name: str, value: object) -> float | None:
@@ -409,7 +384,22 @@ class ClientConfig(
     """Largest buffered response body, counted decoded (``decompress``); beyond it
     :class:`BodyTooLarge` is raised, before more than that is held in memory."""
 
+    # -- retries, middleware, rate limits (docs/retries-middleware-limits.md) ---------------
+    retry: RetryConfig | None = None
+    """Retry transient failures and 5xx/429 responses (a :class:`RetryConfig`, or a
+    number of retries); ``None``: never."""
+    middleware: tuple[str, ...] = ()
+    """Middleware as ``"package.module:name"`` import strings, outermost first (the
+    form the local engine's workers can import; ``Client(middleware=)`` also takes objects)."""
+    rate_limit: RateLimit | None = None
+    """Hold sends to at most this rate (a :class:`RateLimit`, or requests per second
+    per origin); ``None``: no limit."""
+    max_download_speed: int | None = None
+    """Read response bodies no faster than this many bytes per second, across all of
+    this client's requests; ``None``: as fast as they come."""
+
     def __post_init__(self) -> None:
+        _check_policies(self)
         headers = self.headers
         if not (isinstance(headers, tuple) and all(type(h) is tuple for h in headers)):
             headers = _header_pairs(headers)
@@ -526,6 +516,41 @@ def _pins(pins: object) -> tuple[str, ...]:
                 )
             out.append(pin)
     return tuple(out)
+
+
+def _check_policies(cfg: ClientConfig) -> None:
+    """Normalise and check the retry, middleware and limit options (shorthands included)."""
+    retry: Any = cfg.retry
+    if retry is not None and not isinstance(retry, RetryConfig):
+        if isinstance(retry, bool) or not isinstance(retry, int):
+            raise TypeError(
+                f"retry must be an aioduct.RetryConfig, a number of retries or None, not {retry!r}"
+            )
+        msgspec.structs.force_setattr(
+            cfg, "retry", RetryConfig(max_retries=retry) if retry > 0 else None
+        )
+    limit: Any = cfg.rate_limit
+    if limit is not None and not isinstance(limit, RateLimit):
+        if isinstance(limit, bool) or not isinstance(limit, int | float):
+            raise TypeError(
+                f"rate_limit must be an aioduct.RateLimit or requests per second, not {limit!r}"
+            )
+        msgspec.structs.force_setattr(cfg, "rate_limit", RateLimit(float(limit)))
+    speed: Any = cfg.max_download_speed
+    if speed is not None and (isinstance(speed, bool) or not isinstance(speed, int) or speed < 1):
+        raise ValueError(f"max_download_speed must be bytes per second >= 1, not {speed!r}")
+    middleware: Any = cfg.middleware
+    if not isinstance(middleware, tuple):
+        if isinstance(middleware, str):
+            middleware = (middleware,)
+        middleware = tuple(middleware)
+        msgspec.structs.force_setattr(cfg, "middleware", middleware)
+    for spec in middleware:
+        if not isinstance(spec, str) or spec.count(":") != 1:
+            raise TypeError(
+                f"ClientConfig.middleware holds 'package.module:name' import strings, not "
+                f"{spec!r}; pass middleware objects to Client(middleware=[...]) instead"
+            )
 
 
 def _header_pairs(headers: HeadersLike | Any) -> tuple[tuple[str, str], ...]:

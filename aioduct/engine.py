@@ -206,11 +206,16 @@ class Engine:
         while True:
             try:
                 if self.layers:
+                    # max_download_speed paces body reads: the transport streams every
+                    # body, and a buffered one is read below, through the pacing reader.
+                    wire_stream = stream or cfg.max_download_speed is not None
                     response = await run_layers(
                         self.layers,
                         request,
-                        partial(self._send_once, deadlines=deadlines, pool=pool, stream=stream),
-                        Hop(runtime, deadlines, stream),
+                        partial(
+                            self._send_once, deadlines=deadlines, pool=pool, stream=wire_stream
+                        ),
+                        Hop(runtime, deadlines, wire_stream),
                     )
                     request = response.request or request  # a layer may have rewritten it
                 else:
@@ -239,6 +244,11 @@ class Engine:
             history.append(response)
             request = nxt
         response.history = history
+        if not stream and response._body is not None:  # streamed for max_download_speed
+            try:
+                await response.aread(cfg.max_body_size)
+            except AioductError as exc:
+                raise exc._with_request(request.method, request.url.redacted()) from None
         if cfg.decompress and response._upgraded is None:
             values = _content_encoding(response.headers._list)
             if values:

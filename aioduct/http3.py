@@ -222,6 +222,7 @@ class HTTP3Connection:
         self._interim: dict[int, int] = {}
         self._reader: Any = None
         self._reader_deadline: float | None = None
+        self._flush_scheduled = False
         self.max_streams = 100  # until the transport parameters say
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -321,7 +322,7 @@ class HTTP3Connection:
         self.exchanges.pop(exchange.stream_id, None)
         self._interim.pop(exchange.stream_id, None)
         self.in_use -= 1
-        self.flush()
+        self.flush_soon()
         if self.on_change is not None:
             self.on_change(self)
 
@@ -342,7 +343,19 @@ class HTTP3Connection:
             udp.wake()
 
     def flush_soon(self) -> None:
-        self.flush()
+        """Send at the end of this loop iteration: requests started together, and the
+        ACKs for everything the reader just processed, go out in one pass (building
+        packets is the costly part of QUIC, even when there is little to send)."""
+        if self.loop is None:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        if self.error is None:
+            self.flush()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -400,7 +413,10 @@ class HTTP3Connection:
             if collect >= 0:
                 exchange.limit = collect
         self.exchanges[stream_id] = exchange
-        self.flush()
+        if has_body:
+            self.flush()
+        else:
+            self.flush_soon()
         try:
             if content:
                 await exchange.send_body(content, True)
@@ -494,9 +510,10 @@ class HTTP3Connection:
             for h3_event in h3.handle_event(event):
                 self._h3_event(h3_event)
         if self.error is None:
-            self.flush()
-        for exchange in list(self.exchanges.values()):
-            exchange._notify_send()  # acknowledged data may have freed send buffer
+            self.flush_soon()
+        for exchange in self.exchanges.values():
+            if exchange._send_waiter is not None:
+                exchange._notify_send()  # acknowledged data may have freed send buffer
 
     def _handshake_completed(self, event: HandshakeCompleted) -> None:
         self.handshake_done = True

@@ -136,6 +136,7 @@ class Response:
     """An HTTP response. ``status`` and ``status_code`` are the same number."""
 
     __slots__ = (
+        "_attempts",
         "_body",
         "_codings",
         "_content",
@@ -153,6 +154,8 @@ class Response:
         "status",
         "url",
     )
+    #: Set only by the retry layer (see :attr:`attempts`): the hot path never touches it.
+    _attempts: int
 
     def __init__(
         self,
@@ -233,6 +236,16 @@ class Response:
     @timings.setter
     def timings(self, value: Timings) -> None:
         self._timings = value
+
+    @property
+    def attempts(self) -> int:
+        """How many times this hop's request was sent (more than 1 after retries, as
+        :attr:`Result.attempts <aioduct.Result.attempts>`). Left unset on the hot path:
+        only the retry layer sets it."""
+        try:
+            return self._attempts
+        except AttributeError:
+            return 1
 
     # -- status ----------------------------------------------------------------------------
 

@@ -256,3 +256,15 @@ def test_ignored_over_cleartext(nginx: Nginx, tls_ca: TLSMaterial) -> None:
     with aioduct.BlockingClient(http3=True, pool_max_idle_per_host=0) as client:
         client.get(f"{nginx.http_url}/alt-svc/443")
         assert len(client._client._engine._alt_svc) == 0  # type: ignore[union-attr,arg-type]
+
+
+async def test_idle_timeout_retires_the_connection(tls_ca: TLSMaterial) -> None:
+    with H3Server(tls_ca.files, idle_timeout=0.3) as h3:
+        config = aioduct.Http3Config(idle_timeout=0.3)
+        async with aioduct.Client(**options(tls_ca, http3_config=config)) as client:
+            await client.get(h3.url + "/small")
+            await asyncio.sleep(1.0)  # both sides give the connection up
+            r = await client.get(h3.url + "/small")
+            pool = client._engine.pool  # type: ignore[union-attr]
+            assert pool is not None and pool.open_connections == 1
+    assert r.content == b"Hello, World!" and h3.connections_accepted == 2
