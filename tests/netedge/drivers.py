@@ -11,6 +11,8 @@ import aioduct
 from aioduct import uring
 
 DRIVERS = ["asyncio", "blocking", "local"]
+#: With uvloop too, where the connect race's tasks run on libuv.
+LOOP_DRIVERS = ["asyncio", "uvloop", "blocking", "local"]
 Outcome = aioduct.Response | aioduct.AioductError
 
 
@@ -41,7 +43,12 @@ def fetch_all(driver: str, urls: list[str], **options: Any) -> list[Outcome]:
                     outcomes.append(exc)
         return outcomes
 
-    with asyncio.Runner() as runner:
+    loop_factory = None
+    if driver == "uvloop":
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(main())
 
 

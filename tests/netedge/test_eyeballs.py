@@ -14,7 +14,7 @@ from aioduct.eyeballs import _race_tasks, interleave, race_sockets
 from aioduct.testing.dnsserver import blackhole
 from aioduct.testing.server import ScriptServer
 
-from .drivers import DRIVERS, fetch, ok
+from .drivers import DRIVERS, LOOP_DRIVERS, fetch, ok
 
 V4, V6 = int(socket.AF_INET), int(socket.AF_INET6)
 
@@ -53,7 +53,7 @@ def test_order_is_ipv6_first_and_interleaved() -> None:
     assert interleave(only4) == only4
 
 
-@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("driver", LOOP_DRIVERS)
 def test_a_blackholed_ipv6_address_loses_to_ipv4(driver: str, v4_server: ScriptServer) -> None:
     """IPv6 is tried first and never answers; IPv4 starts after the delay and wins. One
     address at a time, the shared connect deadline would expire on the blackhole."""
@@ -72,7 +72,7 @@ def test_a_blackholed_ipv6_address_loses_to_ipv4(driver: str, v4_server: ScriptS
         assert r.timings.address == f"127.0.0.1:{v4_server.port}"
 
 
-@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("driver", LOOP_DRIVERS)
 def test_a_blackholed_ipv4_address_loses_to_ipv6(driver: str, v6_server: ScriptServer) -> None:
     with blackhole("127.0.0.1") as dead:
         # Listed IPv4 first: IPv6 is still tried first, and wins.
