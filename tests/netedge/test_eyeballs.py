@@ -223,3 +223,33 @@ def test_socket_race_closes_the_loser() -> None:
     finally:
         for s in listeners:
             s.close()
+
+
+def test_without_tasks_or_sockets_each_address_gets_the_delay(v4_server: ScriptServer) -> None:
+    """A runtime with neither background tasks nor adopt_socket falls back to one address
+    at a time, each but the last bounded by happy_eyeballs_delay."""
+    import time
+
+    from aioduct.eyeballs import connect
+    from aioduct.runtimes.blocking import BlockingRuntime, run_sync
+
+    class Plain:
+        background = False
+        name = "plain"
+
+        def __init__(self) -> None:
+            self._inner = BlockingRuntime()
+
+        def now(self) -> float:
+            return time.monotonic()
+
+        async def open_tcp(self, ip: str, port: int, **kw: object) -> object:
+            return await self._inner.open_tcp(ip, port, **kw)  # type: ignore[arg-type]
+
+    with blackhole("::1") as dead:
+        targets = [(V6, "::1", dead), (V4, "127.0.0.1", v4_server.port)]
+        stream, target = run_sync(
+            connect(Plain(), targets, delay=0.2, deadline=time.monotonic() + 10)  # type: ignore[arg-type]
+        )
+        stream.close()
+        assert target == (V4, "127.0.0.1", v4_server.port)
