@@ -525,6 +525,7 @@ class BlockingClient(HTTPMethods[Response]):
                 redirect_policy=sender._redirect_policy,
                 runtime=BlockingRuntime(),
                 layers=sender.layers,  # one cookie jar, cache, ... for every thread
+                proxies=sender.proxies,  # the environment as it was when the client was built
             )
             with self._lock:
                 if self._closed:
