@@ -7,8 +7,10 @@ The value is a list separated by commas (and/or whitespace), as curl reads it:
   it, matched on label boundaries -- ``example.org`` never matches ``badexample.org``.
   Case and a trailing dot are ignored on both sides.
 * ``127.0.0.1``, ``::1``, ``[::1]``: that address, compared as an address (``::1`` and
-  ``0:0::1`` are the same), only when the URL's host *is* that address; names are not
-  resolved (curl and requests agree: resolving would send DNS for proxied hosts).
+  ``0:0::1`` are the same, as are ``127.0.0.1``, ``2130706433`` and ``127.1``, and an
+  IPv4-mapped IPv6 address and its IPv4 one), only when the URL's host *is* an address;
+  names are not resolved (as curl and requests: resolving would leak DNS lookups for
+  proxied hosts).
 * ``10.0.0.0/8``, ``::1/128``: every address in the network.
 * any of the above with ``:port`` (``example.org:8080``, ``[::1]:8443``): only that port.
 
@@ -18,6 +20,7 @@ Entries that are none of these are ignored rather than matched loosely.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Final, NamedTuple
 
 __all__ = ["NoProxy"]
@@ -75,6 +78,20 @@ def _parse_entry(entry: str) -> _Rule | None:
     return _Rule(domain, None, port)
 
 
+_NUMERIC: Final = frozenset("0123456789abcdefx.")
+
+
+def _numeric_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The address of an IPv4 literal in another spelling (``2130706433``, ``0x7f.1``,
+    ``127.1``), which getaddrinfo would connect to: it must match ``127.0.0.1``."""
+    if not host or not set(host) <= _NUMERIC or not host[0].isdigit():
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
 class NoProxy:
     """A parsed NO_PROXY value: ``NoProxy("localhost,.corp,10.0.0.0/8").matches(host, port)``."""
 
@@ -113,7 +130,7 @@ class NoProxy:
         try:
             address = ipaddress.ip_address(name.split("%", 1)[0])
         except ValueError:
-            address = None
+            address = _numeric_ipv4(name)
             name = name.rstrip(".")
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             mapped: IPAddress | None = address.ipv4_mapped
