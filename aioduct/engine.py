@@ -524,12 +524,12 @@ class Engine:
                     errors.append(f"{ip}: {exc.strerror or exc}")
             if stream is None:
                 raise ConnectError(f"cannot connect to {host}:{port} ({'; '.join(errors)})")
-            connect_time = perf_counter() - tcp_started
-            if step is not None:
+            if step is not None:  # TLS to an https proxy, then CONNECT or SOCKS
                 stream = await step.open(
                     stream, runtime, self._resolver, deadline, self._proxy_tls_context(step)
                 )
                 host, port = key.host, key.port
+            connect_time = perf_counter() - tcp_started
             session_key = None
             if key.scheme == "https":
                 tls_started = perf_counter()

@@ -97,9 +97,7 @@ class ProxyProcess:
     scheme = "http"
     binary_name = ""
 
-    def __init__(
-        self, *, host: str = "127.0.0.1", auth: tuple[str, str] | None = None
-    ) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", auth: tuple[str, str] | None = None) -> None:
         binary = _which(self.binary_name)
         if binary is None:
             raise RuntimeError(
@@ -165,6 +163,12 @@ class ProxyProcess:
             except OSError:
                 time.sleep(0.01)
         return False
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError(f"{self.binary_name} is not running")
+        return self._proc.pid
 
     def log(self) -> str:
         try:

@@ -15,6 +15,9 @@ from benches.clients.aioduct_common import client_options, unsupported_reason
 from benches.harness import Fetched, SyncFetch
 from benches.scenarios import Target
 
+#: Runs the proxy scenarios (target.proxy_url).
+PROXIES = True
+
 
 def unsupported(target: Target) -> str | None:
     return unsupported_reason(target)

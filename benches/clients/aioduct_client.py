@@ -15,6 +15,9 @@ from benches.clients.aioduct_common import client_options, unsupported_reason
 from benches.harness import AsyncFetch, Fetched
 from benches.scenarios import Target
 
+#: Runs the proxy scenarios (target.proxy_url).
+PROXIES = True
+
 
 def unsupported(target: Target) -> str | None:
     if not hasattr(aioduct, "Client"):

@@ -116,7 +116,7 @@ def test_urllib3_cve_2021_28363_https_proxy_certificate_name_is_verified(
     with TLSFront(("127.0.0.1", tinyproxy.port), context) as front:
         for driver in DRIVERS:
             with pytest.raises(
-                ProxyError, match="TLS to the proxy failed.*not valid for 'localhost'"
+                ProxyError, match=r"TLS to the proxy failed.*not valid for 'localhost'"
             ):
                 fetch(
                     driver, nginx.https_url + "/small", proxy=front.url, verify=tls_ca.ca_pem_path

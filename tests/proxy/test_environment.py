@@ -99,7 +99,8 @@ def test_explicit_settings_win_and_the_environment_is_not_read() -> None:
 def test_bad_environment_value_says_how_to_get_out() -> None:
     with pytest.raises(
         ValueError,
-        match="HTTPS_PROXY 'ftp://u:\\*\\*\\*@x:1' has the unsupported scheme 'ftp'.*trust_env=False",
+        match=r"HTTPS_PROXY 'ftp://u:\*\*\*@x:1' has the unsupported scheme 'ftp'.*"
+        r"trust_env=False",
     ):
         proxy_router(CFG, {"HTTPS_PROXY": "ftp://u:secret@x:1"})
 

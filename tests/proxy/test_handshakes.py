@@ -72,7 +72,8 @@ def test_connect_407_names_the_realm() -> None:
     with pytest.raises(ProxyError, match="requires authentication for realm 'corp proxy'") as info:
         feed(
             hs,
-            b'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="corp proxy"\r\n\r\n',
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+            b'Proxy-Authenticate: Basic realm="corp proxy"\r\n\r\n',
             1000,
         )
     assert info.value.status == 407 and info.value.realm == "corp proxy"

@@ -234,7 +234,7 @@ def test_forward_connection_is_reused_across_http_origins(script_server: ScriptS
 
     @script_server.route("*")
     async def forward(conn: Conn, req: object) -> None:
-        target = getattr(req, "target")
+        target = req.target
         await conn.send_response(200, [("Content-Type", "text/plain")], target.encode())
 
     proxy = f"http://who:pw@127.0.0.1:{script_server.port}"

@@ -13,7 +13,7 @@ from aioduct.errors import ProxyError
 from aioduct.testing.nginx import SMALL_BODY, Nginx, TLSMaterial
 from aioduct.testing.proxies import Dante, MicroSocks, Socks4Server, TinyProxy, TLSFront
 
-from .conftest import PASSWORD, USER
+from .conftest import USER
 from .drivers import DRIVERS, echoed, fetch, fetch_all
 
 
@@ -150,7 +150,7 @@ def test_socks_failure_reply_in_words(dante: Dante, nginx: Nginx) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there
-    with pytest.raises(ProxyError, match="connection refused|rejected or failed"):
+    with pytest.raises(ProxyError, match=r"connection refused|rejected or failed"):
         fetch("blocking", f"http://127.0.0.1:{port}/", proxy=f"socks5h://127.0.0.1:{dante.port}")
     with pytest.raises(ProxyError, match="rejected or failed"):
         fetch("blocking", f"http://127.0.0.1:{port}/", proxy=f"socks4://127.0.0.1:{dante.port}")
