@@ -68,6 +68,8 @@ PROXY_SCHEMES: Final = {
     "socks4": 1080,
     "socks4a": 1080,
 }
+#: Origins whose pool key a router remembers (then it starts over).
+_KEY_CACHE_SIZE: Final = 4096
 #: Keys of ``proxies=``.
 _PROXIES_KEYS: Final = ("http", "https", "all", "no_proxy")
 
@@ -167,7 +169,7 @@ class ProxiedOrigin(NamedTuple):
 class ProxyRouter:
     """Picks the proxy of each request: per scheme, minus NO_PROXY (see module doc)."""
 
-    __slots__ = ("_h2c", "http", "https", "no_proxy")
+    __slots__ = ("_h2c", "_keys", "http", "https", "no_proxy")
 
     def __init__(
         self,
@@ -182,6 +184,9 @@ class ProxyRouter:
         self.no_proxy = no_proxy or NoProxy(None)
         #: http2_prior_knowledge: plain-http requests need a tunnel to speak h2c.
         self._h2c = h2c
+        #: Pool keys of recent origins (for requests without a forced version): the
+        #: NO_PROXY match and key are worked out once per origin, not per request.
+        self._keys: dict[Origin, Origin | ProxiedOrigin] = {}
 
     def __repr__(self) -> str:
         return f"ProxyRouter(http={self.http!r}, https={self.https!r}, no_proxy={self.no_proxy!r})"
@@ -195,6 +200,17 @@ class ProxyRouter:
 
     def key(self, url: URL, version: str | None) -> Origin | ProxiedOrigin:
         """The pool key of a request to ``url`` (``version`` as the request asks)."""
+        if version is None:
+            origin = url.origin
+            key = self._keys.get(origin)
+            if key is None:
+                if len(self._keys) >= _KEY_CACHE_SIZE:
+                    self._keys.clear()
+                key = self._keys[origin] = self._key(url, None)
+            return key
+        return self._key(url, version)
+
+    def _key(self, url: URL, version: str | None) -> Origin | ProxiedOrigin:
         proxy = self.proxy_for(url)
         if proxy is None:
             return url.origin
