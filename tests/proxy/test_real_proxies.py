@@ -230,3 +230,16 @@ def test_environment_proxy_on_every_driver(
         assert fetch(driver, nginx.http_url + "/small").status == 200
     assert fetch("async", nginx.http_url + "/small", trust_env=False).status == 200
     assert len(fresh_tinyproxy.requests()) == 3  # all direct
+
+
+def test_http_proxy_on_ipv6(nginx: Nginx, tls_ca: TLSMaterial) -> None:
+    with TinyProxy(host="::1", auth=(USER, "pw6")) as proxy:
+        assert proxy.url.startswith("http://proxyuser:pw6@[::1]:")
+        for driver in DRIVERS:
+            responses = fetch_all(
+                driver,
+                [nginx.http_url + "/small", nginx.https_url + "/small"],
+                proxy=proxy.url,
+                verify=tls_ca.ca_pem_path,
+            )
+            assert [r.content for r in responses] == [SMALL_BODY, SMALL_BODY]
