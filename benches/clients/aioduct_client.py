@@ -17,6 +17,8 @@ from benches.scenarios import Target
 
 #: Runs the proxy scenarios (target.proxy_url).
 PROXIES = True
+#: The h3_* scenarios run with this adapter (HTTP/3 with prior knowledge).
+HTTP3 = True
 
 
 def unsupported(target: Target) -> str | None:
