@@ -515,12 +515,6 @@ class Engine:
         step = None
         if type(key) is ProxiedOrigin:
             # DNS and TCP to the proxy; its handshake runs after TCP, before TLS.
-            if version == "3":
-                raise ProxyError(
-                    f"version='3' cannot go through the proxy {key.proxy}: HTTP/3 runs over "
-                    "UDP (QUIC), which HTTP and SOCKS proxies here do not relay; use "
-                    "version='2' or leave version unset (HTTP/3 is then not tried)"
-                )
             step = ProxyStep(key, cfg)
             host, port = step.proxy.host, step.proxy.port
         deadline = deadlines.for_connect()

@@ -214,6 +214,12 @@ class ProxyRouter:
         proxy = self.proxy_for(url)
         if proxy is None:
             return url.origin
+        if version == "3":
+            raise ProxyError(
+                f"version='3' cannot go through the proxy {proxy}: HTTP/3 runs over UDP "
+                "(QUIC), which HTTP and SOCKS proxies here do not relay; use version='2', "
+                "or leave version unset (HTTP/3 is then not tried through the proxy)"
+            )
         if (
             url.scheme == "http"
             and proxy.is_http

@@ -243,3 +243,17 @@ def test_http_proxy_on_ipv6(nginx: Nginx, tls_ca: TLSMaterial) -> None:
                 verify=tls_ca.ca_pem_path,
             )
             assert [r.content for r in responses] == [SMALL_BODY, SMALL_BODY]
+
+
+def test_http3_is_never_tried_through_a_proxy(
+    fresh_tinyproxy: TinyProxy, nginx: Nginx, tls_ca: TLSMaterial
+) -> None:
+    """QUIC is UDP, which these proxies do not relay: with HTTP/3 prior knowledge the
+    request still takes the proxy (over TCP); version='3' says why it cannot."""
+    options = {"proxy": fresh_tinyproxy.url, "verify": tls_ca.ca_pem_path}
+    with aioduct.BlockingClient(http3_prior_knowledge=True, **options) as client:
+        response = client.get(nginx.https_url + "/small")
+        assert (response.status, response.http_version) == (200, "2")
+        with pytest.raises(ProxyError, match="version='3' cannot go through the proxy"):
+            client.get(nginx.https_url + "/small", version="3")
+    assert len(fresh_tinyproxy.connects()) == 1
