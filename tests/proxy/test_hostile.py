@@ -251,3 +251,40 @@ def test_forward_connection_is_reused_across_http_origins(script_server: ScriptS
     assert asyncio.run(run()) == ["http://a.test/1", "http://b.test:8080/2?q=1", "http://a.test/3"]
     assert script_server.connections_accepted == 1
     assert all(r.header("proxy-authorization") == "Basic d2hvOnB3" for r in script_server.requests)
+
+
+@pytest.mark.parametrize("driver", ["async", "blocking"])
+def test_a_failed_handshake_leaves_the_client_usable(
+    driver: str, script_server: ScriptServer, nginx: object
+) -> None:
+    """The first CONNECT is refused, the second relays: the failure held no pool slot
+    and left nothing behind (max_connections=1 would wait forever otherwise)."""
+    from aioduct.testing.nginx import Nginx
+
+    assert isinstance(nginx, Nginx)
+    heads: list[bytes] = []
+
+    async def first_refused(conn: Conn, head: bytes) -> bool:
+        if len(heads) == 1:
+            await conn.send(b"HTTP/1.1 503 Try Again\r\nContent-Length: 0\r\n\r\n")
+            return True
+        return False
+
+    connect_proxy(script_server, heads, first_refused)
+    url = nginx.h2c_url + "/small"
+    proxy = proxy_url(script_server)
+
+    async def run() -> int:
+        async with aioduct.Client(proxy=proxy, max_connections=1) as c:
+            with pytest.raises(ProxyError, match="503 Try Again"):
+                await c.get(url, version="2")  # h2c asks for a tunnel: CONNECT
+            return (await c.get(url, version="2")).status
+
+    if driver == "async":
+        assert asyncio.run(run()) == 200
+    else:
+        with aioduct.BlockingClient(proxy=proxy, max_connections=1) as client:
+            with pytest.raises(ProxyError, match="503 Try Again"):
+                client.get(url, version="2")
+            assert client.get(url, version="2").status == 200
+    assert len(heads) == 2
