@@ -558,6 +558,7 @@ class BlockingClient(HTTPMethods[Response]):
                 runtime=BlockingRuntime(),
                 layers=sender.layers,  # one cookie jar, cache, ... for every thread
                 resolver=sender._dns,
+                proxies=sender.proxies,  # the environment as it was when the client was built
             )
             with self._lock:
                 if self._closed:

@@ -346,7 +346,9 @@ class ClientConfig(
     """Client certificate: a PEM path with key, or ``(cert, key)`` / ``(cert, key, password)``."""
     trust_env: bool = True
     """With ``verify=True``, trust the CA roots named by ``SSL_CERT_FILE``,
-    ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (the first set)."""
+    ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (the first set); and
+    without ``proxy``/``proxies``, use the proxies named by ``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read when the client is built)."""
     tls_session_cache: bool = True
     """Resume TLS sessions: a new connection to a server offers the session (ticket) of
     an earlier one, which saves the full handshake. Kept per client, per TLS settings."""
@@ -374,6 +376,14 @@ class ClientConfig(
     """Happy eyeballs (RFC 8305): start connecting to the next address (IPv6 and IPv4
     interleaved, IPv6 first) this many seconds after the last attempt began, or at once
     when it fails; the first to connect wins. ``None``: one address at a time."""
+
+    # -- proxies ---------------------------------------------------------------------------
+    proxy: str | None = None
+    """Proxy for every request: ``http://``, ``https://``, ``socks5://``, ``socks5h://``,
+    ``socks4://`` or ``socks4a://``, with ``user:password@`` if it needs them."""
+    proxies: tuple[tuple[str, str], ...] = ()
+    """Proxies per scheme: ``{"http": url, "https": url, "all": url, "no_proxy": "..."}``
+    (``None``: direct). Given ``proxy`` or ``proxies``, the environment is not read."""
 
     # -- limits ----------------------------------------------------------------------------
     max_response_head_bytes: int = 65536
@@ -438,6 +448,14 @@ class ClientConfig(
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
         self._check_network_edge()
+        if self.proxy is not None or self.proxies:
+            from .proxy import Proxy, proxies_option
+
+            if self.proxy is not None:
+                Proxy.parse(self.proxy)  # raises ValueError saying what is wrong
+            proxies = proxies_option(self.proxies)
+            if proxies != self.proxies:
+                msgspec.structs.force_setattr(self, "proxies", proxies)
         if self.base_url is not None:
             from .url import URL
 

@@ -22,7 +22,7 @@ import asyncio
 import ssl
 from functools import partial
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from .altsvc import AltSvcCache, AltSvcLayer
 from .config import ClientConfig, Timeout
@@ -34,6 +34,7 @@ from .errors import (
     ConnectError,
     InvalidURL,
     LocalProtocolError,
+    ProxyError,
     RemoteProtocolError,
     TooManyRedirects,
 )
@@ -43,6 +44,7 @@ from .headers import Headers
 from .layers import Hop, Layer, run_layers
 from .models import Request, Response, Timings
 from .pool import ConnectionPool, PoolKey
+from .proxy import ProxiedOrigin, ProxyRouter, ProxyStep, proxy_router, start_tls_inside
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
 from .runtimes import Expired, Runtime, Stream, default_runtime
 from .timeouts import Deadlines
@@ -61,6 +63,7 @@ from .tls import (
     verify_setting,
 )
 from .upgrade import H1Upgraded, H2Tunnel
+from .url import Origin
 
 __all__ = ["Engine"]
 
@@ -80,7 +83,7 @@ if TYPE_CHECKING:
     from .http2 import HTTP2Connection
     from .http3 import HTTP3Connection
 
-    Connection = HTTP11Connection | HTTP2Connection | HTTP3Connection
+    Connection: TypeAlias = HTTP11Connection | HTTP2Connection | HTTP3Connection
 
 
 class Engine:
@@ -95,6 +98,7 @@ class Engine:
         runtime: Runtime | None = None,
         layers: tuple[Layer, ...] = (),
         resolver: Resolver | None = None,
+        proxies: ProxyRouter | bool | None = True,
     ) -> None:
         self.config = config
         #: Who resolves names (None: the system resolver); bound per runtime in _make_pool.
@@ -103,6 +107,9 @@ class Engine:
             config.dns_over_tls,
             config.verify_certificates and config.verify,
         )
+        #: Where requests go through a proxy (``None``: all direct). ``True`` (default):
+        #: from the config and, with ``trust_env``, the environment as it is now.
+        self.proxies = proxy_router(config) if proxies is True else proxies or None
         #: The client's policies around each hop (see :mod:`aioduct.layers`).
         self.layers = layers
         self._ssl_context = ssl_context
@@ -294,8 +301,9 @@ class Engine:
         cfg = self.config
         if cfg.https_only and url.scheme != "https":
             raise InvalidURL(f"refusing {url.redacted()!r}: https_only is set")
-        key = url.origin
         version = request.version
+        proxies = self.proxies
+        key = url.origin if proxies is None else proxies.key(url, version)
         before = perf_counter()
         conn = pool.checkout(key, version)
         reused = conn is not None
@@ -481,6 +489,7 @@ class Engine:
             conn
             for conn in pool.shared_connections()
             if isinstance(conn, HTTP2Connection)
+            and type(conn.key) is Origin
             and conn.key.scheme == "https"
             and conn.key.port == key.port
             and key not in conn.aliases
@@ -488,7 +497,7 @@ class Engine:
             and conn.has_capacity()
             and certificate_covers(conn.stream.ssl_object, key.host)
         ]
-        if not candidates:
+        if not candidates or type(key) is not Origin:
             return None
         literal = literal_address(key.host)
         if literal is None:
@@ -532,6 +541,11 @@ class Engine:
         assert runtime is not None and self._resolver is not None
         cfg = self.config
         host, port = key.host, key.port
+        step = None
+        if type(key) is ProxiedOrigin:
+            # DNS and TCP to the proxy; its handshake runs after TCP, before TLS.
+            step = ProxyStep(key, cfg)
+            host, port = step.proxy.host, step.proxy.port
         deadline = deadlines.for_connect()
         started = perf_counter()
         dns_time = tls_time = None
@@ -548,7 +562,7 @@ class Engine:
                     dns_time = perf_counter() - started
             else:
                 addresses = [(family, ip, port) for family, ip in literal]
-            if key.scheme == "https" and version != "1.1" and version != "2":
+            if key.scheme == "https" and version != "1.1" and version != "2" and step is None:
                 h3conn = await self._connect_h3(key, addresses, deadlines, version)
                 if h3conn is not None:
                     h3conn.setup_timings = (dns_time, *h3conn.setup_timings[1:])
@@ -564,6 +578,11 @@ class Engine:
                 host=f"{host}:{port}",
             )
             address = format_address(target[1], target[2])
+            if step is not None:  # TLS to an https proxy, then CONNECT or SOCKS
+                stream = await step.open(
+                    stream, runtime, self._resolver, deadline, self._proxy_tls_context(step)
+                )
+                host, port = key.host, key.port
             connect_time = perf_counter() - tcp_started
             session_key = None
             if key.scheme == "https":
@@ -582,8 +601,9 @@ class Engine:
                 if sessions is not None:
                     session_key = SessionKey(context, host, port)
                     session = sessions.get(session_key)
+                start_tls = runtime.start_tls if stream.ssl_object is None else start_tls_inside
                 try:
-                    stream = await runtime.start_tls(
+                    stream = await start_tls(
                         stream, context, host, deadline=deadline, session=session
                     )
                 except (ssl.SSLError, ssl.CertificateError) as exc:
@@ -643,15 +663,32 @@ class Engine:
             if isinstance(exc, AioductError):
                 raise
             raise deadlines.error("connect", f"connecting to {host}:{port}") from None
+        except ConnectError as exc:
+            if step is None or step.connected or isinstance(exc, ProxyError):
+                raise
+            raise step.failed_to_reach(exc) from None
         conn = HTTP11Connection(
             stream,
             key,
             max_head_bytes=cfg.max_response_head_bytes,
             max_headers=cfg.max_response_headers,
         )
+        if step is not None and step.forward is not None:
+            conn.forward = step.forward
         conn.setup_timings = (dns_time, connect_time, tls_time, address)
         conn.session_key = session_key
         return conn
+
+    def _proxy_tls_context(self, step: ProxyStep) -> ssl.SSLContext | None:
+        """The TLS settings for an ``https://`` proxy: the client's trust, HTTP/1.1."""
+        if step.proxy.scheme != "https":
+            return None
+        cfg = self.config
+        return create_ssl_context(
+            verify_setting(cfg.verify_certificates and cfg.verify, trust_env=cfg.trust_env),
+            None,
+            ALPN_HTTP11,
+        )
 
     async def _connect_h3(
         self,
