@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import ClientConfig, Http2Config, Http3Config, Timeout
+from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
 from .download import Download
 from .errors import (
     AioductError,
@@ -74,6 +75,8 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "DecodeError",
+    "DoHResolver",
+    "DoTResolver",
     "Download",
     "DownloadError",
     "EngineStats",
@@ -98,11 +101,13 @@ __all__ = [
     "RedirectPolicy",
     "RemoteProtocolError",
     "Request",
+    "Resolver",
     "Response",
     "Result",
     "RetryConfig",
     "SendEngine",
     "StatusError",
+    "SystemResolver",
     "TLSError",
     "Timeout",
     "TimeoutError",

@@ -28,6 +28,8 @@ from benches.harness import check as check_response
 from benches.harness import check_first as check_first_response
 from benches.scenarios import Target
 
+#: Runs the proxy scenarios (target.proxy_url).
+PROXIES = True
 #: The h3_* scenarios run with this adapter (HTTP/3 with prior knowledge).
 HTTP3 = True
 
