@@ -103,5 +103,10 @@ def build_layers(config: ClientConfig, **objects: Any) -> tuple[Layer, ...]:
     5. cookies: attach the jar's cookies, store what the response sets.
     6. authentication (Digest, netrc): answer challenges on the same origin.
     """
-    del config, objects  # no layer is configured by default yet
-    return ()
+    layers: list[Layer] = []
+    jar = objects.get("cookies")
+    if jar is not None or config.cookies:
+        from .cookies import CookieJar, CookieLayer
+
+        layers.append(CookieLayer(jar if jar is not None else CookieJar()))
+    return tuple(layers)
