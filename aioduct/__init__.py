@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import ClientConfig, Http2Config, Timeout
+from .cookies import Cookie, CookieJar
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -65,6 +66,8 @@ __all__ = [
     "ClientConfig",
     "ConnectError",
     "ConnectTimeout",
+    "Cookie",
+    "CookieJar",
     "DecodeError",
     "EngineStats",
     "EngineUnavailable",

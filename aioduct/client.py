@@ -289,7 +289,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         if extra:
             headers.update(extra)
         cookies = options.get("cookies")
-        if cookies:
+        if cookies is not None:
             _add_cookies(headers, cookies)
         content, stream = self._body(options, headers)
         auth = resolve_auth(options.get("auth")) or auth_from_url or self._auth
@@ -485,6 +485,8 @@ def _add_cookies(headers: Headers, cookies: object) -> None:
         raise TypeError(
             f"cookies= takes a dict or (name, value) pairs, not {type(cookies).__name__}"
         ) from None
+    if not value:
+        return
     given = headers.get("cookie")
     if given:
         del headers["cookie"]

@@ -48,7 +48,14 @@ if TYPE_CHECKING:
     from .models import Request, Response
     from .url import URL
 
-__all__ = ["Cookie", "CookieJar", "CookieLayer", "cookie_header", "registrable_domain"]
+__all__ = [
+    "Cookie",
+    "CookieJar",
+    "CookieLayer",
+    "cookie_header",
+    "registrable_domain",
+    "site_of",
+]
 
 #: Most bytes of a cookie's name and value together (RFC 6265bis §5.6).
 MAX_COOKIE_SIZE: Final = 4096
@@ -140,16 +147,22 @@ def is_public_suffix(domain: str) -> bool:
     return not domain or bool(_public_suffix_list().is_public(domain))
 
 
-def registrable_domain(host: str) -> str:
-    """The site of ``host``: its registrable domain (eTLD+1) by the Public Suffix List.
-
-    An IP literal, or a host that is itself a public suffix, is its own site.
+def registrable_domain(host: str) -> str | None:
+    """The registrable domain (eTLD+1) of ``host`` by the Public Suffix List, lower
+    case; None for a public suffix itself, an IP literal or a name that is not one.
     """
     host = host.lower()
-    if is_ip(host):
-        return host
-    private = _public_suffix_list().privatesuffix(host.rstrip("."))
-    return private if private else host
+    if not host or host.startswith(".") or is_ip(host):
+        return None
+    private = _public_suffix_list().privatesuffix(host)
+    return private if private else None
+
+
+def site_of(host: str) -> str:
+    """The site ``host`` belongs to, for the jar's per-site bounds and the local
+    engine's sharding: its registrable domain, else (an IP literal, a public suffix)
+    the host itself."""
+    return registrable_domain(host.rstrip(".")) or host.lower()
 
 
 def domain_match(host: str, domain: str) -> bool:
@@ -451,7 +464,7 @@ class CookieJar:
                 creation=old.creation if old is not None else now,
                 last_access=now,
                 order=old.order if old is not None else self._order,
-                site=registrable_domain(domain),
+                site=site_of(domain),
             )
             self._insert(cookie, now)
             return cookie
@@ -463,7 +476,7 @@ class CookieJar:
             if not (domain_match(existing_domain, domain) or domain_match(domain, existing_domain)):
                 continue
             for cookie in bucket.values():
-                if cookie.secure and cookie.name == name and path_match(cookie.path, path):
+                if cookie.secure and cookie.name == name and path_match(path, cookie.path):
                     return True
         return False
 
@@ -546,6 +559,11 @@ class CookieJar:
             )
         attributes = [("path", path)]
         if not host_only:
+            if is_public_suffix(canonical):
+                raise ValueError(
+                    f"cannot set cookie {name!r} for {canonical} and its subdomains: it is a "
+                    "public suffix (pass host_only=True for that host alone)"
+                )
             attributes.append(("domain", canonical))
         if secure:
             attributes.append(("secure", ""))
@@ -725,7 +743,7 @@ class CookieJar:
                 host_only,
                 creation=now,
                 last_access=now,
-                site=registrable_domain(domain),
+                site=site_of(domain),
             )
             with self._lock:
                 key = (name, cpath, host_only)
@@ -791,7 +809,9 @@ class CookieLayer:
     """Sends the jar's cookies with each hop and stores what each response sets.
 
     With an empty jar and a response that sets nothing it costs one attribute test and
-    a scan of the response's header names by length (no header index is built).
+    a scan of the response's header names by length (no header index is built). It
+    offers :class:`~aioduct.layers.HopHooks`, so a client whose only layer it is runs
+    it inline.
     """
 
     __slots__ = ("jar",)
@@ -799,14 +819,18 @@ class CookieLayer:
     def __init__(self, jar: CookieJar) -> None:
         self.jar = jar
 
-    async def __call__(self, request: Request, call_next: Next) -> Response:
+    def prepare(self, request: Request) -> Request:
+        """``request`` with the jar's cookies for its URL added (itself if there are none)."""
         jar = self.jar
-        sent = request
         if jar._count:
             header = jar.header_for(request.url)
             if header is not None:
-                sent = _with_cookies(request, header)
-        response = await call_next(sent)
+                return _with_cookies(request, header)
+        return request
+
+    def observe(self, sent: Request, response: Response) -> None:
+        """Store what the response sets: its raw fields are scanned by length (no
+        header index is built: most responses set no cookie)."""
         values = None
         for name, value in response.headers._list:
             if len(name) == 10 and name.lower() == "set-cookie":
@@ -815,7 +839,12 @@ class CookieLayer:
                 else:
                     values.append(value)
         if values is not None:
-            jar.store_response(sent.url, values)
+            self.jar.store_response(sent.url, values)
+
+    async def __call__(self, request: Request, call_next: Next) -> Response:
+        sent = self.prepare(request)
+        response = await call_next(sent)
+        self.observe(sent, response)
         if sent is not request:
             # The redirect loop builds the next hop from response.request: the jar's
             # cookies must not travel with it (the next hop asks the jar again).

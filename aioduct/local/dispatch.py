@@ -111,9 +111,9 @@ def site_key(url: str) -> str:
         host = URL(url).origin.host
     except ValueError:
         return url
-    from ..cookies import registrable_domain
+    from ..cookies import site_of
 
-    return registrable_domain(host)
+    return site_of(host)
 
 
 class Dispatcher:
