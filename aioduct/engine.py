@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
@@ -37,7 +36,7 @@ from .errors import (
     TooManyRedirects,
 )
 from .headers import Headers
-from .layers import Hop, Layer, run_layers
+from .layers import Layer, inline_hooks, new_hop, run_layers
 from .models import Request, Response, Timings
 from .pool import ConnectionPool, PoolKey
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
@@ -88,7 +87,6 @@ class Engine:
         layers: tuple[Layer, ...] = (),
     ) -> None:
         self.config = config
-        #: The client's policies around each hop (see :mod:`aioduct.layers`).
         self.layers = layers
         self._ssl_context = ssl_context
         self._redirect_policy = redirect_policy
@@ -101,6 +99,17 @@ class Engine:
         #: TLS sessions to resume, per server and TLS settings (tls_session_cache).
         self._sessions = SessionCache() if config.tls_session_cache else None
         self._closed = False
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """The client's policies around each hop (see :mod:`aioduct.layers`)."""
+        return self._layers
+
+    @layers.setter
+    def layers(self, layers: tuple[Layer, ...]) -> None:
+        self._layers = layers
+        #: Their inline hooks, when every one has them (run without the chain).
+        self._hooks = inline_hooks(layers)
 
     # -- binding -------------------------------------------------------------------------------
 
@@ -182,12 +191,21 @@ class Engine:
         history: list[Response] = []
         while True:
             try:
-                if self.layers:
+                hooks = self._hooks
+                if hooks is not None:
+                    sent = request
+                    for prepare in hooks[0]:
+                        sent = prepare(sent)
+                    response = await self._send_once(sent, deadlines, pool, stream)
+                    for observe in hooks[1]:
+                        observe(sent, response)
+                    response.request = request  # what prepare() added was for this hop
+                elif self._layers:
                     response = await run_layers(
-                        self.layers,
+                        self._layers,
                         request,
-                        partial(self._send_once, deadlines=deadlines, pool=pool, stream=stream),
-                        Hop(runtime, deadlines, stream),
+                        lambda r: self._send_once(r, deadlines, pool, stream),
+                        new_hop(runtime, deadlines, stream),
                     )
                     request = response.request or request  # a layer may have rewritten it
                 else:
