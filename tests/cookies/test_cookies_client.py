@@ -522,3 +522,13 @@ def test_the_cookie_layer_in_a_chain_of_layers(
     assert record.cookies == [None, "b=2", "b=2"]
     r = d.get(nginx.http_url + "/cross/302/echo/headers", cookies={"b": "2"})
     assert echo(r.text)["cookie"] == "a=1"  # same host, other port: the jar's only
+
+
+@pytest.mark.nginx
+def test_cookies_over_http2(nginx: Nginx, tls_ca: Any, make_send: Callable[..., Driver]) -> None:
+    d = make_send(verify=tls_ca.ca_pem_path)
+    r = d.get(nginx.https_url + "/set-cookie")
+    assert r.http_version == "2"
+    assert echo(d.get(nginx.https_url + "/echo/headers").text)["cookie"] == "a=1"
+    # https://localhost and https://127.0.0.1 are other hosts
+    assert echo(d.get(nginx.alt_https_url + "/echo/headers").text)["cookie"] == ""
