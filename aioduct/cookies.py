@@ -68,9 +68,10 @@ _MAX_LINE: Final = 16 * 1024
 
 # A CTL other than HTAB anywhere in a Set-Cookie line makes it ignored (RFC 6265bis §5.6).
 _CTL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-#: What a cookie's name or value given by the user may not hold: the above, ";" (it
-#: ends a cookie in the header) and what a header value cannot carry (beyond latin-1).
-_BAD_PAIR: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f;]|[^\x00-\xff]")
+#: What a cookie's name or value given by the user may not hold: control characters
+#: (tabs too: cookies.txt separates fields by them), ";" (it ends a cookie in the
+#: header) and what a header value cannot carry (beyond latin-1).
+_BAD_PAIR: Final = re.compile(r"[\x00-\x1f\x7f;]|[^\x00-\xff]")
 _DATE_DELIMITERS: Final = re.compile(r"[\x09\x20-\x2f\x3b-\x40\x5b-\x60\x7b-\x7e]+")
 _TIME: Final = re.compile(r"([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})(?:[^0-9]|$)")
 _DAY: Final = re.compile(r"([0-9]{1,2})(?:[^0-9]|$)")
@@ -238,6 +239,10 @@ def parse_set_cookie(line: str) -> tuple[str, str, list[tuple[str, str]]] | None
     name = name.strip(_WSP)
     value = value.strip(_WSP)
     if not name and not value:
+        return None
+    if "\t" in name or "\t" in value:
+        # Allowed by RFC 6265bis, but cookies.txt separates fields by tabs: such a
+        # cookie could not be saved (curl refuses it for the same reason).
         return None
     if len(name) + len(value) > MAX_COOKIE_SIZE:
         return None
@@ -778,10 +783,10 @@ def _check_pair(name: str, value: str) -> None:
     """A cookie name and value a jar can store and send, else ValueError saying why."""
     if not isinstance(name, str) or not isinstance(value, str):
         raise ValueError(f"a cookie's name and value must be str, not {name!r}={value!r}")
-    if _BAD_PAIR.search(name + value) or "\t" in name or "=" in name:
+    if _BAD_PAIR.search(name + value) or "=" in name:
         raise ValueError(
-            f"cookie {name!r}: names may not contain '=', ';', tabs or control characters, "
-            "values not ';' or control characters, and both only characters up to U+00FF"
+            f"cookie {name!r}: names may not contain '=', and names and values not ';', tabs "
+            "or other control characters, or characters beyond U+00FF"
         )
     if len(name) + len(value) > MAX_COOKIE_SIZE:
         raise ValueError(
