@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from aioduct import Job, LocalEngine
+from aioduct import Job, LocalEngine, SendEngine
 from aioduct.local.dispatch import Dispatcher
 from aioduct.testing.nginx import Nginx
 
@@ -61,3 +61,10 @@ def test_sharding_by_site_keeps_a_site_on_one_worker() -> None:
     # IP literals and unparsable URLs still get a worker
     assert 0 <= by_site(Job(url="http://10.0.0.1:81/")) < 8
     assert 0 <= by_site(Job(url="http://[::1]/")) < 8
+
+
+def test_the_send_engine_carries_cookies_between_jobs(nginx: Nginx) -> None:
+    with SendEngine(concurrency=4) as engine:
+        assert engine.request("GET", nginx.http_url + "/set-cookie").status == 200
+        results = list(engine.map([nginx.http_url + "/echo/headers"] * 4))
+    assert {cookie(r.body) for r in results} == {"a=1"}
