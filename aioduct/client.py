@@ -18,9 +18,11 @@ from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Awaitable,
+    Callable,
     Coroutine,
     Iterator,
     Mapping,
+    Sequence,
 )
 from typing import Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
 
@@ -41,7 +43,8 @@ from .decompress import ACCEPT_ENCODING
 from .engine import _UNSET, Engine
 from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
-from .layers import build_layers
+from .layers import Layer, build_layers
+from .middleware import split_middleware
 from .models import Request, Response
 from .redirects import RedirectPolicy
 from .url import URL, QueryParams, encode_params
@@ -142,7 +145,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
 
     Options are :class:`ClientConfig`'s fields, passed as keywords or as ``config=``.
     Objects that are code rather than data go here directly: ``auth``, ``ssl_context``
-    (or ``verify=`` an ``SSLContext``) and ``redirect_policy``.
+    (or ``verify=`` an ``SSLContext``), ``redirect_policy``, ``middleware`` (layers,
+    outermost first, or ``"package.module:name"`` strings) and ``event_hooks``
+    (``{"request": [...], "response": [...]}``); see docs/retries-middleware-limits.md.
 
     ``engine`` picks who sends the requests: ``"send"`` (default) this loop itself;
     ``"local"`` a :class:`~aioduct.LocalEngine` of ``workers`` pinned io_uring worker
@@ -158,6 +163,8 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         auth: AuthTypes | None = None,
         ssl_context: ssl.SSLContext | None = None,
         redirect_policy: RedirectPolicy | None = None,
+        middleware: Sequence[Layer | str] | None = None,
+        event_hooks: Mapping[str, Sequence[Callable[[Any], Any]]] | None = None,
         engine: str = "send",
         workers: int | None = None,
         **options: Any,
@@ -176,6 +183,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             )
         else:
             jar = None
+        middleware_specs, middleware_objects = split_middleware(middleware)
+        if middleware_specs:
+            options["middleware"] = middleware_specs  # data: what local workers import
         check_option_names(options)
         if config is None:
             config = ClientConfig(**options)
@@ -203,6 +213,14 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                     "processes with a jar each (cookies=True: the default; jobs of one site "
                     "share a worker): share a jar on the send engine only"
                 )
+            if middleware_objects or event_hooks:
+                what = "middleware objects" if middleware_objects else "event_hooks"
+                raise TypeError(
+                    f"{what} are Python code, and local-engine workers are separate "
+                    "processes that receive the configuration as data: give middleware as "
+                    "'package.module:name' import strings (each worker imports them), or "
+                    "use the send engine"
+                )
             from .local.sender import LocalSender
 
             self._engine = LocalSender(config, workers=workers)
@@ -213,7 +231,12 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                 config,
                 ssl_context=ssl_context,
                 redirect_policy=redirect_policy,
-                layers=build_layers(config, cookies=jar),
+                layers=build_layers(
+                    config,
+                    cookies=jar,
+                    middleware=middleware if middleware_objects else None,
+                    event_hooks=event_hooks,
+                ),
             )
         self.engine = self._engine.name
         self._base_url = None
