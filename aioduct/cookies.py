@@ -838,7 +838,8 @@ class CookieLayer:
         header index is built: most responses set no cookie)."""
         values = None
         for name, value in response.headers._list:
-            if len(name) == 10 and name.lower() == "set-cookie":
+            # "Connection" is ten letters too: its fourth is no hyphen
+            if len(name) == 10 and name[3] == "-" and name.lower() == "set-cookie":
                 if values is None:
                     values = [value]
                 else:
