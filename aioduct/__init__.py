@@ -15,6 +15,7 @@ from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import ClientConfig, Http2Config, Http3Config, Timeout
 from .cookies import Cookie, CookieJar
+from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -71,6 +72,8 @@ __all__ = [
     "Cookie",
     "CookieJar",
     "DecodeError",
+    "DoHResolver",
+    "DoTResolver",
     "EngineStats",
     "EngineUnavailable",
     "Headers",
@@ -93,11 +96,13 @@ __all__ = [
     "RedirectPolicy",
     "RemoteProtocolError",
     "Request",
+    "Resolver",
     "Response",
     "Result",
     "RetryConfig",
     "SendEngine",
     "StatusError",
+    "SystemResolver",
     "TLSError",
     "Timeout",
     "TimeoutError",
