@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import ClientConfig, Http2Config, Http3Config, Timeout
+from .cookies import Cookie, CookieJar
 from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
 from .download import Download
 from .errors import (
@@ -74,6 +75,8 @@ __all__ = [
     "ClientConfig",
     "ConnectError",
     "ConnectTimeout",
+    "Cookie",
+    "CookieJar",
     "DecodeError",
     "DoHResolver",
     "DoTResolver",

@@ -297,6 +297,13 @@ class ClientConfig(
     referer: bool = False
     """Send ``Referer`` (the previous URL) on redirect hops."""
 
+    # -- cookies ---------------------------------------------------------------------------
+    cookies: bool = True
+    """Keep a cookie jar (RFC 6265bis): store what servers set, send it back where it
+    belongs. ``False``: no jar. ``Client(cookies=aioduct.CookieJar())`` shares one jar
+    between clients. On the local engine each worker keeps the jar of the sites it runs
+    (jobs are sharded by registrable domain then)."""
+
     # -- connections -----------------------------------------------------------------------
     https_only: bool = False
     """Refuse ``http://`` URLs, including redirect targets."""

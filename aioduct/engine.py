@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -41,7 +40,7 @@ from .errors import (
 from .eyeballs import connect as connect_first
 from .eyeballs import format_address
 from .headers import Headers
-from .layers import Hop, Layer, run_layers
+from .layers import Layer, inline_hooks, new_hop, run_layers
 from .models import Request, Response, Timings
 from .pool import ConnectionPool, PoolKey
 from .proxy import ProxiedOrigin, ProxyRouter, ProxyStep, proxy_router, start_tls_inside
@@ -110,7 +109,6 @@ class Engine:
         #: Where requests go through a proxy (``None``: all direct). ``True`` (default):
         #: from the config and, with ``trust_env``, the environment as it is now.
         self.proxies = proxy_router(config) if proxies is True else proxies or None
-        #: The client's policies around each hop (see :mod:`aioduct.layers`).
         self.layers = layers
         self._ssl_context = ssl_context
         self._redirect_policy = redirect_policy
@@ -129,6 +127,17 @@ class Engine:
         #: QUIC session tickets per (host, port), for resumption and 0-RTT.
         self._quic_tickets: dict[tuple[str, int], Any] = {}
         self._closed = False
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """The client's policies around each hop (see :mod:`aioduct.layers`)."""
+        return self._layers
+
+    @layers.setter
+    def layers(self, layers: tuple[Layer, ...]) -> None:
+        self._layers = layers
+        #: Their inline hooks, when every one has them (run without the chain).
+        self._hooks = inline_hooks(layers)
 
     # -- binding -------------------------------------------------------------------------------
 
@@ -210,19 +219,26 @@ class Engine:
         )
         follow = cfg.follow_redirects if follow_redirects is None else follow_redirects
         history: list[Response] = []
+        # max_download_speed paces body reads (a layer): the transport streams every
+        # body, and a buffered one is read below, through the pacing reader.
+        wire_stream = stream or cfg.max_download_speed is not None
         while True:
             try:
-                if self.layers:
-                    # max_download_speed paces body reads: the transport streams every
-                    # body, and a buffered one is read below, through the pacing reader.
-                    wire_stream = stream or cfg.max_download_speed is not None
+                hooks = self._hooks
+                if hooks is not None:
+                    sent = request
+                    for prepare in hooks[0]:
+                        sent = prepare(sent)
+                    response = await self._send_once(sent, deadlines, pool, stream)
+                    for observe in hooks[1]:
+                        observe(sent, response)
+                    response.request = request  # what prepare() added was for this hop
+                elif self._layers:
                     response = await run_layers(
-                        self.layers,
+                        self._layers,
                         request,
-                        partial(
-                            self._send_once, deadlines=deadlines, pool=pool, stream=wire_stream
-                        ),
-                        Hop(runtime, deadlines, wire_stream),
+                        lambda r: self._send_once(r, deadlines, pool, wire_stream),
+                        new_hop(runtime, deadlines, wire_stream),
                     )
                     request = response.request or request  # a layer may have rewritten it
                 else:

@@ -28,7 +28,8 @@ Each request goes to ``upstream`` + its path and query, and the answer comes bac
   address. A failure after the response started cannot change its status: the
   connection to the client is broken off instead, so a cut body never looks complete.
 * Redirects are passed back, not followed; nothing is decompressed; the client adds no
-  default headers.
+  default headers and keeps no cookie jar (``Cookie`` and ``Set-Cookie`` pass through:
+  a shared jar would give one user's cookies to the next).
 
 ``h2c=True`` speaks HTTP/2 with prior knowledge to a cleartext upstream (gRPC and
 friends). ``client=`` supplies a configured :class:`~aioduct.Client` (its layers,
@@ -175,6 +176,9 @@ class ForwardApp:
             "follow_redirects": False,
             "decompress": False,
             "default_headers": False,
+            # One client serves every downstream user: a jar would hand one user's
+            # cookies to the next. Cookie headers pass through untouched instead.
+            "cookies": False,
             **client_options,
         }
         if h2c:  # a WebSocket opened upstream takes the same road as requests

@@ -244,3 +244,23 @@ async def test_websocket_to_an_unreachable_upstream_is_refused() -> None:
             with pytest.raises(aioduct.WebSocketHandshakeError, match="403"):
                 async with c.websocket(srv.ws_url + "/x"):
                     pass
+
+
+async def test_cookies_pass_through_and_are_never_shared(script_server: ScriptServer) -> None:
+    """One proxy, two users: the upstream's Set-Cookie reaches the first user, and the
+    second user's request carries no cookie of the first (the proxy keeps no jar)."""
+    seen: list[ServerRequest] = []
+
+    @script_server.route("/login")
+    async def login(conn: Conn, req: ServerRequest) -> None:
+        seen.append(req)
+        await conn.send_response(200, [("Set-Cookie", "session=alice; Path=/")], b"in")
+
+    with ASGIServer(asgi_app(script_server.url)) as srv:
+        async with aioduct.Client() as alice:
+            r = await alice.get(srv.url + "/login")
+            assert r.headers.get("set-cookie") == "session=alice; Path=/"
+            await alice.get(srv.url + "/login")  # alice's own jar sends it back
+        async with aioduct.Client() as bob:
+            await bob.get(srv.url + "/login")
+    assert [req.header("cookie") for req in seen] == [None, "session=alice", None]
