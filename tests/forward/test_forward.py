@@ -216,6 +216,9 @@ async def test_websockets_are_relayed(h2c: bool) -> None:
     h2c), the subprotocol and the close code passed on both ways."""
     from aioduct.testing.asgi import echo_websocket_app
 
+    # A proxy per WebSocket: over h2c its upstream connection is shared, and hypercorn
+    # 0.18 drops that connection when the answer to its close frame reaches a stream it
+    # has already forgotten (a KeyError on its side) -- a later CONNECT on it would fail.
     with ASGIServer(echo_websocket_app) as upstream:
         with ASGIServer(asgi_app(upstream.url, h2c=h2c)) as srv:
             async with aioduct.Client() as c:
@@ -225,17 +228,20 @@ async def test_websockets_are_relayed(h2c: bool) -> None:
                     assert await ws.receive() == "through"
                     await ws.send_bytes(b"\x00bin")
                     assert await ws.receive() == b"\x00bin"
-                    await ws.send_text("close-me")  # the upstream closes: 1000 "asked to"
-                    assert [m async for m in ws] == []
-                    assert (ws.close_code, ws.close_reason) == (1000, "asked to")
-                async with c.websocket(srv.ws_url + "/close/4003") as ws:
-                    with pytest.raises(aioduct.WebSocketClosed) as info:
-                        await ws.receive()
-                    assert info.value.code == 4003
                 async with c.websocket(srv.ws_url) as ws:  # we close: relayed upstream
                     await ws.send_text("x")
                     assert await ws.receive() == "x"
                 assert ws.close_code == 1000
+                async with c.websocket(srv.ws_url + "/chat") as ws:
+                    await ws.send_text("close-me")  # the upstream closes: 1000 "asked to"
+                    assert [m async for m in ws] == []
+                    assert (ws.close_code, ws.close_reason) == (1000, "asked to")
+        with ASGIServer(asgi_app(upstream.url, h2c=h2c)) as srv:
+            async with aioduct.Client() as c:
+                async with c.websocket(srv.ws_url + "/close/4003") as ws:
+                    with pytest.raises(aioduct.WebSocketClosed) as info:
+                        await ws.receive()
+                    assert info.value.code == 4003
 
 
 async def test_websocket_to_an_unreachable_upstream_is_refused() -> None:
