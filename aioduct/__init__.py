@@ -14,8 +14,10 @@ __version__ = "0.1.0"
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import ClientConfig, Http2Config, Timeout
+from .digest import DigestAuth
 from .errors import (
     AioductError,
+    AuthError,
     BodyTooLarge,
     ClientClosed,
     ConnectError,
@@ -43,6 +45,7 @@ from .errors import (
     WriteTimeout,
 )
 from .headers import Headers
+from .hsts import HSTSStore
 from .jobs import Job, JobError, Result
 from .local import EngineStats, LocalEngine
 from .models import Request, Response, Timings
@@ -56,6 +59,7 @@ from .url import URL
 __all__ = [
     "URL",
     "AioductError",
+    "AuthError",
     "BasicAuth",
     "BearerAuth",
     "BlockingClient",
@@ -66,8 +70,10 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "DecodeError",
+    "DigestAuth",
     "EngineStats",
     "EngineUnavailable",
+    "HSTSStore",
     "Headers",
     "Http2Config",
     "InvalidURL",

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .runtimes import Runtime
     from .timeouts import Deadlines
 
-__all__ = ["Hop", "Layer", "Link", "Next", "build_layers", "run_layers"]
+__all__ = ["Hop", "Layer", "Link", "Next", "build_layers", "close_layers", "run_layers"]
 
 Next = Callable[["Request"], Awaitable["Response"]]
 """Sends a request through the rest of the chain and returns its response."""
@@ -103,5 +103,22 @@ def build_layers(config: ClientConfig, **objects: Any) -> tuple[Layer, ...]:
     5. cookies: attach the jar's cookies, store what the response sets.
     6. authentication (Digest, netrc): answer challenges on the same origin.
     """
-    del config, objects  # no layer is configured by default yet
-    return ()
+    del objects  # no code object configures a layer yet
+    layers: list[Layer] = []
+    if config.hsts:
+        from .hsts import HSTSLayer, store_for
+
+        layers.append(HSTSLayer(store_for(config), learn=config.verify_certificates))
+    from .auth import AuthLayer
+    from .netrc import load_netrc
+
+    layers.append(AuthLayer(load_netrc() if config.trust_env else None))
+    return tuple(layers)
+
+
+def close_layers(layers: Sequence[object]) -> None:
+    """Let the layers that keep state on disk (the HSTS file) save it: the client closes."""
+    for layer in layers:
+        close = getattr(layer, "close", None)
+        if close is not None:
+            close()

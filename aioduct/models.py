@@ -25,6 +25,7 @@ from .url import URL
 from .validation import check_request
 
 if TYPE_CHECKING:
+    from .layers import Layer
     from .upgrade import Upgraded
 
 __all__ = ["BodyReader", "Request", "Response", "Timings"]
@@ -65,7 +66,7 @@ class Request:
     here, before any connection is made.
     """
 
-    __slots__ = ("content", "headers", "method", "protocol", "stream", "url", "version")
+    __slots__ = ("auth", "content", "headers", "method", "protocol", "stream", "url", "version")
 
     def __init__(
         self,
@@ -77,9 +78,13 @@ class Request:
         stream: AsyncIterable[bytes] | None = None,
         version: str | None = None,
         protocol: str | None = None,
+        auth: Layer | None = None,
     ) -> None:
         self.method = method
         self.url = url if type(url) is URL else URL(url)
+        #: Authentication that answers challenges (a layer such as
+        #: :class:`~aioduct.DigestAuth`), run for this request's hops on its origin.
+        self.auth = auth
         self.headers = headers if headers is not None else Headers()
         self.content = content
         self.stream = stream
@@ -106,7 +111,7 @@ class Request:
         self.method = method
         self.url = url
         self.headers = headers
-        self.content = self.stream = self.version = self.protocol = None
+        self.content = self.stream = self.version = self.protocol = self.auth = None
         return self
 
     def __repr__(self) -> str:
