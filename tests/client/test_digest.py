@@ -125,7 +125,7 @@ async def test_streamed_body_cannot_be_replayed(script_server: ScriptServer) -> 
         yield b"shot"
 
     async with aioduct.Client(auth=aioduct.DigestAuth("Mufasa", "Circle of Life")) as client:
-        with pytest.raises(aioduct.AuthError, match="stream .* cannot be sent again"):
+        with pytest.raises(aioduct.AuthError, match=r"stream .* cannot be sent again"):
             await client.post(script_server.url + "/protected", content=body())
         # The pool is fine and, once the challenge is known, a stream goes with credentials.
         assert (await client.get(script_server.url + "/protected")).status == 200
@@ -136,9 +136,12 @@ async def test_streamed_body_cannot_be_replayed(script_server: ScriptServer) -> 
 
 async def test_digest_streamed_response(script_server: ScriptServer) -> None:
     DigestOrigin(script_server)
-    async with aioduct.Client(auth=aioduct.DigestAuth("Mufasa", "Circle of Life")) as client:
-        async with client.stream("GET", script_server.url + "/protected") as r:
-            assert r.status == 200 and await r.aread() == b"welcome"
+    auth = aioduct.DigestAuth("Mufasa", "Circle of Life")
+    async with (
+        aioduct.Client(auth=auth) as client,
+        client.stream("GET", script_server.url + "/protected") as r,
+    ):
+        assert r.status == 200 and await r.aread() == b"welcome"
 
 
 # -- never to another origin (reliability.md 1.12, aiohttp CVE-2026-54276) ------------------

@@ -50,6 +50,10 @@ def tls(tls_script_server: ScriptServer) -> ScriptServer:
     return srv
 
 
+def read(path: str) -> str:
+    return Path(path).read_text()
+
+
 def http_of(srv: ScriptServer, path: str) -> str:
     return f"http://localhost:{srv.port}{path}"
 
@@ -175,12 +179,12 @@ async def test_hsts_file_persists(tls: ScriptServer, tls_ca: TLSMaterial, tmp_pa
     path = str(tmp_path / "hsts.txt")
     async with aioduct.Client(verify=tls_ca.ca_pem_path, hsts_file=path) as client:
         await client.get(tls.url + "/sts-sub")
-    lines = [line for line in Path(path).read_text().splitlines() if not line.startswith("#")]
+    lines = [line for line in read(path).splitlines() if not line.startswith("#")]
     assert len(lines) == 1 and lines[0].startswith('.localhost "')
     async with aioduct.Client(verify=tls_ca.ca_pem_path, hsts_file=path) as client:
         assert (await client.get(http_of(tls, "/plain"))).content == b"secure"
         await client.get(tls.url + "/zero")  # forgets, and the file follows
-    assert "localhost" not in Path(path).read_text().replace("# ", "")
+    assert "localhost" not in read(path)
 
 
 def test_blocking_client(tls: ScriptServer, tls_ca: TLSMaterial) -> None:
