@@ -50,11 +50,24 @@ def first(script_server: ScriptServer, other: ScriptServer) -> ScriptServer:
     return script_server
 
 
+class NetrcFile:
+    """The file ``$NETRC`` names for this test."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write_text(self, text: str) -> None:
+        self.path.write_text(text)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
 @pytest.fixture
-def netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NetrcFile:
     path = tmp_path / "netrc"
     monkeypatch.setenv("NETRC", str(path))
-    return path
+    return NetrcFile(path)
 
 
 async def get_text(url: str, **options: object) -> str:
@@ -62,7 +75,7 @@ async def get_text(url: str, **options: object) -> str:
         return (await client.get(url)).text
 
 
-async def test_basic_from_netrc_port_ignored(nginx: Nginx, netrc: Path) -> None:
+async def test_basic_from_netrc_port_ignored(nginx: Nginx, netrc: NetrcFile) -> None:
     """httpx #1298: ``http://h:PORT/`` matches ``machine h``."""
     netrc.write_text("machine 127.0.0.1\n  login user\n  password pass\n")
     async with aioduct.Client() as client:
@@ -72,7 +85,7 @@ async def test_basic_from_netrc_port_ignored(nginx: Nginx, netrc: Path) -> None:
         assert (await client.get(nginx.http_url + "/auth/basic")).status == 401
 
 
-async def test_explicit_auth_wins(first: ScriptServer, netrc: Path) -> None:
+async def test_explicit_auth_wins(first: ScriptServer, netrc: NetrcFile) -> None:
     netrc.write_text("machine 127.0.0.1 login user password pass\n")
     async with aioduct.Client() as client:
         r = await client.get(first.url + "/who", auth=("me", "mine"))
@@ -82,7 +95,7 @@ async def test_explicit_auth_wins(first: ScriptServer, netrc: Path) -> None:
         assert (await client.get(first.url + "/who")).text == basic("user", "pass")
 
 
-async def test_lookup_key_is_the_parsed_host(first: ScriptServer, netrc: Path) -> None:
+async def test_lookup_key_is_the_parsed_host(first: ScriptServer, netrc: NetrcFile) -> None:
     """requests CVE-2024-47081: ``http://example.com:@HOST/`` must not use
     example.com's entry (the userinfo is the URL's own, explicit credentials)."""
     netrc.write_text(
@@ -96,7 +109,7 @@ async def test_lookup_key_is_the_parsed_host(first: ScriptServer, netrc: Path) -
 
 
 async def test_url_user_never_gets_another_users_password(
-    first: ScriptServer, netrc: Path
+    first: ScriptServer, netrc: NetrcFile
 ) -> None:
     """curl CVE-2026-8926: ``http://bob@h/`` never sends alice's netrc password."""
     netrc.write_text("machine 127.0.0.1 login alice password a\n")
@@ -106,7 +119,7 @@ async def test_url_user_never_gets_another_users_password(
 
 @pytest.mark.parametrize("status", [302, 307])
 async def test_redirect_to_another_host_without_entry(
-    first: ScriptServer, other: ScriptServer, netrc: Path, status: int
+    first: ScriptServer, other: ScriptServer, netrc: NetrcFile, status: int
 ) -> None:
     """requests CVE-2014-1829: A's netrc credentials do not follow a redirect to B."""
     netrc.write_text("machine 127.0.0.1 login user password pass\n")
@@ -116,7 +129,7 @@ async def test_redirect_to_another_host_without_entry(
 
 
 async def test_redirect_to_another_host_gets_its_own_entry(
-    first: ScriptServer, netrc: Path
+    first: ScriptServer, netrc: NetrcFile
 ) -> None:
     netrc.write_text(
         "machine 127.0.0.1 login user password pass\nmachine localhost login b password bee\n"
@@ -124,13 +137,15 @@ async def test_redirect_to_another_host_gets_its_own_entry(
     assert await get_text(f"{first.url}/go302") == basic("b", "bee")
 
 
-async def test_entry_without_password_sends_nothing(first: ScriptServer, netrc: Path) -> None:
+async def test_entry_without_password_sends_nothing(first: ScriptServer, netrc: NetrcFile) -> None:
     """curl CVE-2024-11053: B's entry has a login only -> A's password is not reused."""
     netrc.write_text("machine 127.0.0.1 login u password p\nmachine localhost login u\n")
     assert await get_text(f"{first.url}/go302") == "-"
 
 
-async def test_default_without_credentials_sends_nothing(first: ScriptServer, netrc: Path) -> None:
+async def test_default_without_credentials_sends_nothing(
+    first: ScriptServer, netrc: NetrcFile
+) -> None:
     """curl CVE-2025-0167: a ``default`` entry without login and password."""
     netrc.write_text("machine 127.0.0.1 login u password p\ndefault\n")
     assert await get_text(f"{first.url}/go302") == "-"
@@ -138,7 +153,7 @@ async def test_default_without_credentials_sends_nothing(first: ScriptServer, ne
     assert await get_text(f"{first.url}/go302") == basic("d", "dd")
 
 
-async def test_bearer_for_a_never_reaches_b(first: ScriptServer, netrc: Path) -> None:
+async def test_bearer_for_a_never_reaches_b(first: ScriptServer, netrc: NetrcFile) -> None:
     """curl CVE-2026-3783: B matches a netrc entry -> B gets B's Basic, not A's token."""
     netrc.write_text("machine localhost login b password bee\n")
     async with aioduct.Client(auth=aioduct.BearerAuth("tok-for-a")) as client:
@@ -148,7 +163,7 @@ async def test_bearer_for_a_never_reaches_b(first: ScriptServer, netrc: Path) ->
 
 
 async def test_malformed_netrc_is_ignored_with_a_warning(
-    first: ScriptServer, netrc: Path, caplog: pytest.LogCaptureFixture
+    first: ScriptServer, netrc: NetrcFile, caplog: pytest.LogCaptureFixture
 ) -> None:
     netrc.write_text('machine 127.0.0.1 login user password "unterminated\n')
     with caplog.at_level(logging.WARNING, logger="aioduct"):
@@ -157,14 +172,14 @@ async def test_malformed_netrc_is_ignored_with_a_warning(
     assert str(netrc) in caplog.text and "line 1" in caplog.text
 
 
-def test_blocking_client(first: ScriptServer, netrc: Path) -> None:
+def test_blocking_client(first: ScriptServer, netrc: NetrcFile) -> None:
     netrc.write_text("machine 127.0.0.1 login user password pass\n")
     with aioduct.BlockingClient() as client:
         assert client.get(first.url + "/who").text == basic("user", "pass")
         assert client.get(first.url + "/go302").text == "-"
 
 
-def test_local_engine(first: ScriptServer, netrc: Path) -> None:
+def test_local_engine(first: ScriptServer, netrc: NetrcFile) -> None:
     """The workers read the same file and look it up per hop there."""
     if (reason := uring.unavailable_reason()) is not None:
         pytest.skip(reason)
