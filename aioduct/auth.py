@@ -17,7 +17,8 @@ that carry none.
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Final, Protocol, Union, runtime_checkable
 
 from .headers import Headers
 
@@ -26,7 +27,15 @@ if TYPE_CHECKING:
     from .models import Request, Response
     from .netrc import Netrc
 
-__all__ = ["Auth", "AuthLayer", "AuthTypes", "BasicAuth", "BearerAuth", "resolve_auth"]
+__all__ = [
+    "Auth",
+    "AuthLayer",
+    "AuthTypes",
+    "BasicAuth",
+    "BearerAuth",
+    "resolve_auth",
+    "with_request_auth",
+]
 
 
 @runtime_checkable
@@ -99,16 +108,30 @@ class AuthLayer:
     def __init__(self, netrc: Netrc | None = None) -> None:
         self.netrc = netrc
 
-    async def __call__(self, request: Request, call_next: Next) -> Response:
+    def __call__(self, request: Request, call_next: Next) -> Awaitable[Response]:
+        # Not a coroutine: it only picks what to await, so it adds no frame to the chain.
         flow = request.auth
         if flow is not None:
-            return await flow(request, call_next)
+            return flow(request, call_next)
         netrc = self.netrc
         if netrc is not None and "authorization" not in request.headers:
             credentials = netrc.lookup(request.url.host)
             if credentials is not None:
                 request = _with_header_auth(request, credentials)
-        return await call_next(request)
+        return call_next(request)
+
+
+#: Runs requests' own challenge auth, for clients without a netrc AuthLayer.
+REQUEST_AUTH: Final = AuthLayer()
+
+
+def with_request_auth(layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
+    """``layers`` with an :class:`AuthLayer` last, for a request that carries challenge
+    auth (it runs it on each hop that still carries it: those of its origin)."""
+    for layer in layers:
+        if type(layer) is AuthLayer:
+            return layers
+    return (*layers, REQUEST_AUTH)
 
 
 def _with_header_auth(request: Request, auth: Auth) -> Request:

@@ -24,6 +24,7 @@ from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
+from .auth import with_request_auth
 from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .decompress import decode_body, response_codings
@@ -180,15 +181,16 @@ class Engine:
         )
         follow = cfg.follow_redirects if follow_redirects is None else follow_redirects
         history: list[Response] = []
+        layers = self.layers
+        if request.auth is not None:  # challenge auth (Digest) needs the auth layer
+            layers = with_request_auth(layers)
+        if layers:  # the same for every hop of this request
+            transport = partial(self._send_once, deadlines=deadlines, pool=pool, stream=stream)
+            hop = Hop(runtime, deadlines, stream)
         while True:
             try:
-                if self.layers:
-                    response = await run_layers(
-                        self.layers,
-                        request,
-                        partial(self._send_once, deadlines=deadlines, pool=pool, stream=stream),
-                        Hop(runtime, deadlines, stream),
-                    )
+                if layers:
+                    response = await run_layers(layers, request, transport, hop)
                     request = response.request or request  # a layer may have rewritten it
                 else:
                     response = await self._send_once(request, deadlines, pool, stream)

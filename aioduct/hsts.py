@@ -45,7 +45,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
 from .dns import literal_address
@@ -438,17 +438,33 @@ class HSTSLayer:
 
     __slots__ = ("learn", "store")
 
-    def close(self) -> None:
-        self.store.close()
-
     def __init__(self, store: HSTSStore, *, learn: bool = True) -> None:
         self.store = store
         self.learn = learn
 
-    async def __call__(self, request: Request, call_next: Next) -> Response:
-        request = self.upgrade(request)
-        response = await call_next(request)
-        self.observe(response, request)
+    def close(self) -> None:
+        """Save the store's file (the client is closing)."""
+        self.store.close()
+
+    def __call__(self, request: Request, call_next: Next) -> Awaitable[Response]:
+        # Not a coroutine: with nothing to do (plain http, no known host) it hands back
+        # the next layer's awaitable and adds no frame to the await chain.
+        url = request.url
+        if url.scheme == "https":
+            return self._learn_from(call_next(request)) if self.learn else call_next(request)
+        store = self.store
+        if url.scheme == "http" and not store.empty and store.lookup(url.host) is not None:
+            request = upgraded(request)
+            return self._learn_from(call_next(request)) if self.learn else call_next(request)
+        return call_next(request)
+
+    async def _learn_from(self, sending: Awaitable[Response]) -> Response:
+        response = await sending
+        request = response.request
+        if request is not None and request.url.scheme == "https":
+            value = _first_sts(response.headers._list)
+            if value is not None:
+                self.store.learn(request.url.host, value)
         return response
 
     def upgrade(self, request: Request) -> Request:
@@ -457,15 +473,6 @@ class HSTSLayer:
         if url.scheme != "http" or self.store.empty or self.store.lookup(url.host) is None:
             return request
         return upgraded(request)
-
-    def observe(self, response: Response, request: Request) -> None:
-        """Learn from ``response`` if it came over https."""
-        sent = response.request or request
-        if not self.learn or sent.url.scheme != "https":
-            return
-        value = _first_sts(response.headers._list)
-        if value is not None:
-            self.store.learn(sent.url.host, value)
 
     def observe_final(self, response: Response) -> None:
         """Learn from the last response of a redirect chain run elsewhere (a local-engine

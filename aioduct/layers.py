@@ -43,9 +43,13 @@ Next = Callable[["Request"], Awaitable["Response"]]
 
 @runtime_checkable
 class Layer(Protocol):
-    """One policy around a send (see the module docstring)."""
+    """One policy around a send (see the module docstring).
 
-    async def __call__(self, request: Request, call_next: Next) -> Response: ...
+    Usually an ``async def``; a plain ``def`` that returns ``call_next(request)`` (or
+    another awaitable) is one too, and costs no coroutine when it has nothing to do.
+    """
+
+    def __call__(self, request: Request, call_next: Next) -> Awaitable[Response]: ...
 
 
 class Hop:
@@ -87,7 +91,7 @@ def run_layers(
     layers: Sequence[Layer], request: Request, transport: Next, hop: Hop
 ) -> Awaitable[Response]:
     """Send ``request`` through ``layers`` (outermost first), ending at ``transport``."""
-    return Link(layers, 0, transport, hop)(request)
+    return layers[0](request, Link(layers, 1, transport, hop))
 
 
 def build_layers(config: ClientConfig, **objects: Any) -> tuple[Layer, ...]:
@@ -109,10 +113,15 @@ def build_layers(config: ClientConfig, **objects: Any) -> tuple[Layer, ...]:
         from .hsts import HSTSLayer, store_for
 
         layers.append(HSTSLayer(store_for(config), learn=config.verify_certificates))
-    from .auth import AuthLayer
     from .netrc import load_netrc
 
-    layers.append(AuthLayer(load_netrc() if config.trust_env else None))
+    netrc = load_netrc() if config.trust_env else None
+    if netrc is not None:
+        from .auth import AuthLayer
+
+        layers.append(AuthLayer(netrc))
+    # (A request with challenge auth, e.g. DigestAuth, gets an AuthLayer at the end for
+    # its send if the client has none: see with_request_auth.)
     return tuple(layers)
 
 
