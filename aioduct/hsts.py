@@ -190,13 +190,13 @@ class HSTSStore:
         self._max = max_entries
         self._clock = clock
         self._lock = threading.Lock()
-        self.path = path
+        self.path = os.path.expanduser(path) if path is not None else None
         #: host -> entry (or None: removed) changed here since the last save.
         self._dirty: dict[str, Entry | None] = {}
         self._structural = False
         self._saved_at = float("-inf")
-        if path is not None:
-            self._entries.update(_read_file(path, clock()))
+        if self.path is not None:
+            self._entries.update(_read_file(self.path, clock()))
             self._trim()
 
     def __len__(self) -> int:
