@@ -187,3 +187,13 @@ def test_netrc_of_a_is_not_sent_to_b(
     host_of_b = (target.requests[0].header("host") or "").split(":")[0]
     expected = [] if host_of_b == "localhost" else [("authorization", secret)]
     assert leaked(target) == expected
+
+
+async def test_a_custom_host_header_does_not_cross(
+    source: ScriptServer, target: ScriptServer
+) -> None:
+    """curl CVE-2026-6276: a user-set ``Host`` is not carried to another origin."""
+    async with aioduct.Client() as client:
+        r = await client.get(f"{source.url}/r302", headers={"Host": "victim.test"})
+    assert r.content == b"reached"
+    assert target.requests[0].header("host") == r.url.host_header
