@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
-from .config import ClientConfig, Http2Config, Timeout
+from .config import ClientConfig, Http2Config, Http3Config, Timeout
 from .digest import DigestAuth
 from .errors import (
     AioductError,
@@ -47,6 +47,8 @@ from .errors import (
 from .headers import Headers
 from .hsts import HSTSStore
 from .jobs import Job, JobError, Result
+from .layers import Layer
+from .limits import RateLimit
 from .local import EngineStats, LocalEngine
 from .models import Request, Response, Timings
 from .oneshot import delete, get, head, options, patch, post, put, request
@@ -76,15 +78,18 @@ __all__ = [
     "HSTSStore",
     "Headers",
     "Http2Config",
+    "Http3Config",
     "InvalidURL",
     "Job",
     "JobError",
+    "Layer",
     "LocalEngine",
     "LocalProtocolError",
     "PoolTimeout",
     "ProcessError",
     "ProtocolError",
     "ProxyError",
+    "RateLimit",
     "ReadError",
     "ReadTimeout",
     "RedirectError",

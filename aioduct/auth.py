@@ -126,12 +126,14 @@ REQUEST_AUTH: Final = AuthLayer()
 
 
 def with_request_auth(layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
-    """``layers`` with an :class:`AuthLayer` last, for a request that carries challenge
-    auth (it runs it on each hop that still carries it: those of its origin)."""
+    """``layers`` with an :class:`AuthLayer` in its place (after middleware, before rate
+    limits; last in a plain tuple), for a request that carries challenge auth: it runs
+    it on each hop that still carries it, those of its origin."""
     for layer in layers:
         if type(layer) is AuthLayer:
             return layers
-    return (*layers, REQUEST_AUTH)
+    index = getattr(layers, "auth_index", len(layers))
+    return (*layers[:index], REQUEST_AUTH, *layers[index:])
 
 
 def _with_header_auth(request: Request, auth: Auth) -> Request:

@@ -35,7 +35,16 @@ if TYPE_CHECKING:
     from .runtimes import Runtime
     from .timeouts import Deadlines
 
-__all__ = ["Hop", "Layer", "Link", "Next", "build_layers", "close_layers", "run_layers"]
+__all__ = [
+    "Hop",
+    "Layer",
+    "Layers",
+    "Link",
+    "Next",
+    "build_layers",
+    "close_layers",
+    "run_layers",
+]
 
 Next = Callable[["Request"], Awaitable["Response"]]
 """Sends a request through the rest of the chain and returns its response."""
@@ -102,27 +111,75 @@ def build_layers(config: ClientConfig, **objects: Any) -> tuple[Layer, ...]:
 
     1. HSTS: upgrade ``http://`` before anyone sees the request.
     2. retries: each attempt goes through everything below it.
-    3. middleware (the user's): sees each hop and attempt as a separate send.
+    3. middleware (the user's), then event hooks: see each hop and attempt as a
+       separate send.
     4. cache: may answer without the network; a revalidation goes on below.
     5. cookies: attach the jar's cookies, store what the response sets.
     6. authentication (Digest, netrc): answer challenges on the same origin.
+    7. rate limit: every send that will reach the network waits for its token.
+    8. Alt-Svc (``http3=True``): learn HTTP/3 alternatives from https responses.
+    9. bandwidth: paces the reading of each body (innermost: it wraps the body reader
+       the transport returns).
+
+    A layer exists only when configured; HSTS is configured by default (``hsts=True``).
     """
-    del objects  # no code object configures a layer yet
-    layers: list[Layer] = []
-    if config.hsts:
+    head: list[Layer] = []
+    if config.hsts:  # on by default (the one layer the default client has)
         from .hsts import HSTSLayer, store_for
 
-        layers.append(HSTSLayer(store_for(config), learn=config.verify_certificates))
+        head.append(HSTSLayer(store_for(config), learn=config.verify_certificates))
+    if config.retry is not None:
+        from .retries import RetryLayer
+
+        head.append(RetryLayer(config.retry))
+    middleware = objects.get("middleware")
+    if middleware is None and config.middleware:
+        middleware = config.middleware
+    if middleware:
+        from .middleware import resolve_middleware
+
+        head.extend(resolve_middleware(middleware))
+    hooks = objects.get("event_hooks")
+    if hooks:
+        from .middleware import EventHooks
+
+        event_hooks = EventHooks(hooks)
+        if event_hooks:
+            head.append(event_hooks)
     from .netrc import load_netrc
 
     netrc = load_netrc() if config.trust_env else None
     if netrc is not None:
         from .auth import AuthLayer
 
-        layers.append(AuthLayer(netrc))
-    # (A request with challenge auth, e.g. DigestAuth, gets an AuthLayer at the end for
-    # its send if the client has none: see with_request_auth.)
-    return tuple(layers)
+        head.append(AuthLayer(netrc))
+    auth_index = len(head)  # where a request's own challenge auth goes (with_request_auth)
+    tail: list[Layer] = []
+    if config.rate_limit is not None:
+        from .limits import RateLimitLayer
+
+        tail.append(RateLimitLayer(config.rate_limit))
+    if config.http3:
+        from .altsvc import AltSvcCache, AltSvcLayer
+
+        tail.append(AltSvcLayer(AltSvcCache(config.alt_svc_file)))
+    if config.max_download_speed is not None:
+        from .limits import BandwidthLayer
+
+        tail.append(BandwidthLayer(config.max_download_speed))
+    return Layers((*head, *tail), auth_index)
+
+
+class Layers(tuple["Layer", ...]):
+    """A client's layers, and the place among them of authentication (6. above), where
+    :func:`~aioduct.auth.with_request_auth` puts a request's own Digest auth."""
+
+    auth_index: int
+
+    def __new__(cls, layers: Sequence[Layer], auth_index: int) -> Layers:
+        self = super().__new__(cls, layers)
+        self.auth_index = auth_index
+        return self
 
 
 def close_layers(layers: Sequence[object]) -> None:

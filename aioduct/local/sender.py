@@ -81,9 +81,10 @@ class LocalSender:
             job = Job.from_request(request, timeout=seconds, follow_redirects=follow_redirects)
             result = await self.local.arequest_job(job)
             if result.error is not None:
-                raise error_to_exception(
-                    result.error, method=request.method, url=request.url.redacted()
-                )
+                url = request.url.redacted()
+                exc = error_to_exception(result.error, method=request.method, url=url)
+                exc.attempts = result.attempts
+                raise exc
             # (Redirected in the worker, response.url is the final URL: DigestAuth
             # answers only a 401 from the URL it sent to.)
             return result_to_response(result, request)
