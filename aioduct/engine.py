@@ -39,7 +39,7 @@ from .errors import (
     TooManyRedirects,
 )
 from .headers import Headers
-from .layers import Hop, Layer, run_layers
+from .layers import Hop, Layer, Link
 from .models import Request, Response, Timings
 from .pool import ConnectionPool, PoolKey
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
@@ -201,7 +201,9 @@ class Engine:
         while True:
             try:
                 if layers:
-                    response = await run_layers(layers, request, transport, hop)
+                    # (run_layers, inlined: this runs for every request of a client
+                    # with a layer, and HSTS is one by default)
+                    response = await layers[0](request, Link(layers, 1, transport, hop))
                     request = response.request or request  # a layer may have rewritten it
                 else:
                     response = await self._send_once(request, deadlines, pool, stream)

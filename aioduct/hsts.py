@@ -453,7 +453,7 @@ class HSTSLayer:
         if url.scheme == "https":
             return self._learn_from(call_next(request)) if self.learn else call_next(request)
         store = self.store
-        if url.scheme == "http" and not store.empty and store.lookup(url.host) is not None:
+        if (store._entries or store._preload) and url.scheme == "http" and store.lookup(url.host):
             request = upgraded(request)
             return self._learn_from(call_next(request)) if self.learn else call_next(request)
         return call_next(request)
