@@ -15,6 +15,7 @@ from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import ClientConfig, Http2Config, Http3Config, Timeout
 from .digest import DigestAuth
+from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
 from .errors import (
     AioductError,
     AuthError,
@@ -73,6 +74,8 @@ __all__ = [
     "ConnectTimeout",
     "DecodeError",
     "DigestAuth",
+    "DoHResolver",
+    "DoTResolver",
     "EngineStats",
     "EngineUnavailable",
     "HSTSStore",
@@ -96,11 +99,13 @@ __all__ = [
     "RedirectPolicy",
     "RemoteProtocolError",
     "Request",
+    "Resolver",
     "Response",
     "Result",
     "RetryConfig",
     "SendEngine",
     "StatusError",
+    "SystemResolver",
     "TLSError",
     "Timeout",
     "TimeoutError",

@@ -39,6 +39,7 @@ from .config import (
     suggest,
 )
 from .decompress import ACCEPT_ENCODING
+from .dns import Resolver
 from .engine import _UNSET, Engine
 from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
@@ -147,8 +148,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
     Options are :class:`ClientConfig`'s fields, passed as keywords or as ``config=``.
     Objects that are code rather than data go here directly: ``auth``, ``ssl_context``
     (or ``verify=`` an ``SSLContext``), ``redirect_policy``, ``middleware`` (layers,
-    outermost first, or ``"package.module:name"`` strings) and ``event_hooks``
-    (``{"request": [...], "response": [...]}``); see docs/retries-middleware-limits.md.
+    outermost first, or ``"package.module:name"`` strings), ``event_hooks``
+    (``{"request": [...], "response": [...]}``; see docs/retries-middleware-limits.md)
+    and ``resolver`` (an :class:`aioduct.Resolver`: :class:`~aioduct.DoHResolver`, ...).
 
     ``engine`` picks who sends the requests: ``"send"`` (default) this loop itself;
     ``"local"`` a :class:`~aioduct.LocalEngine` of ``workers`` pinned io_uring worker
@@ -168,6 +170,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         event_hooks: Mapping[str, Sequence[Callable[[Any], Any]]] | None = None,
         engine: str = "send",
         workers: int | None = None,
+        resolver: Resolver | None = None,
         **options: Any,
     ) -> None:
         verify = options.get("verify")
@@ -190,6 +193,12 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                     "an SSLContext is a Python object, and local-engine workers are separate "
                     "processes that receive the configuration as data: pass "
                     "verify='path/to/ca.pem' (and cert=) instead, or use the send engine"
+                )
+            if resolver is not None:
+                raise TypeError(
+                    "resolver= is a Python object, and local-engine workers are separate "
+                    "processes that receive the configuration as data: pass "
+                    "dns_over_https='https://...' or dns_over_tls='host:port' instead"
                 )
             if redirect_policy is not None:
                 raise TypeError(
@@ -222,6 +231,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                 ssl_context=ssl_context,
                 redirect_policy=redirect_policy,
                 layers=self._layers,
+                resolver=resolver,
             )
         self.engine = self._engine.name
         self._base_url = None
@@ -575,6 +585,7 @@ class BlockingClient(HTTPMethods[Response]):
                 redirect_policy=sender._redirect_policy,
                 runtime=BlockingRuntime(),
                 layers=sender.layers,  # one cookie jar, cache, ... for every thread
+                resolver=sender._dns,
             )
             with self._lock:
                 if self._closed:
