@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import ClientConfig, Http2Config, Http3Config, Timeout
+from .cookies import Cookie, CookieJar
 from .digest import DigestAuth
 from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
 from .errors import (
@@ -72,6 +73,8 @@ __all__ = [
     "ClientConfig",
     "ConnectError",
     "ConnectTimeout",
+    "Cookie",
+    "CookieJar",
     "DecodeError",
     "DigestAuth",
     "DoHResolver",

@@ -113,12 +113,20 @@ class AuthLayer:
         flow = request.auth
         if flow is not None:
             return flow(request, call_next)
+        return call_next(self.prepare(request))
+
+    def prepare(self, request: Request) -> Request:
+        """The inline form (:class:`~aioduct.layers.HopHooks`): ``request`` with the
+        netrc credentials of its host, if it carries none of its own."""
         netrc = self.netrc
-        if netrc is not None and "authorization" not in request.headers:
+        if netrc is not None and request.auth is None and "authorization" not in request.headers:
             credentials = netrc.lookup(request.url.host)
             if credentials is not None:
-                request = _with_header_auth(request, credentials)
-        return call_next(request)
+                return _with_header_auth(request, credentials)
+        return request
+
+    def observe(self, sent: Request, response: Response) -> None:
+        """Nothing to learn from a response (challenges are the Digest layer's)."""
 
 
 #: Runs requests' own challenge auth, for clients without a netrc AuthLayer.

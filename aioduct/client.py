@@ -38,6 +38,7 @@ from .config import (
     request_timeout,
     suggest,
 )
+from .cookies import CookieJar, CookieLayer, cookie_header
 from .decompress import ACCEPT_ENCODING
 from .dns import Resolver
 from .engine import _UNSET, Engine
@@ -73,6 +74,7 @@ class RequestOptions(TypedDict, total=False):
     follow_redirects: bool | None
     version: str | None
     protocol: str | None
+    cookies: Mapping[str, str] | list[tuple[str, str]] | None
 
 
 #: The keyword arguments of the request methods.
@@ -81,7 +83,6 @@ REQUEST_OPTIONS: Final[frozenset[str]] = frozenset(RequestOptions.__optional_key
 #: What people coming from other clients pass, and what to do instead.
 _REQUEST_HINTS: Final = {
     "allow_redirects": "aioduct calls it follow_redirects=",
-    "cookies": "aioduct has no cookie jar yet: send headers={'Cookie': 'name=value'}",
     "files": (
         "aioduct has no multipart encoder yet: encode the body and pass it as content= "
         "with its Content-Type header"
@@ -176,6 +177,17 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         verify = options.get("verify")
         if isinstance(verify, ssl.SSLContext):
             ssl_context = options.pop("verify")
+        jar = options.get("cookies")
+        if isinstance(jar, CookieJar):
+            options["cookies"] = True  # the config says "a jar"; this one is it
+        elif jar is not None and not isinstance(jar, bool):
+            raise TypeError(
+                f"cookies= takes True, False or an aioduct.CookieJar to share, not "
+                f"{type(jar).__name__}; to send cookies with one request pass them to it: "
+                "client.get(url, cookies={'name': 'value'})"
+            )
+        else:
+            jar = None
         middleware_specs, middleware_objects = split_middleware(middleware)
         if middleware_specs:
             options["middleware"] = middleware_specs  # data: what local workers import
@@ -206,6 +218,12 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                     "separate processes that receive the configuration as data: use the "
                     "send engine for it, or max_redirects= / follow_redirects= (data) here"
                 )
+            if jar is not None:
+                raise TypeError(
+                    "a CookieJar is a Python object, and local-engine workers are separate "
+                    "processes with a jar each (cookies=True: the default; jobs of one site "
+                    "share a worker): share a jar on the send engine only"
+                )
             if middleware_objects or event_hooks:
                 what = "middleware objects" if middleware_objects else "event_hooks"
                 raise TypeError(
@@ -223,6 +241,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                 raise TypeError("workers= applies to engine='local' (or 'auto') only")
             self._layers = build_layers(
                 config,
+                cookies=jar,
                 middleware=middleware if middleware_objects else None,
                 event_hooks=event_hooks,
             )
@@ -250,6 +269,27 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             defaults = [d for d in defaults if d[0].lower() != name.lower()]
         self._default_headers = defaults + configured.multi_items()
         self._closed = False
+
+    @property
+    def cookies(self) -> CookieJar | None:
+        """The client's cookie jar (None with ``cookies=False``).
+
+        On the local engine each worker keeps its own jar, out of this process's reach:
+        there this raises :class:`TypeError` saying so.
+        """
+        engine = self._engine
+        if not isinstance(engine, Engine):
+            if not self.config.cookies:
+                return None
+            raise TypeError(
+                "with engine='local' the cookies live in the worker processes (a jar per "
+                "worker, jobs of one site on one worker); use the send engine to read or "
+                "set them, or send cookies per request with cookies={...}"
+            )
+        for layer in engine.layers:
+            if isinstance(layer, CookieLayer):
+                return layer.jar
+        return None
 
     # -- building requests -----------------------------------------------------------------------
 
@@ -287,6 +327,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         extra = options.get("headers")
         if extra:
             headers.update(extra)
+        cookies = options.get("cookies")
+        if cookies is not None:
+            _add_cookies(headers, cookies)
         content, stream = self._body(options, headers)
         auth = resolve_auth(options.get("auth")) or auth_from_url or self._auth
         flow = None
@@ -489,6 +532,29 @@ def _timeout_option(options: RequestOptions) -> object:
     return request_timeout(options["timeout"])
 
 
+def _add_cookies(headers: Headers, cookies: object) -> None:
+    """Per-request ``cookies=``: into the ``Cookie`` header (after one already given),
+    where the redirect rules drop them on the first hop to another origin."""
+    if isinstance(cookies, bool):
+        raise TypeError(
+            "cookies= on a request takes {'name': 'value'}; to turn the jar off pass "
+            "cookies=False to the client (Client(cookies=False))"
+        )
+    try:
+        value = cookie_header(cookies)  # type: ignore[arg-type]
+    except (TypeError, AttributeError):
+        raise TypeError(
+            f"cookies= takes a dict or (name, value) pairs, not {type(cookies).__name__}"
+        ) from None
+    if not value:
+        return
+    given = headers.get("cookie")
+    if given:
+        del headers["cookie"]
+        value = f"{given}; {value}"
+    headers.add("Cookie", value)
+
+
 def _set_default(headers: Headers, name: str, value: str) -> None:
     if name not in headers:
         headers.add(name, value)
@@ -571,6 +637,11 @@ class BlockingClient(HTTPMethods[Response]):
     def config(self) -> ClientConfig:
         return self._client.config
 
+    @property
+    def cookies(self) -> CookieJar | None:
+        """The cookie jar every thread of this client shares (see :attr:`Client.cookies`)."""
+        return self._client.cookies
+
     def _engine(self) -> Engine:
         """This thread's engine on the blocking runtime (made on its first request)."""
         engine: Engine | None = getattr(self._threads, "engine", None)
@@ -586,6 +657,7 @@ class BlockingClient(HTTPMethods[Response]):
                 runtime=BlockingRuntime(),
                 layers=sender.layers,  # one cookie jar, cache, ... for every thread
                 resolver=sender._dns,
+                proxies=sender.proxies,  # the environment as it was when the client was built
             )
             with self._lock:
                 if self._closed:

@@ -297,6 +297,13 @@ class ClientConfig(
     referer: bool = False
     """Send ``Referer`` (the previous URL) on redirect hops."""
 
+    # -- cookies ---------------------------------------------------------------------------
+    cookies: bool = True
+    """Keep a cookie jar (RFC 6265bis): store what servers set, send it back where it
+    belongs. ``False``: no jar. ``Client(cookies=aioduct.CookieJar())`` shares one jar
+    between clients. On the local engine each worker keeps the jar of the sites it runs
+    (jobs are sharded by registrable domain then)."""
+
     # -- connections -----------------------------------------------------------------------
     https_only: bool = False
     """Refuse ``http://`` URLs, including redirect targets."""
@@ -347,6 +354,8 @@ class ClientConfig(
     trust_env: bool = True
     """With ``verify=True``, trust the CA roots named by ``SSL_CERT_FILE``,
     ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (the first set); and
+    without ``proxy``/``proxies``, use the proxies named by ``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read when the client is built); and
     send the ``.netrc`` credentials (``$NETRC`` or ``~/.netrc``) of each hop's host to
     hops that carry none (see docs/authentication.md)."""
     tls_session_cache: bool = True
@@ -376,6 +385,14 @@ class ClientConfig(
     """Happy eyeballs (RFC 8305): start connecting to the next address (IPv6 and IPv4
     interleaved, IPv6 first) this many seconds after the last attempt began, or at once
     when it fails; the first to connect wins. ``None``: one address at a time."""
+
+    # -- proxies ---------------------------------------------------------------------------
+    proxy: str | None = None
+    """Proxy for every request: ``http://``, ``https://``, ``socks5://``, ``socks5h://``,
+    ``socks4://`` or ``socks4a://``, with ``user:password@`` if it needs them."""
+    proxies: tuple[tuple[str, str], ...] = ()
+    """Proxies per scheme: ``{"http": url, "https": url, "all": url, "no_proxy": "..."}``
+    (``None``: direct). Given ``proxy`` or ``proxies``, the environment is not read."""
 
     # -- HSTS (RFC 6797) ------------------------------------------------------------------
     hsts: bool = True
@@ -459,6 +476,14 @@ class ClientConfig(
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
         self._check_network_edge()
+        if self.proxy is not None or self.proxies:
+            from .proxy import Proxy, proxies_option
+
+            if self.proxy is not None:
+                Proxy.parse(self.proxy)  # raises ValueError saying what is wrong
+            proxies = proxies_option(self.proxies)
+            if proxies != self.proxies:
+                msgspec.structs.force_setattr(self, "proxies", proxies)
         if self.base_url is not None:
             from .url import URL
 

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from functools import partial
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from .altsvc import AltSvcCache, AltSvcLayer
 from .auth import with_request_auth
@@ -35,15 +34,17 @@ from .errors import (
     ConnectError,
     InvalidURL,
     LocalProtocolError,
+    ProxyError,
     RemoteProtocolError,
     TooManyRedirects,
 )
 from .eyeballs import connect as connect_first
 from .eyeballs import format_address
 from .headers import Headers
-from .layers import Hop, Layer, Link
+from .layers import Layer, inline_hooks, new_hop, run_layers
 from .models import Request, Response, Timings
 from .pool import ConnectionPool, PoolKey
+from .proxy import ProxiedOrigin, ProxyRouter, ProxyStep, proxy_router, start_tls_inside
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
 from .runtimes import Expired, Runtime, Stream, default_runtime
 from .timeouts import Deadlines
@@ -62,6 +63,7 @@ from .tls import (
     verify_setting,
 )
 from .upgrade import H1Upgraded, H2Tunnel
+from .url import Origin
 
 __all__ = ["Engine"]
 
@@ -81,7 +83,7 @@ if TYPE_CHECKING:
     from .http2 import HTTP2Connection
     from .http3 import HTTP3Connection
 
-    Connection = HTTP11Connection | HTTP2Connection | HTTP3Connection
+    Connection: TypeAlias = HTTP11Connection | HTTP2Connection | HTTP3Connection
 
 
 class Engine:
@@ -96,6 +98,7 @@ class Engine:
         runtime: Runtime | None = None,
         layers: tuple[Layer, ...] = (),
         resolver: Resolver | None = None,
+        proxies: ProxyRouter | bool | None = True,
     ) -> None:
         self.config = config
         #: Who resolves names (None: the system resolver); bound per runtime in _make_pool.
@@ -104,7 +107,9 @@ class Engine:
             config.dns_over_tls,
             config.verify_certificates and config.verify,
         )
-        #: The client's policies around each hop (see :mod:`aioduct.layers`).
+        #: Where requests go through a proxy (``None``: all direct). ``True`` (default):
+        #: from the config and, with ``trust_env``, the environment as it is now.
+        self.proxies = proxy_router(config) if proxies is True else proxies or None
         self.layers = layers
         self._ssl_context = ssl_context
         self._redirect_policy = redirect_policy
@@ -123,6 +128,17 @@ class Engine:
         #: QUIC session tickets per (host, port), for resumption and 0-RTT.
         self._quic_tickets: dict[tuple[str, int], Any] = {}
         self._closed = False
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """The client's policies around each hop (see :mod:`aioduct.layers`)."""
+        return self._layers
+
+    @layers.setter
+    def layers(self, layers: tuple[Layer, ...]) -> None:
+        self._layers = layers
+        #: Their inline hooks, when every one has them (run without the chain).
+        self._hooks = inline_hooks(layers)
 
     # -- binding -------------------------------------------------------------------------------
 
@@ -204,21 +220,29 @@ class Engine:
         )
         follow = cfg.follow_redirects if follow_redirects is None else follow_redirects
         history: list[Response] = []
-        layers = self.layers
-        if request.auth is not None:  # challenge auth (Digest) needs the auth layer
-            layers = with_request_auth(layers)
-        if layers:  # the same for every hop of this request
-            # max_download_speed paces body reads: the transport streams every body, and
-            # a buffered one is read below, through the pacing reader.
-            wire_stream = stream or cfg.max_download_speed is not None
-            transport = partial(self._send_once, deadlines=deadlines, pool=pool, stream=wire_stream)
-            hop = Hop(runtime, deadlines, wire_stream)
+        # max_download_speed paces body reads (a layer): the transport streams every
+        # body, and a buffered one is read below, through the pacing reader.
+        wire_stream = stream or cfg.max_download_speed is not None
+        layers, hooks = self._layers, self._hooks
+        if request.auth is not None:  # challenge auth (Digest) runs in the chain
+            layers, hooks = with_request_auth(layers), None
         while True:
             try:
-                if layers:
-                    # (run_layers, inlined: this runs for every request of a client
-                    # with a layer, and HSTS is one by default)
-                    response = await layers[0](request, Link(layers, 1, transport, hop))
+                if hooks is not None:
+                    sent = request
+                    for prepare in hooks[0]:
+                        sent = prepare(sent)
+                    response = await self._send_once(sent, deadlines, pool, stream)
+                    for observe in hooks[1]:
+                        observe(sent, response)
+                    response.request = request  # what prepare() added was for this hop
+                elif layers:
+                    response = await run_layers(
+                        layers,
+                        request,
+                        lambda r: self._send_once(r, deadlines, pool, wire_stream),
+                        new_hop(runtime, deadlines, wire_stream),
+                    )
                     request = response.request or request  # a layer may have rewritten it
                 else:
                     response = await self._send_once(request, deadlines, pool, stream)
@@ -296,8 +320,9 @@ class Engine:
         cfg = self.config
         if cfg.https_only and url.scheme != "https":
             raise InvalidURL(f"refusing {url.redacted()!r}: https_only is set")
-        key = url.origin
         version = request.version
+        proxies = self.proxies
+        key = url.origin if proxies is None else proxies.key(url, version)
         before = perf_counter()
         conn = pool.checkout(key, version)
         reused = conn is not None
@@ -483,6 +508,7 @@ class Engine:
             conn
             for conn in pool.shared_connections()
             if isinstance(conn, HTTP2Connection)
+            and type(conn.key) is Origin
             and conn.key.scheme == "https"
             and conn.key.port == key.port
             and key not in conn.aliases
@@ -490,7 +516,7 @@ class Engine:
             and conn.has_capacity()
             and certificate_covers(conn.stream.ssl_object, key.host)
         ]
-        if not candidates:
+        if not candidates or type(key) is not Origin:
             return None
         literal = literal_address(key.host)
         if literal is None:
@@ -534,6 +560,11 @@ class Engine:
         assert runtime is not None and self._resolver is not None
         cfg = self.config
         host, port = key.host, key.port
+        step = None
+        if type(key) is ProxiedOrigin:
+            # DNS and TCP to the proxy; its handshake runs after TCP, before TLS.
+            step = ProxyStep(key, cfg)
+            host, port = step.proxy.host, step.proxy.port
         deadline = deadlines.for_connect()
         started = perf_counter()
         dns_time = tls_time = None
@@ -550,7 +581,7 @@ class Engine:
                     dns_time = perf_counter() - started
             else:
                 addresses = [(family, ip, port) for family, ip in literal]
-            if key.scheme == "https" and version != "1.1" and version != "2":
+            if key.scheme == "https" and version != "1.1" and version != "2" and step is None:
                 h3conn = await self._connect_h3(key, addresses, deadlines, version)
                 if h3conn is not None:
                     h3conn.setup_timings = (dns_time, *h3conn.setup_timings[1:])
@@ -566,6 +597,11 @@ class Engine:
                 host=f"{host}:{port}",
             )
             address = format_address(target[1], target[2])
+            if step is not None:  # TLS to an https proxy, then CONNECT or SOCKS
+                stream = await step.open(
+                    stream, runtime, self._resolver, deadline, self._proxy_tls_context(step)
+                )
+                host, port = key.host, key.port
             connect_time = perf_counter() - tcp_started
             session_key = None
             if key.scheme == "https":
@@ -584,8 +620,9 @@ class Engine:
                 if sessions is not None:
                     session_key = SessionKey(context, host, port)
                     session = sessions.get(session_key)
+                start_tls = runtime.start_tls if stream.ssl_object is None else start_tls_inside
                 try:
-                    stream = await runtime.start_tls(
+                    stream = await start_tls(
                         stream, context, host, deadline=deadline, session=session
                     )
                 except (ssl.SSLError, ssl.CertificateError) as exc:
@@ -645,15 +682,32 @@ class Engine:
             if isinstance(exc, AioductError):
                 raise
             raise deadlines.error("connect", f"connecting to {host}:{port}") from None
+        except ConnectError as exc:
+            if step is None or step.connected or isinstance(exc, ProxyError):
+                raise
+            raise step.failed_to_reach(exc) from None
         conn = HTTP11Connection(
             stream,
             key,
             max_head_bytes=cfg.max_response_head_bytes,
             max_headers=cfg.max_response_headers,
         )
+        if step is not None and step.forward is not None:
+            conn.forward = step.forward
         conn.setup_timings = (dns_time, connect_time, tls_time, address)
         conn.session_key = session_key
         return conn
+
+    def _proxy_tls_context(self, step: ProxyStep) -> ssl.SSLContext | None:
+        """The TLS settings for an ``https://`` proxy: the client's trust, HTTP/1.1."""
+        if step.proxy.scheme != "https":
+            return None
+        cfg = self.config
+        return create_ssl_context(
+            verify_setting(cfg.verify_certificates and cfg.verify, trust_env=cfg.trust_env),
+            None,
+            ALPN_HTTP11,
+        )
 
     async def _connect_h3(
         self,

@@ -448,7 +448,8 @@ class HSTSLayer:
 
     def __call__(self, request: Request, call_next: Next) -> Awaitable[Response]:
         # Not a coroutine: with nothing to do (plain http, no known host) it hands back
-        # the next layer's awaitable and adds no frame to the await chain.
+        # the next layer's awaitable and adds no frame to the await chain. (The engine
+        # calls prepare/observe instead when every layer of the client has them.)
         url = request.url
         if url.scheme == "https":
             return self._learn_from(call_next(request)) if self.learn else call_next(request)
@@ -461,11 +462,25 @@ class HSTSLayer:
     async def _learn_from(self, sending: Awaitable[Response]) -> Response:
         response = await sending
         request = response.request
-        if request is not None and request.url.scheme == "https":
+        if request is not None:
+            self.observe(request, response)
+        return response
+
+    def prepare(self, request: Request) -> Request:
+        """The inline form (:class:`~aioduct.layers.HopHooks`): ``request`` upgraded to
+        https if its host is a known HSTS host."""
+        store = self.store
+        url = request.url
+        if (store._entries or store._preload) and url.scheme == "http" and store.lookup(url.host):
+            return upgraded(request)
+        return request
+
+    def observe(self, sent: Request, response: Response) -> None:
+        """The inline form: learn from a response to an https request."""
+        if self.learn and sent.url.scheme == "https":
             value = _first_sts(response.headers._list)
             if value is not None:
-                self.store.learn(request.url.host, value)
-        return response
+                self.store.learn(sent.url.host, value)
 
     def upgrade(self, request: Request) -> Request:
         """``request`` sent to https instead, if its host is a known HSTS host."""
