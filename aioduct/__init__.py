@@ -12,8 +12,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .auth import BasicAuth, BearerAuth
+from .cache import Cache
 from .client import BlockingClient, Client, run
-from .config import ClientConfig, Http2Config, Timeout
+from .config import CacheConfig, ClientConfig, Http2Config, Timeout
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -60,6 +61,8 @@ __all__ = [
     "BearerAuth",
     "BlockingClient",
     "BodyTooLarge",
+    "Cache",
+    "CacheConfig",
     "Client",
     "ClientClosed",
     "ClientConfig",

@@ -141,7 +141,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
 
     Options are :class:`ClientConfig`'s fields, passed as keywords or as ``config=``.
     Objects that are code rather than data go here directly: ``auth``, ``ssl_context``
-    (or ``verify=`` an ``SSLContext``) and ``redirect_policy``.
+    (or ``verify=`` an ``SSLContext``), ``redirect_policy`` and ``cache`` (an
+    :class:`aioduct.Cache`; on the local engine each worker builds its own from the
+    cache's settings).
 
     ``engine`` picks who sends the requests: ``"send"`` (default) this loop itself;
     ``"local"`` a :class:`~aioduct.LocalEngine` of ``workers`` pinned io_uring worker
@@ -159,8 +161,18 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         redirect_policy: RedirectPolicy | None = None,
         engine: str = "send",
         workers: int | None = None,
+        cache: Any = None,
         **options: Any,
     ) -> None:
+        cache_object = None
+        if cache is not None:  # a Cache object is code; its settings are the data form
+            from .cache import Cache
+
+            if isinstance(cache, Cache):
+                cache_object = cache
+                options["cache"] = cache.settings
+            else:
+                options["cache"] = cache
         verify = options.get("verify")
         if isinstance(verify, ssl.SSLContext):
             ssl_context = options.pop("verify")
@@ -195,7 +207,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                 config,
                 ssl_context=ssl_context,
                 redirect_policy=redirect_policy,
-                layers=build_layers(config),
+                layers=build_layers(config, cache=cache_object),
             )
         self.engine = self._engine.name
         self._base_url = None

@@ -103,5 +103,10 @@ def build_layers(config: ClientConfig, **objects: Any) -> tuple[Layer, ...]:
     5. cookies: attach the jar's cookies, store what the response sets.
     6. authentication (Digest, netrc): answer challenges on the same origin.
     """
-    del config, objects  # no layer is configured by default yet
-    return ()
+    layers: list[Layer] = []
+    if config.cache is not None:  # 4. the HTTP cache
+        from .cache import Cache, CacheLayer
+
+        cache = objects.get("cache")
+        layers.append(CacheLayer(cache if cache is not None else Cache.from_config(config.cache)))
+    return tuple(layers)
