@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..config import CacheConfig
 from ..errors import AioductError
 from ..headers import Headers
-from ..models import Request, Response
+from ..models import BodyReader, Request, Response
 from .policy import (
     HEURISTIC_STATUSES,
     MAX_DELTA,
@@ -336,7 +336,9 @@ class CacheLayer:
             if found is not None:
                 first, last = found
                 fields = [
-                    (n, v) for n, v in response.headers.multi_items() if n.lower() != "content-length"
+                    (n, v)
+                    for n, v in response.headers.multi_items()
+                    if n.lower() != "content-length"
                 ]
                 fields.append(("Content-Range", f"bytes {first}-{last}/{len(entry.body)}"))
                 fields.append(("Content-Length", str(last - first + 1)))
@@ -422,9 +424,7 @@ class CacheLayer:
         limit = delta_seconds(argument)
         return limit is not None and state.staleness <= limit
 
-    def _serve(
-        self, entry: Entry, request: Request, state: _Freshness, status: str
-    ) -> Response:
+    def _serve(self, entry: Entry, request: Request, state: _Freshness, status: str) -> Response:
         """A new Response from a stored entry, with its current Age."""
         fields = [(n, v) for n, v in entry.headers if n.lower() != "age"]
         fields.append(("Age", str(min(int(state.age), MAX_DELTA))))
@@ -500,9 +500,7 @@ class CacheLayer:
                 return True
         return False
 
-    async def _revalidate(
-        self, key: str, request: Request, entry: Entry, call_next: Next
-    ) -> None:
+    async def _revalidate(self, key: str, request: Request, entry: Entry, call_next: Next) -> None:
         """Background revalidation for stale-while-revalidate; failures only logged."""
         cache = self.cache
         try:
@@ -517,7 +515,7 @@ class CacheLayer:
                 self._replace(key, entries, entry, updated)
             elif request.method == "GET":
                 self._store(key, request, response, entries, {}, request_time, response_time)
-        except Exception as exc:  # noqa: BLE001 (a background refresh must not raise)
+        except Exception as exc:
             _log.debug("background revalidation of %s failed: %s", key, exc)
         finally:
             self._revalidating.discard(key)
@@ -732,7 +730,7 @@ class _TeeBody:
     __slots__ = ("_chunks", "_entry", "_inner", "_key", "_layer", "_limit", "_size")
 
     def __init__(
-        self, inner: Any, limit: int, layer: CacheLayer, key: str, entry: Entry
+        self, inner: BodyReader, limit: int, layer: CacheLayer, key: str, entry: Entry
     ) -> None:
         self._inner = inner
         self._limit = limit

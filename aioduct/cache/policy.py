@@ -15,8 +15,8 @@ __all__ = [
     "HEURISTIC_STATUSES",
     "MAX_DELTA",
     "Directives",
-    "current_age",
     "byte_range",
+    "current_age",
     "delta_seconds",
     "directives",
     "etag_matches",
@@ -94,12 +94,8 @@ _MONTHS: Final = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
     )
 }
-_IMF = re.compile(
-    r"^[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$"
-)
-_RFC850 = re.compile(
-    r"^[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$"
-)
+_IMF = re.compile(r"^[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$")
+_RFC850 = re.compile(r"^[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$")
 _ASCTIME = re.compile(r"^[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$")
 
 
@@ -226,7 +222,9 @@ def _opaque(tag: str) -> str:
 
 def _split_etags(value: str) -> list[str]:
     """The entity-tags of a list; commas inside quotes do not split."""
-    tags, current, quoted = [], [], False
+    tags: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in value:
         if char == '"':
             quoted = not quoted

@@ -222,9 +222,7 @@ class DirectoryStore:
             self._bytes -= size
 
     def _evict(self) -> None:
-        while self._files and (
-            self._bytes > self.max_size or len(self._files) > self.max_entries
-        ):
+        while self._files and (self._bytes > self.max_size or len(self._files) > self.max_entries):
             name, size = self._files.popitem(last=False)
             self._bytes -= size
             _unlink(self.path / name)

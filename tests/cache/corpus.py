@@ -115,20 +115,15 @@ class Report:
         for kind in ("required", "optimal", "check"):
             passed, run = self.counts(kind)
             lines.append(f"{kind}: {passed}/{run} passed")
-        for o in self.failures():
-            lines.append(f"  [{o.kind}] {o.id}: {o.result}: {o.message}")
-        for test_id, why in sorted(self.not_run.items()):
-            lines.append(f"  not run: {test_id}: {why}")
+        lines.extend(f"  [{o.kind}] {o.id}: {o.result}: {o.message}" for o in self.failures())
+        lines.extend(f"  not run: {i}: {why}" for i, why in sorted(self.not_run.items()))
         return "\n".join(lines)
 
 
 def load_tests() -> list[dict[str, Any]]:
     """The corpus's test suites, as ``tests/index.mjs`` exports them (through Node)."""
     index = CORPUS / "tests" / "index.mjs"
-    script = (
-        f"import t from {json.dumps(index.as_uri())}; "
-        "process.stdout.write(JSON.stringify(t))"
-    )
+    script = f"import t from {json.dumps(index.as_uri())}; process.stdout.write(JSON.stringify(t))"
     out = subprocess.run(
         ["node", "--input-type=module", "-e", script],
         check=True,
@@ -195,11 +190,17 @@ def http_date(now_ms: int, delta: float, rfc850: bool = False) -> str:
     return time.strftime("%A, %d-%b-%y %H:%M:%S GMT", t)
 
 
-def fixup(header: list[Any], response_headers: aioduct.Headers | dict[str, str], config: dict[str, Any]) -> list[Any]:
+def fixup(
+    header: list[Any], response_headers: aioduct.Headers | dict[str, str], config: dict[str, Any]
+) -> list[Any]:
     """test-engine/lib/header-fixup.mjs: relative dates and magic locations."""
     header = list(header)
     name = header[0].lower()
-    if name in DATE_HEADERS and isinstance(header[1], int | float) and not isinstance(header[1], bool):
+    if (
+        name in DATE_HEADERS
+        and isinstance(header[1], int | float)
+        and not isinstance(header[1], bool)
+    ):
         now = int(response_headers.get("server-now") or 0)
         header[1] = http_date(now, header[1], name in config.get("rfc850date", []))
     if name in LOCATION_HEADERS and config.get("magic_locations"):
@@ -211,15 +212,15 @@ def fixup(header: list[Any], response_headers: aioduct.Headers | dict[str, str],
 class Run:
     """One test's run: its requests through ``client``, checked like test.mjs checks."""
 
-    def __init__(self, base: str, client: aioduct.Client, plain: aioduct.Client, test: dict[str, Any]) -> None:
+    def __init__(
+        self, base: str, client: aioduct.Client, plain: aioduct.Client, test: dict[str, Any]
+    ) -> None:
         self.base = base
         self.client = client
         self.plain = plain
         self.test = test
         self.uuid = str(uuid.uuid4())
-        self.requests = [
-            dict(r, name=test["name"], id=test["id"]) for r in test["requests"]
-        ]
+        self.requests = [dict(r, name=test["name"], id=test["id"]) for r in test["requests"]]
         self.responses: list[aioduct.Response | None] = []
         #: Expectations this harness cannot check (the rest of the test still runs).
         self.unverifiable: list[str] = []
@@ -291,11 +292,23 @@ class Run:
     def check_error_response(self, idx: int, config: dict[str, Any]) -> None:
         num = idx + 1
         if config.get("expected_type") == "cached":
-            self.check(self.setup(config, "expected_type"), False, f"Response {num} does not come from cache (the request raised)")
+            self.check(
+                self.setup(config, "expected_type"),
+                False,
+                f"Response {num} does not come from cache (the request raised)",
+            )
         if config.get("expected_status") is not None:
-            self.check(self.setup(config, "expected_status"), False, f"Response {num} raised, not status {config['expected_status']}")
+            self.check(
+                self.setup(config, "expected_status"),
+                False,
+                f"Response {num} raised, not status {config['expected_status']}",
+            )
         for header in config.get("expected_response_headers", []):
-            self.check(self.setup(config, "expected_response_headers"), False, f"Response {num} raised: no {header}")
+            self.check(
+                self.setup(config, "expected_response_headers"),
+                False,
+                f"Response {num} raised: no {header}",
+            )
 
     def check_response(self, idx: int, config: dict[str, Any], response: aioduct.Response) -> None:
         num = idx + 1
@@ -311,26 +324,49 @@ class Run:
         expected_type = config.get("expected_type")
         if expected_type is not None:
             type_setup = self.setup(config, "expected_type")
-            if expected_type == "cached":
-                if not (response.status == 304 and res_num is None):
-                    self.check(type_setup, res_num is not None and res_num < num, f"Response {num} does not come from cache")
+            if expected_type == "cached" and not (response.status == 304 and res_num is None):
+                self.check(
+                    type_setup,
+                    res_num is not None and res_num < num,
+                    f"Response {num} does not come from cache",
+                )
             if expected_type == "not_cached":
                 self.check(type_setup, res_num == num, f"Response {num} comes from cache")
         if "expected_status" in config:
             if config["expected_status"] is not None:
-                self.check(self.setup(config, "expected_status"), response.status == config["expected_status"], f"Response {num} status is {response.status}, not {config['expected_status']}")
+                self.check(
+                    self.setup(config, "expected_status"),
+                    response.status == config["expected_status"],
+                    f"Response {num} status is {response.status}, not {config['expected_status']}",
+                )
         elif "response_status" in config:
-            self.check(True, response.status == config["response_status"][0], f"Response {num} status is {response.status}, not {config['response_status'][0]}")
+            self.check(
+                True,
+                response.status == config["response_status"][0],
+                f"Response {num} status is {response.status}, not {config['response_status'][0]}",
+            )
         elif response.status == 999:
-            self.check(self.setup(config, "expected_type"), False, f"Request {num} should have been conditional, but it was not.")
+            self.check(
+                self.setup(config, "expected_type"),
+                False,
+                f"Request {num} should have been conditional, but it was not.",
+            )
         else:
-            self.check(True, response.status == 200, f"Response {num} status is {response.status}, not 200")
+            self.check(
+                True, response.status == 200, f"Response {num} status is {response.status}, not 200"
+            )
         present_setup = self.setup(config, "expected_response_headers")
         for header in config.get("expected_response_headers", []):
             if isinstance(header, str):
-                self.check(present_setup, header in headers, f"Response {num} {header} header not present.")
+                self.check(
+                    present_setup, header in headers, f"Response {num} {header} header not present."
+                )
             elif len(header) > 2:
-                self.check(present_setup, header[0] in headers, f"Response {num} {header[0]} header not present.")
+                self.check(
+                    present_setup,
+                    header[0] in headers,
+                    f"Response {num} {header[0]} header not present.",
+                )
                 value = headers.get(header[0])
                 if header[1] == "=":
                     expected = headers.get(header[2])
@@ -343,14 +379,25 @@ class Run:
                     msg = f"be bigger than {header[2]}"
                 else:
                     raise RuntimeError(f"unknown operator {header[1]!r}")
-                self.check(present_setup, ok, f"Response {num} header {header[0]} is {value}, should {msg}")
+                self.check(
+                    present_setup, ok, f"Response {num} header {header[0]} is {value}, should {msg}"
+                )
             else:
                 expected_value = str(fixup(header, headers, config)[1])
-                self.check(present_setup, headers.get(header[0]) == expected_value, f'Response {num} header {header[0]} is "{headers.get(header[0])}", not "{expected_value}"')
+                self.check(
+                    present_setup,
+                    headers.get(header[0]) == expected_value,
+                    f'Response {num} header {header[0]} is "{headers.get(header[0])}", '
+                    f'not "{expected_value}"',
+                )
         missing_setup = self.setup(config, "expected_response_headers_missing")
         for header in config.get("expected_response_headers_missing", []):
             if isinstance(header, str):
-                self.check(missing_setup, header not in headers, f'Response {num} includes unexpected header {header}: "{headers.get(header)}"')
+                self.check(
+                    missing_setup,
+                    header not in headers,
+                    f'Response {num} includes unexpected header {header}: "{headers.get(header)}"',
+                )
             else:
                 # test.mjs indexes the Headers object as a dict here, which is never set:
                 # the check cannot fail there, so it does not here either.
@@ -365,11 +412,21 @@ class Run:
             return
         if "expected_response_text" in config:
             if config["expected_response_text"] is not None:
-                self.check(self.setup(config, "expected_response_text"), body == config["expected_response_text"], f'Response body is "{body}", not "{config["expected_response_text"]}"')
+                self.check(
+                    self.setup(config, "expected_response_text"),
+                    body == config["expected_response_text"],
+                    f'Response body is "{body}", not "{config["expected_response_text"]}"',
+                )
         elif config.get("response_body") is not None:
-            self.check(True, body == config["response_body"], f'Response body is "{body}", not "{config["response_body"]}"')
+            self.check(
+                True,
+                body == config["response_body"],
+                f'Response body is "{body}", not "{config["response_body"]}"',
+            )
         elif response.status not in NO_BODY_STATUS and config.get("request_method") != "HEAD":
-            self.check(True, body == self.uuid, f'Response body is "{body[:80]}", not "{self.uuid}"')
+            self.check(
+                True, body == self.uuid, f'Response body is "{body[:80]}", not "{self.uuid}"'
+            )
 
     def check_server(self, state: list[dict[str, Any]]) -> None:
         test_idx = 0
@@ -383,42 +440,81 @@ class Run:
             if expected_type == "cached":
                 continue
             if expected_type == "not_cached":
-                self.check(type_setup, server_request is not None and server_request["request_num"] == num, f"Response {num} comes from cache ({server_request and server_request['request_num']} on server)")
+                self.check(
+                    type_setup,
+                    server_request is not None and server_request["request_num"] == num,
+                    f"Response {num} comes from cache "
+                    f"({server_request and server_request['request_num']} on server)",
+                )
             if expected_type == "etag_validated":
                 validating.append("if-none-match")
             if expected_type == "lm_validated":
                 validating.append("if-modified-since")
             test_idx += 1
             for name in validating:
-                self.check(type_setup, server_request is not None, f"request {num} wasn't sent to server")
+                self.check(
+                    type_setup, server_request is not None, f"request {num} wasn't sent to server"
+                )
                 assert server_request is not None
-                self.check(type_setup, name in server_request["request_headers"], f"request {num} doesn't have {name} header")
+                self.check(
+                    type_setup,
+                    name in server_request["request_headers"],
+                    f"request {num} doesn't have {name} header",
+                )
             request_headers = (server_request or {}).get("request_headers", {})
             req_setup = self.setup(config, "expected_request_headers")
             for header in config.get("expected_request_headers", []):
                 if isinstance(header, str):
-                    self.check(req_setup, header.lower() in request_headers, f"Request {num} {header} header not present.")
+                    self.check(
+                        req_setup,
+                        header.lower() in request_headers,
+                        f"Request {num} {header} header not present.",
+                    )
                 else:
                     value = request_headers.get(header[0].lower())
-                    self.check(req_setup, value == header[1], f'Request {num} header {header[0]} is "{value}", not "{header[1]}"')
+                    self.check(
+                        req_setup,
+                        value == header[1],
+                        f'Request {num} header {header[0]} is "{value}", not "{header[1]}"',
+                    )
             miss_setup = self.setup(config, "expected_request_headers_missing")
             for header in config.get("expected_request_headers_missing", []):
                 if isinstance(header, str):
-                    self.check(miss_setup, header.lower() not in request_headers, f"Request {num} {header} header present.")
+                    self.check(
+                        miss_setup,
+                        header.lower() not in request_headers,
+                        f"Request {num} {header} header present.",
+                    )
                 else:
                     value = request_headers.get(header[0].lower())
-                    self.check(miss_setup, value != header[1], f'Request {num} header {header[0]} is "{value}"')
-            if server_request is not None and "response_headers" in server_request and response is not None:
+                    self.check(
+                        miss_setup,
+                        value != header[1],
+                        f'Request {num} header {header[0]} is "{value}"',
+                    )
+            if (
+                server_request is not None
+                and "response_headers" in server_request
+                and response is not None
+            ):
                 for name, value in server_request["response_headers"]:
                     if name.lower() in SKIP_RESPONSE_HEADERS:
                         continue
                     received = response.headers.get(name)
                     if isinstance(value, list):
                         value = ", ".join(str(v) for v in value)
-                    self.check(True, received == str(value), f'Response {num} header {name} is "{received}", not "{value}"')
+                    self.check(
+                        True,
+                        received == str(value),
+                        f'Response {num} header {name} is "{received}", not "{value}"',
+                    )
             if "expected_method" in config:
                 got = server_request and server_request["request_method"]
-                self.check(self.setup(config, "expected_method"), got == config["expected_method"], f"Request {num} had method {got}, not {config['expected_method']}")
+                self.check(
+                    self.setup(config, "expected_method"),
+                    got == config["expected_method"],
+                    f"Request {num} had method {got}, not {config['expected_method']}",
+                )
 
 
 def select(suites: list[dict[str, Any]], mode: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -429,7 +525,9 @@ def select(suites: list[dict[str, Any]], mode: str) -> tuple[list[dict[str, Any]
             if test.get("cdn_only"):
                 not_run[test["id"]] = "cdn_only (CDN-Cache-Control is for CDNs)"
             elif mode == "private" and test["id"] in SHARED_ONLY:
-                not_run[test["id"]] = f"shared-cache rule ({SHARED_ONLY[test['id']]}): run by the shared cache"
+                not_run[test["id"]] = (
+                    f"shared-cache rule ({SHARED_ONLY[test['id']]}): run by the shared cache"
+                )
             elif mode == "shared" and test.get("browser_only"):
                 not_run[test["id"]] = "browser_only (private-cache rule): run by the private cache"
             else:
@@ -444,7 +542,10 @@ async def run_corpus(base: str, mode: str, suites: list[dict[str, Any]] | None =
     report = Report(mode, not_run=not_run)
     cache = aioduct.Cache(shared=mode == "shared")
     results: dict[str, Outcome] = {}
-    async with aioduct.Client(cache=cache, timeout=20, max_connections=400) as client, aioduct.Client(timeout=20) as plain:
+    async with (
+        aioduct.Client(cache=cache, timeout=20, max_connections=400) as client,
+        aioduct.Client(timeout=20) as plain,
+    ):
 
         async def one(test: dict[str, Any]) -> None:
             kind = test.get("kind", "required")
@@ -452,18 +553,29 @@ async def run_corpus(base: str, mode: str, suites: list[dict[str, Any]] | None =
                 await Run(base, client, plain, test).run()
                 results[test["id"]] = Outcome(test["id"], kind, "pass")
             except Failure as exc:
-                results[test["id"]] = Outcome(test["id"], kind, "setup" if exc.setup else "fail", str(exc))
+                results[test["id"]] = Outcome(
+                    test["id"], kind, "setup" if exc.setup else "fail", str(exc)
+                )
             except Unverifiable as exc:
                 results[test["id"]] = Outcome(test["id"], kind, "unverifiable", str(exc))
-            except Exception as exc:  # noqa: BLE001 (a harness error is a result too)
-                results[test["id"]] = Outcome(test["id"], kind, "error", f"{type(exc).__name__}: {exc}")
+            except Exception as exc:
+                results[test["id"]] = Outcome(
+                    test["id"], kind, "error", f"{type(exc).__name__}: {exc}"
+                )
 
         await asyncio.gather(*(one(t) for t in tests))
     for test in tests:
         outcome = results[test["id"]]
-        failed_deps = [d for d in test.get("depends_on", []) if d in results and results[d].result != "pass"]
+        failed_deps = [
+            d for d in test.get("depends_on", []) if d in results and results[d].result != "pass"
+        ]
         if outcome.result != "pass" and failed_deps:
-            outcome = Outcome(outcome.id, outcome.kind, "dependency", f"depends on {', '.join(failed_deps)} ({outcome.message})")
+            outcome = Outcome(
+                outcome.id,
+                outcome.kind,
+                "dependency",
+                f"depends on {', '.join(failed_deps)} ({outcome.message})",
+            )
         report.outcomes.append(outcome)
     return report
 
