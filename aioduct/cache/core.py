@@ -491,9 +491,8 @@ class CacheLayer:
 
     def _stale_if_error(self, state: _Freshness, req_cc: Directives) -> bool:
         """RFC 5861 §4: a stale response may stand in for an error within the window."""
-        if self._must_validate(state, req_cc) and "no-cache" not in state.cc:
-            # must-revalidate forbids it; request no-cache asked for the origin's answer
-            return False
+        if self._must_validate(state, req_cc):
+            return False  # must-revalidate, no-cache: never served without the origin
         for cc in (req_cc, state.cc):
             window = delta_seconds(cc.get("stale-if-error")) if "stale-if-error" in cc else None
             if window is not None and state.staleness <= window:

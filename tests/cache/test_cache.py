@@ -541,3 +541,60 @@ def test_local_engine_from_config_data(nginx: Nginx) -> None:
         results = [next(iter(engine.map([url]))) for _ in range(2)]
     assert [r.status for r in results] == [200, 200]
     assert results[0].body == results[1].body == GZIP_BODY
+
+
+# -- docs/cache.md ----------------------------------------------------------------------------
+
+
+@pytest.mark.nginx
+def test_docs_examples_run(nginx: Nginx, tmp_path: Path) -> None:
+    import contextlib
+    import io
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cache.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 3
+    for n, block in enumerate(blocks):
+        code = block.replace('"https://www.example.org/"', repr(f"{nginx.http_url}/etag?doc{n}"))
+        code = code.replace("/tmp/", f"{tmp_path}/")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, f"docs/cache.md block {n + 1}", "exec"), {})
+        assert out.getvalue()
+    assert (tmp_path / "aioduct-cache-example").is_dir()
+    assert (tmp_path / "aioduct-local-cache" / "worker-0").is_dir()
+
+
+def test_compressed_entries_are_decoded_when_served(script_server: ScriptServer, kind: str) -> None:
+    import gzip
+
+    text = b"cached and compressed " * 100
+    seen = scripted(
+        script_server,
+        "/gz",
+        (
+            200,
+            [("Cache-Control", "max-age=600"), ("Content-Encoding", "gzip")],
+            gzip.compress(text),
+        ),
+    )
+    cache = aioduct.Cache()
+    url = script_server.url + "/gz"
+
+    async def main() -> list[bytes]:
+        async with aioduct.Client(cache=cache) as client:
+            got = [(await client.get(url)).content]
+            async with client.stream("GET", url) as r:
+                assert r.cache_status == "hit"
+                got.append(b"".join([c async for c in r.aiter_bytes()]))
+            return got
+
+    if kind == "async":
+        bodies = aioduct.run(main())
+    else:
+        with aioduct.BlockingClient(cache=cache) as client:
+            bodies = [client.get(url).content]
+            with client.stream("GET", url) as r:
+                bodies.append(b"".join(r.iter_bytes()))
+    assert bodies == [text, text] and len(seen) == 1
