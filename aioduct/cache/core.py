@@ -81,6 +81,8 @@ _NOT_STORED: Final = frozenset(
 )
 #: Fields a 304 does not change in the stored response (RFC 9111 §3.2).
 _NOT_UPDATED: Final = _NOT_STORED | {"content-length", "content-encoding", "content-range"}
+#: Final statuses whose caching this cache implements (for must-understand).
+_UNDERSTOOD: Final = (HEURISTIC_STATUSES - {206}) | {302, 303, 307}
 #: A response varying on more request fields than this is not stored (a Vary bomb).
 MAX_VARY_FIELDS: Final = 32
 #: Variants kept per URL, the most recently stored first.
@@ -540,7 +542,12 @@ class CacheLayer:
             return
         headers = response.headers
         cc = directives(headers.get_list("cache-control"))
-        if "no-store" in cc:
+        if "must-understand" in cc:
+            # RFC 9111 §5.2.2.3: store only statuses whose caching rules this cache
+            # implements, and then no-store (there for caches that do not) is overridden.
+            if status not in _UNDERSTOOD:
+                return
+        elif "no-store" in cc:
             return
         shared = cache.shared
         if shared and "private" in cc and cc["private"] is None:

@@ -86,3 +86,8 @@ def test_etags_and_ranges() -> None:
     assert byte_range("bytes=-3", 10) == (7, 9) and byte_range("bytes=8-100", 10) == (8, 9)
     for bad in ("bytes=10-", "bytes=0-1,3-4", "items=0-1", "bytes=a-b", "bytes=-0", "bytes=3-1"):
         assert byte_range(bad, 10) is None
+
+
+def test_date_zone_is_case_insensitive_but_only_gmt() -> None:
+    assert parse_http_date("Thu, 18 Aug 2050 02:01:18 gMT") is not None
+    assert parse_http_date("Thu, 18 Aug 2050 02:01:18 UTC") is None
