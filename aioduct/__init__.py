@@ -11,8 +11,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import typing as _typing
+
 from .auth import BasicAuth, BearerAuth
-from .cache import Cache
 from .client import BlockingClient, Client, run
 from .config import CacheConfig, ClientConfig, Http2Config, Timeout
 from .errors import (
@@ -53,6 +54,20 @@ from .retries import RetryConfig
 from .runner import SendEngine
 from .upgrade import Upgraded
 from .url import URL
+
+if _typing.TYPE_CHECKING:
+    from .cache import Cache
+
+
+def __getattr__(name: str) -> object:
+    """``aioduct.Cache``, imported on first use: a program without a cache never loads it."""
+    if name == "Cache":
+        from .cache import Cache
+
+        globals()["Cache"] = Cache
+        return Cache
+    raise AttributeError(f"module 'aioduct' has no attribute {name!r}")
+
 
 __all__ = [
     "URL",
