@@ -582,7 +582,8 @@ class SendEngine(BulkEngine):
             retry=_retry(retry),
             keep_body=keep_body,
         )
-        self._client = Client(config=bulk_config(config, options, concurrency))
+        cache = options.pop("cache", None)  # a Cache object is code: it goes to the Client
+        self._client = Client(config=bulk_config(config, options, concurrency), cache=cache)
         self.config = self._client.config
         self._runner = JobRunner(self._client, self.settings)
 

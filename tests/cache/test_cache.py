@@ -597,3 +597,13 @@ def test_compressed_entries_are_decoded_when_served(script_server: ScriptServer,
             with client.stream("GET", url) as r:
                 bodies.append(b"".join(r.iter_bytes()))
     assert bodies == [text, text] and len(seen) == 1
+
+
+def test_send_engine_takes_a_cache_object(script_server: ScriptServer) -> None:
+    seen = scripted(script_server, "/se", (200, [("Cache-Control", "max-age=600")], b"se"))
+    cache = aioduct.Cache()
+    url = script_server.url + "/se"
+    with aioduct.SendEngine(concurrency=2, cache=cache) as engine:
+        first = list(engine.map([url]))
+        second = list(engine.map([url, url]))
+    assert [r.body for r in first + second] == [b"se"] * 3 and len(seen) == 1
