@@ -136,6 +136,10 @@ class DirectoryStore:
     fsynced: after a power loss an entry may be missing or old, never wrong (it is a
     cache). The least recently used files go first when a bound is passed; at start
     the order is taken from the files' modification times.
+
+    Several processes may share a directory: each file is replaced whole, so writers of
+    different URLs never undo each other's work, and a file another process wrote is
+    found when it is asked for (each process bounds the files it knows of).
     """
 
     def __init__(self, path: str | os.PathLike[str], max_size: int, max_entries: int) -> None:
@@ -173,12 +177,12 @@ class DirectoryStore:
     def load(self, key: str) -> list[Entry]:
         name = self._name(key)
         with self._lock:
-            if name not in self._files:
-                return []
+            # Not in the index may still be on disk: another process (or Cache object)
+            # sharing the directory wrote it since this one looked.
             file = self.path / name
             try:
                 data = file.read_bytes()
-            except FileNotFoundError:
+            except OSError:
                 self._forget(name)
                 return []
             entries = _decode(data, key)
@@ -186,7 +190,12 @@ class DirectoryStore:
                 _unlink(file)
                 self._forget(name)
                 return []
-            self._files.move_to_end(name)
+            if name in self._files:
+                self._files.move_to_end(name)
+            else:
+                self._files[name] = len(data)
+                self._bytes += len(data)
+                self._evict()
             return entries
 
     def save(self, key: str, entries: list[Entry]) -> None:

@@ -607,3 +607,25 @@ def test_send_engine_takes_a_cache_object(script_server: ScriptServer) -> None:
         first = list(engine.map([url]))
         second = list(engine.map([url, url]))
     assert [r.body for r in first + second] == [b"se"] * 3 and len(seen) == 1
+
+
+def test_processes_sharing_a_directory_keep_the_union(tmp_path: Path) -> None:
+    # Two stores on one directory stand for two processes (curl CVE-2023-23915: parallel
+    # writers of one cache file lost each other's entries).
+    a = DirectoryStore(tmp_path, 10**7, 1000)
+    b = DirectoryStore(tmp_path, 10**7, 1000)
+
+    def entry(i: int) -> aioduct.cache.Entry:
+        return aioduct.cache.Entry(f"u{i}", 200, "OK", "1.1", (), b"%d" % i, 0.0, 0.0)
+
+    def write(store: DirectoryStore, start: int) -> None:
+        for i in range(start, 200, 2):
+            store.save(f"k{i}", [entry(i)])
+
+    threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate((a, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for store in (a, b, DirectoryStore(tmp_path, 10**7, 1000)):
+        assert all(store.load(f"k{i}") == [entry(i)] for i in range(200))
