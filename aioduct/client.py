@@ -18,9 +18,11 @@ from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Awaitable,
+    Callable,
     Coroutine,
     Iterator,
     Mapping,
+    Sequence,
 )
 from typing import Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
 
@@ -40,7 +42,8 @@ from .decompress import ACCEPT_ENCODING
 from .engine import _UNSET, Engine
 from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
-from .layers import build_layers
+from .layers import Layer, build_layers
+from .middleware import split_middleware
 from .models import Request, Response
 from .redirects import RedirectPolicy
 from .url import URL, QueryParams, encode_params
@@ -141,9 +144,11 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
 
     Options are :class:`ClientConfig`'s fields, passed as keywords or as ``config=``.
     Objects that are code rather than data go here directly: ``auth``, ``ssl_context``
-    (or ``verify=`` an ``SSLContext``), ``redirect_policy`` and ``cache`` (an
-    :class:`aioduct.Cache`; on the local engine each worker builds its own from the
-    cache's settings).
+    (or ``verify=`` an ``SSLContext``), ``redirect_policy``, ``middleware`` (layers,
+    outermost first, or ``"package.module:name"`` strings), ``event_hooks``
+    (``{"request": [...], "response": [...]}``; see docs/retries-middleware-limits.md)
+    and ``cache`` (an :class:`aioduct.Cache`; on the local engine each worker builds its
+    own from the cache's settings).
 
     ``engine`` picks who sends the requests: ``"send"`` (default) this loop itself;
     ``"local"`` a :class:`~aioduct.LocalEngine` of ``workers`` pinned io_uring worker
@@ -159,6 +164,8 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         auth: AuthTypes | None = None,
         ssl_context: ssl.SSLContext | None = None,
         redirect_policy: RedirectPolicy | None = None,
+        middleware: Sequence[Layer | str] | None = None,
+        event_hooks: Mapping[str, Sequence[Callable[[Any], Any]]] | None = None,
         engine: str = "send",
         workers: int | None = None,
         cache: Any = None,
@@ -176,6 +183,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         verify = options.get("verify")
         if isinstance(verify, ssl.SSLContext):
             ssl_context = options.pop("verify")
+        middleware_specs, middleware_objects = split_middleware(middleware)
+        if middleware_specs:
+            options["middleware"] = middleware_specs  # data: what local workers import
         check_option_names(options)
         if config is None:
             config = ClientConfig(**options)
@@ -197,6 +207,14 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                     "separate processes that receive the configuration as data: use the "
                     "send engine for it, or max_redirects= / follow_redirects= (data) here"
                 )
+            if middleware_objects or event_hooks:
+                what = "middleware objects" if middleware_objects else "event_hooks"
+                raise TypeError(
+                    f"{what} are Python code, and local-engine workers are separate "
+                    "processes that receive the configuration as data: give middleware as "
+                    "'package.module:name' import strings (each worker imports them), or "
+                    "use the send engine"
+                )
             from .local.sender import LocalSender
 
             self._engine = LocalSender(config, workers=workers)
@@ -207,7 +225,12 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                 config,
                 ssl_context=ssl_context,
                 redirect_policy=redirect_policy,
-                layers=build_layers(config, cache=cache_object),
+                layers=build_layers(
+                    config,
+                    middleware=middleware if middleware_objects else None,
+                    event_hooks=event_hooks,
+                    cache=cache_object,
+                ),
             )
         self.engine = self._engine.name
         self._base_url = None

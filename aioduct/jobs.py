@@ -293,4 +293,6 @@ def result_to_response(result: Result, request: Request | None = None) -> Respon
     )
     if result.final_url is not None:
         response.url = URL(result.final_url)
+    if result.attempts != 1:
+        response._attempts = result.attempts
     return response
