@@ -629,3 +629,19 @@ def test_processes_sharing_a_directory_keep_the_union(tmp_path: Path) -> None:
         t.join()
     for store in (a, b, DirectoryStore(tmp_path, 10**7, 1000)):
         assert all(store.load(f"k{i}") == [entry(i)] for i in range(200))
+
+
+@pytest.mark.nginx
+def test_cache_over_http2(nginx: Nginx, tls_ca: Any) -> None:
+    tag = f"cache-h2-{next(_tags)}"
+    url = f"{nginx.https_url}/etag?{tag}"
+
+    async def main() -> list[tuple[str | None, str]]:
+        async with aioduct.Client(cache=aioduct.Cache(), verify=tls_ca.ca_pem_path) as client:
+            first = await client.get(url)
+            second = await client.get(url, headers={"Cache-Control": "no-cache"})
+            assert first.content == second.content == GZIP_BODY
+            return [(r.cache_status, r.http_version) for r in (first, second)]
+
+    assert aioduct.run(main()) == [("miss", "2"), ("revalidated", "2")]
+    assert [e.status for e in nginx.requests_log(uri_contains=tag, min_entries=2)] == [200, 304]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aioduct.cache.policy import (
     MAX_DELTA,
@@ -91,3 +93,25 @@ def test_etags_and_ranges() -> None:
 def test_date_zone_is_case_insensitive_but_only_gmt() -> None:
     assert parse_http_date("Thu, 18 Aug 2050 02:01:18 gMT") is not None
     assert parse_http_date("Thu, 18 Aug 2050 02:01:18 UTC") is None
+
+
+# -- whatever a server sends, the rules answer without raising --------------------------------
+
+_header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x17F), max_size=80)
+
+
+@given(st.lists(_header_text, max_size=4))
+def test_directives_never_raise(values: list[str]) -> None:
+    for name, argument in directives(values).items():
+        assert name == name.lower() and (argument is None or isinstance(argument, str))
+
+
+@given(_header_text)
+def test_numbers_and_dates_never_raise(text: str) -> None:
+    value = delta_seconds(text)
+    assert value is None or 0 <= value <= MAX_DELTA
+    date = parse_http_date(text, now=1.7e9)
+    assert date is None or date == date  # not NaN
+    age = current_age(text, date, 0.0, 1.0, 2.0)
+    assert age >= 0
+    assert byte_range(text, 100) is None or 0 <= byte_range(text, 100)[0] <= 99  # type: ignore[index]
