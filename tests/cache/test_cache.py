@@ -457,6 +457,12 @@ def test_directory_cache_survives_a_restart(
     again = make(cache=aioduct.Cache(tmp_path)).get(url)
     assert (again.cache_status, again.text, len(seen)) == ("hit", "disk", 1)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    cache = aioduct.Cache(tmp_path)
+    assert aioduct.get(url, cache=cache).cache_status == "hit"  # the one-shot form too
+    cache.invalidate(url)
+    assert len(cache) == 0 and aioduct.get(url, cache=cache).cache_status == "miss"
+    cache.clear()
+    assert not list(tmp_path.glob("*.entry")) and len(seen) == 2
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty", "other-key"])
