@@ -70,6 +70,7 @@ SHARED_ONLY = {
 }
 
 PAUSE = 3.0  # seconds, as test-engine/client/utils.mjs pauses
+CONCURRENT = 64  # tests in flight at once
 DATE_HEADERS = {"date", "expires", "last-modified", "if-modified-since", "if-unmodified-since"}
 LOCATION_HEADERS = {"location", "content-location"}
 NO_BODY_STATUS = {204, 304}
@@ -101,6 +102,8 @@ class Report:
     mode: str
     outcomes: list[Outcome] = field(default_factory=list)
     not_run: dict[str, str] = field(default_factory=dict)
+    #: Tests that failed the first round (its message) and passed the second.
+    passed_on_rerun: dict[str, str] = field(default_factory=dict)
 
     def counts(self, kind: str) -> tuple[int, int]:
         """(passed, run) for tests of ``kind``."""
@@ -117,6 +120,10 @@ class Report:
             lines.append(f"{kind}: {passed}/{run} passed")
         lines.extend(f"  [{o.kind}] {o.id}: {o.result}: {o.message}" for o in self.failures())
         lines.extend(f"  not run: {i}: {why}" for i, why in sorted(self.not_run.items()))
+        lines.extend(
+            f"  passed on a second run: {i} (first: {why})"
+            for i, why in sorted(self.passed_on_rerun.items())
+        )
         return "\n".join(lines)
 
 
@@ -536,7 +543,14 @@ def select(suites: list[dict[str, Any]], mode: str) -> tuple[list[dict[str, Any]
 
 
 async def run_corpus(base: str, mode: str, suites: list[dict[str, Any]] | None = None) -> Report:
-    """Run every test ``mode`` applies to, all at once (each has its own URLs)."""
+    """Run every test ``mode`` applies to, up to :data:`CONCURRENT` at once (each has its
+    own URLs), then the ones that did not pass once more (a far smaller round).
+
+    Many tests give a response two seconds of freshness and expect the next request to
+    find it fresh: on a loaded machine (the whole suite on two cores) a test can lose
+    that race while waiting its turn. A failure that repeats is the cache's; one that
+    does not is counted as passed and listed in ``Report.passed_on_rerun``.
+    """
     suites = suites if suites is not None else load_tests()
     tests, not_run = select(suites, mode)
     report = Report(mode, not_run=not_run)
@@ -546,8 +560,13 @@ async def run_corpus(base: str, mode: str, suites: list[dict[str, Any]] | None =
         aioduct.Client(cache=cache, timeout=20, max_connections=400) as client,
         aioduct.Client(timeout=20) as plain,
     ):
+        slots = asyncio.Semaphore(CONCURRENT)
 
         async def one(test: dict[str, Any]) -> None:
+            async with slots:
+                await attempt(test)
+
+        async def attempt(test: dict[str, Any]) -> None:
             kind = test.get("kind", "required")
             try:
                 await Run(base, client, plain, test).run()
@@ -564,6 +583,12 @@ async def run_corpus(base: str, mode: str, suites: list[dict[str, Any]] | None =
                 )
 
         await asyncio.gather(*(one(t) for t in tests))
+        first = dict(results)
+        again = [t for t in tests if first[t["id"]].result in ("fail", "setup", "error")]
+        await asyncio.gather(*(one(t) for t in again))
+        for test in again:
+            if results[test["id"]].result == "pass":
+                report.passed_on_rerun[test["id"]] = first[test["id"]].message
     for test in tests:
         outcome = results[test["id"]]
         failed_deps = [
