@@ -16,6 +16,7 @@ import typing as _typing
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import CacheConfig, ClientConfig, Http2Config, Http3Config, Timeout
+from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -86,6 +87,8 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "DecodeError",
+    "DoHResolver",
+    "DoTResolver",
     "EngineStats",
     "EngineUnavailable",
     "Headers",
@@ -108,11 +111,13 @@ __all__ = [
     "RedirectPolicy",
     "RemoteProtocolError",
     "Request",
+    "Resolver",
     "Response",
     "Result",
     "RetryConfig",
     "SendEngine",
     "StatusError",
+    "SystemResolver",
     "TLSError",
     "Timeout",
     "TimeoutError",

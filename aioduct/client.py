@@ -39,6 +39,7 @@ from .config import (
     suggest,
 )
 from .decompress import ACCEPT_ENCODING
+from .dns import Resolver
 from .engine import _UNSET, Engine
 from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
@@ -146,7 +147,8 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
     Objects that are code rather than data go here directly: ``auth``, ``ssl_context``
     (or ``verify=`` an ``SSLContext``), ``redirect_policy``, ``middleware`` (layers,
     outermost first, or ``"package.module:name"`` strings), ``event_hooks``
-    (``{"request": [...], "response": [...]}``; see docs/retries-middleware-limits.md)
+    (``{"request": [...], "response": [...]}``; see docs/retries-middleware-limits.md),
+    ``resolver`` (an :class:`aioduct.Resolver`: :class:`~aioduct.DoHResolver`, ...)
     and ``cache`` (an :class:`aioduct.Cache`; on the local engine each worker builds its
     own from the cache's settings).
 
@@ -168,6 +170,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         event_hooks: Mapping[str, Sequence[Callable[[Any], Any]]] | None = None,
         engine: str = "send",
         workers: int | None = None,
+        resolver: Resolver | None = None,
         cache: Any = None,
         **options: Any,
     ) -> None:
@@ -201,6 +204,12 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                     "processes that receive the configuration as data: pass "
                     "verify='path/to/ca.pem' (and cert=) instead, or use the send engine"
                 )
+            if resolver is not None:
+                raise TypeError(
+                    "resolver= is a Python object, and local-engine workers are separate "
+                    "processes that receive the configuration as data: pass "
+                    "dns_over_https='https://...' or dns_over_tls='host:port' instead"
+                )
             if redirect_policy is not None:
                 raise TypeError(
                     "redirect_policy is a Python callable, and local-engine workers are "
@@ -231,6 +240,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                     event_hooks=event_hooks,
                     cache=cache_object,
                 ),
+                resolver=resolver,
             )
         self.engine = self._engine.name
         self._base_url = None
@@ -560,6 +570,7 @@ class BlockingClient(HTTPMethods[Response]):
                 redirect_policy=sender._redirect_policy,
                 runtime=BlockingRuntime(),
                 layers=sender.layers,  # one cookie jar, cache, ... for every thread
+                resolver=sender._dns,
             )
             with self._lock:
                 if self._closed:

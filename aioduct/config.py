@@ -380,7 +380,8 @@ class ClientConfig(
 
     # -- TLS -------------------------------------------------------------------------------
     verify: bool | str = True
-    """``True``: certifi's roots; ``False``: no verification; a path: CA file or directory."""
+    """``True``: certifi's roots; ``False``: no verification; ``"system"``: the operating
+    system's trust store (through ``truststore``); a path: CA file or directory."""
     danger_accept_invalid_certs: bool = False
     """Same as ``verify=False``, spelled to be noticed in review."""
     cert: str | tuple[str, ...] | None = None
@@ -391,6 +392,30 @@ class ClientConfig(
     tls_session_cache: bool = True
     """Resume TLS sessions: a new connection to a server offers the session (ticket) of
     an earlier one, which saves the full handshake. Kept per client, per TLS settings."""
+    pinned_sha256: tuple[str, ...] = ()
+    """Accept only server certificates whose public key (SPKI) has one of these base64
+    SHA-256 hashes (curl's ``--pinnedpubkey sha256//...``); checked on every new
+    connection, resumed ones included. Empty: no pinning."""
+    min_tls_version: str | None = None
+    """Lowest TLS version spoken: ``"1.2"`` (the default) or ``"1.3"``."""
+    max_tls_version: str | None = None
+    """Highest TLS version spoken: ``"1.2"`` or ``"1.3"``; ``None``: the highest available."""
+
+    # -- name resolution -------------------------------------------------------------------
+    resolve: tuple[tuple[str, str], ...] = ()
+    """Fixed addresses, like curl's ``--resolve``: ``{"example.test": "127.0.0.1",
+    "example.test:443": "127.0.0.1:8443"}`` (a value may list several, comma-separated).
+    TLS still verifies the URL's host name and sends it as SNI."""
+    dns_over_https: str | None = None
+    """Resolve names with DNS over HTTPS at this URL (RFC 8484): the data form of
+    ``Client(resolver=aioduct.DoHResolver(url))``, for the local engine's workers."""
+    dns_over_tls: str | None = None
+    """Resolve names with DNS over TLS at ``host`` or ``host:port`` (RFC 7858, port 853
+    by default): the data form of ``Client(resolver=aioduct.DoTResolver(...))``."""
+    happy_eyeballs_delay: float | None = 0.25
+    """Happy eyeballs (RFC 8305): start connecting to the next address (IPv6 and IPv4
+    interleaved, IPv6 first) this many seconds after the last attempt began, or at once
+    when it fails; the first to connect wins. ``None``: one address at a time."""
 
     # -- limits ----------------------------------------------------------------------------
     max_response_head_bytes: int = 65536
@@ -470,10 +495,40 @@ class ClientConfig(
                     f"{type(self.cache).__name__}: pass an aioduct.Cache object to "
                     "Client(cache=...) instead"
                 )
+        self._check_network_edge()
         if self.base_url is not None:
             from .url import URL
 
             URL(self.base_url)  # raises InvalidURL with a clear message
+
+    def _check_network_edge(self) -> None:
+        """Validate and normalise the DNS, happy eyeballs and TLS trust options."""
+        if self.resolve:
+            from .dns import parse_overrides
+
+            msgspec.structs.force_setattr(self, "resolve", parse_overrides(self.resolve))
+        if self.happy_eyeballs_delay is not None:
+            delay = seconds("happy_eyeballs_delay", self.happy_eyeballs_delay)
+            msgspec.structs.force_setattr(self, "happy_eyeballs_delay", delay)
+        versions = ("1.2", "1.3")
+        for name in ("min_tls_version", "max_tls_version"):
+            value = getattr(self, name)
+            if value is not None and value not in versions:
+                raise ValueError(f"{name} must be '1.2' or '1.3' (or None), not {value!r}")
+        low, high = self.min_tls_version, self.max_tls_version
+        if low is not None and high is not None and low > high:
+            raise ValueError(
+                f"min_tls_version={low!r} is above max_tls_version={high!r}: "
+                "no TLS version is left to speak"
+            )
+        if self.pinned_sha256:
+            msgspec.structs.force_setattr(self, "pinned_sha256", _pins(self.pinned_sha256))
+        if self.dns_over_https is not None and self.dns_over_tls is not None:
+            raise ValueError("set dns_over_https or dns_over_tls, not both")
+        if self.dns_over_https is not None and not str(self.dns_over_https).startswith("https://"):
+            raise ValueError(
+                f"dns_over_https must be an https:// URL (RFC 8484), not {self.dns_over_https!r}"
+            )
 
     @property
     def verify_certificates(self) -> bool:
@@ -493,6 +548,32 @@ class ClientConfig(
             return _DECODER.decode(data)
         except msgspec.ValidationError as exc:
             raise ValueError(f"invalid ClientConfig: {exc}") from None
+
+
+def _pins(pins: object) -> tuple[str, ...]:
+    """``pinned_sha256`` as a tuple of base64 SHA-256 hashes (curl's ``sha256//`` prefix
+    and ``;``-separated lists accepted), each checked to be 32 bytes of base64."""
+    import base64
+    import binascii
+
+    items = [pins] if isinstance(pins, str) else list(pins)  # type: ignore[call-overload]
+    out: list[str] = []
+    for item in items:
+        for pin in str(item).split(";"):
+            pin = pin.strip().removeprefix("sha256//")
+            if not pin:
+                continue
+            try:
+                raw = base64.b64decode(pin, validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(
+                    f"pinned_sha256 entry {pin!r} is not a base64 SHA-256 hash (32 bytes); "
+                    "compute one with aioduct.tls.spki_sha256(cert_der) or openssl"
+                )
+            out.append(pin)
+    return tuple(out)
 
 
 def _check_policies(cfg: ClientConfig) -> None:

@@ -111,7 +111,12 @@ class HTTP11Connection:
         self.requests_sent = 0
         self.holds_slot = False
         #: How long DNS, TCP connect and TLS took to open this connection (seconds).
-        self.setup_timings: tuple[float | None, float | None, float | None] = (None, None, None)
+        self.setup_timings: tuple[float | None, float | None, float | None, str | None] = (
+            None,
+            None,
+            None,
+            None,
+        )
         #: Where to save this connection's TLS session once the first response arrived
         #: (set by the engine when it keeps sessions; ``None`` afterwards).
         self.session_key: SessionKey | None = None

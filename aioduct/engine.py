@@ -28,7 +28,7 @@ from .altsvc import AltSvcCache, AltSvcLayer
 from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .decompress import decode_body, response_codings
-from .dns import Resolver, literal_address
+from .dns import Resolver, ResolverCache, literal_address, resolver_from_config
 from .errors import (
     AioductError,
     ConnectError,
@@ -37,6 +37,8 @@ from .errors import (
     RemoteProtocolError,
     TooManyRedirects,
 )
+from .eyeballs import connect as connect_first
+from .eyeballs import format_address
 from .headers import Headers
 from .layers import Hop, Layer, run_layers
 from .models import Request, Response, Timings
@@ -50,7 +52,11 @@ from .tls import (
     SessionCache,
     SessionKey,
     certificate_covers,
+    check_pins,
+    check_pins_der,
     create_ssl_context,
+    keylog_file,
+    system_ca_file,
     tls_error,
     verify_setting,
 )
@@ -88,8 +94,15 @@ class Engine:
         redirect_policy: RedirectPolicy | None = None,
         runtime: Runtime | None = None,
         layers: tuple[Layer, ...] = (),
+        resolver: Resolver | None = None,
     ) -> None:
         self.config = config
+        #: Who resolves names (None: the system resolver); bound per runtime in _make_pool.
+        self._dns = resolver or resolver_from_config(
+            config.dns_over_https,
+            config.dns_over_tls,
+            config.verify_certificates and config.verify,
+        )
         #: The client's policies around each hop (see :mod:`aioduct.layers`).
         self.layers = layers
         self._ssl_context = ssl_context
@@ -99,7 +112,7 @@ class Engine:
         self._fixed_runtime = runtime
         self._runtime: Runtime | None = None
         self._pool: ConnectionPool[Connection] | None = None
-        self._resolver: Resolver | None = None
+        self._resolver: ResolverCache | None = None
         #: TLS sessions to resume, per server and TLS settings (tls_session_cache).
         self._sessions = SessionCache() if config.tls_session_cache else None
         #: HTTP/3 alternatives learned from Alt-Svc (``http3=True``), shared with the layer.
@@ -140,7 +153,7 @@ class Engine:
     def _make_pool(self, runtime: Runtime) -> tuple[Runtime, ConnectionPool[Connection]]:
         cfg = self.config
         self._runtime = runtime
-        self._resolver = Resolver(runtime)
+        self._resolver = ResolverCache(runtime, self._dns, cfg.resolve)
         self._pool = ConnectionPool(
             runtime,
             max_idle_per_host=cfg.pool_max_idle_per_host,
@@ -160,6 +173,8 @@ class Engine:
         self._closed = True
         if self._pool is not None:
             self._pool.close()
+        if self._resolver is not None:
+            self._resolver.close()
 
     async def aclose(self) -> None:
         self.close()
@@ -352,8 +367,9 @@ class Engine:
         head_at = perf_counter()
         if reused:
             dns = connect = tls = None
+            address = conn.setup_timings[3]
         else:
-            dns, connect, tls = conn.setup_timings
+            dns, connect, tls, address = conn.setup_timings
             if conn.session_key is not None:
                 # The first response came after any TLS 1.3 ticket the server sends
                 # right after the handshake: now the session is worth keeping.
@@ -365,7 +381,7 @@ class Engine:
             head.headers,
             head.http_version,
             request,
-            (dns, connect, tls, head_at - sent_at, head_at - deadlines.started, pool_wait),
+            (dns, connect, tls, head_at - sent_at, head_at - deadlines.started, pool_wait, address),
         )
         if head.status == 101:
             # The connection now speaks another protocol and leaves the pool for good:
@@ -417,7 +433,9 @@ class Engine:
                 f"response has {len(head.headers)} header fields, more than "
                 f"max_response_headers={self.config.max_response_headers}"
             )
-        dns, connect, tls = (None, None, None) if reused else conn.setup_timings
+        dns, connect, tls, address = conn.setup_timings
+        if reused:
+            dns = connect = tls = None
         response = Response(
             head.status,
             headers=Headers._adopt(head.headers),
@@ -430,6 +448,7 @@ class Engine:
                 ttfb=head_at - sent_at,
                 total=head_at - deadlines.started,
                 pool_wait=pool_wait,
+                address=address,
             ),
         )
         if request.protocol is not None and 200 <= head.status < 300:
@@ -471,16 +490,26 @@ class Engine:
         ]
         if not candidates:
             return None
-        addresses = literal_address(key.host)
-        if addresses is None:
+        literal = literal_address(key.host)
+        if literal is None:
             try:
-                addresses, _ = await resolver.resolve(key.host, key.port)
+                targets, _ = await resolver.resolve(key.host, key.port)
             except AioductError:
                 return None  # connecting reports the error
-        ips = {ip for _family, ip in addresses}
+            ips = {target[1] for target in targets}
+        else:
+            ips = {ip for _family, ip in literal}
+        pins = self.config.pinned_sha256
         for conn in candidates:
             peer = conn.stream.peer_address
             if peer is not None and peer[0] in ips and conn.has_capacity():
+                if pins:
+                    # The connection passed the pins at its handshake; checked again so
+                    # that no path hands out an unpinned connection.
+                    try:
+                        check_pins(conn.stream.ssl_object, pins, key.host, key.port)
+                    except AioductError:
+                        continue
                 pool.add_alias(conn, key)
                 conn.in_use += 1
                 return conn
@@ -506,39 +535,35 @@ class Engine:
         deadline = deadlines.for_connect()
         started = perf_counter()
         dns_time = tls_time = None
-        addresses = literal_address(host)
+        literal = literal_address(host)
         try:
-            if addresses is None:
+            if literal is None:
                 if deadline is None or not runtime.background:
                     # (getaddrinfo in the calling thread cannot be interrupted)
-                    addresses, looked_up = await self._resolver.resolve(host, port)
+                    addresses, looked_up = await self._resolver.resolve(host, port, deadline)
                 else:
                     async with asyncio.timeout_at(deadline):
-                        addresses, looked_up = await self._resolver.resolve(host, port)
+                        addresses, looked_up = await self._resolver.resolve(host, port, deadline)
                 if looked_up:
                     dns_time = perf_counter() - started
+            else:
+                addresses = [(family, ip, port) for family, ip in literal]
             if key.scheme == "https" and version != "1.1" and version != "2":
                 h3conn = await self._connect_h3(key, addresses, deadlines, version)
                 if h3conn is not None:
                     h3conn.setup_timings = (dns_time, *h3conn.setup_timings[1:])
                     return h3conn
             tcp_started = perf_counter()
-            stream = None
-            errors: list[str] = []
-            for _family, ip in addresses:
-                try:
-                    stream = await runtime.open_tcp(
-                        ip,
-                        port,
-                        deadline=deadline,
-                        local_address=cfg.local_address,
-                        keepalive=cfg.tcp_keepalive,
-                    )
-                    break
-                except OSError as exc:
-                    errors.append(f"{ip}: {exc.strerror or exc}")
-            if stream is None:
-                raise ConnectError(f"cannot connect to {host}:{port} ({'; '.join(errors)})")
+            stream, target = await connect_first(
+                runtime,
+                addresses,
+                delay=cfg.happy_eyeballs_delay,
+                deadline=deadline,
+                local_address=cfg.local_address,
+                keepalive=cfg.tcp_keepalive,
+                host=f"{host}:{port}",
+            )
+            address = format_address(target[1], target[2])
             connect_time = perf_counter() - tcp_started
             session_key = None
             if key.scheme == "https":
@@ -548,6 +573,9 @@ class Engine:
                     verify_setting(cfg.verify_certificates and cfg.verify, trust_env=cfg.trust_env),
                     cfg.cert,
                     ALPN_H2 if offer_h2 else ALPN_HTTP11,
+                    cfg.min_tls_version,
+                    cfg.max_tls_version,
+                    keylog_file(cfg.trust_env),
                 )
                 sessions = self._sessions
                 session = None
@@ -559,13 +587,20 @@ class Engine:
                         stream, context, host, deadline=deadline, session=session
                     )
                 except (ssl.SSLError, ssl.CertificateError) as exc:
-                    raise tls_error(exc, host, port) from None
+                    versions = (cfg.min_tls_version, cfg.max_tls_version)
+                    raise tls_error(exc, host, port, versions) from None
                 except OSError as exc:
                     raise ConnectError(
                         f"connection to {host}:{port} failed during the TLS handshake: {exc}"
                     ) from None
                 tls_time = perf_counter() - tls_started
                 ssl_object = stream.ssl_object
+                if cfg.pinned_sha256:
+                    try:
+                        check_pins(ssl_object, cfg.pinned_sha256, host, port)
+                    except AioductError:
+                        stream.close()
+                        raise
                 if session is not None and ssl_object is not None and not ssl_object.session_reused:
                     assert sessions is not None and session_key is not None
                     sessions.discard(session_key, session)  # declined: keep the next one
@@ -599,7 +634,7 @@ class Engine:
                     raise ConnectError(
                         f"HTTP/2 connection to {host}:{port} failed during setup: {exc}"
                     ) from None
-                h2conn.setup_timings = (dns_time, connect_time, tls_time)
+                h2conn.setup_timings = (dns_time, connect_time, tls_time, address)
                 if session_key is not None:
                     # The server's SETTINGS came after any TLS 1.3 ticket it sends.
                     self._save_session(session_key, stream)
@@ -614,14 +649,14 @@ class Engine:
             max_head_bytes=cfg.max_response_head_bytes,
             max_headers=cfg.max_response_headers,
         )
-        conn.setup_timings = (dns_time, connect_time, tls_time)
+        conn.setup_timings = (dns_time, connect_time, tls_time, address)
         conn.session_key = session_key
         return conn
 
     async def _connect_h3(
         self,
         key: PoolKey,
-        addresses: list[tuple[int, str]],
+        addresses: list[tuple[int, str, int]],
         deadlines: Deadlines,
         version: str | None,
     ) -> HTTP3Connection | None:
@@ -635,6 +670,13 @@ class Engine:
         cfg = self.config
         runtime = self._runtime
         assert runtime is not None
+        if cfg.max_tls_version == "1.2":  # QUIC is TLS 1.3 only
+            if version == "3" or cfg.http3_prior_knowledge:
+                raise ConnectError(
+                    f"cannot use HTTP/3 with {key.host}:{key.port}: QUIC always runs TLS "
+                    "1.3 and max_tls_version='1.2' rules it out"
+                )
+            return None
         target: tuple[str, int] | None
         if version == "3" or cfg.http3_prior_knowledge:
             target, racing = (key.host, key.port), False
@@ -670,7 +712,7 @@ class Engine:
         self,
         key: PoolKey,
         target: tuple[str, int],
-        addresses: list[tuple[int, str]],
+        addresses: list[tuple[int, str, int]],
         deadline: float | None,
     ) -> HTTP3Connection:
         from .http3 import HTTP3Connection, quic_configuration
@@ -688,13 +730,20 @@ class Engine:
         if host != key.host:
             found = literal_address(host)
             addresses = (
-                found if found is not None else (await self._resolver.resolve(host, port))[0]
+                [(family, ip, port) for family, ip in found]
+                if found is not None
+                else (await self._resolver.resolve(host, port))[0]
             )
+        elif port != key.port:  # an alternative on another port of the same host
+            addresses = [(family, ip, port) for family, ip, _port in addresses]
+        pins = cfg.pinned_sha256
         verify = verify_setting(cfg.verify_certificates and cfg.verify, trust_env=cfg.trust_env)
         if verify is True:
             import certifi
 
             cafile: str | None = certifi.where()
+        elif verify == "system":
+            cafile = system_ca_file()
         else:
             cafile = verify if isinstance(verify, str) else None
         ticket_key = (key.host, key.port)
@@ -704,7 +753,9 @@ class Engine:
             key.host,
             verify=bool(verify),
             cafile=cafile,
-            session_ticket=tickets.get(ticket_key),
+            # With pins, every QUIC handshake is a full one: aioquic's tickets do not
+            # keep the server's certificate, and the pin needs it.
+            session_ticket=None if pins else tickets.get(ticket_key),
         )
 
         def keep_ticket(ticket: Any) -> None:
@@ -713,9 +764,9 @@ class Engine:
             tickets[ticket_key] = ticket
 
         errors = []
-        for _family, ip in addresses:
+        for _family, ip, ip_port in addresses:
             try:
-                udp = await runtime.open_udp(ip, port, local_address=cfg.local_address)
+                udp = await runtime.open_udp(ip, ip_port, local_address=cfg.local_address)
             except OSError as exc:
                 errors.append(f"{ip}: {exc.strerror or exc}")
                 continue
@@ -725,7 +776,7 @@ class Engine:
                 runtime,
                 cfg.http3_config,
                 quic_config,
-                early_data=cfg.early_data,
+                early_data=cfg.early_data and not pins,
                 on_ticket=keep_ticket,
             )
             try:
@@ -737,7 +788,13 @@ class Engine:
             except BaseException:
                 conn.close()
                 raise
-            conn.setup_timings = (None, None, perf_counter() - started)
+            if pins:
+                try:
+                    check_pins_der(conn.peer_certificate_der(), pins, key.host, key.port)
+                except AioductError:
+                    conn.close()
+                    raise
+            conn.setup_timings = (None, None, perf_counter() - started, format_address(ip, ip_port))
             if self._alt_svc is not None:
                 self._alt_svc.mark_working(target)
             return conn

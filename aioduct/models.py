@@ -49,6 +49,10 @@ class Timings(msgspec.Struct, frozen=True, omit_defaults=True):
     ttfb: float | None = None
     total: float = 0.0
     pool_wait: float | None = None
+    address: str | None = None
+    """The address the connection went to, ``ip:port`` (``[ip]:port`` for IPv6): the
+    winner of happy eyeballs, or what ``resolve=`` named. Also set on a reused
+    connection (the phases above are not)."""
 
 
 _NO_TIMINGS = Timings()
@@ -196,7 +200,9 @@ class Response:
         fields: list[tuple[str, str]],
         http_version: str,
         request: Request,
-        timings: tuple[float | None, float | None, float | None, float, float, float | None],
+        timings: tuple[
+            float | None, float | None, float | None, float, float, float | None, str | None
+        ],
     ) -> Response:
         """A response the engine just read: the hot-path constructor.
 
