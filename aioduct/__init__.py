@@ -11,9 +11,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import typing as _typing
+
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
-from .config import ClientConfig, Http2Config, Http3Config, Timeout
+from .config import CacheConfig, ClientConfig, Http2Config, Http3Config, Timeout
 from .cookies import Cookie, CookieJar
 from .digest import DigestAuth
 from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
@@ -60,6 +62,20 @@ from .runner import SendEngine
 from .upgrade import Upgraded
 from .url import URL
 
+if _typing.TYPE_CHECKING:
+    from .cache import Cache
+
+
+def __getattr__(name: str) -> object:
+    """``aioduct.Cache``, imported on first use: a program without a cache never loads it."""
+    if name == "Cache":
+        from .cache import Cache
+
+        globals()["Cache"] = Cache
+        return Cache
+    raise AttributeError(f"module 'aioduct' has no attribute {name!r}")
+
+
 __all__ = [
     "URL",
     "AioductError",
@@ -68,6 +84,8 @@ __all__ = [
     "BearerAuth",
     "BlockingClient",
     "BodyTooLarge",
+    "Cache",
+    "CacheConfig",
     "Client",
     "ClientClosed",
     "ClientConfig",

@@ -150,8 +150,10 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
     Objects that are code rather than data go here directly: ``auth``, ``ssl_context``
     (or ``verify=`` an ``SSLContext``), ``redirect_policy``, ``middleware`` (layers,
     outermost first, or ``"package.module:name"`` strings), ``event_hooks``
-    (``{"request": [...], "response": [...]}``; see docs/retries-middleware-limits.md)
-    and ``resolver`` (an :class:`aioduct.Resolver`: :class:`~aioduct.DoHResolver`, ...).
+    (``{"request": [...], "response": [...]}``; see docs/retries-middleware-limits.md),
+    ``resolver`` (an :class:`aioduct.Resolver`: :class:`~aioduct.DoHResolver`, ...)
+    and ``cache`` (an :class:`aioduct.Cache`; on the local engine each worker builds its
+    own from the cache's settings).
 
     ``engine`` picks who sends the requests: ``"send"`` (default) this loop itself;
     ``"local"`` a :class:`~aioduct.LocalEngine` of ``workers`` pinned io_uring worker
@@ -172,8 +174,18 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         engine: str = "send",
         workers: int | None = None,
         resolver: Resolver | None = None,
+        cache: Any = None,
         **options: Any,
     ) -> None:
+        cache_object = None
+        if cache is not None:  # a Cache object is code; its settings are the data form
+            from .cache import Cache
+
+            if isinstance(cache, Cache):
+                cache_object = cache
+                options["cache"] = cache.settings
+            else:
+                options["cache"] = cache
         verify = options.get("verify")
         if isinstance(verify, ssl.SSLContext):
             ssl_context = options.pop("verify")
@@ -244,6 +256,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                 cookies=jar,
                 middleware=middleware if middleware_objects else None,
                 event_hooks=event_hooks,
+                cache=cache_object,
             )
             self._engine = Engine(
                 config,

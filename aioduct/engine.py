@@ -296,7 +296,7 @@ class Engine:
         if not codings:
             return
         response._codings = codings
-        if not stream:
+        if not stream or response._content is not None:  # read, or answered by a layer
             assert response._content is not None
             response._content = decode_body(response._content, codings, self.config.max_body_size)
 

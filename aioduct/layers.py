@@ -214,6 +214,11 @@ def build_layers(config: ClientConfig, **objects: Any) -> tuple[Layer, ...]:
         event_hooks = EventHooks(hooks)
         if event_hooks:
             head.append(event_hooks)
+    if config.cache is not None:  # 4. the HTTP cache
+        from .cache import Cache, CacheLayer
+
+        cache = objects.get("cache")
+        head.append(CacheLayer(cache if cache is not None else Cache.from_config(config.cache)))
     jar = objects.get("cookies")
     if jar is not None or config.cookies:
         from .cookies import CookieJar, CookieLayer

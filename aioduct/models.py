@@ -151,6 +151,7 @@ class Response:
         "_text",
         "_timings",
         "_upgraded",
+        "cache_status",
         "headers",
         "history",
         "http_version",
@@ -192,6 +193,9 @@ class Response:
         self._upgraded: Upgraded | None = None
         #: Why a streamed body can no longer be read (it was iterated, or closed unread).
         self._spent: str | None = None
+        #: Where an HTTP cache (``Client(cache=...)``) got it: ``"hit"``, ``"miss"``,
+        #: ``"revalidated"`` or ``"stale"``; ``None`` without a cache.
+        self.cache_status: str | None = None
 
     @classmethod
     def _received(
@@ -227,6 +231,7 @@ class Response:
         self._portal = None
         self._upgraded = None
         self._spent = None
+        self.cache_status = None
         return self
 
     @property
