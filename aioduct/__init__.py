@@ -11,14 +11,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import typing as _typing
+
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
-from .config import ClientConfig, Http2Config, Http3Config, Timeout
+from .config import CacheConfig, ClientConfig, Http2Config, Http3Config, Timeout
 from .cookies import Cookie, CookieJar
+from .digest import DigestAuth
 from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
 from .download import Download
 from .errors import (
     AioductError,
+    AuthError,
     BodyTooLarge,
     ClientClosed,
     ConnectError,
@@ -50,6 +54,7 @@ from .errors import (
     WriteTimeout,
 )
 from .headers import Headers
+from .hsts import HSTSStore
 from .jobs import Job, JobError, Result
 from .layers import Layer
 from .limits import RateLimit
@@ -62,14 +67,38 @@ from .runner import SendEngine
 from .upgrade import Upgraded
 from .url import URL
 
+if _typing.TYPE_CHECKING:
+    from .cache import Cache
+    from .websocket import BlockingWebSocket, WebSocket
+
+
+def __getattr__(name: str) -> object:
+    """``aioduct.Cache``, imported on first use: a program without a cache never loads it."""
+    if name == "Cache":
+        from .cache import Cache
+
+        globals()["Cache"] = Cache
+        return Cache
+    if name in ("WebSocket", "BlockingWebSocket"):  # wsproto costs ~30 ms to import
+        from . import websocket
+
+        value = getattr(websocket, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'aioduct' has no attribute {name!r}")
+
+
 __all__ = [
     "URL",
     "AioductError",
+    "AuthError",
     "BasicAuth",
     "BearerAuth",
     "BlockingClient",
     "BlockingWebSocket",
     "BodyTooLarge",
+    "Cache",
+    "CacheConfig",
     "Client",
     "ClientClosed",
     "ClientConfig",
@@ -78,12 +107,14 @@ __all__ = [
     "Cookie",
     "CookieJar",
     "DecodeError",
+    "DigestAuth",
     "DoHResolver",
     "DoTResolver",
     "Download",
     "DownloadError",
     "EngineStats",
     "EngineUnavailable",
+    "HSTSStore",
     "Headers",
     "Http2Config",
     "Http3Config",
@@ -138,12 +169,3 @@ __all__ = [
     "run",
     "same_origin_only",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # The WebSocket classes import wsproto (~30 ms): only when first asked for.
-    if name in ("WebSocket", "BlockingWebSocket"):
-        from . import websocket
-
-        return getattr(websocket, name)
-    raise AttributeError(f"module 'aioduct' has no attribute {name!r}")

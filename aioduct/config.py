@@ -25,7 +25,7 @@ from .retries import RetryConfig
 from .suggestions import SuggestingMeta, suggest
 from .validation import check_fields
 
-__all__ = ["ClientConfig", "Http2Config", "Timeout", "request_timeout", "suggest"]
+__all__ = ["CacheConfig", "ClientConfig", "Http2Config", "Timeout", "request_timeout", "suggest"]
 
 
 def seconds(name: str, value: object) -> float | None:
@@ -252,6 +252,48 @@ class Http3Config(
             )
 
 
+class CacheConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    metaclass=SuggestingMeta,
+):
+    """The HTTP cache as data (``ClientConfig(cache=...)``): what each engine, and each
+    local-engine worker, builds its own :class:`aioduct.Cache` from.
+
+    ``path`` is a directory for a store that survives restarts (a local-engine worker
+    uses its own subdirectory ``worker-N``); ``None`` keeps responses in memory.
+    """
+
+    path: str | None = None
+    """Directory of a persistent store; ``None``: in memory."""
+    max_size: int = 64 * 1024 * 1024
+    """Bytes the store may hold (least recently used responses are evicted)."""
+    max_entries: int = 10_000
+    """URLs the store may hold."""
+    max_entry_size: int = 8 * 1024 * 1024
+    """Largest response body stored; a larger one is passed on but not kept."""
+    shared: bool = False
+    """Apply a shared cache's rules (s-maxage, no ``private`` responses, RFC 9111 §3.5)."""
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("max_size", 1), ("max_entries", 1), ("max_entry_size", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"cache {name} must be an integer >= {minimum}, not {value!r}")
+        if self.path is not None and not isinstance(self.path, str):
+            raise TypeError(f"cache path must be a str, not {type(self.path).__name__}")
+
+    def for_worker(self, index: int) -> CacheConfig:
+        """The settings of local-engine worker ``index``: its own directory, if any."""
+        if self.path is None:
+            return self
+        import os
+
+        return msgspec.structs.replace(self, path=os.path.join(self.path, f"worker-{index}"))
+
+
 class ClientConfig(
     msgspec.Struct,
     frozen=True,
@@ -355,7 +397,9 @@ class ClientConfig(
     """With ``verify=True``, trust the CA roots named by ``SSL_CERT_FILE``,
     ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (the first set); and
     without ``proxy``/``proxies``, use the proxies named by ``HTTP_PROXY``,
-    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read when the client is built)."""
+    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read when the client is built); and
+    send the ``.netrc`` credentials (``$NETRC`` or ``~/.netrc``) of each hop's host to
+    hops that carry none (see docs/authentication.md)."""
     tls_session_cache: bool = True
     """Resume TLS sessions: a new connection to a server offers the session (ticket) of
     an earlier one, which saves the full handshake. Kept per client, per TLS settings."""
@@ -392,6 +436,16 @@ class ClientConfig(
     """Proxies per scheme: ``{"http": url, "https": url, "all": url, "no_proxy": "..."}``
     (``None``: direct). Given ``proxy`` or ``proxies``, the environment is not read."""
 
+    # -- HSTS (RFC 6797) ------------------------------------------------------------------
+    hsts: bool = True
+    """Remember hosts that answer https with ``Strict-Transport-Security`` and send
+    later ``http://`` requests to them over https (see docs/hsts.md)."""
+    hsts_file: str | None = None
+    """Keep the HSTS hosts in this file (curl's format): read at start, written when
+    they change and when the client closes; ``None`` keeps them in memory."""
+    hsts_preload: tuple[str, ...] = ()
+    """Hosts upgraded to https from the start, with their subdomains."""
+
     # -- limits ----------------------------------------------------------------------------
     max_response_head_bytes: int = 65536
     """Largest response status line plus headers accepted."""
@@ -400,6 +454,11 @@ class ClientConfig(
     max_body_size: int | None = None
     """Largest buffered response body, counted decoded (``decompress``); beyond it
     :class:`BodyTooLarge` is raised, before more than that is held in memory."""
+
+    # -- caching ---------------------------------------------------------------------------
+    cache: CacheConfig | None = None
+    """An HTTP cache (RFC 9111) built from these settings by every engine and worker;
+    ``Client(cache=aioduct.Cache(...))`` passes a cache object instead (and sets this)."""
 
     # -- retries, middleware, rate limits (docs/retries-middleware-limits.md) ---------------
     retry: RetryConfig | None = None
@@ -425,6 +484,15 @@ class ClientConfig(
             check_fields(headers)  # sent with every request: checked once, here
         except LocalProtocolError as exc:
             raise ValueError(f"invalid headers option: {exc}") from None
+        if not isinstance(self.hsts_preload, tuple):
+            if isinstance(self.hsts_preload, str):
+                raise TypeError("hsts_preload takes a list of host names, not one string")
+            msgspec.structs.force_setattr(self, "hsts_preload", tuple(self.hsts_preload))
+        if self.hsts_preload:
+            from .hsts import _preload_host
+
+            for host in self.hsts_preload:
+                _preload_host(host)  # a ValueError naming what is not a host name
         if isinstance(self.cert, list):
             msgspec.structs.force_setattr(self, "cert", tuple(self.cert))
         if isinstance(self.cert, tuple) and len(self.cert) not in (2, 3):
@@ -454,6 +522,17 @@ class ClientConfig(
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+        if self.cache is not None and not isinstance(self.cache, CacheConfig):
+            if self.cache is True:
+                msgspec.structs.force_setattr(self, "cache", CacheConfig())
+            elif self.cache is False:
+                msgspec.structs.force_setattr(self, "cache", None)
+            else:
+                raise TypeError(
+                    f"ClientConfig(cache=...) takes an aioduct.CacheConfig (data), not "
+                    f"{type(self.cache).__name__}: pass an aioduct.Cache object to "
+                    "Client(cache=...) instead"
+                )
         self._check_network_edge()
         if self.proxy is not None or self.proxies:
             from .proxy import Proxy, proxies_option

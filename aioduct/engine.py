@@ -24,6 +24,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from .altsvc import AltSvcCache, AltSvcLayer
+from .auth import with_request_auth
 from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .decompress import decode_body, response_codings
@@ -222,9 +223,11 @@ class Engine:
         # max_download_speed paces body reads (a layer): the transport streams every
         # body, and a buffered one is read below, through the pacing reader.
         wire_stream = stream or cfg.max_download_speed is not None
+        layers, hooks = self._layers, self._hooks
+        if request.auth is not None:  # challenge auth (Digest) runs in the chain
+            layers, hooks = with_request_auth(layers), None
         while True:
             try:
-                hooks = self._hooks
                 if hooks is not None:
                     sent = request
                     for prepare in hooks[0]:
@@ -233,9 +236,9 @@ class Engine:
                     for observe in hooks[1]:
                         observe(sent, response)
                     response.request = request  # what prepare() added was for this hop
-                elif self._layers:
+                elif layers:
                     response = await run_layers(
-                        self._layers,
+                        layers,
                         request,
                         lambda r: self._send_once(r, deadlines, pool, wire_stream),
                         new_hop(runtime, deadlines, wire_stream),
@@ -293,7 +296,7 @@ class Engine:
         if not codings:
             return
         response._codings = codings
-        if not stream:
+        if not stream or response._content is not None:  # read, or answered by a layer
             assert response._content is not None
             response._content = decode_body(response._content, codings, self.config.max_body_size)
 

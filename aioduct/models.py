@@ -25,6 +25,7 @@ from .url import URL
 from .validation import check_request
 
 if TYPE_CHECKING:
+    from .layers import Layer
     from .upgrade import Upgraded
 
 __all__ = ["BodyReader", "Request", "Response", "Timings"]
@@ -69,7 +70,7 @@ class Request:
     here, before any connection is made.
     """
 
-    __slots__ = ("content", "headers", "method", "protocol", "stream", "url", "version")
+    __slots__ = ("auth", "content", "headers", "method", "protocol", "stream", "url", "version")
 
     def __init__(
         self,
@@ -81,9 +82,13 @@ class Request:
         stream: AsyncIterable[bytes] | None = None,
         version: str | None = None,
         protocol: str | None = None,
+        auth: Layer | None = None,
     ) -> None:
         self.method = method
         self.url = url if type(url) is URL else URL(url)
+        #: Authentication that answers challenges (a layer such as
+        #: :class:`~aioduct.DigestAuth`), run for this request's hops on its origin.
+        self.auth = auth
         self.headers = headers if headers is not None else Headers()
         self.content = content
         self.stream = stream
@@ -115,7 +120,7 @@ class Request:
         self.method = method
         self.url = url
         self.headers = headers
-        self.content = self.stream = self.version = self.protocol = None
+        self.content = self.stream = self.version = self.protocol = self.auth = None
         return self
 
     def __repr__(self) -> str:
@@ -146,6 +151,7 @@ class Response:
         "_text",
         "_timings",
         "_upgraded",
+        "cache_status",
         "headers",
         "history",
         "http_version",
@@ -187,6 +193,9 @@ class Response:
         self._upgraded: Upgraded | None = None
         #: Why a streamed body can no longer be read (it was iterated, or closed unread).
         self._spent: str | None = None
+        #: Where an HTTP cache (``Client(cache=...)``) got it: ``"hit"``, ``"miss"``,
+        #: ``"revalidated"`` or ``"stale"``; ``None`` without a cache.
+        self.cache_status: str | None = None
 
     @classmethod
     def _received(
@@ -222,6 +231,7 @@ class Response:
         self._portal = None
         self._upgraded = None
         self._spent = None
+        self.cache_status = None
         return self
 
     @property

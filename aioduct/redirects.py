@@ -84,7 +84,9 @@ def next_request(
             "send bytes instead of an async iterator to allow it"
         )
 
+    auth = request.auth  # a challenge-answering auth (Digest) stays on its origin too
     if target.origin != request.url.origin:
+        auth = None
         for name in _CREDENTIAL_HEADERS:
             headers.pop(name, None)
     headers["Host"] = target.host_header
@@ -93,4 +95,4 @@ def next_request(
             headers.pop("referer", None)
         else:
             headers["Referer"] = str(request.url.copy_with(username="", password="", fragment=""))
-    return Request(method, target, headers=headers, content=content, stream=stream)
+    return Request(method, target, headers=headers, content=content, stream=stream, auth=auth)
