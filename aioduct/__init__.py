@@ -42,14 +42,18 @@ from .errors import (
     WriteError,
     WriteTimeout,
 )
+from .forwarded import format_forwarded, parse_forwarded
 from .headers import Headers
 from .jobs import Job, JobError, Result
 from .local import EngineStats, LocalEngine
 from .models import Request, Response, Timings
+from .multipart import Multipart
 from .oneshot import delete, get, head, options, patch, post, put, request
+from .problem import Problem
 from .redirects import RedirectPolicy, same_origin_only
 from .retries import RetryConfig
 from .runner import SendEngine
+from .sse import EventSource, ServerSentEvent, SSEError
 from .upgrade import Upgraded
 from .url import URL
 
@@ -68,6 +72,7 @@ __all__ = [
     "DecodeError",
     "EngineStats",
     "EngineUnavailable",
+    "EventSource",
     "Headers",
     "Http2Config",
     "InvalidURL",
@@ -75,7 +80,9 @@ __all__ = [
     "JobError",
     "LocalEngine",
     "LocalProtocolError",
+    "Multipart",
     "PoolTimeout",
+    "Problem",
     "ProcessError",
     "ProtocolError",
     "ProxyError",
@@ -88,7 +95,9 @@ __all__ = [
     "Response",
     "Result",
     "RetryConfig",
+    "SSEError",
     "SendEngine",
+    "ServerSentEvent",
     "StatusError",
     "TLSError",
     "Timeout",
@@ -103,9 +112,11 @@ __all__ = [
     "WriteTimeout",
     "__version__",
     "delete",
+    "format_forwarded",
     "get",
     "head",
     "options",
+    "parse_forwarded",
     "patch",
     "post",
     "put",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 import threading
 import weakref
@@ -19,15 +20,17 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Coroutine,
+    Iterable,
     Iterator,
     Mapping,
 )
-from typing import Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
+from typing import IO, Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import msgspec
 
 from . import __version__
 from .auth import AuthTypes, resolve_auth
+from .bodies import FileBody, IterBody, stream_size
 from .config import (
     OPTION_NAMES,
     ClientConfig,
@@ -42,7 +45,9 @@ from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
 from .layers import build_layers
 from .models import Request, Response
+from .multipart import FileTypes, Multipart
 from .redirects import RedirectPolicy
+from .sse import DEFAULT_MAX_EVENT_SIZE, DEFAULT_RETRY, BlockingEventSource, EventSource
 from .url import URL, QueryParams, encode_params
 from .validation import check_request
 
@@ -51,7 +56,16 @@ __all__ = ["BlockingClient", "Client", "RequestOptions", "run"]
 R = TypeVar("R")
 T = TypeVar("T")
 
-Content = bytes | bytearray | memoryview | str | AsyncIterable[bytes]
+Content = (
+    bytes
+    | bytearray
+    | memoryview
+    | str
+    | AsyncIterable[bytes]
+    | Iterable[bytes]
+    | IO[bytes]
+    | os.PathLike[str]
+)
 
 
 class RequestOptions(TypedDict, total=False):
@@ -61,7 +75,9 @@ class RequestOptions(TypedDict, total=False):
     headers: HeadersLike | None
     content: Content | None
     data: dict[str, Any] | list[tuple[str, Any]] | None
+    files: Mapping[str, FileTypes] | list[tuple[str, FileTypes]] | None
     json: Any
+    expect_continue: bool | None
     auth: AuthTypes | None
     timeout: float | Timeout | None
     follow_redirects: bool | None
@@ -76,10 +92,6 @@ REQUEST_OPTIONS: Final[frozenset[str]] = frozenset(RequestOptions.__optional_key
 _REQUEST_HINTS: Final = {
     "allow_redirects": "aioduct calls it follow_redirects=",
     "cookies": "aioduct has no cookie jar yet: send headers={'Cookie': 'name=value'}",
-    "files": (
-        "aioduct has no multipart encoder yet: encode the body and pass it as content= "
-        "with its Content-Type header"
-    ),
     "stream": "stream a response with 'with client.stream(method, url) as r:'",
     "body": "send bytes or str with content=, a form with data=, JSON with json=",
 }
@@ -250,6 +262,12 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         if extra:
             headers.update(extra)
         content, stream = self._body(options, headers)
+        if content or stream is not None:
+            expect = options.get("expect_continue")
+            if expect is None:
+                expect = self.config.expect_continue
+            if expect and "expect" not in headers:
+                headers.add("Expect", "100-continue")
         auth = resolve_auth(options.get("auth")) or auth_from_url or self._auth
         if auth is not None:
             auth.apply(headers)
@@ -268,6 +286,17 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         options: RequestOptions, headers: Headers
     ) -> tuple[bytes | None, AsyncIterable[bytes] | None]:
         given = [k for k in ("content", "data", "json") if options.get(k) is not None]
+        files = options.get("files")
+        if files is not None:
+            if given and given != ["data"]:
+                raise TypeError(
+                    f"files= sends a multipart form, whose other fields go in data=; it "
+                    f"cannot be combined with {given[0]}="
+                )
+            fields = options.get("data")
+            multipart = Multipart(fields, files)
+            _set_default(headers, "Content-Type", multipart.content_type)
+            return None, _sized(multipart, headers)
         if len(given) > 1:
             raise TypeError(f"pass only one of content=, data= or json= (got {', '.join(given)})")
         if not given:
@@ -293,11 +322,19 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         if isinstance(content, str):
             _set_default(headers, "Content-Type", "text/plain; charset=utf-8")
             return content.encode(), None
+        if isinstance(content, Multipart):
+            _set_default(headers, "Content-Type", content.content_type)
+            return None, _sized(content, headers)
         if isinstance(content, AsyncIterable):
-            return None, content
+            return None, _sized(content, headers)
+        if isinstance(content, os.PathLike) or hasattr(content, "read"):
+            return None, _sized(FileBody(content), headers)  # type: ignore[arg-type]
+        if isinstance(content, Iterable):
+            return None, IterBody(content)
         kind_name = type(content).__name__
         raise TypeError(
-            f"content= must be bytes, str or an async iterable of bytes, not {kind_name}"
+            "content= must be bytes, str, a binary file, a path, or a sync or async "
+            f"iterable of bytes, not {kind_name}"
         )
 
     # -- sending ---------------------------------------------------------------------------------
@@ -345,6 +382,70 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             yield response
         finally:
             await response.aclose()
+
+    @contextlib.asynccontextmanager
+    async def sse(
+        self,
+        url: URL | str,
+        *,
+        method: str = "GET",
+        reconnect: bool = True,
+        max_reconnects: int | None = None,
+        retry: float = DEFAULT_RETRY,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        **options: Unpack[RequestOptions],
+    ) -> AsyncIterator[EventSource]:
+        """Open a Server-Sent Events stream: ``async for event in source`` (see docs/sse.md).
+
+        The first connection is made before the block starts, so a wrong answer (not a
+        200 ``text/event-stream``) raises here. A dropped stream is reopened after the
+        server's ``retry`` delay (``retry`` seconds until it sends one) with
+        ``Last-Event-ID``, at most ``max_reconnects`` times (``None``: no limit), unless
+        ``reconnect=False``; a 204 ends it. Leaving the block closes it.
+        """
+        source = self._event_source(
+            self._engine, method, url, options, reconnect, max_reconnects, retry, max_event_size
+        )
+        await source.start()
+        try:
+            yield source
+        finally:
+            await source.aclose()
+
+    def _event_source(
+        self,
+        engine: Sender,
+        method: str,
+        url: URL | str,
+        options: RequestOptions,
+        reconnect: bool,
+        max_reconnects: int | None,
+        retry: float,
+        max_event_size: int,
+    ) -> EventSource:
+        if not isinstance(engine, Engine):
+            raise TypeError(
+                "sse() needs the send engine: a stream of events is read as it arrives, and "
+                "the local engine's workers hand back whole responses (use engine='send')"
+            )
+        base = Headers(options.get("headers"))
+
+        def open_stream(headers: Headers) -> Coroutine[Any, Any, Response]:
+            return self._send(method, url, {**options, "headers": headers}, engine, stream=True)
+
+        async def sleep(seconds: float) -> None:
+            runtime, _pool = engine._bind()
+            await runtime.sleep(seconds)
+
+        return EventSource(
+            open_stream,
+            sleep,
+            headers=base,
+            reconnect=reconnect,
+            max_reconnects=max_reconnects,
+            retry=retry,
+            max_event_size=max_event_size,
+        )
 
     async def send(self, request: Request, *, stream: bool = False) -> Response:
         """Send a prepared :class:`Request` (see :meth:`build_request`).
@@ -427,6 +528,14 @@ def _timeout_option(options: RequestOptions) -> object:
     if "timeout" not in options:
         return _UNSET
     return request_timeout(options["timeout"])
+
+
+def _sized(stream: AsyncIterable[bytes], headers: Headers) -> AsyncIterable[bytes]:
+    """Declare a streamed body's length when it is known (else it goes chunked)."""
+    size = stream_size(stream)
+    if size is not None and "content-length" not in headers and "transfer-encoding" not in headers:
+        headers.add("Content-Length", str(size))
+    return stream
 
 
 def _set_default(headers: Headers, name: str, value: str) -> None:
@@ -583,6 +692,34 @@ class BlockingClient(HTTPMethods[Response]):
             yield response
         finally:
             response.close()
+
+    @contextlib.contextmanager
+    def sse(
+        self,
+        url: URL | str,
+        *,
+        method: str = "GET",
+        reconnect: bool = True,
+        max_reconnects: int | None = None,
+        retry: float = DEFAULT_RETRY,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        **options: Unpack[RequestOptions],
+    ) -> Iterator[BlockingEventSource]:
+        """Like :meth:`Client.sse`: ``with client.sse(url) as events: for ev in events``."""
+        if self._portal is not None:
+            self._client._event_source(
+                self._client._engine, method, url, options, reconnect, max_reconnects, retry, 1
+            )
+        from .runtimes.blocking import run_sync
+
+        source = self._client._event_source(
+            self._engine(), method, url, options, reconnect, max_reconnects, retry, max_event_size
+        )
+        run_sync(source.start())
+        try:
+            yield BlockingEventSource(source, run_sync)
+        finally:
+            run_sync(source.aclose())
 
     def close(self) -> None:
         with self._lock:

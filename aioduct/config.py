@@ -146,6 +146,7 @@ _TIMEOUT_FIELDS: Final = (
     "pool_timeout",
     "pool_idle_timeout",
     "tcp_keepalive",
+    "expect_continue_timeout",
 )
 
 
@@ -241,6 +242,12 @@ class ClientConfig(
     """Decode gzip, deflate, br and zstd bodies (``Content-Encoding``) and ask for them
     with ``Accept-Encoding: gzip, deflate, br, zstd``; ``False`` asks for nothing and
     returns the bytes as sent."""
+    expect_continue: bool = False
+    """Send ``Expect: 100-continue`` with request bodies and hold the body back until the
+    server answers 100 (or ``expect_continue_timeout`` passes) on HTTP/1.1: a server
+    that refuses the request does so before the upload (see docs/uploads.md)."""
+    expect_continue_timeout: float = 1.0
+    """Seconds to wait for ``100 Continue`` before sending the body anyway (as curl)."""
 
     # -- timeouts --------------------------------------------------------------------------
     timeout: float | None = None

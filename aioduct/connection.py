@@ -65,6 +65,11 @@ class StaleConnection(ReadError):
 _REFUSALS: Final = (ssl.SSLError, ConnectionResetError, BrokenPipeError)
 
 
+def _expects_continue(request: Request) -> bool:
+    value = request.headers.get("expect")
+    return value is not None and value.strip().lower() == "100-continue"
+
+
 def _refused_after_handshake(exc: OSError | None) -> RemoteProtocolError:
     """The error for a new TLS connection that ended before any response byte.
 
@@ -89,6 +94,7 @@ class HTTP11Connection:
 
     __slots__ = (
         "codec",
+        "expect_timeout",
         "holds_slot",
         "idle_since",
         "key",
@@ -96,15 +102,24 @@ class HTTP11Connection:
         "session_key",
         "setup_timings",
         "stream",
+        "trailers",
     )
 
-    http_version: Final = "1.1"
+    http_version: Final = "HTTP/1.1"
     multiplexed: Literal[False] = False
 
     def __init__(
-        self, stream: Stream, key: PoolKey, *, max_head_bytes: int, max_headers: int
+        self,
+        stream: Stream,
+        key: PoolKey,
+        *,
+        max_head_bytes: int,
+        max_headers: int,
+        expect_timeout: float = 1.0,
     ) -> None:
         self.stream = stream
+        #: Seconds to wait for ``100 Continue`` before sending a body anyway.
+        self.expect_timeout = expect_timeout
         self.key = key
         self.codec = ClientCodec(max_head_bytes=max_head_bytes, max_headers=max_headers)
         self.idle_since = 0.0
@@ -115,6 +130,8 @@ class HTTP11Connection:
         #: Where to save this connection's TLS session once the first response arrived
         #: (set by the engine when it keeps sessions; ``None`` afterwards).
         self.session_key: SessionKey | None = None
+        #: The trailer fields of the last body read to its end by events (chunked).
+        self.trailers: list[tuple[str, str]] | None = None
 
     def is_ready(self) -> bool:
         return self.stream.is_reusable()
@@ -136,6 +153,11 @@ class HTTP11Connection:
             codec.start_next_cycle()
         self.requests_sent += 1
         reused = self.requests_sent > 1
+        if (request.content or request.stream is not None) and _expects_continue(request):
+            early = await self._send_expecting(request, deadlines, reused)
+            if early is not None:
+                return early, perf_counter()
+            return await self._await_head(deadlines, reused, perf_counter())
         try:
             if request.stream is None:
                 content = request.content
@@ -163,6 +185,7 @@ class HTTP11Connection:
         sent_at = perf_counter()
         # A new cycle starts with nothing buffered (a reusable connection has no leftover
         # bytes), so read first rather than ask the codec to parse an empty buffer.
+        # (_await_head does the same for an exchange that may have bytes buffered.)
         # Awaiting the stream directly rather than through _receive() saves a coroutine
         # on every request; failures are translated by the same helpers.
         try:
@@ -181,6 +204,92 @@ class HTTP11Connection:
             elif type(event) is not InformationalResponse:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
 
+    async def _await_head(
+        self, deadlines: Deadlines, reused: bool, sent_at: float
+    ) -> tuple[Response, float]:
+        """The final response head, parsing what is buffered before reading more."""
+        codec = self.codec
+        while True:
+            event = codec.next_event()
+            if type(event) is Response:
+                return event, sent_at
+            if event is NEED_DATA:
+                codec.receive_data(await self._receive(deadlines, reused))
+            elif type(event) is not InformationalResponse:
+                raise RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
+
+    async def _send_expecting(
+        self, request: Request, deadlines: Deadlines, reused: bool
+    ) -> Response | None:
+        """``Expect: 100-continue`` (RFC 9110 §10.1.1): send the head, wait for ``100``,
+        then the body.
+
+        Returns the final response if the server answers before the body was sent: the
+        body is then never sent, and the connection is not reused (the server may still
+        expect the body, or not: RFC 9110 leaves it ambiguous, so it is closed, as curl
+        does). After ``expect_timeout`` seconds without an answer the body goes anyway.
+        """
+        codec, stream = self.codec, self.stream
+        headers = request.headers.raw()
+        content = request.content
+        try:
+            if request.stream is None:
+                assert content is not None
+                if "content-length" not in request.headers:
+                    headers = [*headers, ("Content-Length", str(len(content)))]
+                head = codec.encode_request(request.method, request.url.target, headers)
+            else:
+                chunked = "content-length" not in request.headers
+                head = codec.encode_request(
+                    request.method, request.url.target, headers, chunked=chunked
+                )
+            stream.write(head)
+            await stream.drain(deadlines.for_write())
+        except Expired:
+            raise deadlines.error("write", "sending the request") from None
+        except OSError as exc:
+            if reused:
+                raise StaleConnection(f"reused connection failed while sending: {exc}") from None
+            raise WriteError(f"connection failed while sending the request: {exc}") from None
+        read_at = deadlines.for_read()
+        wait_at = deadlines.now() + self.expect_timeout
+        if read_at is not None and read_at < wait_at:
+            wait_at = read_at
+        while True:
+            event = codec.next_event() if codec.response_started else NEED_DATA
+            if type(event) is Response:
+                return event  # a final answer before the body: it is not sent
+            if type(event) is InformationalResponse:
+                if event.status == 100:
+                    break
+                continue
+            if event is not NEED_DATA:
+                raise RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
+            try:
+                data = await stream.read(wait_at)
+            except Expired:
+                if read_at is not None and wait_at >= read_at:
+                    raise deadlines.error("read", "waiting for 100 Continue") from None
+                break  # no answer in time: send the body (RFC 9110 §10.1.1, as curl)
+            except OSError as exc:
+                raise self._read_error(exc, deadlines, reused) from None
+            if not data:
+                self._check_early_eof(reused)
+            codec.receive_data(data)
+        try:
+            if request.stream is None:
+                assert content is not None
+                stream.write(codec.encode_data(content))
+                stream.write(codec.encode_end())
+                await stream.drain(deadlines.for_write())
+            else:
+                await self._send_body(request, deadlines)
+        except Expired:
+            raise deadlines.error("write", "sending the request body") from None
+        except OSError as exc:
+            raise WriteError(f"connection failed while sending the request body: {exc}") from None
+        return None
+
     async def _send_streaming(self, request: Request, deadlines: Deadlines) -> None:
         codec, stream = self.codec, self.stream
         assert request.stream is not None
@@ -189,6 +298,11 @@ class HTTP11Connection:
             request.method, request.url.target, request.headers.raw(), chunked=chunked
         )
         stream.write(head)
+        await self._send_body(request, deadlines)
+
+    async def _send_body(self, request: Request, deadlines: Deadlines) -> None:
+        codec, stream = self.codec, self.stream
+        assert request.stream is not None
         async for chunk in request.stream:
             if chunk:
                 stream.write(codec.encode_data(bytes(chunk)))
@@ -238,6 +352,7 @@ class HTTP11Connection:
             if event is NEED_DATA:
                 codec.receive_data(await self._receive(deadlines))
             elif type(event) is EndOfMessage:
+                self.trailers = event.trailers
                 return None
             else:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__} in the body")
@@ -262,6 +377,7 @@ class HTTP11Connection:
                 if max_size is not None and size > max_size:
                     raise BodyTooLarge(f"response body exceeds max_body_size={max_size} bytes")
             elif type(event) is EndOfMessage:
+                self.trailers = event.trailers
                 break
             elif event is NEED_DATA:
                 codec.receive_data(await self._receive(deadlines))

@@ -24,6 +24,7 @@ from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
+from .bodies import is_replayable
 from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .decompress import decode_body, response_codings
@@ -64,6 +65,8 @@ IDEMPOTENT_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"
 _DRAIN_LIMIT: Final = 256 * 1024
 
 _UNSET: Final = object()
+#: The codec's HTTP/1.x version as httpx (and users) spell it on a Response.
+_HTTP_VERSIONS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 #: Times a request the server did not process (GOAWAY, REFUSED_STREAM) is sent again.
 _MAX_UNPROCESSED_RETRIES: Final = 3
 
@@ -216,6 +219,10 @@ class Engine:
             history.append(response)
             request = nxt
         response.history = history
+        if stream:
+            response._started = deadlines.started
+        else:
+            response._elapsed = perf_counter() - deadlines.started
         if cfg.decompress and response._upgraded is None:
             values = _content_encoding(response.headers._list)
             if values:
@@ -295,7 +302,7 @@ class Engine:
                     )
                 except StreamNotProcessed:
                     # Not processed (RFC 9113 §8.7): safe to send again, whatever the method.
-                    if request.stream is not None or unprocessed >= _MAX_UNPROCESSED_RETRIES:
+                    if not is_replayable(request.stream) or unprocessed >= _MAX_UNPROCESSED_RETRIES:
                         raise
                 except NoStreamCapacity:
                     if unprocessed >= _MAX_UNPROCESSED_RETRIES:
@@ -318,7 +325,7 @@ class Engine:
                 break
             except StaleConnection:
                 pool.discard(conn)
-                replayable = request.stream is None and request.method in IDEMPOTENT_METHODS
+                replayable = is_replayable(request.stream) and request.method in IDEMPOTENT_METHODS
                 if fresh_only or not replayable:
                     raise
                 # The server closed the idle connection before it saw the request: resend
@@ -341,7 +348,7 @@ class Engine:
             head.status,
             head.reason,
             head.headers,
-            head.http_version,
+            _HTTP_VERSIONS[head.http_version],
             request,
             (dns, connect, tls, head_at - sent_at, head_at - deadlines.started, pool_wait),
         )
@@ -361,6 +368,7 @@ class Engine:
             content = conn.buffered_body(max_size)
             if content is None:
                 content = await conn.read_body(deadlines, max_size)
+                response._trailers = conn.trailers
             response._content = content
         except BaseException:
             pool.discard(conn)
@@ -399,7 +407,7 @@ class Engine:
         response = Response(
             head.status,
             headers=Headers._adopt(head.headers),
-            http_version="2",
+            http_version="HTTP/2",
             request=request,
             timings=Timings(
                 dns=dns,
@@ -424,6 +432,7 @@ class Engine:
             response._body = exchange
             return response
         response._content = await exchange.read_body(self.config.max_body_size)
+        response._trailers = exchange.trailers
         return response
 
     async def _coalesce(self, key: PoolKey) -> Connection | None:
@@ -584,6 +593,7 @@ class Engine:
             key,
             max_head_bytes=cfg.max_response_head_bytes,
             max_headers=cfg.max_response_headers,
+            expect_timeout=cfg.expect_continue_timeout,
         )
         conn.setup_timings = (dns_time, connect_time, tls_time)
         conn.session_key = session_key
@@ -615,7 +625,7 @@ def _content_encoding(fields: list[tuple[str, str]]) -> list[str] | None:
 class _StreamingBody:
     """The body of a streamed response, reading from a checked-out connection."""
 
-    __slots__ = ("_conn", "_deadlines", "_pool")
+    __slots__ = ("_conn", "_deadlines", "_pool", "trailers")
 
     def __init__(
         self, conn: HTTP11Connection, pool: ConnectionPool[Connection], deadlines: Deadlines
@@ -623,6 +633,8 @@ class _StreamingBody:
         self._conn: HTTP11Connection | None = conn
         self._pool = pool
         self._deadlines = deadlines
+        #: The trailer fields, once the body has ended.
+        self.trailers: list[tuple[str, str]] | None = None
 
     async def read_chunk(self) -> bytes | None:
         conn = self._conn
@@ -636,6 +648,7 @@ class _StreamingBody:
             raise
         if chunk is None:
             self._conn = None
+            self.trailers = conn.trailers
             if conn.reusable:
                 self._pool.release(conn)
             else:

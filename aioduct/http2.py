@@ -374,7 +374,7 @@ class HTTP2Connection:
     """An HTTP/2 connection shared by concurrent requests (see module docstring)."""
 
     multiplexed: Literal[True] = True
-    http_version: Final = "2"
+    http_version: Final = "HTTP/2"
 
     def __init__(
         self,

@@ -203,6 +203,8 @@ class Result(msgspec.Struct, kw_only=True, omit_defaults=False):
     value: Any = None
     """What the ``map(..., process=)`` function returned for this Result (such Results
     carry no headers and no body: the function had them, where the response was)."""
+    trailers: Pairs = ()
+    """Trailer fields sent after the body (HTTP/1.1 chunked, HTTP/2); usually none."""
 
     @property
     def ok(self) -> bool:
@@ -241,6 +243,7 @@ def response_result(job: Job, response: Response, *, worker: int = -1, attempts:
         meta=job.meta,
         reason=response.reason,
         size=len(body),
+        trailers=tuple(response._trailers) if response._trailers else (),
     )
 
 
@@ -286,11 +289,13 @@ def result_to_response(result: Result, request: Request | None = None) -> Respon
         result.status,
         headers=Headers._adopt(list(result.headers)),
         reason=result.reason,
-        http_version=result.http_version or "1.1",
+        http_version=result.http_version or "HTTP/1.1",
         content=result.body if result.body is not None else b"",
         request=request,
         timings=result.timings,
     )
     if result.final_url is not None:
         response.url = URL(result.final_url)
+    if result.trailers:
+        response._trailers = list(result.trailers)
     return response

@@ -10,9 +10,11 @@ and ``read()`` synchronously without a second Response class.
 from __future__ import annotations
 
 import codecs
+import datetime
 import functools
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from http import HTTPStatus
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import msgspec
@@ -25,6 +27,8 @@ from .url import URL
 from .validation import check_request
 
 if TYPE_CHECKING:
+    from .problem import Problem
+    from .sse import ServerSentEvent
     from .upgrade import Upgraded
 
 __all__ = ["BodyReader", "Request", "Response", "Timings"]
@@ -130,11 +134,14 @@ class Response:
         "_body",
         "_codings",
         "_content",
+        "_elapsed",
         "_encoding",
         "_portal",
         "_spent",
+        "_started",
         "_text",
         "_timings",
+        "_trailers",
         "_upgraded",
         "headers",
         "history",
@@ -151,7 +158,7 @@ class Response:
         *,
         headers: Headers | None = None,
         reason: str = "",
-        http_version: str = "1.1",
+        http_version: str = "HTTP/1.1",
         content: bytes | None = None,
         body: BodyReader | None = None,
         request: Request | None = None,
@@ -175,6 +182,12 @@ class Response:
         self._upgraded: Upgraded | None = None
         #: Why a streamed body can no longer be read (it was iterated, or closed unread).
         self._spent: str | None = None
+        #: Trailer fields received after the body (chunked HTTP/1.1, HTTP/2), if any.
+        self._trailers: list[tuple[str, str]] | None = None
+        #: When the request started (perf_counter), while a streamed body is unread.
+        self._started: float | None = None
+        #: Seconds from the request's start to its body being read or closed.
+        self._elapsed: float | None = None
 
     @classmethod
     def _received(
@@ -208,6 +221,9 @@ class Response:
         self._portal = None
         self._upgraded = None
         self._spent = None
+        self._trailers = None
+        self._started = None
+        self._elapsed = None
         return self
 
     @property
@@ -222,6 +238,63 @@ class Response:
     @timings.setter
     def timings(self, value: Timings) -> None:
         self._timings = value
+
+    @property
+    def elapsed(self) -> datetime.timedelta:
+        """Time from sending the request to the end of its body (httpx's ``elapsed``).
+
+        For a streamed response, available once its body is read or it is closed.
+        """
+        if self._elapsed is None:
+            if self._started is not None:
+                raise RuntimeError(
+                    "elapsed is known once a streamed response's body has been read or "
+                    "the response closed"
+                )
+            return datetime.timedelta(seconds=self.timings.total)
+        return datetime.timedelta(seconds=self._elapsed)
+
+    def _finished(self) -> None:
+        started = self._started
+        if started is not None and self._elapsed is None:
+            self._elapsed = perf_counter() - started
+
+    @property
+    def trailers(self) -> Headers:
+        """Trailer fields sent after the body (HTTP/1.1 chunked, HTTP/2); empty when
+        there were none, or while a streamed body is not read to its end."""
+        return Headers(self._trailers) if self._trailers else Headers()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @property
+    def links(self) -> dict[str, dict[str, str]]:
+        """The ``Link`` header (RFC 8288) by relation: ``r.links["next"]["url"]``.
+
+        Each link is a dict with its ``url`` (resolved against the response URL), its
+        ``rel`` and other parameters; a link without ``rel`` is keyed by its URL.
+        """
+        values = self.headers.get_list("link")
+        if not values:
+            return {}
+        from .links import links_by_rel
+
+        return links_by_rel(values, self.url)
+
+    def problem(self) -> Problem | None:
+        """The RFC 9457 problem details of an ``application/problem+json`` response,
+        else ``None``. A malformed problem body raises :class:`DecodeError`."""
+        from .problem import is_problem, parse_problem
+
+        if not is_problem(self.headers.get("content-type")):
+            return None
+        try:
+            return parse_problem(self.content)
+        except (msgspec.DecodeError, ValueError) as exc:
+            raise DecodeError(
+                f"the application/problem+json body is not a problem details object: {exc}",
+                **self._request_names(),
+            ) from None
 
     # -- status ----------------------------------------------------------------------------
 
@@ -385,8 +458,10 @@ class Response:
                         **self._request_names(),
                     )
                 yield chunk
+            self._trailers = getattr(body, "trailers", None)
         finally:
             self._body = None
+            self._finished()
             await body.aclose()
 
     async def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
@@ -435,6 +510,23 @@ class Response:
         if tail := decoder.decode(b"", final=True):
             yield tail
 
+    async def aiter_sse(
+        self, *, max_event_size: int | None = None
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Yield the Server-Sent Events of this (streamed) ``text/event-stream`` response.
+
+        For a response already open; :meth:`Client.sse` also reconnects. Raises
+        :class:`~aioduct.sse.SSEError` if the response is not a 200 event stream.
+        """
+        from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder, check_event_stream
+
+        check_event_stream(self)
+        decoder = SSEDecoder(max_event_size=max_event_size or DEFAULT_MAX_EVENT_SIZE)
+        async for chunk in self.aiter_bytes():
+            for event in decoder.feed(chunk):
+                yield event
+        decoder.end()
+
     async def aiter_lines(self) -> AsyncIterator[str]:
         """Yield text lines without their terminators (``\\n``, ``\\r\\n`` or ``\\r``)."""
         pending = ""
@@ -462,6 +554,7 @@ class Response:
     async def aclose(self) -> None:
         """Release the connection; an unread body is discarded (the connection is closed)."""
         body, self._body = self._body, None
+        self._finished()
         if body is not None:
             self._spent = self._spent or "the response was closed before its body was read"
             await body.aclose()
@@ -534,6 +627,10 @@ class Response:
 
     def iter_lines(self) -> Iterator[str]:
         return self._iterate(self.aiter_lines())
+
+    def iter_sse(self, *, max_event_size: int | None = None) -> Iterator[ServerSentEvent]:
+        """Blocking form of :meth:`aiter_sse`."""
+        return self._iterate(self.aiter_sse(max_event_size=max_event_size))
 
     def __enter__(self) -> Response:
         return self
