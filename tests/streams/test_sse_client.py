@@ -57,12 +57,14 @@ def test_blocking_reconnects_with_last_event_id(script_server: ScriptServer) -> 
 
 async def test_reconnect_false_raises_the_drop(script_server: ScriptServer) -> None:
     dropping_server(script_server)
-    async with aioduct.Client() as client:
-        async with client.sse(script_server.url + "/events", reconnect=False) as source:
-            got = []
-            with pytest.raises(aioduct.RemoteProtocolError):
-                async for ev in source:
-                    got.append(ev.data)
+    got: list[str] = []
+    async with (
+        aioduct.Client() as client,
+        client.sse(script_server.url + "/events", reconnect=False) as source,
+    ):
+        with pytest.raises(aioduct.RemoteProtocolError):
+            async for ev in source:
+                got.append(ev.data)  # noqa: PERF401 (kept up to the error)
     assert got == ["one", "two"]
 
 
@@ -72,9 +74,11 @@ async def test_max_reconnects(script_server: ScriptServer) -> None:
         body = b"retry: 0\ndata: x\n\n"
         await conn.send(HEAD + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 
-    async with aioduct.Client() as client:
-        async with client.sse(script_server.url + "/flaky", max_reconnects=3) as source:
-            got = [ev.data async for ev in source]
+    async with (
+        aioduct.Client() as client,
+        client.sse(script_server.url + "/flaky", max_reconnects=3) as source,
+    ):
+        got = [ev.data async for ev in source]
     assert got == ["x"] * 4
     assert len(script_server.requests) == 4
 
@@ -109,11 +113,13 @@ async def test_hostile_endless_line_is_bounded(script_server: ScriptServer) -> N
             await conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         conn.close()
 
-    async with aioduct.Client() as client:
-        async with client.sse(script_server.url + "/endless", max_event_size=100_000) as source:
-            with pytest.raises(aioduct.SSEError, match="max_event_size=100000"):
-                async for _ in source:
-                    pass
+    async with (
+        aioduct.Client() as client,
+        client.sse(script_server.url + "/endless", max_event_size=100_000) as source,
+    ):
+        with pytest.raises(aioduct.SSEError, match="max_event_size=100000"):
+            async for _ in source:
+                pass
 
 
 async def test_aiter_sse_on_an_open_response(script_server: ScriptServer) -> None:
@@ -121,9 +127,8 @@ async def test_aiter_sse_on_an_open_response(script_server: ScriptServer) -> Non
     script_server.route_respond(
         "/open", body=body, headers=[("Content-Type", "text/event-stream; charset=utf-8")]
     )
-    async with aioduct.Client() as client:
-        async with client.stream("GET", script_server.url + "/open") as r:
-            events = [ev async for ev in r.aiter_sse()]
+    async with aioduct.Client() as client, client.stream("GET", script_server.url + "/open") as r:
+        events = [ev async for ev in r.aiter_sse()]
     assert [(e.event, e.data) for e in events] == [("message", "a"), ("b", '{"n": 1}')]
     assert events[1].json() == {"n": 1}
     with (

@@ -68,7 +68,8 @@ CASES: list[tuple[str, bytes, list[ServerSentEvent]]] = [
     ("format-field-id-null-2", b"id: 1\n\nid: \0\ndata: hello\n\n", [E(data="hello", id="1")]),
     (
         "format-field-parsing",
-        b"data:\0\ndata:  2\rData:1\ndata\0:2\ndata:1\r\0data:4\nda-ta:3\rdata_5\ndata:3\rdata:\r\n data:32\ndata:4\n\n",
+        b"data:\0\ndata:  2\rData:1\ndata\0:2\ndata:1\r\0data:4\nda-ta:3\rdata_5\ndata:3\r"
+        b"data:\r\n data:32\ndata:4\n\n",
         [E(data="\0\n 2\n1\n3\n\n4")],
     ),
     (
