@@ -93,6 +93,7 @@ class HTTP11Connection:
     """A keep-alive HTTP/1.1 connection (see module docstring)."""
 
     __slots__ = (
+        "body_withheld",
         "codec",
         "expect_timeout",
         "holds_slot",
@@ -120,6 +121,9 @@ class HTTP11Connection:
         self.stream = stream
         #: Seconds to wait for ``100 Continue`` before sending a body anyway.
         self.expect_timeout = expect_timeout
+        #: The last request's body was not sent: the server answered its
+        #: ``Expect: 100-continue`` with a final response first.
+        self.body_withheld = False
         self.key = key
         self.codec = ClientCodec(max_head_bytes=max_head_bytes, max_headers=max_headers)
         self.idle_since = 0.0
@@ -156,6 +160,7 @@ class HTTP11Connection:
         if (request.content or request.stream is not None) and _expects_continue(request):
             early = await self._send_expecting(request, deadlines, reused)
             if early is not None:
+                self.body_withheld = True
                 return early, perf_counter()
             return await self._await_head(deadlines, reused, perf_counter())
         try:

@@ -322,7 +322,6 @@ class Engine:
                 )
             try:
                 head, sent_at = await conn.send(request, deadlines)
-                break
             except StaleConnection:
                 pool.discard(conn)
                 replayable = is_replayable(request.stream) and request.method in IDEMPOTENT_METHODS
@@ -331,9 +330,17 @@ class Engine:
                 # The server closed the idle connection before it saw the request: resend
                 # once, on a new connection.
                 conn, fresh_only, before = None, True, perf_counter()
+                continue
             except BaseException:
                 pool.discard(conn)
                 raise
+            if head.status != 417 or not conn.body_withheld:
+                break
+            # 417 to "Expect: 100-continue" before the body went: send it again without
+            # the expectation (RFC 9110 §10.1.1), on a new connection.
+            pool.discard(conn)
+            request = _without_expect(request)
+            conn, before = None, perf_counter()
         head_at = perf_counter()
         if reused:
             dns = connect = tls = None
@@ -606,6 +613,19 @@ class Engine:
         ssl_object = stream.ssl_object
         if sessions is not None and ssl_object is not None and sessions.wants(key):
             sessions.save(key, ssl_object.session)
+
+
+def _without_expect(request: Request) -> Request:
+    headers = Headers([(n, v) for n, v in request.headers.multi_items() if n.lower() != "expect"])
+    return Request(
+        request.method,
+        request.url,
+        headers=headers,
+        content=request.content,
+        stream=request.stream,
+        version=request.version,
+        protocol=request.protocol,
+    )
 
 
 def _content_encoding(fields: list[tuple[str, str]]) -> list[str] | None:

@@ -303,8 +303,25 @@ class Response:
         return self.status
 
     @property
+    def reason_phrase(self) -> str:
+        """httpx's name for :attr:`reason` (the standard phrase when the server sent none)."""
+        return self.reason or _phrase(self.status)
+
+    @property
+    def is_informational(self) -> bool:
+        return 100 <= self.status < 200
+
+    @property
     def is_success(self) -> bool:
         return 200 <= self.status < 300
+
+    @property
+    def is_client_error(self) -> bool:
+        return 400 <= self.status < 500
+
+    @property
+    def is_server_error(self) -> bool:
+        return 500 <= self.status < 600
 
     @property
     def is_redirect(self) -> bool:

@@ -146,3 +146,22 @@ async def test_local_engine_is_refused() -> None:
                 pass
     finally:
         await client.aclose()
+
+
+def test_sse_over_h2c() -> None:
+    from aioduct.testing.h2server import H2Request, H2Server
+
+    with H2Server() as srv:
+
+        @srv.route("/events")
+        async def events(req: H2Request) -> None:
+            req.send_headers(200, [("content-type", "text/event-stream")])
+            await req.send_data(b"data: a\r")  # the CRLF split across DATA frames
+            await req.send_data(b"\n\r\ndata: b\n\n", end_stream=True)
+
+        with (
+            aioduct.BlockingClient(http2_prior_knowledge=True) as client,
+            client.sse(srv.url + "/events", max_reconnects=0) as source,
+        ):
+            assert [ev.data for ev in source] == ["a", "b"]
+            assert source.reconnects == 0

@@ -317,3 +317,21 @@ def test_expect_continue_timeout_sends_the_body_anyway(script_server: ScriptServ
 
     with aioduct.BlockingClient(expect_continue=True, expect_continue_timeout=0.05) as client:
         assert client.post(script_server.url + "/up", content=b"late").content == b"late"
+
+
+def test_expect_continue_417_is_sent_again_without_it(script_server: ScriptServer) -> None:
+    """RFC 9110 §10.1.1: a 417 to the expectation means "send it without"; the body was
+    not sent, so even a one-shot iterator can go on the second try."""
+
+    @script_server.route("/up", read_body=False)
+    async def up(conn: Conn, req: ServerRequest) -> None:
+        if req.header("expect") is not None:
+            await conn.send(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
+            return
+        body = await conn.read_body()
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    with aioduct.BlockingClient(expect_continue=True) as client:
+        r = client.post(script_server.url + "/up", content=iter([b"one", b"-shot"]))
+    assert (r.status, r.content) == (200, b"one-shot")
+    assert [req.header("expect") for req in script_server.requests] == ["100-continue", None]
