@@ -573,6 +573,7 @@ class Engine:
                 from .http2 import HTTP2Connection
 
                 h2conn = HTTP2Connection(stream, key, runtime, cfg.http2_config)
+                h2conn.expect_timeout = cfg.expect_continue_timeout
                 try:
                     await h2conn.start(deadline)
                 except RemoteProtocolError as exc:

@@ -28,7 +28,7 @@ from time import perf_counter
 from typing import Any, Final, Literal
 
 from .config import Http2Config
-from .connection import NoStreamCapacity, StreamNotProcessed
+from .connection import NoStreamCapacity, StreamNotProcessed, _expects_continue
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -45,6 +45,7 @@ from .protocol.http2 import (
     ConnectionTerminated,
     DataReceived,
     H2Protocol,
+    InformationalResponse,
     PingAcked,
     ResponseReceived,
     SettingsChanged,
@@ -93,6 +94,7 @@ class H2Exchange:
         "buffered",
         "chunks",
         "collecting",
+        "continued",
         "deadlines",
         "ended",
         "error",
@@ -125,6 +127,8 @@ class H2Exchange:
         self.collecting = False
         self.buffered = 0
         self.limit = _NO_LIMIT
+        #: The server answered ``100 Continue`` (to ``Expect: 100-continue``).
+        self.continued = False
         #: An extended-CONNECT tunnel: each side ends on its own (no reset at the
         #: server's end of stream while we may still send).
         self.tunnel = False
@@ -421,6 +425,8 @@ class HTTP2Connection:
         self._flush_scheduled = False
         #: The server's SETTINGS_MAX_CONCURRENT_STREAMS (cached: checked per checkout).
         self.max_streams = self.proto.max_concurrent_streams
+        #: Seconds to wait for ``100 Continue`` before sending a body anyway.
+        self.expect_timeout = 1.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -591,7 +597,11 @@ class HTTP2Connection:
         else:
             self.flush_soon()
         try:
-            if content:
+            if has_body and protocol is None and _expects_continue(request):
+                await self._await_continue(exchange, deadlines)
+            if exchange.head is not None and not exchange.continued:
+                pass  # a final answer to Expect: 100-continue: the body is not sent
+            elif content:
                 await exchange.send_body(content, True)
             elif body_stream is not None:
                 async for chunk in body_stream:
@@ -604,6 +614,23 @@ class HTTP2Connection:
             exchange.abort()
             raise
         return exchange, head, sent_at
+
+    async def _await_continue(self, exchange: H2Exchange, deadlines: Deadlines) -> None:
+        """Wait for ``100 Continue``, a final response, or ``expect_timeout`` (then the
+        body goes anyway), as on HTTP/1.1 (RFC 9110 §10.1.1)."""
+        read_at = deadlines.for_read()
+        wait_at = deadlines.now() + self.expect_timeout
+        if read_at is not None and read_at < wait_at:
+            wait_at = read_at
+        while not exchange.continued and exchange.head is None:
+            if exchange.error is not None:
+                raise exchange.error
+            try:
+                await exchange._wait(wait_at)
+            except Expired:
+                if read_at is not None and wait_at >= read_at:
+                    raise deadlines.error("read", "waiting for 100 Continue") from None
+                return
 
     # -- the reader task -------------------------------------------------------------------
 
@@ -719,6 +746,11 @@ class HTTP2Connection:
                 exchange = exchanges.get(ev.stream_id)
                 if exchange is not None:
                     exchange._fail(self._reset_error(ev))
+            elif kind is InformationalResponse:
+                exchange = exchanges.get(ev.stream_id)
+                if exchange is not None and ev.status == 100:
+                    exchange.continued = True
+                    exchange._notify()
             elif kind is TrailersReceived:
                 exchange = exchanges.get(ev.stream_id)
                 if exchange is not None:

@@ -335,3 +335,49 @@ def test_expect_continue_417_is_sent_again_without_it(script_server: ScriptServe
         r = client.post(script_server.url + "/up", content=iter([b"one", b"-shot"]))
     assert (r.status, r.content) == (200, b"one-shot")
     assert [req.header("expect") for req in script_server.requests] == ["100-continue", None]
+
+
+def test_expect_continue_on_h2() -> None:
+    seen: list[bytes] = []
+    with H2Server() as srv:
+
+        @srv.route("/continue")
+        async def go_on(req: H2Request) -> None:
+            assert req.header("expect") == "100-continue"
+            req.send_headers(100)
+            seen.append(await req.body())
+            await req.respond(200, b"ok")
+
+        @srv.route("/refuse")
+        async def refuse(req: H2Request) -> None:
+            await req.respond(413, b"no")
+
+        sent: list[int] = []
+
+        def one_shot() -> Iterator[bytes]:
+            sent.append(1)
+            yield b"never"
+
+        with aioduct.BlockingClient(
+            http2_prior_knowledge=True, expect_continue=True, expect_continue_timeout=60
+        ) as client:
+            assert client.post(srv.url + "/continue", content=b"x" * 100_000).content == b"ok"
+            r = client.post(srv.url + "/refuse", content=one_shot())
+            assert (r.status, r.content, sent) == (413, b"no", [])
+            assert client.get(srv.url + "/small").content == b"Hello, World!"
+    assert seen == [b"x" * 100_000]
+
+
+async def test_expect_continue_on_h2_async() -> None:
+    with H2Server() as srv:
+
+        @srv.route("/continue")
+        async def go_on(req: H2Request) -> None:
+            req.send_headers(100)
+            await req.respond(200, await req.body())
+
+        async with aioduct.Client(
+            http2_prior_knowledge=True, expect_continue=True, expect_continue_timeout=60
+        ) as client:
+            r = await client.post(srv.url + "/continue", content=b"abc")
+            assert (r.http_version, r.content) == ("HTTP/2", b"abc")
