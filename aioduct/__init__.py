@@ -11,6 +11,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import typing as _typing
+
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import ClientConfig, Http2Config, Timeout
@@ -42,20 +44,50 @@ from .errors import (
     WriteError,
     WriteTimeout,
 )
-from .forwarded import format_forwarded, parse_forwarded
 from .headers import Headers
 from .jobs import Job, JobError, Result
 from .local import EngineStats, LocalEngine
 from .models import Request, Response, Timings
-from .multipart import Multipart
 from .oneshot import delete, get, head, options, patch, post, put, request
-from .problem import Problem
 from .redirects import RedirectPolicy, same_origin_only
 from .retries import RetryConfig
 from .runner import SendEngine
-from .sse import EventSource, ServerSentEvent, SSEError
 from .upgrade import Upgraded
 from .url import URL
+
+if _typing.TYPE_CHECKING:
+    from .forwarded import format_forwarded, parse_forwarded
+    from .multipart import Multipart
+    from .problem import Problem
+    from .sse import EventSource, ServerSentEvent, SSEError
+
+#: Exports imported on first use: programs that never touch them do not load their
+#: modules (every module's objects make each garbage collection pass longer).
+_LAZY = {
+    "EventSource": "sse",
+    "Multipart": "multipart",
+    "Problem": "problem",
+    "SSEError": "sse",
+    "ServerSentEvent": "sse",
+    "format_forwarded": "forwarded",
+    "parse_forwarded": "forwarded",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aioduct' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "URL",

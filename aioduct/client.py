@@ -24,13 +24,12 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from typing import IO, Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
+from typing import IO, TYPE_CHECKING, Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import msgspec
 
 from . import __version__
 from .auth import AuthTypes, resolve_auth
-from .bodies import FileBody, IterBody, stream_size
 from .config import (
     OPTION_NAMES,
     ClientConfig,
@@ -45,13 +44,21 @@ from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
 from .layers import build_layers
 from .models import Request, Response
-from .multipart import FileTypes, Multipart
 from .redirects import RedirectPolicy
-from .sse import DEFAULT_MAX_EVENT_SIZE, DEFAULT_RETRY, BlockingEventSource, EventSource
 from .url import URL, QueryParams, encode_params
 from .validation import check_request
 
+if TYPE_CHECKING:
+    # Imported where used: programs that never upload a file or read events do not load
+    # these modules (fewer objects for every garbage collection pass to visit).
+    from .multipart import FileTypes
+    from .sse import BlockingEventSource, EventSource
+
 __all__ = ["BlockingClient", "Client", "RequestOptions", "run"]
+
+#: client.sse() defaults (aioduct.sse.DEFAULT_MAX_EVENT_SIZE, DEFAULT_RETRY).
+_SSE_MAX_EVENT_SIZE: Final = 1 << 20
+_SSE_RETRY: Final = 3.0
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -288,6 +295,8 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         given = [k for k in ("content", "data", "json") if options.get(k) is not None]
         files = options.get("files")
         if files is not None:
+            from .multipart import Multipart
+
             if given and given != ["data"]:
                 raise TypeError(
                     f"files= sends a multipart form, whose other fields go in data=; it "
@@ -322,6 +331,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         if isinstance(content, str):
             _set_default(headers, "Content-Type", "text/plain; charset=utf-8")
             return content.encode(), None
+        from .bodies import FileBody, IterBody
+        from .multipart import Multipart
+
         if isinstance(content, Multipart):
             _set_default(headers, "Content-Type", content.content_type)
             return None, _sized(content, headers)
@@ -391,8 +403,8 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         method: str = "GET",
         reconnect: bool = True,
         max_reconnects: int | None = None,
-        retry: float = DEFAULT_RETRY,
-        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        retry: float = _SSE_RETRY,
+        max_event_size: int = _SSE_MAX_EVENT_SIZE,
         **options: Unpack[RequestOptions],
     ) -> AsyncIterator[EventSource]:
         """Open a Server-Sent Events stream: ``async for event in source`` (see docs/sse.md).
@@ -428,6 +440,8 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                 "sse() needs the send engine: a stream of events is read as it arrives, and "
                 "the local engine's workers hand back whole responses (use engine='send')"
             )
+        from .sse import EventSource
+
         base = Headers(options.get("headers"))
 
         def open_stream(headers: Headers) -> Coroutine[Any, Any, Response]:
@@ -532,6 +546,8 @@ def _timeout_option(options: RequestOptions) -> object:
 
 def _sized(stream: AsyncIterable[bytes], headers: Headers) -> AsyncIterable[bytes]:
     """Declare a streamed body's length when it is known (else it goes chunked)."""
+    from .bodies import stream_size
+
     size = stream_size(stream)
     if size is not None and "content-length" not in headers and "transfer-encoding" not in headers:
         headers.add("Content-Length", str(size))
@@ -701,11 +717,13 @@ class BlockingClient(HTTPMethods[Response]):
         method: str = "GET",
         reconnect: bool = True,
         max_reconnects: int | None = None,
-        retry: float = DEFAULT_RETRY,
-        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        retry: float = _SSE_RETRY,
+        max_event_size: int = _SSE_MAX_EVENT_SIZE,
         **options: Unpack[RequestOptions],
     ) -> Iterator[BlockingEventSource]:
         """Like :meth:`Client.sse`: ``with client.sse(url) as events: for ev in events``."""
+        from .sse import BlockingEventSource
+
         if self._portal is not None:
             self._client._event_source(
                 self._client._engine, method, url, options, reconnect, max_reconnects, retry, 1

@@ -65,6 +65,8 @@ IDEMPOTENT_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"
 _DRAIN_LIMIT: Final = 256 * 1024
 
 _UNSET: Final = object()
+#: A body up to this size arrives with its head (elapsed is then the time to the head).
+_ONE_READ: Final = 16384
 #: The codec's HTTP/1.x version as httpx (and users) spell it on a Response.
 _HTTP_VERSIONS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 #: Times a request the server did not process (GOAWAY, REFUSED_STREAM) is sent again.
@@ -219,10 +221,6 @@ class Engine:
             history.append(response)
             request = nxt
         response.history = history
-        if stream:
-            response._started = deadlines.started
-        else:
-            response._elapsed = perf_counter() - deadlines.started
         if cfg.decompress and response._upgraded is None:
             values = _content_encoding(response.headers._list)
             if values:
@@ -376,6 +374,8 @@ class Engine:
             if content is None:
                 content = await conn.read_body(deadlines, max_size)
                 response._trailers = conn.trailers
+                # (A body that came with the head ends at the head: elapsed = total.)
+                response._elapsed = perf_counter() - deadlines.started
             response._content = content
         except BaseException:
             pool.discard(conn)
@@ -438,8 +438,10 @@ class Engine:
         if stream:
             response._body = exchange
             return response
-        response._content = await exchange.read_body(self.config.max_body_size)
+        content = response._content = await exchange.read_body(self.config.max_body_size)
         response._trailers = exchange.trailers
+        if len(content) > _ONE_READ:
+            response._elapsed = perf_counter() - deadlines.started
         return response
 
     async def _coalesce(self, key: PoolKey) -> Connection | None:
@@ -646,14 +648,14 @@ def _content_encoding(fields: list[tuple[str, str]]) -> list[str] | None:
 class _StreamingBody:
     """The body of a streamed response, reading from a checked-out connection."""
 
-    __slots__ = ("_conn", "_deadlines", "_pool", "trailers")
+    __slots__ = ("_conn", "_pool", "deadlines", "trailers")
 
     def __init__(
         self, conn: HTTP11Connection, pool: ConnectionPool[Connection], deadlines: Deadlines
     ):
         self._conn: HTTP11Connection | None = conn
         self._pool = pool
-        self._deadlines = deadlines
+        self.deadlines = deadlines
         #: The trailer fields, once the body has ended.
         self.trailers: list[tuple[str, str]] | None = None
 
@@ -662,7 +664,7 @@ class _StreamingBody:
         if conn is None:
             return None
         try:
-            chunk = await conn.next_chunk(self._deadlines)
+            chunk = await conn.next_chunk(self.deadlines)
         except BaseException:
             self._conn = None
             self._pool.discard(conn)

@@ -229,7 +229,7 @@ def job_url(job: Job) -> URL:
 
 def response_result(job: Job, response: Response, *, worker: int = -1, attempts: int = 1) -> Result:
     body = response.content
-    return Result(
+    result = Result(
         id=job.id,
         url=job.url,
         final_url=str(response.url) if response.url is not None else job.url,
@@ -243,8 +243,10 @@ def response_result(job: Job, response: Response, *, worker: int = -1, attempts:
         meta=job.meta,
         reason=response.reason,
         size=len(body),
-        trailers=tuple(response._trailers) if response._trailers else (),
     )
+    if response._trailers:
+        result.trailers = tuple(response._trailers)
+    return result
 
 
 def error_result(job: Job, exc: BaseException, *, worker: int = -1, attempts: int = 1) -> Result:

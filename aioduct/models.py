@@ -138,7 +138,6 @@ class Response:
         "_encoding",
         "_portal",
         "_spent",
-        "_started",
         "_text",
         "_timings",
         "_trailers",
@@ -184,9 +183,8 @@ class Response:
         self._spent: str | None = None
         #: Trailer fields received after the body (chunked HTTP/1.1, HTTP/2), if any.
         self._trailers: list[tuple[str, str]] | None = None
-        #: When the request started (perf_counter), while a streamed body is unread.
-        self._started: float | None = None
-        #: Seconds from the request's start to its body being read or closed.
+        #: Seconds from the request's start to its body being read or closed (None: the
+        #: time to the head, or a streamed body not finished yet).
         self._elapsed: float | None = None
 
     @classmethod
@@ -222,7 +220,6 @@ class Response:
         self._upgraded = None
         self._spent = None
         self._trailers = None
-        self._started = None
         self._elapsed = None
         return self
 
@@ -246,7 +243,7 @@ class Response:
         For a streamed response, available once its body is read or it is closed.
         """
         if self._elapsed is None:
-            if self._started is not None:
+            if self._body is not None:
                 raise RuntimeError(
                     "elapsed is known once a streamed response's body has been read or "
                     "the response closed"
@@ -254,10 +251,11 @@ class Response:
             return datetime.timedelta(seconds=self.timings.total)
         return datetime.timedelta(seconds=self._elapsed)
 
-    def _finished(self) -> None:
-        started = self._started
-        if started is not None and self._elapsed is None:
-            self._elapsed = perf_counter() - started
+    def _finished(self, body: BodyReader) -> None:
+        """The streamed ``body`` ended (or was closed): the request's time is known."""
+        deadlines = getattr(body, "deadlines", None)
+        if deadlines is not None and self._elapsed is None:
+            self._elapsed = perf_counter() - deadlines.started
 
     @property
     def trailers(self) -> Headers:
@@ -478,7 +476,7 @@ class Response:
             self._trailers = getattr(body, "trailers", None)
         finally:
             self._body = None
-            self._finished()
+            self._finished(body)
             await body.aclose()
 
     async def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
@@ -571,8 +569,8 @@ class Response:
     async def aclose(self) -> None:
         """Release the connection; an unread body is discarded (the connection is closed)."""
         body, self._body = self._body, None
-        self._finished()
         if body is not None:
+            self._finished(body)
             self._spent = self._spent or "the response was closed before its body was read"
             await body.aclose()
 

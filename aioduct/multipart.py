@@ -16,7 +16,6 @@ means a new boundary), and a streamed file cannot guess it.
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
@@ -144,6 +143,8 @@ class Multipart(BodyStream):
             filename = _default_filename(content)
         body = _file_body(content)
         if content_type is None:
+            import mimetypes  # (only forms need it)
+
             guess = mimetypes.guess_type(filename)[0] if filename else None
             content_type = guess or "application/octet-stream"
         disposition = f'form-data; name="{_escape(str(name))}"'
