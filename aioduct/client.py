@@ -725,8 +725,9 @@ class BlockingClient(HTTPMethods[Response]):
         from .sse import BlockingEventSource
 
         if self._portal is not None:
-            self._client._event_source(
-                self._client._engine, method, url, options, reconnect, max_reconnects, retry, 1
+            raise TypeError(
+                "sse() needs the send engine: a stream of events is read as it arrives, and "
+                "the local engine's workers hand back whole responses (use engine='send')"
             )
         from .runtimes.blocking import run_sync
 

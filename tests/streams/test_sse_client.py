@@ -165,3 +165,12 @@ def test_sse_over_h2c() -> None:
         ):
             assert [ev.data for ev in source] == ["a", "b"]
             assert source.reconnects == 0
+
+
+def test_blocking_local_engine_refuses_sse() -> None:
+    with (
+        aioduct.BlockingClient(engine="local", workers=1) as client,
+        pytest.raises(TypeError, match="send engine"),
+        client.sse("http://127.0.0.1:9/"),
+    ):
+        pass

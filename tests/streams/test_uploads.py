@@ -381,3 +381,17 @@ async def test_expect_continue_on_h2_async() -> None:
         ) as client:
             r = await client.post(srv.url + "/continue", content=b"abc")
             assert (r.http_version, r.content) == ("HTTP/2", b"abc")
+
+
+async def test_local_engine_uploads(script_server: ScriptServer, tmp_path: Path) -> None:
+    """The local engine gathers a streamed body in the parent and ships it to a worker:
+    a form and a file body arrive intact, with their Content-Length."""
+    reqs = echo(script_server)
+    path = tmp_path / "l.txt"
+    path.write_bytes(b"local")
+    async with aioduct.Client(engine="local", workers=1) as client:
+        await client.post(script_server.url + "/upload", data={"a": "1"}, files={"f": path})
+        await client.post(script_server.url + "/upload", content=path)
+    parts = parse_form(reqs[0].header("content-type"), reqs[0].body)
+    assert [(p[0], p[3]) for p in parts] == [("a", b"1"), ("f", b"local")]
+    assert reqs[1].body == b"local" and reqs[1].header("content-length") == "5"
