@@ -174,3 +174,18 @@ def test_blocking_local_engine_refuses_sse() -> None:
         client.sse("http://127.0.0.1:9/"),
     ):
         pass
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/event-stream;", "TEXT/Event-Stream; charset=windows-1252"],  # WPT format-mime-*
+)
+def test_media_type_parameters_and_case(script_server: ScriptServer, content_type: str) -> None:
+    script_server.route_respond(
+        "/mime", headers=[("Content-Type", content_type)], body="data: ok\u2026\n\n".encode()
+    )
+    with (
+        aioduct.BlockingClient() as client,
+        client.sse(script_server.url + "/mime", reconnect=False) as source,
+    ):
+        assert [ev.data for ev in source] == ["ok\u2026"]  # always UTF-8
