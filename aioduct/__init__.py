@@ -15,7 +15,7 @@ import typing as _typing
 
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
-from .config import ClientConfig, Http2Config, Timeout
+from .config import ClientConfig, Http2Config, Http3Config, Timeout
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -46,6 +46,8 @@ from .errors import (
 )
 from .headers import Headers
 from .jobs import Job, JobError, Result
+from .layers import Layer
+from .limits import RateLimit
 from .local import EngineStats, LocalEngine
 from .models import Request, Response, Timings
 from .oneshot import delete, get, head, options, patch, post, put, request
@@ -107,9 +109,11 @@ __all__ = [
     "EventSource",
     "Headers",
     "Http2Config",
+    "Http3Config",
     "InvalidURL",
     "Job",
     "JobError",
+    "Layer",
     "LocalEngine",
     "LocalProtocolError",
     "Multipart",
@@ -118,6 +122,7 @@ __all__ = [
     "ProcessError",
     "ProtocolError",
     "ProxyError",
+    "RateLimit",
     "ReadError",
     "ReadTimeout",
     "RedirectError",

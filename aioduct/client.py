@@ -19,10 +19,12 @@ from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Awaitable,
+    Callable,
     Coroutine,
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from typing import IO, TYPE_CHECKING, Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
 
@@ -42,7 +44,8 @@ from .decompress import ACCEPT_ENCODING
 from .engine import _UNSET, Engine
 from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
-from .layers import build_layers
+from .layers import Layer, build_layers
+from .middleware import split_middleware
 from .models import Request, Response
 from .redirects import RedirectPolicy
 from .url import URL, QueryParams, encode_params
@@ -160,7 +163,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
 
     Options are :class:`ClientConfig`'s fields, passed as keywords or as ``config=``.
     Objects that are code rather than data go here directly: ``auth``, ``ssl_context``
-    (or ``verify=`` an ``SSLContext``) and ``redirect_policy``.
+    (or ``verify=`` an ``SSLContext``), ``redirect_policy``, ``middleware`` (layers,
+    outermost first, or ``"package.module:name"`` strings) and ``event_hooks``
+    (``{"request": [...], "response": [...]}``); see docs/retries-middleware-limits.md.
 
     ``engine`` picks who sends the requests: ``"send"`` (default) this loop itself;
     ``"local"`` a :class:`~aioduct.LocalEngine` of ``workers`` pinned io_uring worker
@@ -176,6 +181,8 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         auth: AuthTypes | None = None,
         ssl_context: ssl.SSLContext | None = None,
         redirect_policy: RedirectPolicy | None = None,
+        middleware: Sequence[Layer | str] | None = None,
+        event_hooks: Mapping[str, Sequence[Callable[[Any], Any]]] | None = None,
         engine: str = "send",
         workers: int | None = None,
         **options: Any,
@@ -183,6 +190,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         verify = options.get("verify")
         if isinstance(verify, ssl.SSLContext):
             ssl_context = options.pop("verify")
+        middleware_specs, middleware_objects = split_middleware(middleware)
+        if middleware_specs:
+            options["middleware"] = middleware_specs  # data: what local workers import
         check_option_names(options)
         if config is None:
             config = ClientConfig(**options)
@@ -204,6 +214,14 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                     "separate processes that receive the configuration as data: use the "
                     "send engine for it, or max_redirects= / follow_redirects= (data) here"
                 )
+            if middleware_objects or event_hooks:
+                what = "middleware objects" if middleware_objects else "event_hooks"
+                raise TypeError(
+                    f"{what} are Python code, and local-engine workers are separate "
+                    "processes that receive the configuration as data: give middleware as "
+                    "'package.module:name' import strings (each worker imports them), or "
+                    "use the send engine"
+                )
             from .local.sender import LocalSender
 
             self._engine = LocalSender(config, workers=workers)
@@ -214,7 +232,11 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                 config,
                 ssl_context=ssl_context,
                 redirect_policy=redirect_policy,
-                layers=build_layers(config),
+                layers=build_layers(
+                    config,
+                    middleware=middleware if middleware_objects else None,
+                    event_hooks=event_hooks,
+                ),
             )
         self.engine = self._engine.name
         self._base_url = None

@@ -12,45 +12,20 @@ decode, so a bad value is rejected with a clear message wherever it came from.
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
 
 from .errors import LocalProtocolError
 from .headers import Headers, HeadersLike, header_field
+from .limits import RateLimit
+from .retries import RetryConfig
+from .suggestions import SuggestingMeta, suggest
 from .validation import check_fields
 
 __all__ = ["ClientConfig", "Http2Config", "Timeout", "request_timeout", "suggest"]
-
-
-def suggest(name: str, valid: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the valid name closest to a misspelt ``name``, or ``""``."""
-    close = difflib.get_close_matches(name, list(valid), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-class SuggestingMeta(msgspec.StructMeta):
-    """Struct metaclass: an unknown keyword names the closest valid field.
-
-    msgspec's own message for ``ClientConfig(timout=5)`` is "Unexpected keyword argument
-    'timout'"; checked only once construction failed, so a valid call costs nothing more.
-    Decoding does not come through here (msgspec validates names there itself).
-    """
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().__call__(*args, **kwargs)
-        except TypeError:
-            fields = cls.__struct_fields__
-            for name in kwargs:
-                if name not in fields:
-                    raise TypeError(
-                        f"{cls.__name__} has no option {name!r}{suggest(name, fields)}"
-                    ) from None
-            raise
 
 
 def seconds(name: str, value: object) -> float | None:
@@ -218,6 +193,66 @@ class Http2Config(
                 msgspec.structs.force_setattr(self, name, float(value))
 
 
+class Http3Config(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    metaclass=SuggestingMeta,
+):
+    """HTTP/3 (QUIC) tuning: flow-control limits, idle timeout, packet size, congestion.
+
+    The windows follow HTTP/2's defaults for the same reason: a QUIC peer may send no
+    more than these before the client reads and re-opens them.
+    """
+
+    max_stream_data: int = 2 * 1024 * 1024
+    """Bytes the server may send on one stream before the client credits more."""
+    max_data: int = 4 * 1024 * 1024
+    """Bytes the server may send across all streams before the client credits more."""
+    idle_timeout: float = 30.0
+    """Seconds without a packet from the server after which the connection is dead."""
+    max_datagram_size: int = 1200
+    """Largest UDP payload sent (1200 is what every path must carry: RFC 9000 §14)."""
+    congestion_control: str = "reno"
+    """aioquic's congestion controller: ``"reno"`` or ``"cubic"``."""
+    qpack_max_table_capacity: int = 4096
+    """Dynamic table size the client offers the server's QPACK encoder."""
+    qpack_blocked_streams: int = 16
+    """Streams that may wait for QPACK table updates at once."""
+    max_send_buf_size: int = 1024 * 1024
+    """Request-body bytes queued on a stream before an upload waits for the server to
+    acknowledge some (QUIC would otherwise buffer a whole upload in memory)."""
+    race_delay: float = 0.3
+    """With ``http3=True``: how long a QUIC handshake to an Alt-Svc alternative may take
+    before the request goes over TCP instead (the alternative is then marked broken)."""
+
+    def __post_init__(self) -> None:
+        for name, low, high in (
+            ("max_stream_data", 1024, 2**62 - 1),
+            ("max_data", 1024, 2**62 - 1),
+            ("max_datagram_size", 1200, 65527),
+            ("qpack_max_table_capacity", 0, 2**30),
+            ("qpack_blocked_streams", 0, 2**16),
+            ("max_send_buf_size", 1024, 2**31 - 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in [{low}, {high}], not {value!r}")
+        for name in ("idle_timeout", "race_delay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
+            if isinstance(value, int):
+                msgspec.structs.force_setattr(self, name, float(value))
+        if self.congestion_control not in ("reno", "cubic"):
+            raise ValueError(
+                f"congestion_control must be 'reno' or 'cubic', not {self.congestion_control!r}"
+            )
+
+
 class ClientConfig(
     msgspec.Struct,
     frozen=True,
@@ -295,6 +330,19 @@ class ClientConfig(
     connection_coalescing: bool = True
     """Reuse an HTTP/2 connection for another host its certificate covers, at its address."""
 
+    # -- HTTP/3 ----------------------------------------------------------------------------
+    http3: bool = False
+    """Use HTTP/3 for an https origin that advertised it (``Alt-Svc: h3=...``), falling
+    back to TCP when QUIC does not connect within ``http3_config.race_delay``."""
+    http3_prior_knowledge: bool = False
+    """Speak HTTP/3 to every ``https://`` origin directly, without TCP or Alt-Svc."""
+    http3_config: Http3Config = Http3Config()
+    """Flow control, idle timeout, datagram size and congestion control of QUIC."""
+    early_data: bool = False
+    """Send idempotent requests in 0-RTT on a resumed HTTP/3 connection (never others)."""
+    alt_svc_file: str | None = None
+    """A file that keeps learned HTTP/3 alternatives across runs (loaded, then saved)."""
+
     # -- TLS -------------------------------------------------------------------------------
     verify: bool | str = True
     """``True``: certifi's roots; ``False``: no verification; a path: CA file or directory."""
@@ -318,7 +366,22 @@ class ClientConfig(
     """Largest buffered response body, counted decoded (``decompress``); beyond it
     :class:`BodyTooLarge` is raised, before more than that is held in memory."""
 
+    # -- retries, middleware, rate limits (docs/retries-middleware-limits.md) ---------------
+    retry: RetryConfig | None = None
+    """Retry transient failures and 5xx/429 responses (a :class:`RetryConfig`, or a
+    number of retries); ``None``: never."""
+    middleware: tuple[str, ...] = ()
+    """Middleware as ``"package.module:name"`` import strings, outermost first (the
+    form the local engine's workers can import; ``Client(middleware=)`` also takes objects)."""
+    rate_limit: RateLimit | None = None
+    """Hold sends to at most this rate (a :class:`RateLimit`, or requests per second
+    per origin); ``None``: no limit."""
+    max_download_speed: int | None = None
+    """Read response bodies no faster than this many bytes per second, across all of
+    this client's requests; ``None``: as fast as they come."""
+
     def __post_init__(self) -> None:
+        _check_policies(self)
         headers = self.headers
         if not (isinstance(headers, tuple) and all(type(h) is tuple for h in headers)):
             headers = _header_pairs(headers)
@@ -379,6 +442,41 @@ class ClientConfig(
             return _DECODER.decode(data)
         except msgspec.ValidationError as exc:
             raise ValueError(f"invalid ClientConfig: {exc}") from None
+
+
+def _check_policies(cfg: ClientConfig) -> None:
+    """Normalise and check the retry, middleware and limit options (shorthands included)."""
+    retry: Any = cfg.retry
+    if retry is not None and not isinstance(retry, RetryConfig):
+        if isinstance(retry, bool) or not isinstance(retry, int):
+            raise TypeError(
+                f"retry must be an aioduct.RetryConfig, a number of retries or None, not {retry!r}"
+            )
+        msgspec.structs.force_setattr(
+            cfg, "retry", RetryConfig(max_retries=retry) if retry > 0 else None
+        )
+    limit: Any = cfg.rate_limit
+    if limit is not None and not isinstance(limit, RateLimit):
+        if isinstance(limit, bool) or not isinstance(limit, int | float):
+            raise TypeError(
+                f"rate_limit must be an aioduct.RateLimit or requests per second, not {limit!r}"
+            )
+        msgspec.structs.force_setattr(cfg, "rate_limit", RateLimit(float(limit)))
+    speed: Any = cfg.max_download_speed
+    if speed is not None and (isinstance(speed, bool) or not isinstance(speed, int) or speed < 1):
+        raise ValueError(f"max_download_speed must be bytes per second >= 1, not {speed!r}")
+    middleware: Any = cfg.middleware
+    if not isinstance(middleware, tuple):
+        if isinstance(middleware, str):
+            middleware = (middleware,)
+        middleware = tuple(middleware)
+        msgspec.structs.force_setattr(cfg, "middleware", middleware)
+    for spec in middleware:
+        if not isinstance(spec, str) or spec.count(":") != 1:
+            raise TypeError(
+                f"ClientConfig.middleware holds 'package.module:name' import strings, not "
+                f"{spec!r}; pass middleware objects to Client(middleware=[...]) instead"
+            )
 
 
 def _header_pairs(headers: HeadersLike | Any) -> tuple[tuple[str, str], ...]:

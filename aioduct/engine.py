@@ -22,8 +22,9 @@ import asyncio
 import ssl
 from functools import partial
 from time import perf_counter
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from .altsvc import AltSvcCache, AltSvcLayer
 from .bodies import is_replayable
 from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
@@ -76,8 +77,9 @@ if TYPE_CHECKING:
     # Imported lazily at runtime: h2 costs ~25 ms to import and HTTP/1.1-only programs
     # (and plain-http crawls) never need it.
     from .http2 import HTTP2Connection
+    from .http3 import HTTP3Connection
 
-    Connection = HTTP11Connection | HTTP2Connection
+    Connection = HTTP11Connection | HTTP2Connection | HTTP3Connection
 
 
 class Engine:
@@ -105,6 +107,12 @@ class Engine:
         self._resolver: Resolver | None = None
         #: TLS sessions to resume, per server and TLS settings (tls_session_cache).
         self._sessions = SessionCache() if config.tls_session_cache else None
+        #: HTTP/3 alternatives learned from Alt-Svc (``http3=True``), shared with the layer.
+        self._alt_svc: AltSvcCache | None = next(
+            (layer.cache for layer in layers if isinstance(layer, AltSvcLayer)), None
+        )
+        #: QUIC session tickets per (host, port), for resumption and 0-RTT.
+        self._quic_tickets: dict[tuple[str, int], Any] = {}
         self._closed = False
 
     # -- binding -------------------------------------------------------------------------------
@@ -188,11 +196,16 @@ class Engine:
         while True:
             try:
                 if self.layers:
+                    # max_download_speed paces body reads: the transport streams every
+                    # body, and a buffered one is read below, through the pacing reader.
+                    wire_stream = stream or cfg.max_download_speed is not None
                     response = await run_layers(
                         self.layers,
                         request,
-                        partial(self._send_once, deadlines=deadlines, pool=pool, stream=stream),
-                        Hop(runtime, deadlines, stream),
+                        partial(
+                            self._send_once, deadlines=deadlines, pool=pool, stream=wire_stream
+                        ),
+                        Hop(runtime, deadlines, wire_stream),
                     )
                     request = response.request or request  # a layer may have rewritten it
                 else:
@@ -221,6 +234,11 @@ class Engine:
             history.append(response)
             request = nxt
         response.history = history
+        if not stream and response._body is not None:  # streamed for max_download_speed
+            try:
+                await response.aread(cfg.max_body_size)
+            except AioductError as exc:
+                raise exc._with_request(request.method, request.url.redacted()) from None
         if cfg.decompress and response._upgraded is None:
             values = _content_encoding(response.headers._list)
             if values:
@@ -276,8 +294,12 @@ class Engine:
         while True:
             if conn is None:
                 multiplex = version != "1.1" and (
-                    version == "2"
-                    or (cfg.http2 if key.scheme == "https" else cfg.http2_prior_knowledge)
+                    version in ("2", "3")
+                    or (
+                        cfg.http2 or cfg.http3 or cfg.http3_prior_knowledge
+                        if key.scheme == "https"
+                        else cfg.http2_prior_knowledge
+                    )
                 )
                 coalesce = None
                 if multiplex and key.scheme == "https" and cfg.connection_coalescing:
@@ -388,7 +410,7 @@ class Engine:
 
     async def _exchange_h2(
         self,
-        conn: HTTP2Connection,
+        conn: HTTP2Connection | HTTP3Connection,
         request: Request,
         deadlines: Deadlines,
         stream: bool,
@@ -414,7 +436,7 @@ class Engine:
         response = Response(
             head.status,
             headers=Headers._adopt(head.headers),
-            http_version="HTTP/2",
+            http_version=conn.http_version,
             request=request,
             timings=Timings(
                 dns=dns,
@@ -452,10 +474,12 @@ class Engine:
         """
         pool, resolver = self._pool, self._resolver
         assert pool is not None and resolver is not None
+        from .http2 import HTTP2Connection
+
         candidates = [
             conn
             for conn in pool.shared_connections()
-            if conn.multiplexed
+            if isinstance(conn, HTTP2Connection)
             and conn.key.scheme == "https"
             and conn.key.port == key.port
             and key not in conn.aliases
@@ -511,6 +535,11 @@ class Engine:
                         addresses, looked_up = await self._resolver.resolve(host, port)
                 if looked_up:
                     dns_time = perf_counter() - started
+            if key.scheme == "https" and version != "1.1" and version != "2":
+                h3conn = await self._connect_h3(key, addresses, deadlines, version)
+                if h3conn is not None:
+                    h3conn.setup_timings = (dns_time, *h3conn.setup_timings[1:])
+                    return h3conn
             tcp_started = perf_counter()
             stream = None
             errors: list[str] = []
@@ -608,6 +637,131 @@ class Engine:
         conn.setup_timings = (dns_time, connect_time, tls_time)
         conn.session_key = session_key
         return conn
+
+    async def _connect_h3(
+        self,
+        key: PoolKey,
+        addresses: list[tuple[int, str]],
+        deadlines: Deadlines,
+        version: str | None,
+    ) -> HTTP3Connection | None:
+        """An HTTP/3 connection for ``key`` when one is wanted, else ``None`` (use TCP).
+
+        Prior knowledge (or ``version="3"``) connects to the origin's own address and
+        fails like any connect. With ``http3=True`` and an Alt-Svc alternative known,
+        QUIC gets ``http3_config.race_delay`` to finish its handshake; if it fails or
+        is slower, the alternative is marked broken and the request goes over TCP.
+        """
+        cfg = self.config
+        runtime = self._runtime
+        assert runtime is not None
+        target: tuple[str, int] | None
+        if version == "3" or cfg.http3_prior_knowledge:
+            target, racing = (key.host, key.port), False
+        elif cfg.http3 and self._alt_svc is not None:
+            target = self._alt_svc.lookup((key.scheme, key.host, key.port), runtime.now())
+            racing = True
+            if target is None:
+                return None
+        else:
+            return None
+        deadline = deadlines.for_connect()
+        if racing:
+            soon = runtime.now() + cfg.http3_config.race_delay
+            deadline = soon if deadline is None else min(deadline, soon)
+        try:
+            return await self._open_h3(key, target, addresses, deadline)
+        except (AioductError, Expired, OSError) as exc:
+            if not racing:
+                if isinstance(exc, Expired):
+                    raise deadlines.error(
+                        "connect", f"connecting to {key.host}:{key.port} over QUIC"
+                    ) from None
+                if isinstance(exc, AioductError):
+                    raise
+                raise ConnectError(
+                    f"cannot connect to {key.host}:{key.port} over QUIC: {exc}"
+                ) from None
+            assert self._alt_svc is not None
+            self._alt_svc.mark_broken(target, runtime.now())
+            return None
+
+    async def _open_h3(
+        self,
+        key: PoolKey,
+        target: tuple[str, int],
+        addresses: list[tuple[int, str]],
+        deadline: float | None,
+    ) -> HTTP3Connection:
+        from .http3 import HTTP3Connection, quic_configuration
+
+        cfg = self.config
+        runtime = self._runtime
+        assert runtime is not None and self._resolver is not None
+        if self._ssl_context is not None:
+            raise ConnectError(
+                "HTTP/3 runs aioquic's own TLS, which cannot use an ssl.SSLContext: pass "
+                "verify='path/to/ca.pem' (or verify=True/False) instead of an SSLContext"
+            )
+        host, port = target
+        started = perf_counter()
+        if host != key.host:
+            found = literal_address(host)
+            addresses = (
+                found if found is not None else (await self._resolver.resolve(host, port))[0]
+            )
+        verify = verify_setting(cfg.verify_certificates and cfg.verify, trust_env=cfg.trust_env)
+        if verify is True:
+            import certifi
+
+            cafile: str | None = certifi.where()
+        else:
+            cafile = verify if isinstance(verify, str) else None
+        ticket_key = (key.host, key.port)
+        tickets = self._quic_tickets
+        quic_config = quic_configuration(
+            cfg.http3_config,
+            key.host,
+            verify=bool(verify),
+            cafile=cafile,
+            session_ticket=tickets.get(ticket_key),
+        )
+
+        def keep_ticket(ticket: Any) -> None:
+            if len(tickets) >= 1024 and ticket_key not in tickets:
+                tickets.pop(next(iter(tickets)))
+            tickets[ticket_key] = ticket
+
+        errors = []
+        for _family, ip in addresses:
+            try:
+                udp = await runtime.open_udp(ip, port, local_address=cfg.local_address)
+            except OSError as exc:
+                errors.append(f"{ip}: {exc.strerror or exc}")
+                continue
+            conn = HTTP3Connection(
+                udp,
+                key,
+                runtime,
+                cfg.http3_config,
+                quic_config,
+                early_data=cfg.early_data,
+                on_ticket=keep_ticket,
+            )
+            try:
+                await conn.start(deadline)
+            except ConnectError as exc:  # e.g. ICMP port unreachable: the next address
+                conn.close()
+                errors.append(f"{ip}: {exc}")
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            conn.setup_timings = (None, None, perf_counter() - started)
+            if self._alt_svc is not None:
+                self._alt_svc.mark_working(target)
+            return conn
+        raise ConnectError(f"cannot connect to {host}:{port} over QUIC ({'; '.join(errors)})")
 
     def _save_session(self, key: SessionKey, stream: Stream) -> None:
         """Keep the TLS session of a connection that has heard from its server, if the

@@ -78,6 +78,8 @@ class AioductError(Exception):
 
     method: str | None = None
     url: str | None = None
+    attempts: int = 1
+    """Times the request was sent before this error (more than 1 after retries)."""
 
     def __init__(self, message: str = "", *, method: str | None = None, url: str | None = None):
         super().__init__(message)

@@ -300,4 +300,6 @@ def result_to_response(result: Result, request: Request | None = None) -> Respon
         response.url = URL(result.final_url)
     if result.trailers:
         response._trailers = list(result.trailers)
+    if result.attempts != 1:
+        response._attempts = result.attempts
     return response

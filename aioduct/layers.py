@@ -98,10 +98,47 @@ def build_layers(config: ClientConfig, **objects: Any) -> tuple[Layer, ...]:
 
     1. HSTS: upgrade ``http://`` before anyone sees the request.
     2. retries: each attempt goes through everything below it.
-    3. middleware (the user's): sees each hop and attempt as a separate send.
+    3. middleware (the user's), then event hooks: see each hop and attempt as a
+       separate send.
     4. cache: may answer without the network; a revalidation goes on below.
     5. cookies: attach the jar's cookies, store what the response sets.
     6. authentication (Digest, netrc): answer challenges on the same origin.
+    7. rate limit: every send that will reach the network waits for its token.
+    8. Alt-Svc (``http3=True``): learn HTTP/3 alternatives from https responses.
+    9. bandwidth: paces the reading of each body (innermost: it wraps the body reader
+       the transport returns).
+
+    A layer exists only when configured: the default client has none.
     """
-    del config, objects  # no layer is configured by default yet
-    return ()
+    layers: list[Layer] = []
+    if config.retry is not None:
+        from .retries import RetryLayer
+
+        layers.append(RetryLayer(config.retry))
+    middleware = objects.get("middleware")
+    if middleware is None and config.middleware:
+        middleware = config.middleware
+    if middleware:
+        from .middleware import resolve_middleware
+
+        layers.extend(resolve_middleware(middleware))
+    hooks = objects.get("event_hooks")
+    if hooks:
+        from .middleware import EventHooks
+
+        event_hooks = EventHooks(hooks)
+        if event_hooks:
+            layers.append(event_hooks)
+    if config.rate_limit is not None:
+        from .limits import RateLimitLayer
+
+        layers.append(RateLimitLayer(config.rate_limit))
+    if config.http3:
+        from .altsvc import AltSvcCache, AltSvcLayer
+
+        layers.append(AltSvcLayer(AltSvcCache(config.alt_svc_file)))
+    if config.max_download_speed is not None:
+        from .limits import BandwidthLayer
+
+        layers.append(BandwidthLayer(config.max_download_speed))
+    return tuple(layers)

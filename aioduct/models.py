@@ -87,8 +87,13 @@ class Request:
         self.headers = headers if headers is not None else Headers()
         self.content = content
         self.stream = stream
-        if version not in (None, "1.1", "2"):
-            raise ValueError(f"version must be '1.1', '2' or None, not {version!r}")
+        if version not in (None, "1.1", "2", "3"):
+            raise ValueError(f"version must be '1.1', '2', '3' or None, not {version!r}")
+        if version == "3" and self.url.scheme != "https":
+            raise ValueError(
+                f"version='3' needs an https:// URL: HTTP/3 runs over QUIC, which is always "
+                f"encrypted (not {self.url.scheme}://)"
+            )
         #: Force HTTP/1.1 or HTTP/2 for this request (``None``: the client's choice).
         self.version = version
         if protocol is not None and method != "CONNECT":
@@ -131,6 +136,7 @@ class Response:
     """An HTTP response. ``status`` and ``status_code`` are the same number."""
 
     __slots__ = (
+        "_attempts",
         "_body",
         "_codings",
         "_content",
@@ -150,6 +156,8 @@ class Response:
         "status",
         "url",
     )
+    #: Set only by the retry layer (see :attr:`attempts`): the hot path never touches it.
+    _attempts: int
 
     def __init__(
         self,
@@ -293,6 +301,16 @@ class Response:
                 f"the application/problem+json body is not a problem details object: {exc}",
                 **self._request_names(),
             ) from None
+
+    @property
+    def attempts(self) -> int:
+        """How many times this hop's request was sent (more than 1 after retries, as
+        :attr:`Result.attempts <aioduct.Result.attempts>`). Left unset on the hot path:
+        only the retry layer sets it."""
+        try:
+            return self._attempts
+        except AttributeError:
+            return 1
 
     # -- status ----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Running many Jobs in one event loop: limits, politeness, retries.
+"""Running many Jobs in one event loop: limits and politeness around each job.
 
 :class:`JobRunner` is the one place a :class:`~aioduct.jobs.Job` becomes a
 :class:`~aioduct.jobs.Result`. Every local-engine worker runs one on its io_uring loop, and
@@ -6,10 +6,15 @@
 limits the same way:
 
 * ``concurrency``: requests in flight at once (in this loop);
-* ``per_host_concurrency`` and ``per_host_rate`` (requests per second, spaced evenly):
-  politeness towards each origin. The local engine shards jobs by origin, so one host's
-  state lives in exactly one worker and these limits hold across the whole engine;
-* ``retry``: a :class:`~aioduct.RetryConfig` for transient failures and 5xx/429.
+* ``per_host_concurrency``: politeness towards each origin. The local engine shards
+  jobs by origin, so one host's state lives in exactly one worker and the limit holds
+  across the whole engine.
+
+The bulk engines' ``retry=`` and ``per_host_rate=`` are the client's own layers
+(:class:`~aioduct.retries.RetryLayer`, and a per-origin
+:class:`~aioduct.RateLimit`): the engines put them in the ClientConfig the runner's
+client is built from, so there is one retry loop and one rate limiter in the tree, and
+a Result's ``attempts`` is its response's.
 
 A Job never raises out of the runner: failures become Results with an error.
 """
@@ -38,6 +43,7 @@ from . import processing
 from .config import ClientConfig, check_option_names
 from .errors import AioductError, InvalidURL
 from .jobs import Job, Result, error_result, job_url, response_result
+from .limits import per_host_rate_limit
 from .politeness import HostGates
 from .retries import RetryConfig
 from .url import URL, Origin
@@ -58,9 +64,6 @@ class RunnerSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     concurrency: int = 64
     per_host_concurrency: int | None = None
-    per_host_rate: float | None = None
-    """Requests per second started towards one origin, spaced evenly; ``None``: no limit."""
-    retry: RetryConfig | None = None
     keep_body: bool = True
     """``False`` drops response bodies from Results (``size`` still says how long)."""
 
@@ -69,8 +72,6 @@ class RunnerSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"concurrency must be >= 1, not {self.concurrency}")
         if self.per_host_concurrency is not None and self.per_host_concurrency < 1:
             raise ValueError(f"per_host_concurrency must be >= 1, not {self.per_host_concurrency}")
-        if self.per_host_rate is not None and not self.per_host_rate > 0:
-            raise ValueError(f"per_host_rate must be > 0 requests/s, not {self.per_host_rate}")
 
 
 class JobRunner:
@@ -82,13 +83,15 @@ class JobRunner:
         self.worker = worker
         self._free = settings.concurrency
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._gates: HostGates[asyncio.Future[float]] = HostGates(
-            settings.per_host_concurrency, settings.per_host_rate
-        )
+        self._gates: HostGates[asyncio.Future[None]] = HostGates(settings.per_host_concurrency)
         self._polite = self._gates.active
+        self._retrying = client.config.retry is not None
 
     async def run(self, job: Job) -> Result:
-        """Run ``job`` (with retries) and describe the outcome; never raises an error."""
+        """Run ``job`` and describe the outcome; never raises an error.
+
+        Retries, if configured, happen inside the request (the client's retry layer);
+        the politeness gates stay around the whole job, retries included."""
         try:
             url = job_url(job)
         except InvalidURL as exc:
@@ -134,58 +137,38 @@ class JobRunner:
         self._free += 1
 
     async def _attempts(self, job: Job, url: URL) -> Result:
-        options = job.request_options()
-        retry = self.settings.retry
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self.client.request(job.method, url, **options)
-            except AioductError as exc:
-                delay = None if retry is None else retry.next_delay(attempt, error=exc)
-                if delay is None:
-                    return error_result(job, exc, worker=self.worker, attempts=attempt)
-                await asyncio.sleep(delay)
-                continue
-            except (ValueError, TypeError) as exc:  # a job the client refuses to build
-                return error_result(job, InvalidURL(str(exc)), worker=self.worker)
-            if retry is not None:
-                delay = retry.next_delay(
-                    attempt, status=response.status, retry_after=response.headers.get("retry-after")
-                )
-                if delay is not None:
-                    await asyncio.sleep(delay)
-                    continue
-            result = response_result(job, response, worker=self.worker, attempts=attempt)
-            if not self.settings.keep_body:
-                result.body = None
-            return result
+        try:
+            response = await self.client.request(job.method, url, **job.request_options())
+        except AioductError as exc:
+            return error_result(job, exc, worker=self.worker, attempts=exc.attempts)
+        except (ValueError, TypeError) as exc:  # a job the client refuses to build
+            return error_result(job, InvalidURL(str(exc)), worker=self.worker)
+        # (response.attempts is only ever set by the retry layer: skip its lookup without one)
+        attempts = response.attempts if self._retrying else 1
+        result = response_result(job, response, worker=self.worker, attempts=attempts)
+        if not self.settings.keep_body:
+            result.body = None
+        return result
 
     # -- politeness ------------------------------------------------------------------------------
 
     async def _enter(self, origin: Origin) -> None:
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[float] = loop.create_future()
-        start = self._gates.enter(origin, waiter, loop.time())
-        if start is None:
-            try:
-                start = await waiter  # _leave hands a slot over, with its start time
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._leave(origin)  # the slot arrived with the cancellation: pass it on
-                else:
-                    self._gates.withdraw(origin, waiter)
-                raise
-        delay = start - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._gates.enter(origin, waiter):
+            return
+        try:
+            await waiter  # _leave hands a slot over
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._leave(origin)  # the slot arrived with the cancellation: pass it on
+            else:
+                self._gates.withdraw(origin, waiter)
+            raise
 
     def _leave(self, origin: Origin) -> None:
-        loop = asyncio.get_running_loop()
-        while (handed := self._gates.leave(origin, loop.time())) is not None:
-            waiter, start = handed
+        while (waiter := self._gates.leave(origin)) is not None:
             if not waiter.done():
-                waiter.set_result(start)
+                waiter.set_result(None)
                 return
             # cancelled while queued but not yet withdrawn: the slot goes to the next one
 
@@ -576,13 +559,12 @@ class SendEngine(BulkEngine):
         from .client import Client
 
         self.settings = RunnerSettings(
-            concurrency=concurrency,
-            per_host_concurrency=per_host_concurrency,
-            per_host_rate=per_host_rate,
-            retry=_retry(retry),
-            keep_body=keep_body,
+            concurrency=concurrency, per_host_concurrency=per_host_concurrency, keep_body=keep_body
         )
-        self._client = Client(config=bulk_config(config, options, concurrency))
+        config = with_runner_policies(
+            bulk_config(config, options, concurrency), retry=retry, per_host_rate=per_host_rate
+        )
+        self._client = Client(config=config)
         self.config = self._client.config
         self._runner = JobRunner(self._client, self.settings)
 
@@ -627,6 +609,34 @@ def bulk_config(
     options.setdefault("pool_max_idle_per_host", max(10, concurrency))
     options.setdefault("max_connections", max(100, concurrency))
     return ClientConfig(**options)
+
+
+def with_runner_policies(
+    config: ClientConfig, *, retry: RetryConfig | int | None, per_host_rate: float | None
+) -> ClientConfig:
+    """``config`` with a bulk engine's ``retry=`` and ``per_host_rate=`` in it.
+
+    Both are client layers now (one implementation for every client): ``retry`` becomes
+    ``config.retry``, ``per_host_rate=r`` is ``rate_limit=RateLimit(r, per_host=True)``.
+    Given both ways, they must agree.
+    """
+    changes: dict[str, Any] = {}
+    retry_config = _retry(retry)
+    if retry_config is not None:
+        if config.retry is not None and config.retry != retry_config:
+            raise ValueError(
+                "retry= was given to the engine and in its config, differently: set it once"
+            )
+        changes["retry"] = retry_config
+    limit = per_host_rate_limit(per_host_rate)
+    if limit is not None:
+        if config.rate_limit is not None and config.rate_limit != limit:
+            raise ValueError(
+                "per_host_rate= is rate_limit=aioduct.RateLimit(per_host_rate), and the config "
+                "has another rate_limit: set one of them"
+            )
+        changes["rate_limit"] = limit
+    return config.replace(**changes) if changes else config
 
 
 def _retry(retry: RetryConfig | int | None) -> RetryConfig | None:

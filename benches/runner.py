@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from aioduct.testing.caddy import CADDY_MISSING_REASON, Caddy, caddy_binary
 from aioduct.testing.nginx import ExtraServer, Nginx, TLSMaterial, locations_config
 from benches import report
 from benches.clients import CLIENTS, DEFAULT_CLIENTS
@@ -320,6 +321,9 @@ def run(opts: Options) -> Report:
     with bench_nginx(server_cpu) as (origins, meter):
         for name in opts.scenarios:
             scenario: Scenario = SCENARIOS[name]
+            if scenario.transport not in origins.urls:
+                print(f"{name}: skipped, {CADDY_MISSING_REASON}\n", file=out)
+                continue
             target = reference_target(scenario, origins)
             runs: dict[str, list[PairResult]] = {c: [] for c in opts.clients}
             for _ in range(opts.repeat):  # interleaved, so slow drift hits every client alike
@@ -414,24 +418,33 @@ def bench_nginx(server_cpu: int | None) -> Iterator[tuple[Origins, LoadMeter]]:
     }
     servers["https"], servers["https_h2"] = kinds["https"], kinds["https_h2"]
     try:
-        with Nginx(
-            workdir,
-            access_log=False,
-            worker_processes=1,
-            extra_servers=servers,
-            extra_locations=f"        {static}",
-        ) as nginx:
+        with (
+            Nginx(
+                workdir,
+                access_log=False,
+                worker_processes=1,
+                extra_servers=servers,
+                extra_locations=f"        {static}",
+            ) as nginx,
+            contextlib.ExitStack() as stack,
+        ):
             nginx_pids = _process_tree(nginx.pid)
+            urls: dict[Transport, str] = {
+                "http": nginx.http_url,
+                "h2c": nginx.h2c_url,
+                "https": nginx.extra_urls["https"],
+                "https_h2": nginx.extra_urls["https_h2"],
+            }
+            if caddy_binary() is not None:
+                # The HTTP/3 scenarios (and their h2 baseline) need a native QUIC server.
+                caddy = stack.enter_context(Caddy(workdir / "caddy", tls.files))
+                nginx_pids += _process_tree(caddy.pid)
+                urls["h3"] = urls["caddy_h2"] = caddy.url
             if server_cpu is not None:
                 for pid in nginx_pids:
                     os.sched_setaffinity(pid, {server_cpu})
             origins = Origins(
-                urls={
-                    "http": nginx.http_url,
-                    "h2c": nginx.h2c_url,
-                    "https": nginx.extra_urls["https"],
-                    "https_h2": nginx.extra_urls["https_h2"],
-                },
+                urls=urls,
                 mirrors={
                     kind: tuple(nginx.extra_urls[f"{kind}-mirror{i}"] for i in range(MIRRORS))
                     for kind in kinds

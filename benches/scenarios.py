@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Decode = Literal["bytes", "text", "json"]
-Transport = Literal["http", "h2c", "https", "https_h2"]
+Transport = Literal["http", "h2c", "https", "https_h2", "h3", "caddy_h2"]
 
 #: The pre-compressed file of the gzip scenario (nginx ``gzip_static``; see benches.runner).
 GZIP_STATIC_PATH = "/static/data.json"
@@ -50,9 +50,18 @@ class Scenario:
     one_at_a_time: bool = False
     """Bulk engines too send each request only after the previous answer (``request()``,
     not a queue of jobs): the round-trip latency a blocking caller sees."""
+    h3: bool = False
+    """HTTP/3 (QUIC, prior knowledge) against Caddy: nginx 1.22 has no QUIC."""
+    caddy: bool = False
+    """Against Caddy rather than nginx (with `tls` and `http2`: the h2 baseline of the
+    HTTP/3 scenarios, same server, same files)."""
 
     @property
     def transport(self) -> Transport:
+        if self.h3:
+            return "h3"
+        if self.caddy:
+            return "caddy_h2"
         if self.tls:
             return "https_h2" if self.http2 else "https"
         return "h2c" if self.http2 else "http"
@@ -67,6 +76,8 @@ class Scenario:
             "h2c": "HTTP/2 (h2c)",
             "https": "TLS",
             "https_h2": "TLS",
+            "h3": "HTTP/3 and h2 (Caddy)",
+            "caddy_h2": "HTTP/3 and h2 (Caddy)",
         }[self.transport]
 
     @property
@@ -79,8 +90,10 @@ class Scenario:
             "h2c": "h2c",
             "https": "TLS 1.3 HTTP/1.1",
             "https_h2": "TLS 1.3 h2 (ALPN)",
+            "h3": "HTTP/3 (QUIC) to Caddy",
+            "caddy_h2": "TLS 1.3 h2 (ALPN) to Caddy",
         }[self.transport]
-        if over and self.http2 and self.concurrency > 1:
+        if over and (self.http2 or self.h3) and self.concurrency > 1:
             shape += f" over one {over} connection"
         elif over:
             shape += f", {over}"
@@ -116,6 +129,16 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("https_h2_concurrent_10", "/small", concurrency=10, http2=True, tls=True),
         Scenario("https_no_pool", "/small", keepalive=False, tls=True),
         Scenario("gzip_64k", GZIP_STATIC_PATH, gzip=True),
+        Scenario("h3_get", "/small", tls=True, h3=True),
+        Scenario("h3_64k", "/bytes/64k", tls=True, h3=True),
+        Scenario("h3_1m", "/bytes/1m", tls=True, h3=True),
+        Scenario("h3_concurrent_10", "/small", concurrency=10, tls=True, h3=True),
+        Scenario("caddy_h2_get", "/small", tls=True, http2=True, caddy=True),
+        Scenario("caddy_h2_64k", "/bytes/64k", tls=True, http2=True, caddy=True),
+        Scenario("caddy_h2_1m", "/bytes/1m", tls=True, http2=True, caddy=True),
+        Scenario(
+            "caddy_h2_concurrent_10", "/small", concurrency=10, tls=True, http2=True, caddy=True
+        ),
     )
 }
 
@@ -168,6 +191,8 @@ class Target:
     gzip: bool = False
     """Send ``Accept-Encoding: gzip``; the payload returned must be the decoded body."""
     one_at_a_time: bool = False
+    h3: bool = False
+    """HTTP/3 with prior knowledge (QUIC) to the URL's origin."""
 
     @property
     def h2c(self) -> bool:
@@ -261,6 +286,7 @@ def reference_target(scenario: Scenario, origins: Origins | str) -> Target:
         ca_file=origins.ca_file if scenario.tls else None,
         gzip=scenario.gzip,
         one_at_a_time=scenario.one_at_a_time,
+        h3=scenario.h3,
         body_size=scenario.body_size,
         decode=scenario.decode,
         concurrency=scenario.concurrency,

@@ -33,6 +33,8 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
         return {"status": "n/a", "reason": f"cannot import: {exc}"}
     unsupported = getattr(module, "unsupported", None)
     reason = unsupported(target) if unsupported else None
+    if target.h3 and not getattr(module, "HTTP3", False):
+        reason = "no HTTP/3 in this client (or adapter)"
     if reason:
         return {"status": "n/a", "reason": reason}
     describe = getattr(module, "describe", None)

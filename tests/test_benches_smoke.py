@@ -149,6 +149,30 @@ def test_runner_tls_scenarios_verify_against_the_run_ca() -> None:
     assert "TLS 1.3 h2 (ALPN)" in out.getvalue()
 
 
+def test_runner_http3_scenarios_against_caddy() -> None:
+    """HTTP/3 with prior knowledge to Caddy and its h2 baseline (same server, same files);
+    a client without HTTP/3 reports n/a rather than falling back to TCP."""
+    scenarios = ["h3_get", "h3_concurrent_10", "caddy_h2_get"]
+    out = io.StringIO()
+    report = run(
+        Options(
+            scenarios=scenarios,
+            clients=("aioduct-asyncio", "aiohttp"),
+            duration=0.3,
+            warmup=0.2,
+            pin=False,
+            json_path=None,
+            out=out,
+        )
+    )
+    got = {(r.scenario, r.client): r for r in report.results}
+    for name in scenarios:
+        r = got[name, "aioduct-asyncio"]
+        assert r.status == "ok" and r.errors == 0 and r.requests > 0, (name, r.first_error)
+    assert got["h3_get", "aiohttp"].status == "n/a"
+    assert "no HTTP/3" in got["h3_get", "aiohttp"].reason
+
+
 @pytest.mark.timeout(60)
 def test_runner_gzip_scenario_decodes_or_says_why_not() -> None:
     from benches.clients.aioduct_common import can_decompress
@@ -208,7 +232,7 @@ def test_bench_nginx_serves_every_transport() -> None:
     from benches.scenarios import GZIP_STATIC_PATH
 
     with bench_nginx(None) as (origins, _meter):
-        assert set(origins.urls) == {"http", "h2c", "https", "https_h2"}
+        assert set(origins.urls) == {"http", "h2c", "https", "https_h2", "h3", "caddy_h2"}
         assert all(len(m) == len(origins.mirrors["http"]) > 1 for m in origins.mirrors.values())
         ctx = ssl.create_default_context(cafile=origins.ca_file)
         for transport, status in (("https", 200), ("https_h2", 505)):

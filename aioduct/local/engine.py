@@ -56,9 +56,9 @@ from ..runner import (
     JobsLike,
     RunnerSettings,
     Window,
-    _retry,
     bulk_config,
     map_batches,
+    with_runner_policies,
 )
 from . import shm, wire
 from .dispatch import DEFAULT_MAX_CRASHES, Dispatcher, EngineStats, Outbox, Sink
@@ -203,14 +203,16 @@ class LocalEngine(BulkEngine):
         shm_threshold: int = shm.DEFAULT_THRESHOLD,
         **options: Any,
     ) -> None:
-        config = bulk_config(config, options, concurrency)
+        config = with_runner_policies(
+            bulk_config(config, options, concurrency), retry=retry, per_host_rate=per_host_rate
+        )
+        if config.middleware:  # imported in every worker: fail here, in the caller, first
+            from ..middleware import resolve_middleware
+
+            resolve_middleware(config.middleware)
         self.config = config
         self.settings = RunnerSettings(
-            concurrency=concurrency,
-            per_host_concurrency=per_host_concurrency,
-            per_host_rate=per_host_rate,
-            retry=_retry(retry),
-            keep_body=keep_body,
+            concurrency=concurrency, per_host_concurrency=per_host_concurrency, keep_body=keep_body
         )
         if stall_timeout is not None and not stall_timeout > 0:
             raise ValueError(f"stall_timeout must be > 0 seconds or None, not {stall_timeout!r}")
@@ -238,7 +240,8 @@ class LocalEngine(BulkEngine):
             raise ValueError(f"workers must be a positive number of processes, not {workers!r}")
         self.workers = workers
         self.loop_kind = loop
-        if sharding == "balanced" and (per_host_concurrency or per_host_rate):
+        per_host_limit = config.rate_limit is not None and config.rate_limit.per_host
+        if sharding == "balanced" and (per_host_concurrency or per_host_limit):
             raise ValueError(
                 "per-host limits need sharding='origin': with 'balanced' one host's jobs "
                 "are spread over workers that do not share their per-host state"

@@ -62,9 +62,10 @@ class LocalSender:
         )
         result = await self.local.arequest_job(job)
         if result.error is not None:
-            raise error_to_exception(
-                result.error, method=request.method, url=request.url.redacted()
-            )
+            url = request.url.redacted()
+            exc = error_to_exception(result.error, method=request.method, url=url)
+            exc.attempts = result.attempts
+            raise exc
         return result_to_response(result, request)
 
     async def aclose(self) -> None:

@@ -57,6 +57,27 @@ class Stream(Protocol):
     def peer_address(self) -> tuple[str, int] | None: ...
 
 
+class Datagrams(Protocol):
+    """A connected UDP socket: what QUIC (HTTP/3) moves its packets through.
+
+    ``send`` never blocks (a datagram the kernel cannot queue is dropped, as the network
+    would); ``recv`` returns every datagram that has arrived, waiting for at least one
+    until ``deadline`` (:class:`Expired`), or an empty list once :meth:`wake` is called.
+    """
+
+    def send(self, data: bytes) -> None: ...
+
+    async def recv(self, deadline: float | None) -> list[bytes]: ...
+
+    def wake(self) -> None:
+        """Make a pending (or the next) :meth:`recv` return now, with what it has."""
+
+    def close(self) -> None: ...
+
+    @property
+    def peer_address(self) -> tuple[str, int]: ...
+
+
 class Runtime(Protocol):
     """An I/O engine the pipeline can run on."""
 
@@ -101,6 +122,9 @@ class Runtime(Protocol):
         ``session`` (from the same ``context``) is offered for resumption; whether the
         server took it is ``ssl_object.session_reused`` of the result.
         """
+
+    async def open_udp(self, ip: str, port: int, *, local_address: str | None = None) -> Datagrams:
+        """A UDP socket connected to ``ip:port`` (ICMP errors surface from ``recv``)."""
 
 
 def unique_addresses(infos: list[tuple[Any, ...]]) -> list[tuple[int, str]]:

@@ -487,6 +487,76 @@ class AsyncioTLSStream(AsyncioStream):
         return self._tls.ssl_object
 
 
+class AsyncioDatagrams(asyncio.DatagramProtocol):
+    """A connected UDP endpoint as :class:`~aioduct.runtimes.Datagrams`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._transport: asyncio.DatagramTransport | None = None
+        self._queue: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: OSError | None = None
+        self._closed = False
+        self._peer: tuple[str, int] = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+        peer = transport.get_extra_info("peername")
+        if peer is not None:
+            self._peer = (str(peer[0]), int(peer[1]))
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._queue.append(data)
+        self.wake()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like, on the connected socket.
+        self._error = exc if isinstance(exc, OSError) else OSError(str(exc))
+        self.wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.wake()
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def send(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            raise self._error or ConnectionResetError("the UDP socket is closed")
+        transport.sendto(data)
+
+    async def recv(self, deadline: float | None) -> list[bytes]:
+        if not self._queue:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            if self._closed:
+                raise ConnectionResetError("the UDP socket is closed")
+            waiter = self._waiter = self._loop.create_future()
+            handle = self._loop.call_at(deadline, _expire, waiter) if deadline else None
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if handle is not None:
+                    handle.cancel()
+        queue, self._queue = self._queue, []
+        return queue
+
+    def close(self) -> None:
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    @property
+    def peer_address(self) -> tuple[str, int]:
+        return self._peer
+
+
 class AsyncioRuntime:
     """Runs the pipeline on the running asyncio loop (stock asyncio or uvloop)."""
 
@@ -542,6 +612,19 @@ class AsyncioRuntime:
             if sock is not None:
                 _set_keepalive(sock, keepalive)
         return stream
+
+    async def open_udp(
+        self, ip: str, port: int, *, local_address: str | None = None
+    ) -> AsyncioDatagrams:
+        loop = self._loop
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        _transport, endpoint = await loop.create_datagram_endpoint(
+            lambda: AsyncioDatagrams(loop),
+            remote_addr=(ip, port),
+            local_addr=(local_address, 0) if local_address else None,
+            family=family,
+        )
+        return endpoint
 
     async def start_tls(
         self,

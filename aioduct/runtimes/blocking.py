@@ -288,6 +288,57 @@ class BlockingStream:
         return (peer[0], peer[1])
 
 
+class BlockingDatagrams:
+    """A connected UDP socket for the blocking runtime: ``recv`` waits in ``poll``.
+
+    There is never a concurrent waiter to wake here (the request waiting for its
+    stream reads, and computes QUIC's next timer before each wait), so ``wake`` is a
+    no-op.
+    """
+
+    __slots__ = ("_peer", "_sock")
+
+    def __init__(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        self._sock = sock
+        self._peer = peer
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            pass  # the kernel's queue is full: dropped, as a network would; QUIC resends
+
+    async def recv(self, deadline: float | None) -> list[bytes]:
+        import select
+
+        sock = self._sock
+        out: list[bytes] = []
+        while True:
+            try:
+                out.append(sock.recv(65536))
+                continue
+            except (BlockingIOError, InterruptedError):
+                pass
+            if out:
+                return out
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise Expired()
+            readable, _, _ = select.select([sock], [], [], timeout)
+            if not readable:
+                raise Expired()
+
+    def wake(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._sock.close()
+
+    @property
+    def peer_address(self) -> tuple[str, int]:
+        return self._peer
+
+
 class BlockingRuntime:
     """Runs the pipeline in the calling thread (see the module docstring)."""
 
@@ -335,6 +386,21 @@ class BlockingRuntime:
 
             _set_keepalive(sock, keepalive)
         return BlockingStream(sock)
+
+    async def open_udp(
+        self, ip: str, port: int, *, local_address: str | None = None
+    ) -> BlockingDatagrams:
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            if local_address:
+                sock.bind((local_address, 0))
+            sock.connect((ip, port))
+        except BaseException:
+            sock.close()
+            raise
+        return BlockingDatagrams(sock, (ip, port))
 
     async def start_tls(
         self,

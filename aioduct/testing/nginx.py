@@ -289,6 +289,8 @@ def locations_config(files: Path, cross_origin: str) -> str:
     ``/etag``                   :data:`GZIP_BODY` as a static file: ETag, Last-Modified,
                                 conditional requests
     ``/set-cookie``             200 with ``Set-Cookie: a=1; Path=/``
+    ``/alt-svc/PORT``           200 ``ok`` with ``Alt-Svc: h3=":PORT"; ma=60``: HTTP/3
+                                at PORT of the same host (an H3Server)
     ``/headers/many``           200 with ``X-Many-1`` .. ``X-Many-50``
     ``/auth/basic``             401 + ``WWW-Authenticate: Basic realm="aioduct"`` unless
                                 ``Authorization`` is :data:`BASIC_AUTHORIZATION`, then
@@ -343,6 +345,8 @@ def locations_config(files: Path, cross_origin: str) -> str:
         "add_header WWW-Authenticate $aioduct_challenge always; return 401 unauthorized; }",
         "location = /chain/0 { default_type text/plain; return 200 done; }",
         "location = /loop { return 302 /loop; }",
+        "location ~ ^/alt-svc/(\\d+)$ { default_type text/plain; "
+        "add_header Alt-Svc 'h3=\":$1\"; ma=60'; return 200 ok; }",
         "location = /redirect-scheme { return 302 ftp://127.0.0.1/x; }",
         # nginx's `return 302;` (no URL) sends an *empty* `Location:` header.
         "location = /redirect-empty { return 302; }",

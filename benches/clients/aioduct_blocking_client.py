@@ -15,6 +15,9 @@ from benches.clients.aioduct_common import client_options, unsupported_reason
 from benches.harness import Fetched, SyncFetch
 from benches.scenarios import Target
 
+#: The h3_* scenarios run with this adapter (HTTP/3 with prior knowledge).
+HTTP3 = True
+
 
 def unsupported(target: Target) -> str | None:
     return unsupported_reason(target)

@@ -29,6 +29,8 @@ def tls_gzip_options(target: Target) -> dict[str, Any]:
     if target.tls:
         options["verify"] = target.ca_file  # the run's CA: verification stays on
         options["http2"] = target.http2  # ALPN offers h2 in the h2 scenario only
+    if target.h3:
+        options["http3_prior_knowledge"] = True
     if target.gzip:
         options["headers"] = target.headers
         options["decompress"] = True

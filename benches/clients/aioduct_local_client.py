@@ -28,6 +28,9 @@ from benches.harness import check as check_response
 from benches.harness import check_first as check_first_response
 from benches.scenarios import Target
 
+#: The h3_* scenarios run with this adapter (HTTP/3 with prior knowledge).
+HTTP3 = True
+
 
 def unsupported(target: Target) -> str | None:
     return uring.unavailable_reason() or unsupported_reason(target)

@@ -10,9 +10,12 @@ from contextlib import asynccontextmanager
 
 import niquests
 
-from benches.clients import verify_per_request
+from benches.clients import quic_prior_knowledge, verify_per_request
 from benches.harness import AsyncFetch, Fetched
 from benches.scenarios import Target
+
+#: The h3_* scenarios run with this adapter (HTTP/3 with prior knowledge).
+HTTP3 = True
 
 
 def unsupported(target: Target) -> str | None:
@@ -22,8 +25,12 @@ def unsupported(target: Target) -> str | None:
 @asynccontextmanager
 async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
     size = max(10, target.concurrency)  # one pooled connection per task in flight
-    disable_http2 = target.tls and not target.http2
-    async with niquests.AsyncSession(pool_maxsize=size, disable_http2=disable_http2) as session:
+    disable_http2 = target.tls and not target.http2 and not target.h3
+    async with niquests.AsyncSession(
+        pool_maxsize=size,
+        disable_http2=disable_http2,
+        quic_cache_layer=quic_prior_knowledge(target),
+    ) as session:
         session.headers.update(target.headers)
         if not target.keepalive:
             session.headers["Connection"] = "close"  # no_pool, as for the sync Session

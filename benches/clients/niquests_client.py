@@ -15,9 +15,12 @@ from contextlib import contextmanager
 
 import niquests
 
-from benches.clients import verify_per_request
+from benches.clients import quic_prior_knowledge, verify_per_request
 from benches.harness import Fetched, SyncFetch
 from benches.scenarios import Target
+
+#: The h3_* scenarios run with this adapter (HTTP/3 with prior knowledge).
+HTTP3 = True
 
 
 def unsupported(target: Target) -> str | None:
@@ -26,7 +29,10 @@ def unsupported(target: Target) -> str | None:
 
 @contextmanager
 def open_sync(target: Target) -> Iterator[SyncFetch]:
-    with niquests.Session(disable_http2=target.tls and not target.http2) as session:
+    with niquests.Session(
+        disable_http2=target.tls and not target.http2 and not target.h3,
+        quic_cache_layer=quic_prior_knowledge(target),
+    ) as session:
         session.headers.update(target.headers)
         if not target.keepalive:
             # no_pool: no keep-alive switch; "Connection: close" forces a new connection per

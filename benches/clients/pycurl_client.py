@@ -38,6 +38,10 @@ def _charset(curl: pycurl.Curl) -> str:
     return rest.split(";")[0].strip().strip('"') or "utf-8"
 
 
+#: The h3_* scenarios run with this adapter when libcurl has HTTP/3 (ngtcp2 + nghttp3).
+HTTP3 = "ngtcp2" in pycurl.version and hasattr(pycurl, "CURL_HTTP_VERSION_3ONLY")
+
+
 def _handle(target: Target) -> pycurl.Curl:
     c = pycurl.Curl()
     c.setopt(pycurl.URL, target.url)
@@ -48,13 +52,15 @@ def _handle(target: Target) -> pycurl.Curl:
         c.setopt(pycurl.POSTFIELDS, target.body)
     if target.tls:
         c.setopt(pycurl.CAINFO, target.ca_file)
-    if target.h2c:
+    if target.h3:
+        c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_3ONLY)  # ngtcp2 + nghttp3
+    elif target.h2c:
         c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
     elif target.http2:
         c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
     elif target.tls:
         c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
-    if target.http2:
+    if target.http2 or target.h3:
         c.setopt(pycurl.PIPEWAIT, 1)
     if target.gzip:
         c.setopt(pycurl.ACCEPT_ENCODING, "gzip")
@@ -94,7 +100,7 @@ def multi_loop(target: Target) -> ThreadLoop:
 
     def run(tally: Tally, stop: threading.Event) -> None:
         multi = pycurl.CurlMulti()
-        if target.http2:
+        if target.http2 or target.h3:
             multi.setopt(pycurl.M_PIPELINING, pycurl.PIPE_MULTIPLEX)
         buffers: dict[pycurl.Curl, BytesIO] = {}
         fresh: set[pycurl.Curl] = set()

@@ -137,6 +137,8 @@ async def test_forced_versions_and_http2_off(nginx: Nginx, tls_ca: TLSMaterial) 
         # plain http without prior knowledge stays HTTP/1.1
         assert (await client.get(nginx.http_url + "/small")).http_version == "HTTP/1.1"
     with pytest.raises(ValueError, match="version must be"):
+        aioduct.Request("GET", nginx.http_url, version="4")
+    with pytest.raises(ValueError, match="needs an https:// URL"):
         aioduct.Request("GET", nginx.http_url, version="3")
 
 

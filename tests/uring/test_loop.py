@@ -258,9 +258,12 @@ def test_close_with_operations_in_flight(run_uring: RunUring) -> None:
     assert open_fds() == baseline  # ring and self-pipe closed too
 
 
-def test_flow_control_with_a_buffered_protocol(run_uring: RunUring) -> None:
-    """Pausing and resuming a BufferedProtocol loses and reorders nothing."""
+@pytest.mark.parametrize("pause_every", [1_000_000, 1])
+def test_flow_control_with_a_buffered_protocol(run_uring: RunUring, pause_every: int) -> None:
+    """Pausing and resuming a BufferedProtocol loses and reorders nothing, also while
+    the transport grows its receive buffers (pausing after every single delivery)."""
     payload = deterministic_bytes(8 * 1024 * 1024 + 17)
+    grown: list[int] = []
 
     class Collector(asyncio.BufferedProtocol):
         def __init__(self) -> None:
@@ -278,7 +281,8 @@ def test_flow_control_with_a_buffered_protocol(run_uring: RunUring) -> None:
         def buffer_updated(self, nbytes: int) -> None:
             self.chunks.append(bytes(self.buf[:nbytes]))
             before, self.size = self.size, self.size + nbytes
-            if before // 1_000_000 != self.size // 1_000_000:  # every ~MB: pause a while
+            grown.append(len(self.transport._data))
+            if before // pause_every != self.size // pause_every:  # pause a while
                 self.transport.pause_reading()
                 asyncio.get_running_loop().call_later(0.002, self.transport.resume_reading)
 
@@ -306,6 +310,7 @@ def test_flow_control_with_a_buffered_protocol(run_uring: RunUring) -> None:
         return data
 
     assert run_uring(main()) == payload
+    assert max(grown) > 64 * 1024  # the receive buffers grew on the way
 
 
 @pytest.mark.skipif(

@@ -1,0 +1,356 @@
+"""A scriptable HTTP/3 server on loopback, built on aioquic's own server machinery.
+
+Like :class:`~aioduct.testing.h2server.H2Server` it runs its own asyncio loop on a
+background thread, counts what it saw, and lets tests route paths to handlers for the
+cases a stock server will not produce on demand: a connection closed mid-flight, a
+stream reset, garbage datagrams, a low stream limit, 0-RTT refused. Built-in routes:
+
+==================  ===================================================================
+``/small``          200 ``Hello, World!``
+``/bytes/N``        N bytes of :func:`~aioduct.testing.nginx.deterministic_bytes`
+``/echo``           200 with the request body (after reading all of it)
+``/headers``        200 with the request's fields, one ``name: value`` per line
+``/slow/MS``        200 ``slow`` after MS milliseconds
+anything else       404
+==================  ===================================================================
+
+Example::
+
+    with H3Server(tls_ca.files) as srv:
+        async with aioduct.Client(http3_prior_knowledge=True, verify=ca) as client:
+            r = await client.get(srv.url + "/small")   # r.http_version == "3"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer, serve
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import HandshakeCompleted, ProtocolNegotiated, QuicEvent, StreamReset
+from aioquic.tls import SessionTicket
+
+from .nginx import SMALL_BODY, TLSFiles, deterministic_bytes
+from .server import start_loop_thread
+
+__all__ = ["H3Handler", "H3Request", "H3Server"]
+
+H3Handler = Callable[["H3Request"], Awaitable[None]]
+_H = TypeVar("_H", bound=H3Handler)
+
+
+class H3Request:
+    """One request stream as a handler sees it."""
+
+    def __init__(self, conn: _H3Protocol, stream_id: int, fields: list[tuple[str, str]]) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.fields = fields
+        pseudo = {k: v for k, v in fields if k.startswith(":")}
+        self.method = pseudo.get(":method", "")
+        self.path = pseudo.get(":path", "")
+        self.headers = [(k, v) for k, v in fields if not k.startswith(":")]
+        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.reset_by_client: int | None = None
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    async def body(self) -> bytes:
+        parts = []
+        while (chunk := await self._chunks.get()) is not None:
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def send_headers(
+        self, status: int, headers: Sequence[tuple[str, str]] = (), *, end: bool = False
+    ) -> None:
+        fields = [(b":status", str(status).encode())]
+        fields += [(k.lower().encode(), v.encode()) for k, v in headers]
+        self.conn.h3_connection().send_headers(self.stream_id, fields, end_stream=end)
+        self.conn.transmit()
+
+    def send_data(self, data: bytes, *, end: bool = False) -> None:
+        self.conn.h3_connection().send_data(self.stream_id, data, end_stream=end)
+        self.conn.transmit()
+
+    def respond(self, status: int, body: bytes, headers: Sequence[tuple[str, str]] = ()) -> None:
+        extra = [("content-length", str(len(body))), *headers]
+        if body:
+            self.send_headers(status, extra)
+            self.send_data(body, end=True)
+        else:
+            self.send_headers(status, extra, end=True)
+
+    def reset(self, error_code: int = 0x102) -> None:
+        """Abandon the stream (H3_INTERNAL_ERROR by default)."""
+        self.conn._quic.reset_stream(self.stream_id, error_code)
+        self.conn.transmit()
+
+
+async def _builtin(req: H3Request) -> None:
+    path = req.path.split("?", 1)[0]
+    if path == "/small":
+        req.respond(200, SMALL_BODY, [("content-type", "text/plain")])
+    elif path.startswith("/bytes/") and path[7:].isdigit():
+        size = int(path[7:])
+        req.respond(200, deterministic_bytes(size), [("content-type", "application/octet-stream")])
+    elif path == "/echo":
+        req.respond(200, await req.body())
+    elif path == "/headers":
+        await req.body()
+        text = "".join(f"{k}: {v}\n" for k, v in req.fields)
+        req.respond(200, text.encode())
+    elif path.startswith("/slow/") and path[6:].isdigit():
+        await asyncio.sleep(int(path[6:]) / 1000)
+        req.respond(200, b"slow")
+    else:
+        req.respond(404, f"no such location: {path}\n".encode())
+
+
+class _H3Protocol(QuicConnectionProtocol):
+    server: H3Server
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.h3: H3Connection | None = None
+        self.requests: dict[int, H3Request] = {}
+        self.early_data_accepted = False
+        self.session_resumed = False
+
+    def h3_connection(self) -> H3Connection:
+        assert self.h3 is not None
+        return self.h3
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        srv = self.server
+        if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
+            self.h3 = H3Connection(self._quic)
+            srv.connections_accepted += 1
+            srv.conns.append(self)
+        elif isinstance(event, HandshakeCompleted):
+            self.early_data_accepted = event.early_data_accepted
+            self.session_resumed = event.session_resumed
+            srv.handshakes.append((event.session_resumed, event.early_data_accepted))
+        elif isinstance(event, StreamReset):
+            req = self.requests.get(event.stream_id)
+            if req is not None:
+                req.reset_by_client = event.error_code
+                req._chunks.put_nowait(None)
+        if self.h3 is not None:
+            for h3_event in self.h3.handle_event(event):
+                self._h3_event(h3_event)
+
+    def _h3_event(self, event: H3Event) -> None:
+        srv = self.server
+        if isinstance(event, HeadersReceived):
+            req = self.requests.get(event.stream_id)
+            if req is not None:  # trailers
+                if event.stream_ended:
+                    req._chunks.put_nowait(None)
+                return
+            fields = [(k.decode(), v.decode()) for k, v in event.headers]
+            req = H3Request(self, event.stream_id, fields)
+            self.requests[event.stream_id] = req
+            srv.requests.append((srv.conns.index(self) + 1, event.stream_id, req.method, req.path))
+            srv.max_open_streams_seen = max(srv.max_open_streams_seen, self._open_requests())
+            if event.stream_ended:
+                req._chunks.put_nowait(None)
+            srv._spawn(srv._handle(req))
+        elif isinstance(event, DataReceived):
+            req = self.requests.get(event.stream_id)
+            if req is not None:
+                if event.data:
+                    req._chunks.put_nowait(event.data)
+                if event.stream_ended:
+                    req._chunks.put_nowait(None)
+
+    def _open_requests(self) -> int:
+        return sum(1 for sid in self.requests if self._quic._streams.get(sid) is not None)
+
+
+class H3Server:
+    """An HTTP/3 server on 127.0.0.1 (UDP) whose behaviour tests script.
+
+    ``max_streams`` is the peer limit on concurrent request streams;
+    ``early_data=False`` refuses 0-RTT (tickets still resume the session).
+    """
+
+    def __init__(
+        self,
+        tls: TLSFiles,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_streams: int = 128,
+        early_data: bool = True,
+        idle_timeout: float = 60.0,
+    ) -> None:
+        self.tls = tls
+        self.host = host
+        self.port = port
+        self.max_streams = max_streams
+        self.early_data = early_data
+        self.idle_timeout = idle_timeout
+        self.connections_accepted = 0
+        self.conns: list[_H3Protocol] = []
+        #: ``(connection number, stream id, method, path)`` of every request, in order.
+        self.requests: list[tuple[int, int, str, str]] = []
+        #: ``(session resumed, early data accepted)`` of every completed handshake.
+        self.handshakes: list[tuple[bool, bool]] = []
+        self.errors: list[BaseException] = []
+        self.max_open_streams_seen = 0
+        self._tickets: dict[bytes, SessionTicket] = {}
+        self._routes: dict[str, H3Handler] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: QuicServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        host = "localhost" if self.host == "127.0.0.1" else self.host
+        return f"https://{host}:{self.port}"
+
+    def route(self, path: str) -> Callable[[_H], _H]:
+        def register(handler: _H) -> _H:
+            self._routes[path] = handler
+            return handler
+
+        return register
+
+    def call(self, func: Callable[[], Any]) -> Any:
+        """Run ``func`` on the server's loop thread and return its result."""
+        assert self._loop is not None
+
+        async def run() -> Any:
+            return func()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
+
+    def close_connections(self, error_code: int = 0, reason: str = "closing") -> None:
+        """Close every connection now (CONNECTION_CLOSE to the client)."""
+
+        def close() -> None:
+            for conn in self.conns:
+                conn._quic.close(error_code=error_code, reason_phrase=reason)
+                conn.transmit()
+
+        self.call(close)
+
+    def send_garbage(self, datagrams: list[bytes]) -> None:
+        """Send raw datagrams to every connected client, from the server's port."""
+
+        def send() -> None:
+            for conn in self.conns:
+                peer = conn._quic._network_paths[0].addr if conn._quic._network_paths else None
+                if peer is not None and conn._transport is not None:
+                    for data in datagrams:
+                        conn._transport.sendto(data, peer)
+
+        self.call(send)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> H3Server:
+        self._loop, self._thread = start_loop_thread(
+            self._listen, name="H3Server", on_error=lambda _ctx: None
+        )
+        return self
+
+    async def _listen(self) -> None:
+        config = QuicConfiguration(
+            is_client=False,
+            alpn_protocols=H3_ALPN,
+            max_datagram_frame_size=65536,
+            idle_timeout=self.idle_timeout,
+        )
+        config.load_cert_chain(str(self.tls.cert_chain_pem), str(self.tls.key_pem))
+        server = self
+
+        class Protocol(_H3Protocol):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.server = server
+                self._quic._local_max_streams_bidi.value = server.max_streams
+
+        self._server = await serve(
+            self.host,
+            self.port,
+            configuration=config,
+            create_protocol=Protocol,
+            session_ticket_fetcher=self._fetch_ticket,
+            session_ticket_handler=self._store_ticket,
+        )
+        transport = self._server._transport
+        assert transport is not None
+        sock: socket.socket = transport.get_extra_info("socket")
+        self.port = sock.getsockname()[1]
+
+    def _fetch_ticket(self, ticket: bytes) -> SessionTicket | None:
+        # Without early data the server "forgot" every ticket (as after a restart): a
+        # client's 0-RTT is refused and the handshake is a full one.
+        return self._tickets.get(ticket) if self.early_data else None
+
+    def _store_ticket(self, ticket: SessionTicket) -> None:
+        self._tickets[ticket.ticket] = ticket
+
+    def close(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._thread = None
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        with contextlib.suppress(Exception):
+            future.result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if self.errors:
+            errors, self.errors = self.errors, []
+            details = "".join(traceback.format_exception(errors[0]))
+            raise AssertionError(f"{len(errors)} H3Server handler(s) raised:\n{details}")
+
+    async def _shutdown(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        if self._server is not None:
+            self._server.close()
+
+    def __enter__(self) -> H3Server:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- serving --------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, req: H3Request) -> None:
+        path = req.path.split("?", 1)[0]
+        handler = self._routes.get(path) or self._routes.get("*") or _builtin
+        try:
+            await handler(req)
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        except BaseException as exc:
+            if req.reset_by_client is None:
+                self.errors.append(exc)
