@@ -395,3 +395,23 @@ async def test_local_engine_uploads(script_server: ScriptServer, tmp_path: Path)
     parts = parse_form(reqs[0].header("content-type"), reqs[0].body)
     assert [(p[0], p[3]) for p in parts] == [("a", b"1"), ("f", b"local")]
     assert reqs[1].body == b"local" and reqs[1].header("content-length") == "5"
+
+
+def test_retry_resends_a_replayable_file_body(script_server: ScriptServer, tmp_path: Path) -> None:
+    """The retry layer sends a path or seekable file again (a one-shot iterator it does
+    not: tests/policies/test_retries.py)."""
+    bodies: list[bytes] = []
+
+    @script_server.route("/flaky")
+    async def flaky(conn: Conn, req: ServerRequest) -> None:
+        bodies.append(req.body)
+        status = 503 if len(bodies) == 1 else 200
+        await conn.send_response(status, [], b"busy" if status == 503 else b"fine")
+
+    path = tmp_path / "r.bin"
+    path.write_bytes(b"retry me")
+    retry = aioduct.RetryConfig(jitter=0.0, initial_backoff=0.01)
+    with aioduct.BlockingClient(retry=retry) as client:
+        r = client.put(script_server.url + "/flaky", files={"f": path})
+    assert (r.status, r.attempts) == (200, 2)
+    assert bodies[0] == bodies[1] and b"retry me" in bodies[0]
