@@ -291,8 +291,13 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         if extra:
             headers.update(extra)
         content, stream = self._body(options, headers)
+        expect = None
         if content or stream is not None:
-            expect = options.get("expect_continue")
+            if "expect_continue" in options:  # (a dict lookup, not a method call)
+                expect = options["expect_continue"]
+            if expect is None and extra:
+                asked = headers.get("expect")  # set by hand: honoured the same way
+                expect = True if asked and asked.strip().lower() == "100-continue" else None
             if expect is None:
                 expect = self.config.expect_continue
             if expect and "expect" not in headers:
@@ -308,6 +313,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             stream=stream,
             version=options.get("version"),
             protocol=options.get("protocol"),
+            expect_continue=expect or None,
         )
 
     @staticmethod
@@ -315,8 +321,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         options: RequestOptions, headers: Headers
     ) -> tuple[bytes | None, AsyncIterable[bytes] | None]:
         given = [k for k in ("content", "data", "json") if options.get(k) is not None]
-        files = options.get("files")
-        if files is not None:
+        if "files" in options and (files := options["files"]) is not None:
             from .multipart import Multipart
 
             if given and given != ["data"]:

@@ -65,11 +65,6 @@ class StaleConnection(ReadError):
 _REFUSALS: Final = (ssl.SSLError, ConnectionResetError, BrokenPipeError)
 
 
-def _expects_continue(request: Request) -> bool:
-    value = request.headers.get("expect")
-    return value is not None and value.strip().lower() == "100-continue"
-
-
 def _refused_after_handshake(exc: OSError | None) -> RemoteProtocolError:
     """The error for a new TLS connection that ended before any response byte.
 
@@ -157,7 +152,7 @@ class HTTP11Connection:
             codec.start_next_cycle()
         self.requests_sent += 1
         reused = self.requests_sent > 1
-        if (request.content or request.stream is not None) and _expects_continue(request):
+        if request.expect_continue and (request.content or request.stream is not None):
             early = await self._send_expecting(request, deadlines, reused)
             if early is not None:
                 self.body_withheld = True

@@ -782,6 +782,7 @@ def _without_expect(request: Request) -> Request:
         stream=request.stream,
         version=request.version,
         protocol=request.protocol,
+        expect_continue=False,
     )
 
 

@@ -28,7 +28,7 @@ from time import perf_counter
 from typing import Any, Final, Literal
 
 from .config import Http2Config
-from .connection import NoStreamCapacity, StreamNotProcessed, _expects_continue
+from .connection import NoStreamCapacity, StreamNotProcessed
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -597,7 +597,7 @@ class HTTP2Connection:
         else:
             self.flush_soon()
         try:
-            if has_body and protocol is None and _expects_continue(request):
+            if has_body and protocol is None and request.expect_continue:
                 await self._await_continue(exchange, deadlines)
             if exchange.head is not None and not exchange.continued:
                 pass  # a final answer to Expect: 100-continue: the body is not sent

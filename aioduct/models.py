@@ -69,7 +69,16 @@ class Request:
     here, before any connection is made.
     """
 
-    __slots__ = ("content", "headers", "method", "protocol", "stream", "url", "version")
+    __slots__ = (
+        "content",
+        "expect_continue",
+        "headers",
+        "method",
+        "protocol",
+        "stream",
+        "url",
+        "version",
+    )
 
     def __init__(
         self,
@@ -81,12 +90,16 @@ class Request:
         stream: AsyncIterable[bytes] | None = None,
         version: str | None = None,
         protocol: str | None = None,
+        expect_continue: bool | None = None,
     ) -> None:
         self.method = method
         self.url = url if type(url) is URL else URL(url)
         self.headers = headers if headers is not None else Headers()
         self.content = content
         self.stream = stream
+        #: Send ``Expect: 100-continue`` and hold the body back until the server agrees
+        #: (see docs/uploads.md); the client sets it from ``expect_continue=``.
+        self.expect_continue = expect_continue
         if version not in (None, "1.1", "2", "3"):
             raise ValueError(f"version must be '1.1', '2', '3' or None, not {version!r}")
         if version == "3" and self.url.scheme != "https":
@@ -115,7 +128,7 @@ class Request:
         self.method = method
         self.url = url
         self.headers = headers
-        self.content = self.stream = self.version = self.protocol = None
+        self.content = self.stream = self.version = self.protocol = self.expect_continue = None
         return self
 
     def __repr__(self) -> str:

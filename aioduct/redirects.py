@@ -95,4 +95,9 @@ def next_request(
             headers.pop("referer", None)
         else:
             headers["Referer"] = str(request.url.copy_with(username="", password="", fragment=""))
-    return Request(method, target, headers=headers, content=content, stream=stream)
+    expect = request.expect_continue if (content or stream is not None) else None
+    if not expect:
+        headers.pop("expect", None)
+    return Request(
+        method, target, headers=headers, content=content, stream=stream, expect_continue=expect
+    )

@@ -415,3 +415,21 @@ def test_retry_resends_a_replayable_file_body(script_server: ScriptServer, tmp_p
         r = client.put(script_server.url + "/flaky", files={"f": path})
     assert (r.status, r.attempts) == (200, 2)
     assert bodies[0] == bodies[1] and b"retry me" in bodies[0]
+
+
+def test_expect_header_set_by_hand_is_honoured(script_server: ScriptServer) -> None:
+    @script_server.route("/up", read_body=False)
+    async def up(conn: Conn, req: ServerRequest) -> None:
+        await conn.send(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+
+    sent: list[int] = []
+
+    def body() -> Iterator[bytes]:
+        sent.append(1)
+        yield b"secret upload"
+
+    with aioduct.BlockingClient() as client:
+        r = client.post(
+            script_server.url + "/up", content=body(), headers={"Expect": "100-continue"}
+        )
+    assert (r.status, sent) == (401, [])
