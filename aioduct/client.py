@@ -292,16 +292,10 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             headers.update(extra)
         content, stream = self._body(options, headers)
         expect = None
-        if content or stream is not None:
-            if "expect_continue" in options:  # (a dict lookup, not a method call)
-                expect = options["expect_continue"]
-            if expect is None and extra:
-                asked = headers.get("expect")  # set by hand: honoured the same way
-                expect = True if asked and asked.strip().lower() == "100-continue" else None
-            if expect is None:
-                expect = self.config.expect_continue
-            if expect and "expect" not in headers:
-                headers.add("Expect", "100-continue")
+        if (content or stream is not None) and (
+            "expect_continue" in options or extra or self.config.expect_continue
+        ):
+            expect = self._expect_continue(options, headers)
         auth = resolve_auth(options.get("auth")) or auth_from_url or self._auth
         if auth is not None:
             auth.apply(headers)
@@ -315,6 +309,20 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             protocol=options.get("protocol"),
             expect_continue=expect or None,
         )
+
+    def _expect_continue(self, options: RequestOptions, headers: Headers) -> bool:
+        """Whether a request with a body waits for ``100 Continue``: the option, else an
+        ``Expect: 100-continue`` set by hand, else the client's setting."""
+        expect = options.get("expect_continue")
+        if expect is None:
+            asked = headers.get("expect")
+            if asked is not None:
+                expect = asked.strip().lower() == "100-continue"
+        if expect is None:
+            expect = self.config.expect_continue
+        if expect and "expect" not in headers:
+            headers.add("Expect", "100-continue")
+        return bool(expect)
 
     @staticmethod
     def _body(
