@@ -15,7 +15,9 @@ import typing as _typing
 
 from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
-from .config import ClientConfig, Http2Config, Http3Config, Timeout
+from .config import CacheConfig, ClientConfig, Http2Config, Http3Config, Timeout
+from .cookies import Cookie, CookieJar
+from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
 from .errors import (
     AioductError,
     BodyTooLarge,
@@ -58,6 +60,7 @@ from .upgrade import Upgraded
 from .url import URL
 
 if _typing.TYPE_CHECKING:
+    from .cache import Cache
     from .forwarded import format_forwarded, parse_forwarded
     from .multipart import Multipart
     from .problem import Problem
@@ -66,6 +69,7 @@ if _typing.TYPE_CHECKING:
 #: Exports imported on first use: programs that never touch them do not load their
 #: modules (every module's objects make each garbage collection pass longer).
 _LAZY = {
+    "Cache": "cache",
     "EventSource": "sse",
     "Multipart": "multipart",
     "Problem": "problem",
@@ -98,12 +102,18 @@ __all__ = [
     "BearerAuth",
     "BlockingClient",
     "BodyTooLarge",
+    "Cache",
+    "CacheConfig",
     "Client",
     "ClientClosed",
     "ClientConfig",
     "ConnectError",
     "ConnectTimeout",
+    "Cookie",
+    "CookieJar",
     "DecodeError",
+    "DoHResolver",
+    "DoTResolver",
     "EngineStats",
     "EngineUnavailable",
     "EventSource",
@@ -129,6 +139,7 @@ __all__ = [
     "RedirectPolicy",
     "RemoteProtocolError",
     "Request",
+    "Resolver",
     "Response",
     "Result",
     "RetryConfig",
@@ -136,6 +147,7 @@ __all__ = [
     "SendEngine",
     "ServerSentEvent",
     "StatusError",
+    "SystemResolver",
     "TLSError",
     "Timeout",
     "TimeoutError",

@@ -40,7 +40,9 @@ from .config import (
     request_timeout,
     suggest,
 )
+from .cookies import CookieJar, CookieLayer, cookie_header
 from .decompress import ACCEPT_ENCODING
+from .dns import Resolver
 from .engine import _UNSET, Engine
 from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
@@ -93,6 +95,7 @@ class RequestOptions(TypedDict, total=False):
     follow_redirects: bool | None
     version: str | None
     protocol: str | None
+    cookies: Mapping[str, str] | list[tuple[str, str]] | None
 
 
 #: The keyword arguments of the request methods.
@@ -101,7 +104,6 @@ REQUEST_OPTIONS: Final[frozenset[str]] = frozenset(RequestOptions.__optional_key
 #: What people coming from other clients pass, and what to do instead.
 _REQUEST_HINTS: Final = {
     "allow_redirects": "aioduct calls it follow_redirects=",
-    "cookies": "aioduct has no cookie jar yet: send headers={'Cookie': 'name=value'}",
     "stream": "stream a response with 'with client.stream(method, url) as r:'",
     "body": "send bytes or str with content=, a form with data=, JSON with json=",
 }
@@ -164,8 +166,11 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
     Options are :class:`ClientConfig`'s fields, passed as keywords or as ``config=``.
     Objects that are code rather than data go here directly: ``auth``, ``ssl_context``
     (or ``verify=`` an ``SSLContext``), ``redirect_policy``, ``middleware`` (layers,
-    outermost first, or ``"package.module:name"`` strings) and ``event_hooks``
-    (``{"request": [...], "response": [...]}``); see docs/retries-middleware-limits.md.
+    outermost first, or ``"package.module:name"`` strings), ``event_hooks``
+    (``{"request": [...], "response": [...]}``; see docs/retries-middleware-limits.md),
+    ``resolver`` (an :class:`aioduct.Resolver`: :class:`~aioduct.DoHResolver`, ...)
+    and ``cache`` (an :class:`aioduct.Cache`; on the local engine each worker builds its
+    own from the cache's settings).
 
     ``engine`` picks who sends the requests: ``"send"`` (default) this loop itself;
     ``"local"`` a :class:`~aioduct.LocalEngine` of ``workers`` pinned io_uring worker
@@ -185,11 +190,33 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         event_hooks: Mapping[str, Sequence[Callable[[Any], Any]]] | None = None,
         engine: str = "send",
         workers: int | None = None,
+        resolver: Resolver | None = None,
+        cache: Any = None,
         **options: Any,
     ) -> None:
+        cache_object = None
+        if cache is not None:  # a Cache object is code; its settings are the data form
+            from .cache import Cache
+
+            if isinstance(cache, Cache):
+                cache_object = cache
+                options["cache"] = cache.settings
+            else:
+                options["cache"] = cache
         verify = options.get("verify")
         if isinstance(verify, ssl.SSLContext):
             ssl_context = options.pop("verify")
+        jar = options.get("cookies")
+        if isinstance(jar, CookieJar):
+            options["cookies"] = True  # the config says "a jar"; this one is it
+        elif jar is not None and not isinstance(jar, bool):
+            raise TypeError(
+                f"cookies= takes True, False or an aioduct.CookieJar to share, not "
+                f"{type(jar).__name__}; to send cookies with one request pass them to it: "
+                "client.get(url, cookies={'name': 'value'})"
+            )
+        else:
+            jar = None
         middleware_specs, middleware_objects = split_middleware(middleware)
         if middleware_specs:
             options["middleware"] = middleware_specs  # data: what local workers import
@@ -208,11 +235,23 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                     "processes that receive the configuration as data: pass "
                     "verify='path/to/ca.pem' (and cert=) instead, or use the send engine"
                 )
+            if resolver is not None:
+                raise TypeError(
+                    "resolver= is a Python object, and local-engine workers are separate "
+                    "processes that receive the configuration as data: pass "
+                    "dns_over_https='https://...' or dns_over_tls='host:port' instead"
+                )
             if redirect_policy is not None:
                 raise TypeError(
                     "redirect_policy is a Python callable, and local-engine workers are "
                     "separate processes that receive the configuration as data: use the "
                     "send engine for it, or max_redirects= / follow_redirects= (data) here"
+                )
+            if jar is not None:
+                raise TypeError(
+                    "a CookieJar is a Python object, and local-engine workers are separate "
+                    "processes with a jar each (cookies=True: the default; jobs of one site "
+                    "share a worker): share a jar on the send engine only"
                 )
             if middleware_objects or event_hooks:
                 what = "middleware objects" if middleware_objects else "event_hooks"
@@ -234,9 +273,12 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
                 redirect_policy=redirect_policy,
                 layers=build_layers(
                     config,
+                    cookies=jar,
                     middleware=middleware if middleware_objects else None,
                     event_hooks=event_hooks,
+                    cache=cache_object,
                 ),
+                resolver=resolver,
             )
         self.engine = self._engine.name
         self._base_url = None
@@ -255,6 +297,27 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             defaults = [d for d in defaults if d[0].lower() != name.lower()]
         self._default_headers = defaults + configured.multi_items()
         self._closed = False
+
+    @property
+    def cookies(self) -> CookieJar | None:
+        """The client's cookie jar (None with ``cookies=False``).
+
+        On the local engine each worker keeps its own jar, out of this process's reach:
+        there this raises :class:`TypeError` saying so.
+        """
+        engine = self._engine
+        if not isinstance(engine, Engine):
+            if not self.config.cookies:
+                return None
+            raise TypeError(
+                "with engine='local' the cookies live in the worker processes (a jar per "
+                "worker, jobs of one site on one worker); use the send engine to read or "
+                "set them, or send cookies per request with cookies={...}"
+            )
+        for layer in engine.layers:
+            if isinstance(layer, CookieLayer):
+                return layer.jar
+        return None
 
     # -- building requests -----------------------------------------------------------------------
 
@@ -290,6 +353,9 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         extra = options.get("headers")
         if extra:
             headers.update(extra)
+        cookies = options.get("cookies")
+        if cookies is not None:
+            _add_cookies(headers, cookies)
         content, stream = self._body(options, headers)
         expect = None
         if (content or stream is not None) and (
@@ -589,6 +655,29 @@ def _sized(stream: AsyncIterable[bytes], headers: Headers) -> AsyncIterable[byte
     return stream
 
 
+def _add_cookies(headers: Headers, cookies: object) -> None:
+    """Per-request ``cookies=``: into the ``Cookie`` header (after one already given),
+    where the redirect rules drop them on the first hop to another origin."""
+    if isinstance(cookies, bool):
+        raise TypeError(
+            "cookies= on a request takes {'name': 'value'}; to turn the jar off pass "
+            "cookies=False to the client (Client(cookies=False))"
+        )
+    try:
+        value = cookie_header(cookies)  # type: ignore[arg-type]
+    except (TypeError, AttributeError):
+        raise TypeError(
+            f"cookies= takes a dict or (name, value) pairs, not {type(cookies).__name__}"
+        ) from None
+    if not value:
+        return
+    given = headers.get("cookie")
+    if given:
+        del headers["cookie"]
+        value = f"{given}; {value}"
+    headers.add("Cookie", value)
+
+
 def _set_default(headers: Headers, name: str, value: str) -> None:
     if name not in headers:
         headers.add(name, value)
@@ -671,6 +760,11 @@ class BlockingClient(HTTPMethods[Response]):
     def config(self) -> ClientConfig:
         return self._client.config
 
+    @property
+    def cookies(self) -> CookieJar | None:
+        """The cookie jar every thread of this client shares (see :attr:`Client.cookies`)."""
+        return self._client.cookies
+
     def _engine(self) -> Engine:
         """This thread's engine on the blocking runtime (made on its first request)."""
         engine: Engine | None = getattr(self._threads, "engine", None)
@@ -685,6 +779,8 @@ class BlockingClient(HTTPMethods[Response]):
                 redirect_policy=sender._redirect_policy,
                 runtime=BlockingRuntime(),
                 layers=sender.layers,  # one cookie jar, cache, ... for every thread
+                resolver=sender._dns,
+                proxies=sender.proxies,  # the environment as it was when the client was built
             )
             with self._lock:
                 if self._closed:

@@ -25,7 +25,7 @@ from .retries import RetryConfig
 from .suggestions import SuggestingMeta, suggest
 from .validation import check_fields
 
-__all__ = ["ClientConfig", "Http2Config", "Timeout", "request_timeout", "suggest"]
+__all__ = ["CacheConfig", "ClientConfig", "Http2Config", "Timeout", "request_timeout", "suggest"]
 
 
 def seconds(name: str, value: object) -> float | None:
@@ -253,6 +253,48 @@ class Http3Config(
             )
 
 
+class CacheConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    metaclass=SuggestingMeta,
+):
+    """The HTTP cache as data (``ClientConfig(cache=...)``): what each engine, and each
+    local-engine worker, builds its own :class:`aioduct.Cache` from.
+
+    ``path`` is a directory for a store that survives restarts (a local-engine worker
+    uses its own subdirectory ``worker-N``); ``None`` keeps responses in memory.
+    """
+
+    path: str | None = None
+    """Directory of a persistent store; ``None``: in memory."""
+    max_size: int = 64 * 1024 * 1024
+    """Bytes the store may hold (least recently used responses are evicted)."""
+    max_entries: int = 10_000
+    """URLs the store may hold."""
+    max_entry_size: int = 8 * 1024 * 1024
+    """Largest response body stored; a larger one is passed on but not kept."""
+    shared: bool = False
+    """Apply a shared cache's rules (s-maxage, no ``private`` responses, RFC 9111 §3.5)."""
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("max_size", 1), ("max_entries", 1), ("max_entry_size", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"cache {name} must be an integer >= {minimum}, not {value!r}")
+        if self.path is not None and not isinstance(self.path, str):
+            raise TypeError(f"cache path must be a str, not {type(self.path).__name__}")
+
+    def for_worker(self, index: int) -> CacheConfig:
+        """The settings of local-engine worker ``index``: its own directory, if any."""
+        if self.path is None:
+            return self
+        import os
+
+        return msgspec.structs.replace(self, path=os.path.join(self.path, f"worker-{index}"))
+
+
 class ClientConfig(
     msgspec.Struct,
     frozen=True,
@@ -304,6 +346,13 @@ class ClientConfig(
     referer: bool = False
     """Send ``Referer`` (the previous URL) on redirect hops."""
 
+    # -- cookies ---------------------------------------------------------------------------
+    cookies: bool = True
+    """Keep a cookie jar (RFC 6265bis): store what servers set, send it back where it
+    belongs. ``False``: no jar. ``Client(cookies=aioduct.CookieJar())`` shares one jar
+    between clients. On the local engine each worker keeps the jar of the sites it runs
+    (jobs are sharded by registrable domain then)."""
+
     # -- connections -----------------------------------------------------------------------
     https_only: bool = False
     """Refuse ``http://`` URLs, including redirect targets."""
@@ -345,17 +394,52 @@ class ClientConfig(
 
     # -- TLS -------------------------------------------------------------------------------
     verify: bool | str = True
-    """``True``: certifi's roots; ``False``: no verification; a path: CA file or directory."""
+    """``True``: certifi's roots; ``False``: no verification; ``"system"``: the operating
+    system's trust store (through ``truststore``); a path: CA file or directory."""
     danger_accept_invalid_certs: bool = False
     """Same as ``verify=False``, spelled to be noticed in review."""
     cert: str | tuple[str, ...] | None = None
     """Client certificate: a PEM path with key, or ``(cert, key)`` / ``(cert, key, password)``."""
     trust_env: bool = True
     """With ``verify=True``, trust the CA roots named by ``SSL_CERT_FILE``,
-    ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (the first set)."""
+    ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (the first set); and
+    without ``proxy``/``proxies``, use the proxies named by ``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read when the client is built)."""
     tls_session_cache: bool = True
     """Resume TLS sessions: a new connection to a server offers the session (ticket) of
     an earlier one, which saves the full handshake. Kept per client, per TLS settings."""
+    pinned_sha256: tuple[str, ...] = ()
+    """Accept only server certificates whose public key (SPKI) has one of these base64
+    SHA-256 hashes (curl's ``--pinnedpubkey sha256//...``); checked on every new
+    connection, resumed ones included. Empty: no pinning."""
+    min_tls_version: str | None = None
+    """Lowest TLS version spoken: ``"1.2"`` (the default) or ``"1.3"``."""
+    max_tls_version: str | None = None
+    """Highest TLS version spoken: ``"1.2"`` or ``"1.3"``; ``None``: the highest available."""
+
+    # -- name resolution -------------------------------------------------------------------
+    resolve: tuple[tuple[str, str], ...] = ()
+    """Fixed addresses, like curl's ``--resolve``: ``{"example.test": "127.0.0.1",
+    "example.test:443": "127.0.0.1:8443"}`` (a value may list several, comma-separated).
+    TLS still verifies the URL's host name and sends it as SNI."""
+    dns_over_https: str | None = None
+    """Resolve names with DNS over HTTPS at this URL (RFC 8484): the data form of
+    ``Client(resolver=aioduct.DoHResolver(url))``, for the local engine's workers."""
+    dns_over_tls: str | None = None
+    """Resolve names with DNS over TLS at ``host`` or ``host:port`` (RFC 7858, port 853
+    by default): the data form of ``Client(resolver=aioduct.DoTResolver(...))``."""
+    happy_eyeballs_delay: float | None = 0.25
+    """Happy eyeballs (RFC 8305): start connecting to the next address (IPv6 and IPv4
+    interleaved, IPv6 first) this many seconds after the last attempt began, or at once
+    when it fails; the first to connect wins. ``None``: one address at a time."""
+
+    # -- proxies ---------------------------------------------------------------------------
+    proxy: str | None = None
+    """Proxy for every request: ``http://``, ``https://``, ``socks5://``, ``socks5h://``,
+    ``socks4://`` or ``socks4a://``, with ``user:password@`` if it needs them."""
+    proxies: tuple[tuple[str, str], ...] = ()
+    """Proxies per scheme: ``{"http": url, "https": url, "all": url, "no_proxy": "..."}``
+    (``None``: direct). Given ``proxy`` or ``proxies``, the environment is not read."""
 
     # -- limits ----------------------------------------------------------------------------
     max_response_head_bytes: int = 65536
@@ -365,6 +449,11 @@ class ClientConfig(
     max_body_size: int | None = None
     """Largest buffered response body, counted decoded (``decompress``); beyond it
     :class:`BodyTooLarge` is raised, before more than that is held in memory."""
+
+    # -- caching ---------------------------------------------------------------------------
+    cache: CacheConfig | None = None
+    """An HTTP cache (RFC 9111) built from these settings by every engine and worker;
+    ``Client(cache=aioduct.Cache(...))`` passes a cache object instead (and sets this)."""
 
     # -- retries, middleware, rate limits (docs/retries-middleware-limits.md) ---------------
     retry: RetryConfig | None = None
@@ -419,10 +508,59 @@ class ClientConfig(
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+        if self.cache is not None and not isinstance(self.cache, CacheConfig):
+            if self.cache is True:
+                msgspec.structs.force_setattr(self, "cache", CacheConfig())
+            elif self.cache is False:
+                msgspec.structs.force_setattr(self, "cache", None)
+            else:
+                raise TypeError(
+                    f"ClientConfig(cache=...) takes an aioduct.CacheConfig (data), not "
+                    f"{type(self.cache).__name__}: pass an aioduct.Cache object to "
+                    "Client(cache=...) instead"
+                )
+        self._check_network_edge()
+        if self.proxy is not None or self.proxies:
+            from .proxy import Proxy, proxies_option
+
+            if self.proxy is not None:
+                Proxy.parse(self.proxy)  # raises ValueError saying what is wrong
+            proxies = proxies_option(self.proxies)
+            if proxies != self.proxies:
+                msgspec.structs.force_setattr(self, "proxies", proxies)
         if self.base_url is not None:
             from .url import URL
 
             URL(self.base_url)  # raises InvalidURL with a clear message
+
+    def _check_network_edge(self) -> None:
+        """Validate and normalise the DNS, happy eyeballs and TLS trust options."""
+        if self.resolve:
+            from .dns import parse_overrides
+
+            msgspec.structs.force_setattr(self, "resolve", parse_overrides(self.resolve))
+        if self.happy_eyeballs_delay is not None:
+            delay = seconds("happy_eyeballs_delay", self.happy_eyeballs_delay)
+            msgspec.structs.force_setattr(self, "happy_eyeballs_delay", delay)
+        versions = ("1.2", "1.3")
+        for name in ("min_tls_version", "max_tls_version"):
+            value = getattr(self, name)
+            if value is not None and value not in versions:
+                raise ValueError(f"{name} must be '1.2' or '1.3' (or None), not {value!r}")
+        low, high = self.min_tls_version, self.max_tls_version
+        if low is not None and high is not None and low > high:
+            raise ValueError(
+                f"min_tls_version={low!r} is above max_tls_version={high!r}: "
+                "no TLS version is left to speak"
+            )
+        if self.pinned_sha256:
+            msgspec.structs.force_setattr(self, "pinned_sha256", _pins(self.pinned_sha256))
+        if self.dns_over_https is not None and self.dns_over_tls is not None:
+            raise ValueError("set dns_over_https or dns_over_tls, not both")
+        if self.dns_over_https is not None and not str(self.dns_over_https).startswith("https://"):
+            raise ValueError(
+                f"dns_over_https must be an https:// URL (RFC 8484), not {self.dns_over_https!r}"
+            )
 
     @property
     def verify_certificates(self) -> bool:
@@ -442,6 +580,32 @@ class ClientConfig(
             return _DECODER.decode(data)
         except msgspec.ValidationError as exc:
             raise ValueError(f"invalid ClientConfig: {exc}") from None
+
+
+def _pins(pins: object) -> tuple[str, ...]:
+    """``pinned_sha256`` as a tuple of base64 SHA-256 hashes (curl's ``sha256//`` prefix
+    and ``;``-separated lists accepted), each checked to be 32 bytes of base64."""
+    import base64
+    import binascii
+
+    items = [pins] if isinstance(pins, str) else list(pins)  # type: ignore[call-overload]
+    out: list[str] = []
+    for item in items:
+        for pin in str(item).split(";"):
+            pin = pin.strip().removeprefix("sha256//")
+            if not pin:
+                continue
+            try:
+                raw = base64.b64decode(pin, validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(
+                    f"pinned_sha256 entry {pin!r} is not a base64 SHA-256 hash (32 bytes); "
+                    "compute one with aioduct.tls.spki_sha256(cert_der) or openssl"
+                )
+            out.append(pin)
+    return tuple(out)
 
 
 def _check_policies(cfg: ClientConfig) -> None:

@@ -91,6 +91,7 @@ class HTTP11Connection:
         "body_withheld",
         "codec",
         "expect_timeout",
+        "forward",
         "holds_slot",
         "idle_since",
         "key",
@@ -125,12 +126,20 @@ class HTTP11Connection:
         self.requests_sent = 0
         self.holds_slot = False
         #: How long DNS, TCP connect and TLS took to open this connection (seconds).
-        self.setup_timings: tuple[float | None, float | None, float | None] = (None, None, None)
+        self.setup_timings: tuple[float | None, float | None, float | None, str | None] = (
+            None,
+            None,
+            None,
+            None,
+        )
         #: Where to save this connection's TLS session once the first response arrived
         #: (set by the engine when it keeps sessions; ``None`` afterwards).
         self.session_key: SessionKey | None = None
         #: The trailer fields of the last body read to its end by events (chunked).
         self.trailers: list[tuple[str, str]] | None = None
+        #: On a connection to a forwarding proxy: requests go in absolute form, with
+        #: these fields added (``Proxy-Authorization``); ``None`` elsewhere.
+        self.forward: tuple[tuple[str, str], ...] | None = None
 
     def is_ready(self) -> bool:
         return self.stream.is_reusable()
@@ -163,6 +172,8 @@ class HTTP11Connection:
                 content = request.content
                 target = request.url.target
                 headers = request.headers.raw()
+                if self.forward is not None:
+                    target, headers = self._forward_form(request, headers)
                 if content is not None and len(content) > _COALESCE_BODY:
                     # Head and body go out as two writes: no copy of a large body.
                     if "content-length" not in request.headers:
@@ -294,9 +305,10 @@ class HTTP11Connection:
         codec, stream = self.codec, self.stream
         assert request.stream is not None
         chunked = "content-length" not in request.headers
-        head = codec.encode_request(
-            request.method, request.url.target, request.headers.raw(), chunked=chunked
-        )
+        target, headers = request.url.target, request.headers.raw()
+        if self.forward is not None:
+            target, headers = self._forward_form(request, headers)
+        head = codec.encode_request(request.method, target, headers, chunked=chunked)
         stream.write(head)
         await self._send_body(request, deadlines)
 
@@ -310,6 +322,14 @@ class HTTP11Connection:
                     await stream.drain(deadlines.for_write())
         stream.write(codec.encode_end())
         await stream.drain(deadlines.for_write())
+
+    def _forward_form(
+        self, request: Request, headers: list[tuple[str, str]]
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """The absolute-form target and head fields of a request to a forwarding proxy."""
+        assert self.forward is not None
+        url = request.url
+        return f"{url.scheme}://{url.host_header}{url.target}", [*headers, *self.forward]
 
     async def _receive(self, deadlines: Deadlines, reused: bool = False) -> bytes:
         try:

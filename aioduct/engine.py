@@ -20,28 +20,31 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from functools import partial
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from .altsvc import AltSvcCache, AltSvcLayer
 from .bodies import is_replayable
 from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .decompress import decode_body, response_codings
-from .dns import Resolver, literal_address
+from .dns import Resolver, ResolverCache, literal_address, resolver_from_config
 from .errors import (
     AioductError,
     ConnectError,
     InvalidURL,
     LocalProtocolError,
+    ProxyError,
     RemoteProtocolError,
     TooManyRedirects,
 )
+from .eyeballs import connect as connect_first
+from .eyeballs import format_address
 from .headers import Headers
-from .layers import Hop, Layer, run_layers
+from .layers import Layer, inline_hooks, new_hop, run_layers
 from .models import Request, Response, Timings
 from .pool import ConnectionPool, PoolKey
+from .proxy import ProxiedOrigin, ProxyRouter, ProxyStep, proxy_router, start_tls_inside
 from .redirects import REDIRECT_STATUSES, RedirectPolicy, next_request
 from .runtimes import Expired, Runtime, Stream, default_runtime
 from .timeouts import Deadlines
@@ -51,11 +54,16 @@ from .tls import (
     SessionCache,
     SessionKey,
     certificate_covers,
+    check_pins,
+    check_pins_der,
     create_ssl_context,
+    keylog_file,
+    system_ca_file,
     tls_error,
     verify_setting,
 )
 from .upgrade import H1Upgraded, H2Tunnel
+from .url import Origin
 
 __all__ = ["Engine"]
 
@@ -79,7 +87,7 @@ if TYPE_CHECKING:
     from .http2 import HTTP2Connection
     from .http3 import HTTP3Connection
 
-    Connection = HTTP11Connection | HTTP2Connection | HTTP3Connection
+    Connection: TypeAlias = HTTP11Connection | HTTP2Connection | HTTP3Connection
 
 
 class Engine:
@@ -93,9 +101,19 @@ class Engine:
         redirect_policy: RedirectPolicy | None = None,
         runtime: Runtime | None = None,
         layers: tuple[Layer, ...] = (),
+        resolver: Resolver | None = None,
+        proxies: ProxyRouter | bool | None = True,
     ) -> None:
         self.config = config
-        #: The client's policies around each hop (see :mod:`aioduct.layers`).
+        #: Who resolves names (None: the system resolver); bound per runtime in _make_pool.
+        self._dns = resolver or resolver_from_config(
+            config.dns_over_https,
+            config.dns_over_tls,
+            config.verify_certificates and config.verify,
+        )
+        #: Where requests go through a proxy (``None``: all direct). ``True`` (default):
+        #: from the config and, with ``trust_env``, the environment as it is now.
+        self.proxies = proxy_router(config) if proxies is True else proxies or None
         self.layers = layers
         self._ssl_context = ssl_context
         self._redirect_policy = redirect_policy
@@ -104,7 +122,7 @@ class Engine:
         self._fixed_runtime = runtime
         self._runtime: Runtime | None = None
         self._pool: ConnectionPool[Connection] | None = None
-        self._resolver: Resolver | None = None
+        self._resolver: ResolverCache | None = None
         #: TLS sessions to resume, per server and TLS settings (tls_session_cache).
         self._sessions = SessionCache() if config.tls_session_cache else None
         #: HTTP/3 alternatives learned from Alt-Svc (``http3=True``), shared with the layer.
@@ -114,6 +132,17 @@ class Engine:
         #: QUIC session tickets per (host, port), for resumption and 0-RTT.
         self._quic_tickets: dict[tuple[str, int], Any] = {}
         self._closed = False
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """The client's policies around each hop (see :mod:`aioduct.layers`)."""
+        return self._layers
+
+    @layers.setter
+    def layers(self, layers: tuple[Layer, ...]) -> None:
+        self._layers = layers
+        #: Their inline hooks, when every one has them (run without the chain).
+        self._hooks = inline_hooks(layers)
 
     # -- binding -------------------------------------------------------------------------------
 
@@ -145,7 +174,7 @@ class Engine:
     def _make_pool(self, runtime: Runtime) -> tuple[Runtime, ConnectionPool[Connection]]:
         cfg = self.config
         self._runtime = runtime
-        self._resolver = Resolver(runtime)
+        self._resolver = ResolverCache(runtime, self._dns, cfg.resolve)
         self._pool = ConnectionPool(
             runtime,
             max_idle_per_host=cfg.pool_max_idle_per_host,
@@ -165,6 +194,8 @@ class Engine:
         self._closed = True
         if self._pool is not None:
             self._pool.close()
+        if self._resolver is not None:
+            self._resolver.close()
 
     async def aclose(self) -> None:
         self.close()
@@ -193,19 +224,26 @@ class Engine:
         )
         follow = cfg.follow_redirects if follow_redirects is None else follow_redirects
         history: list[Response] = []
+        # max_download_speed paces body reads (a layer): the transport streams every
+        # body, and a buffered one is read below, through the pacing reader.
+        wire_stream = stream or cfg.max_download_speed is not None
         while True:
             try:
-                if self.layers:
-                    # max_download_speed paces body reads: the transport streams every
-                    # body, and a buffered one is read below, through the pacing reader.
-                    wire_stream = stream or cfg.max_download_speed is not None
+                hooks = self._hooks
+                if hooks is not None:
+                    sent = request
+                    for prepare in hooks[0]:
+                        sent = prepare(sent)
+                    response = await self._send_once(sent, deadlines, pool, stream)
+                    for observe in hooks[1]:
+                        observe(sent, response)
+                    response.request = request  # what prepare() added was for this hop
+                elif self._layers:
                     response = await run_layers(
-                        self.layers,
+                        self._layers,
                         request,
-                        partial(
-                            self._send_once, deadlines=deadlines, pool=pool, stream=wire_stream
-                        ),
-                        Hop(runtime, deadlines, wire_stream),
+                        lambda r: self._send_once(r, deadlines, pool, wire_stream),
+                        new_hop(runtime, deadlines, wire_stream),
                     )
                     request = response.request or request  # a layer may have rewritten it
                 else:
@@ -260,7 +298,7 @@ class Engine:
         if not codings:
             return
         response._codings = codings
-        if not stream:
+        if not stream or response._content is not None:  # read, or answered by a layer
             assert response._content is not None
             response._content = decode_body(response._content, codings, self.config.max_body_size)
 
@@ -284,8 +322,9 @@ class Engine:
         cfg = self.config
         if cfg.https_only and url.scheme != "https":
             raise InvalidURL(f"refusing {url.redacted()!r}: https_only is set")
-        key = url.origin
         version = request.version
+        proxies = self.proxies
+        key = url.origin if proxies is None else proxies.key(url, version)
         before = perf_counter()
         conn = pool.checkout(key, version)
         reused = conn is not None
@@ -364,8 +403,9 @@ class Engine:
         head_at = perf_counter()
         if reused:
             dns = connect = tls = None
+            address = conn.setup_timings[3]
         else:
-            dns, connect, tls = conn.setup_timings
+            dns, connect, tls, address = conn.setup_timings
             if conn.session_key is not None:
                 # The first response came after any TLS 1.3 ticket the server sends
                 # right after the handshake: now the session is worth keeping.
@@ -377,7 +417,7 @@ class Engine:
             head.headers,
             _HTTP_VERSIONS[head.http_version],
             request,
-            (dns, connect, tls, head_at - sent_at, head_at - deadlines.started, pool_wait),
+            (dns, connect, tls, head_at - sent_at, head_at - deadlines.started, pool_wait, address),
         )
         if head.status == 101:
             # The connection now speaks another protocol and leaves the pool for good:
@@ -432,7 +472,9 @@ class Engine:
                 f"response has {len(head.headers)} header fields, more than "
                 f"max_response_headers={self.config.max_response_headers}"
             )
-        dns, connect, tls = (None, None, None) if reused else conn.setup_timings
+        dns, connect, tls, address = conn.setup_timings
+        if reused:
+            dns = connect = tls = None
         response = Response(
             head.status,
             headers=Headers._adopt(head.headers),
@@ -445,6 +487,7 @@ class Engine:
                 ttfb=head_at - sent_at,
                 total=head_at - deadlines.started,
                 pool_wait=pool_wait,
+                address=address,
             ),
         )
         if request.protocol is not None and 200 <= head.status < 300:
@@ -480,6 +523,7 @@ class Engine:
             conn
             for conn in pool.shared_connections()
             if isinstance(conn, HTTP2Connection)
+            and type(conn.key) is Origin
             and conn.key.scheme == "https"
             and conn.key.port == key.port
             and key not in conn.aliases
@@ -487,18 +531,28 @@ class Engine:
             and conn.has_capacity()
             and certificate_covers(conn.stream.ssl_object, key.host)
         ]
-        if not candidates:
+        if not candidates or type(key) is not Origin:
             return None
-        addresses = literal_address(key.host)
-        if addresses is None:
+        literal = literal_address(key.host)
+        if literal is None:
             try:
-                addresses, _ = await resolver.resolve(key.host, key.port)
+                targets, _ = await resolver.resolve(key.host, key.port)
             except AioductError:
                 return None  # connecting reports the error
-        ips = {ip for _family, ip in addresses}
+            ips = {target[1] for target in targets}
+        else:
+            ips = {ip for _family, ip in literal}
+        pins = self.config.pinned_sha256
         for conn in candidates:
             peer = conn.stream.peer_address
             if peer is not None and peer[0] in ips and conn.has_capacity():
+                if pins:
+                    # The connection passed the pins at its handshake; checked again so
+                    # that no path hands out an unpinned connection.
+                    try:
+                        check_pins(conn.stream.ssl_object, pins, key.host, key.port)
+                    except AioductError:
+                        continue
                 pool.add_alias(conn, key)
                 conn.in_use += 1
                 return conn
@@ -521,42 +575,48 @@ class Engine:
         assert runtime is not None and self._resolver is not None
         cfg = self.config
         host, port = key.host, key.port
+        step = None
+        if type(key) is ProxiedOrigin:
+            # DNS and TCP to the proxy; its handshake runs after TCP, before TLS.
+            step = ProxyStep(key, cfg)
+            host, port = step.proxy.host, step.proxy.port
         deadline = deadlines.for_connect()
         started = perf_counter()
         dns_time = tls_time = None
-        addresses = literal_address(host)
+        literal = literal_address(host)
         try:
-            if addresses is None:
+            if literal is None:
                 if deadline is None or not runtime.background:
                     # (getaddrinfo in the calling thread cannot be interrupted)
-                    addresses, looked_up = await self._resolver.resolve(host, port)
+                    addresses, looked_up = await self._resolver.resolve(host, port, deadline)
                 else:
                     async with asyncio.timeout_at(deadline):
-                        addresses, looked_up = await self._resolver.resolve(host, port)
+                        addresses, looked_up = await self._resolver.resolve(host, port, deadline)
                 if looked_up:
                     dns_time = perf_counter() - started
-            if key.scheme == "https" and version != "1.1" and version != "2":
+            else:
+                addresses = [(family, ip, port) for family, ip in literal]
+            if key.scheme == "https" and version != "1.1" and version != "2" and step is None:
                 h3conn = await self._connect_h3(key, addresses, deadlines, version)
                 if h3conn is not None:
                     h3conn.setup_timings = (dns_time, *h3conn.setup_timings[1:])
                     return h3conn
             tcp_started = perf_counter()
-            stream = None
-            errors: list[str] = []
-            for _family, ip in addresses:
-                try:
-                    stream = await runtime.open_tcp(
-                        ip,
-                        port,
-                        deadline=deadline,
-                        local_address=cfg.local_address,
-                        keepalive=cfg.tcp_keepalive,
-                    )
-                    break
-                except OSError as exc:
-                    errors.append(f"{ip}: {exc.strerror or exc}")
-            if stream is None:
-                raise ConnectError(f"cannot connect to {host}:{port} ({'; '.join(errors)})")
+            stream, target = await connect_first(
+                runtime,
+                addresses,
+                delay=cfg.happy_eyeballs_delay,
+                deadline=deadline,
+                local_address=cfg.local_address,
+                keepalive=cfg.tcp_keepalive,
+                host=f"{host}:{port}",
+            )
+            address = format_address(target[1], target[2])
+            if step is not None:  # TLS to an https proxy, then CONNECT or SOCKS
+                stream = await step.open(
+                    stream, runtime, self._resolver, deadline, self._proxy_tls_context(step)
+                )
+                host, port = key.host, key.port
             connect_time = perf_counter() - tcp_started
             session_key = None
             if key.scheme == "https":
@@ -566,24 +626,35 @@ class Engine:
                     verify_setting(cfg.verify_certificates and cfg.verify, trust_env=cfg.trust_env),
                     cfg.cert,
                     ALPN_H2 if offer_h2 else ALPN_HTTP11,
+                    cfg.min_tls_version,
+                    cfg.max_tls_version,
+                    keylog_file(cfg.trust_env),
                 )
                 sessions = self._sessions
                 session = None
                 if sessions is not None:
                     session_key = SessionKey(context, host, port)
                     session = sessions.get(session_key)
+                start_tls = runtime.start_tls if stream.ssl_object is None else start_tls_inside
                 try:
-                    stream = await runtime.start_tls(
+                    stream = await start_tls(
                         stream, context, host, deadline=deadline, session=session
                     )
                 except (ssl.SSLError, ssl.CertificateError) as exc:
-                    raise tls_error(exc, host, port) from None
+                    versions = (cfg.min_tls_version, cfg.max_tls_version)
+                    raise tls_error(exc, host, port, versions) from None
                 except OSError as exc:
                     raise ConnectError(
                         f"connection to {host}:{port} failed during the TLS handshake: {exc}"
                     ) from None
                 tls_time = perf_counter() - tls_started
                 ssl_object = stream.ssl_object
+                if cfg.pinned_sha256:
+                    try:
+                        check_pins(ssl_object, cfg.pinned_sha256, host, port)
+                    except AioductError:
+                        stream.close()
+                        raise
                 if session is not None and ssl_object is not None and not ssl_object.session_reused:
                     assert sessions is not None and session_key is not None
                     sessions.discard(session_key, session)  # declined: keep the next one
@@ -618,7 +689,7 @@ class Engine:
                     raise ConnectError(
                         f"HTTP/2 connection to {host}:{port} failed during setup: {exc}"
                     ) from None
-                h2conn.setup_timings = (dns_time, connect_time, tls_time)
+                h2conn.setup_timings = (dns_time, connect_time, tls_time, address)
                 if session_key is not None:
                     # The server's SETTINGS came after any TLS 1.3 ticket it sends.
                     self._save_session(session_key, stream)
@@ -627,6 +698,10 @@ class Engine:
             if isinstance(exc, AioductError):
                 raise
             raise deadlines.error("connect", f"connecting to {host}:{port}") from None
+        except ConnectError as exc:
+            if step is None or step.connected or isinstance(exc, ProxyError):
+                raise
+            raise step.failed_to_reach(exc) from None
         conn = HTTP11Connection(
             stream,
             key,
@@ -634,14 +709,27 @@ class Engine:
             max_headers=cfg.max_response_headers,
             expect_timeout=cfg.expect_continue_timeout,
         )
-        conn.setup_timings = (dns_time, connect_time, tls_time)
+        if step is not None and step.forward is not None:
+            conn.forward = step.forward
+        conn.setup_timings = (dns_time, connect_time, tls_time, address)
         conn.session_key = session_key
         return conn
+
+    def _proxy_tls_context(self, step: ProxyStep) -> ssl.SSLContext | None:
+        """The TLS settings for an ``https://`` proxy: the client's trust, HTTP/1.1."""
+        if step.proxy.scheme != "https":
+            return None
+        cfg = self.config
+        return create_ssl_context(
+            verify_setting(cfg.verify_certificates and cfg.verify, trust_env=cfg.trust_env),
+            None,
+            ALPN_HTTP11,
+        )
 
     async def _connect_h3(
         self,
         key: PoolKey,
-        addresses: list[tuple[int, str]],
+        addresses: list[tuple[int, str, int]],
         deadlines: Deadlines,
         version: str | None,
     ) -> HTTP3Connection | None:
@@ -655,6 +743,13 @@ class Engine:
         cfg = self.config
         runtime = self._runtime
         assert runtime is not None
+        if cfg.max_tls_version == "1.2":  # QUIC is TLS 1.3 only
+            if version == "3" or cfg.http3_prior_knowledge:
+                raise ConnectError(
+                    f"cannot use HTTP/3 with {key.host}:{key.port}: QUIC always runs TLS "
+                    "1.3 and max_tls_version='1.2' rules it out"
+                )
+            return None
         target: tuple[str, int] | None
         if version == "3" or cfg.http3_prior_knowledge:
             target, racing = (key.host, key.port), False
@@ -690,7 +785,7 @@ class Engine:
         self,
         key: PoolKey,
         target: tuple[str, int],
-        addresses: list[tuple[int, str]],
+        addresses: list[tuple[int, str, int]],
         deadline: float | None,
     ) -> HTTP3Connection:
         from .http3 import HTTP3Connection, quic_configuration
@@ -708,13 +803,20 @@ class Engine:
         if host != key.host:
             found = literal_address(host)
             addresses = (
-                found if found is not None else (await self._resolver.resolve(host, port))[0]
+                [(family, ip, port) for family, ip in found]
+                if found is not None
+                else (await self._resolver.resolve(host, port))[0]
             )
+        elif port != key.port:  # an alternative on another port of the same host
+            addresses = [(family, ip, port) for family, ip, _port in addresses]
+        pins = cfg.pinned_sha256
         verify = verify_setting(cfg.verify_certificates and cfg.verify, trust_env=cfg.trust_env)
         if verify is True:
             import certifi
 
             cafile: str | None = certifi.where()
+        elif verify == "system":
+            cafile = system_ca_file()
         else:
             cafile = verify if isinstance(verify, str) else None
         ticket_key = (key.host, key.port)
@@ -724,7 +826,9 @@ class Engine:
             key.host,
             verify=bool(verify),
             cafile=cafile,
-            session_ticket=tickets.get(ticket_key),
+            # With pins, every QUIC handshake is a full one: aioquic's tickets do not
+            # keep the server's certificate, and the pin needs it.
+            session_ticket=None if pins else tickets.get(ticket_key),
         )
 
         def keep_ticket(ticket: Any) -> None:
@@ -733,9 +837,9 @@ class Engine:
             tickets[ticket_key] = ticket
 
         errors = []
-        for _family, ip in addresses:
+        for _family, ip, ip_port in addresses:
             try:
-                udp = await runtime.open_udp(ip, port, local_address=cfg.local_address)
+                udp = await runtime.open_udp(ip, ip_port, local_address=cfg.local_address)
             except OSError as exc:
                 errors.append(f"{ip}: {exc.strerror or exc}")
                 continue
@@ -745,7 +849,7 @@ class Engine:
                 runtime,
                 cfg.http3_config,
                 quic_config,
-                early_data=cfg.early_data,
+                early_data=cfg.early_data and not pins,
                 on_ticket=keep_ticket,
             )
             try:
@@ -757,7 +861,13 @@ class Engine:
             except BaseException:
                 conn.close()
                 raise
-            conn.setup_timings = (None, None, perf_counter() - started)
+            if pins:
+                try:
+                    check_pins_der(conn.peer_certificate_der(), pins, key.host, key.port)
+                except AioductError:
+                    conn.close()
+                    raise
+            conn.setup_timings = (None, None, perf_counter() - started, format_address(ip, ip_port))
             if self._alt_svc is not None:
                 self._alt_svc.mark_working(target)
             return conn

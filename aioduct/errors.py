@@ -130,7 +130,28 @@ class TLSError(ConnectError):
 
 
 class ProxyError(ConnectError):
-    """The proxy refused the connection or failed to relay it."""
+    """The proxy refused the connection or failed to relay it; the message names the step
+    (connecting to the proxy, its TLS, authentication, the tunnel or SOCKS request).
+
+    ``status`` is the proxy's HTTP status when it answered ``CONNECT`` with a refusal,
+    ``realm`` the realm of its ``407`` challenge.
+    """
+
+    status: int | None = None
+    realm: str | None = None
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status: int | None = None,
+        realm: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message, method=method, url=url)
+        self.status = status
+        self.realm = realm
 
 
 class WorkerCrashed(TransportError):

@@ -408,7 +408,12 @@ class HTTP2Connection:
         self.in_use = 0
         self.aliases: list[PoolKey] = []
         self.on_change: Callable[[Any], None] | None = None
-        self.setup_timings: tuple[float | None, float | None, float | None] = (None, None, None)
+        self.setup_timings: tuple[float | None, float | None, float | None, str | None] = (
+            None,
+            None,
+            None,
+            None,
+        )
         self.exchanges: dict[int, H2Exchange] = {}
         #: Set once the connection is unusable; every stream then fails with it.
         self.error: AioductError | None = None

@@ -204,7 +204,12 @@ class HTTP3Connection:
         self.in_use = 0
         self.aliases: list[PoolKey] = []
         self.on_change: Callable[[Any], None] | None = None
-        self.setup_timings: tuple[float | None, float | None, float | None] = (None, None, None)
+        self.setup_timings: tuple[float | None, float | None, float | None, str | None] = (
+            None,
+            None,
+            None,
+            None,
+        )
         self.exchanges: dict[int, H2Exchange] = {}
         self.error: AioductError | None = None
         self.handshake_done = False
@@ -221,6 +226,16 @@ class HTTP3Connection:
         self.max_streams = 100  # until the transport parameters say
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    def peer_certificate_der(self) -> bytes | None:
+        """The server's certificate (DER) from this connection's handshake, for pinning;
+        ``None`` when the handshake presented none (a resumed session)."""
+        cert = getattr(self.quic.tls, "_peer_certificate", None)
+        if cert is None:
+            return None
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return bytes(cert.public_bytes(Encoding.DER))
 
     async def start(self, deadline: float | None) -> None:
         """Send the first flight; return once the handshake completed -- or at once when

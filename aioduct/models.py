@@ -53,6 +53,10 @@ class Timings(msgspec.Struct, frozen=True, omit_defaults=True):
     ttfb: float | None = None
     total: float = 0.0
     pool_wait: float | None = None
+    address: str | None = None
+    """The address the connection went to, ``ip:port`` (``[ip]:port`` for IPv6): the
+    winner of happy eyeballs, or what ``resolve=`` named. Also set on a reused
+    connection (the phases above are not)."""
 
 
 _NO_TIMINGS = Timings()
@@ -161,6 +165,7 @@ class Response:
         "_timings",
         "_trailers",
         "_upgraded",
+        "cache_status",
         "headers",
         "history",
         "http_version",
@@ -207,6 +212,9 @@ class Response:
         #: Seconds from the request's start to its body being read or closed (None: the
         #: time to the head, or a streamed body not finished yet).
         self._elapsed: float | None = None
+        #: Where an HTTP cache (``Client(cache=...)``) got it: ``"hit"``, ``"miss"``,
+        #: ``"revalidated"`` or ``"stale"``; ``None`` without a cache.
+        self.cache_status: str | None = None
 
     @classmethod
     def _received(
@@ -216,7 +224,9 @@ class Response:
         fields: list[tuple[str, str]],
         http_version: str,
         request: Request,
-        timings: tuple[float | None, float | None, float | None, float, float, float | None],
+        timings: tuple[
+            float | None, float | None, float | None, float, float, float | None, str | None
+        ],
     ) -> Response:
         """A response the engine just read: the hot-path constructor.
 
@@ -242,6 +252,7 @@ class Response:
         self._spent = None
         self._trailers = None
         self._elapsed = None
+        self.cache_status = None
         return self
 
     @property

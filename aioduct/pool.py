@@ -27,14 +27,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from .errors import AioductError, ClientClosed, PoolTimeout
+from .proxy import ProxiedOrigin
 from .runtimes import Runtime
 from .url import Origin
 
 __all__ = ["ConnectionPool", "MultiplexedConnection", "PoolKey", "PooledConnection"]
 
 
-#: Connections are pooled per origin; a proxy or SNI override joins the key in later issues.
-PoolKey = Origin
+#: Connections are pooled per origin, or per origin and proxy (credentials included) for
+#: a tunnel, or per proxy for plain-http requests it forwards (see :mod:`aioduct.proxy`).
+PoolKey = Origin | ProxiedOrigin
 
 
 #: Origins remembered as HTTP/1.1-only (forgetting one costs one serialised handshake).

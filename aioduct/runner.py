@@ -561,10 +561,11 @@ class SendEngine(BulkEngine):
         self.settings = RunnerSettings(
             concurrency=concurrency, per_host_concurrency=per_host_concurrency, keep_body=keep_body
         )
+        cache = options.pop("cache", None)  # a Cache object is code: it goes to the Client
         config = with_runner_policies(
             bulk_config(config, options, concurrency), retry=retry, per_host_rate=per_host_rate
         )
-        self._client = Client(config=config)
+        self._client = Client(config=config, cache=cache)
         self.config = self._client.config
         self._runner = JobRunner(self._client, self.settings)
 

@@ -9,10 +9,13 @@ are turned into :class:`~aioduct.TLSError` messages that say what went wrong in 
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import ipaddress
 import os
 import ssl
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,11 +28,18 @@ from .errors import TLSError
 __all__ = [
     "ALPN_H2",
     "ALPN_HTTP11",
+    "ALPN_NONE",
     "CA_BUNDLE_VARIABLES",
+    "TLS_VERSIONS",
     "SessionCache",
     "SessionKey",
     "certificate_covers",
+    "check_pins",
+    "check_pins_der",
     "create_ssl_context",
+    "keylog_file",
+    "spki_sha256",
+    "system_ca_file",
     "tls_error",
     "verify_setting",
 ]
@@ -43,11 +53,15 @@ CA_BUNDLE_VARIABLES: Final = (
     "CURL_CA_BUNDLE",
 )
 
+ALPN_NONE: Final[tuple[str, ...]] = ()
 ALPN_HTTP11: Final = ("http/1.1",)
 #: Offered when HTTP/2 is enabled: the server picks (h2 first in our preference).
 ALPN_H2: Final = ("h2", "http/1.1")
 
 CertSpec = str | tuple[str, str] | tuple[str, str, str] | None
+
+#: ``min_tls_version`` / ``max_tls_version`` values. Nothing older than TLS 1.2 is spoken.
+TLS_VERSIONS: Final = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
 @functools.lru_cache(maxsize=32)
@@ -55,30 +69,50 @@ def create_ssl_context(
     verify: bool | str = True,
     cert: CertSpec = None,
     alpn: tuple[str, ...] = ALPN_HTTP11,
+    min_version: str | None = None,
+    max_version: str | None = None,
+    keylog: str | None = None,
 ) -> ssl.SSLContext:
     """An ``SSLContext`` for the given settings (cached: treat it as read-only).
 
     ``verify`` is ``True`` (certifi's Mozilla roots), ``False`` (no verification at all),
-    or a path to a CA bundle file or a hashed CA directory.
+    ``"system"`` (the operating system's trust store, through ``truststore``), or a path
+    to a CA bundle file or a hashed CA directory. ``min_version``/``max_version`` are
+    keys of :data:`TLS_VERSIONS`; ``keylog`` a file to append session secrets to (for
+    Wireshark: see :func:`keylog_file`).
     """
     if verify is False:
-        context = ssl.create_default_context()
+        context = _new_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    elif verify == "system":
+        import truststore
+
+        context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     elif verify is True:
-        context = ssl.create_default_context(cafile=certifi.where())
+        context = _new_context(cafile=certifi.where())
     else:
         path = os.fspath(verify)
         if os.path.isdir(path):
-            context = ssl.create_default_context(capath=path)
+            context = _new_context(capath=path)
         elif os.path.isfile(path):
             try:
-                context = ssl.create_default_context(cafile=path)
+                context = _new_context(cafile=path)
             except ssl.SSLError as exc:
                 raise TLSError(f"cannot load CA bundle {path!r}: {exc}") from None
         else:
             raise TLSError(f"verify={path!r} is neither a CA bundle file nor a directory")
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.minimum_version = TLS_VERSIONS[min_version or "1.2"]
+    if max_version is not None:
+        context.maximum_version = TLS_VERSIONS[max_version]
+    if keylog is not None:
+        try:
+            context.keylog_filename = keylog
+        except OSError as exc:
+            raise TLSError(
+                f"SSLKEYLOGFILE={keylog!r} cannot be opened for appending ({exc.strerror}); "
+                "fix or unset it, or pass trust_env=False to ignore it"
+            ) from None
     if cert is not None:
         certfile, keyfile, password = _cert_parts(cert)
         try:
@@ -87,6 +121,20 @@ def create_ssl_context(
             raise TLSError(f"cannot load client certificate {certfile!r}: {exc}") from None
     if alpn:
         context.set_alpn_protocols(list(alpn))
+    return context
+
+
+def _new_context(cafile: str | None = None, capath: str | None = None) -> ssl.SSLContext:
+    """``ssl.create_default_context`` without its environment lookup: it would log
+    TLS secrets to ``SSLKEYLOGFILE`` even with ``trust_env=False`` (and fail on a bad
+    path before we could say what is wrong); :func:`keylog_file` decides instead."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, checks host names
+    if sys.version_info >= (3, 13):  # what create_default_context adds there
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+    if cafile is None and capath is None:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    else:
+        context.load_verify_locations(cafile, capath)
     return context
 
 
@@ -106,6 +154,106 @@ def verify_setting(verify: bool | str, *, trust_env: bool) -> bool | str:
                 )
             return path
     return True
+
+
+def system_ca_file() -> str | None:
+    """The operating system's CA bundle as one file, for TLS stacks that take only files
+    (aioquic, for HTTP/3 with ``verify="system"``): OpenSSL's default (which honours
+    ``SSL_CERT_FILE``), else the usual Linux and BSD locations. Unlike ``truststore``,
+    this does not reach the macOS or Windows native stores."""
+    default = ssl.get_default_verify_paths().cafile
+    if default:
+        return default
+    for path in (
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+        "/etc/ssl/ca-bundle.pem",
+    ):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def keylog_file(trust_env: bool) -> str | None:
+    """The ``SSLKEYLOGFILE`` to log TLS secrets to, as curl and browsers honour it
+    (only with ``trust_env``; an empty value is unset)."""
+    if not trust_env:
+        return None
+    return os.environ.get("SSLKEYLOGFILE") or None
+
+
+def spki_sha256(der: bytes) -> str:
+    """The base64 SHA-256 of a DER certificate's SubjectPublicKeyInfo: the form of
+    curl's ``--pinnedpubkey sha256//...`` and of HPKP pins.
+
+    ``openssl x509 -in cert.pem -pubkey -noout | openssl pkey -pubin -outform der |
+    openssl dgst -sha256 -binary | base64`` prints the same. The DER walk reads only
+    the outer lengths (Certificate, TBSCertificate, its fields) and takes the seventh
+    field (sixth without the optional version): the whole SPKI element.
+    """
+    try:
+        _tag, start, _end = _der_element(der, 0)  # Certificate
+        _tag, pos, end = _der_element(der, start)  # TBSCertificate
+        tag, _s, after = _der_element(der, pos)
+        if tag == 0xA0:  # [0] version
+            pos = after
+        for _ in range(5):  # serial, signature, issuer, validity, subject
+            _tag, _s, pos = _der_element(der, pos)
+        tag, _spki_start, spki_end = _der_element(der, pos)
+        if tag != 0x30 or spki_end > end:
+            raise ValueError("no SubjectPublicKeyInfo")
+    except (IndexError, ValueError) as exc:
+        raise TLSError(f"cannot read the server certificate's public key: {exc}") from None
+    return base64.b64encode(hashlib.sha256(der[pos:spki_end]).digest()).decode()
+
+
+def _der_element(der: bytes, pos: int) -> tuple[int, int, int]:
+    """``(tag, content start, element end)`` of the DER element at ``pos``."""
+    tag = der[pos]
+    length = der[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 0 < count <= 4:
+            raise ValueError("bad DER length")
+        length = int.from_bytes(der[pos : pos + count], "big")
+        pos += count
+    end = pos + length
+    if end > len(der):
+        raise ValueError("truncated DER")
+    return tag, pos, end
+
+
+def check_pins(
+    ssl_object: ssl.SSLObject | ssl.SSLSocket | None,
+    pins: tuple[str, ...],
+    host: str,
+    port: int,
+) -> None:
+    """Raise :class:`TLSError` unless the peer certificate's SPKI hash is one of ``pins``.
+
+    Run on every new connection, resumed ones included (a resumed session carries the
+    certificate of the handshake it came from); no certificate at all is a failure.
+    """
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    check_pins_der(der, pins, host, port)
+
+
+def check_pins_der(der: bytes | None, pins: tuple[str, ...], host: str, port: int) -> None:
+    """:func:`check_pins` for a certificate in hand (HTTP/3: aioquic's own TLS)."""
+    if not der:
+        raise TLSError(
+            f"TLS connection to {host}:{port} refused: pinned_sha256 is set but the "
+            "server presented no certificate to check"
+        )
+    seen = spki_sha256(der)
+    if seen not in pins:
+        raise TLSError(
+            f"TLS connection to {host}:{port} refused: its certificate's public key "
+            f"(SPKI sha256 {seen}) matches none of pinned_sha256; if the server changed "
+            "its key on purpose, add the new pin"
+        )
 
 
 def _cert_parts(cert: CertSpec) -> tuple[str, str | None, str | None]:
@@ -203,8 +351,32 @@ class SessionCache:
         self._sessions.clear()
 
 
-def tls_error(exc: BaseException, host: str, port: int) -> TLSError:
-    """Translate an ``ssl`` exception from a handshake into a :class:`TLSError`."""
+def tls_error(
+    exc: BaseException,
+    host: str,
+    port: int,
+    versions: tuple[str | None, str | None] = (None, None),
+) -> TLSError:
+    """Translate an ``ssl`` exception from a handshake into a :class:`TLSError`.
+
+    ``versions`` are the client's ``min_tls_version``/``max_tls_version``: when one is
+    set, a failure that is not about the certificate says it may be the cause.
+    """
+    error = _tls_error(exc, host, port)
+    low, high = versions
+    if (low or high) and not isinstance(exc, ssl.SSLCertVerificationError):
+        bounds = " and ".join(
+            f"{name}={value!r}"
+            for name, value in (("min_tls_version", low), ("max_tls_version", high))
+            if value
+        )
+        return TLSError(
+            f"{error}; {bounds} is set: the server may not speak a TLS version in that range"
+        )
+    return error
+
+
+def _tls_error(exc: BaseException, host: str, port: int) -> TLSError:
     where = f"{host}:{port}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or exc.reason or str(exc)

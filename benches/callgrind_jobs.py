@@ -9,13 +9,17 @@ process and no wire: the figure is the pipeline's and the loop's cost per job, t
 of the local engine's per-request CPU that a worker pays.
 
     python -m benches.callgrind_jobs [--loops uvloop,asyncio,uring] [--jobs 1000]
-                                     [--base 100] [--lanes 50]
+                                     [--base 100] [--lanes 50] [--option NAME=VALUE ...]
+
+``--option cookies=false --option decompress=false`` measures a client with those
+ClientConfig options (values are JSON: false, true, numbers, "strings").
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 from pathlib import Path
 
@@ -24,13 +28,13 @@ from benches.callgrind import instructions
 LOOPS = ("uvloop", "asyncio", "uring")
 
 
-def _child(loop: str, jobs: int, lanes: int, url: str) -> None:
+def _child(loop: str, jobs: int, lanes: int, url: str, options: dict[str, object]) -> None:
     from aioduct.client import Client
     from aioduct.jobs import Job
     from aioduct.runner import JobRunner, RunnerSettings, bulk_config
 
     async def main() -> None:
-        client = Client(config=bulk_config(None, {}, lanes))
+        client = Client(config=bulk_config(None, dict(options), lanes))
         runner = JobRunner(client, RunnerSettings(concurrency=lanes))
         pending = iter([Job(url=url, id=i) for i in range(200 + jobs)])
 
@@ -61,12 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1000, help="measured jobs")
     parser.add_argument("--base", type=int, default=100, help="jobs of the baseline run")
     parser.add_argument("--lanes", type=int, default=50, help="jobs in flight")
-    parser.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="NAME=VALUE", help="a client option"
+    )
+    parser.add_argument("--child", nargs=5, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        loop, jobs, lanes, url = args.child
-        _child(loop, int(jobs), int(lanes), url)
+        loop, jobs, lanes, url, options = args.child
+        _child(loop, int(jobs), int(lanes), url, json.loads(options))
         return 0
+    options = {}
+    for item in args.option:
+        name, eq, value = item.partition("=")
+        if not eq:
+            parser.error(f"--option takes NAME=VALUE, not {item!r}")
+        options[name] = json.loads(value)
     from aioduct.testing.nginx import Nginx
 
     out = Path(tempfile.mkdtemp(prefix="aioduct-callgrind-jobs-"))
@@ -79,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             counts = []
             for jobs in (args.base, args.base + args.jobs):
                 child = ["-m", "benches.callgrind_jobs", "--child", loop, str(jobs)]
-                counts.append(instructions([*child, str(args.lanes), url], out / f"{loop}.{jobs}"))
+                child += [str(args.lanes), url, json.dumps(options)]
+                counts.append(instructions(child, out / f"{loop}.{jobs}"))
             print(f"{loop:8} {(counts[1] - counts[0]) / args.jobs / 1000:17.1f}k", flush=True)
     return 0
 

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from aioduct.testing.caddy import CADDY_MISSING_REASON, Caddy, caddy_binary
 from aioduct.testing.nginx import ExtraServer, Nginx, TLSMaterial, locations_config
+from aioduct.testing.proxies import ProxyProcess
 from benches import report
 from benches.clients import CLIENTS, DEFAULT_CLIENTS
 from benches.scenarios import (
@@ -440,6 +441,9 @@ def bench_nginx(server_cpu: int | None) -> Iterator[tuple[Origins, LoadMeter]]:
                 caddy = stack.enter_context(Caddy(workdir / "caddy", tls.files))
                 nginx_pids += _process_tree(caddy.pid)
                 urls["h3"] = urls["caddy_h2"] = caddy.url
+            proxies = stack.enter_context(_bench_proxies())
+            for proxy in proxies.values():
+                nginx_pids += _process_tree(proxy.pid)  # server side: pinned and metered
             if server_cpu is not None:
                 for pid in nginx_pids:
                     os.sched_setaffinity(pid, {server_cpu})
@@ -450,10 +454,27 @@ def bench_nginx(server_cpu: int | None) -> Iterator[tuple[Origins, LoadMeter]]:
                     for kind in kinds
                 },
                 ca_file=tls.ca_pem_path,
+                proxies={kind: proxy.url for kind, proxy in proxies.items()},
             )
             yield origins, LoadMeter(nginx_pids)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _bench_proxies() -> Iterator[dict[str, ProxyProcess]]:
+    """tinyproxy and microsocks for the proxy scenarios, where installed (else those
+    scenarios say what to install)."""
+    from aioduct.testing.proxies import MicroSocks, TinyProxy, missing_proxy_binaries
+
+    missing = missing_proxy_binaries()
+    with contextlib.ExitStack() as stack:
+        proxies: dict[str, ProxyProcess] = {}
+        if "tinyproxy" not in missing:
+            proxies["http"] = stack.enter_context(TinyProxy())
+        if "microsocks" not in missing:
+            proxies["socks5"] = stack.enter_context(MicroSocks())
+        yield proxies
 
 
 def run_scaling(opts: Options, workers: Sequence[int]) -> list[PairResult]:

@@ -50,6 +50,9 @@ class Scenario:
     one_at_a_time: bool = False
     """Bulk engines too send each request only after the previous answer (``request()``,
     not a queue of jobs): the round-trip latency a blocking caller sees."""
+    proxy: str = ""
+    """Through a local proxy: ``"http"`` (tinyproxy, a CONNECT tunnel per connection) or
+    ``"socks5"`` (microsocks, the proxy resolves the name)."""
     h3: bool = False
     """HTTP/3 (QUIC, prior knowledge) against Caddy: nginx 1.22 has no QUIC."""
     caddy: bool = False
@@ -71,6 +74,8 @@ class Scenario:
         """The report's grouping: one summary table (and geomean) per group."""
         if self.gzip:
             return "content-encoding"
+        if self.proxy:
+            return "proxy"
         return {
             "http": "HTTP/1.1",
             "h2c": "HTTP/2 (h2c)",
@@ -99,6 +104,10 @@ class Scenario:
             shape += f", {over}"
         if not self.keepalive:
             shape += ", new connection per request"
+        if self.proxy:
+            shape += {"http": ", through tinyproxy (CONNECT)", "socks5": ", through SOCKS5"}[
+                self.proxy
+            ]
         body = f" {self.body_size // 1024} KiB" if self.body_size else ""
         read = {"bytes": "read bytes", "text": "decode text", "json": "decode JSON"}[self.decode]
         if self.gzip:
@@ -129,6 +138,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("https_h2_concurrent_10", "/small", concurrency=10, http2=True, tls=True),
         Scenario("https_no_pool", "/small", keepalive=False, tls=True),
         Scenario("gzip_64k", GZIP_STATIC_PATH, gzip=True),
+        Scenario("https_proxy_connect_50", "/small", concurrency=50, tls=True, proxy="http"),
+        Scenario("https_proxy_socks5_50", "/small", concurrency=50, tls=True, proxy="socks5"),
         Scenario("h3_get", "/small", tls=True, h3=True),
         Scenario("h3_64k", "/bytes/64k", tls=True, h3=True),
         Scenario("h3_1m", "/bytes/1m", tls=True, h3=True),
@@ -158,6 +169,8 @@ class Origins:
     mirrors: Mapping[Transport, tuple[str, ...]] = field(default_factory=dict)
     ca_file: str | None = None
     """PEM file of the CA that issued the TLS origins' certificate."""
+    proxies: Mapping[str, str] = field(default_factory=dict)
+    """Proxy URLs by kind (``"http"``, ``"socks5"``) for the proxy scenarios."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +204,8 @@ class Target:
     gzip: bool = False
     """Send ``Accept-Encoding: gzip``; the payload returned must be the decoded body."""
     one_at_a_time: bool = False
+    proxy_url: str | None = None
+    """Send every request through this proxy (``http://`` or ``socks5h://``)."""
     h3: bool = False
     """HTTP/3 with prior knowledge (QUIC) to the URL's origin."""
 
@@ -270,6 +285,14 @@ def reference_target(scenario: Scenario, origins: Origins | str) -> Target:
         raise ValueError(f"scenario {scenario.name} needs the {transport} origin")
     if scenario.tls and origins.ca_file is None:
         raise ValueError(f"scenario {scenario.name} needs the CA file of the TLS origins")
+    proxy_url = None
+    if scenario.proxy:
+        proxy_url = origins.proxies.get(scenario.proxy)
+        if proxy_url is None:
+            raise ValueError(
+                f"scenario {scenario.name} needs a local {scenario.proxy} proxy: install "
+                "tinyproxy and microsocks (scripts/setup as root)"
+            )
     plain = origins.urls["http"].rstrip("/") + scenario.path
     body_out = b"x" * scenario.body_size if scenario.body_size else None
     resp, raw = _fetch(plain, scenario.method, body_out)
@@ -286,6 +309,7 @@ def reference_target(scenario: Scenario, origins: Origins | str) -> Target:
         ca_file=origins.ca_file if scenario.tls else None,
         gzip=scenario.gzip,
         one_at_a_time=scenario.one_at_a_time,
+        proxy_url=proxy_url,
         h3=scenario.h3,
         body_size=scenario.body_size,
         decode=scenario.decode,

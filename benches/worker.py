@@ -35,6 +35,8 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     reason = unsupported(target) if unsupported else None
     if target.h3 and not getattr(module, "HTTP3", False):
         reason = "no HTTP/3 in this client (or adapter)"
+    if not reason and target.proxy_url and not getattr(module, "PROXIES", False):
+        reason = "proxy scenarios are wired for aioduct, aiohttp and pycurl"
     if reason:
         return {"status": "n/a", "reason": reason}
     describe = getattr(module, "describe", None)

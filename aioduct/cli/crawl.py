@@ -167,6 +167,25 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "-k", "--insecure", action="store_true", help="do not verify https certificates"
     )
     parser.add_argument(
+        "--ca-native", action="store_true", help="trust the operating system's CA store"
+    )
+    parser.add_argument(
+        "--pinnedpubkey",
+        metavar="sha256//HASH[;...]",
+        help="accept only server keys with these base64 SPKI SHA-256 hashes",
+    )
+    parser.add_argument("--tlsv1.3", dest="tls13", action="store_true", help="speak TLS 1.3 only")
+    parser.add_argument(
+        "--resolve",
+        action="append",
+        default=[],
+        metavar="HOST:PORT:ADDR[,ADDR]",
+        help="connect to ADDR for HOST:PORT, as curl's --resolve (repeatable)",
+    )
+    parser.add_argument(
+        "--doh-url", metavar="URL", help="resolve host names with DNS over HTTPS at URL"
+    )
+    parser.add_argument(
         "--http2-prior-knowledge",
         action="store_true",
         help="speak HTTP/2 to http:// URLs without negotiating (h2c)",
@@ -589,7 +608,33 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
         options["connect_timeout"] = args.connect_timeout
     if args.http2_prior_knowledge:
         options["http2_prior_knowledge"] = True
+    if args.ca_native:
+        if args.cacert is not None or args.insecure:
+            raise UsageError("--ca-native contradicts --cacert and --insecure: pick one")
+        options["verify"] = "system"
+    if args.pinnedpubkey is not None:
+        options["pinned_sha256"] = args.pinnedpubkey
+    if args.tls13:
+        options["min_tls_version"] = "1.3"
+    if args.resolve:
+        options["resolve"] = parse_resolve(args.resolve)
+    if args.doh_url is not None:
+        options["dns_over_https"] = args.doh_url
     return options
+
+
+def parse_resolve(values: list[str]) -> dict[str, str]:
+    """curl's ``--resolve HOST:PORT:ADDR[,ADDR]`` entries as the ``resolve=`` option
+    (``*`` as the port: every port; IPv6 addresses in brackets or bare)."""
+    entries: dict[str, str] = {}
+    for value in values:
+        host, sep, rest = value.partition(":")
+        port, sep2, addresses = rest.partition(":")
+        if not (sep and sep2 and host and addresses and (port == "*" or port.isdigit())):
+            raise UsageError(f"--resolve {value!r} must look like HOST:PORT:ADDRESS")
+        key = host if port == "*" else f"{host}:{port}"
+        entries[key] = ",".join(a.strip().strip("[]") for a in addresses.split(","))
+    return entries
 
 
 def build_engine(kind: str, options: dict[str, Any]) -> tuple[Any, str]:

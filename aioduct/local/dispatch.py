@@ -9,7 +9,10 @@ a job has been on too many workers that died (a job that kills its worker every 
 must not take the whole crawl down with it).
 
 Jobs are sharded by origin (``crc32`` of ``scheme://host:port``), so one host's
-connections, per-host limits and rate pacing live in one worker.
+connections, per-host limits and rate pacing live in one worker. With cookies on
+(``ClientConfig.cookies``) they are sharded by site instead -- the host's registrable
+domain by the Public Suffix List -- so every origin of a site, whose cookies are one
+set, runs on the worker that holds them (an origin still maps to a single worker).
 """
 
 from __future__ import annotations
@@ -101,6 +104,18 @@ def origin_key(url: str) -> str:
     return f"{origin.scheme}://{origin.host}:{origin.port}"
 
 
+def site_key(url: str) -> str:
+    """The registrable domain (eTLD+1) of ``url``'s host: every host whose cookies can
+    meet maps to one key (the URL itself when it does not parse)."""
+    try:
+        host = URL(url).origin.host
+    except ValueError:
+        return url
+    from ..cookies import site_of
+
+    return site_of(host)
+
+
 class Dispatcher:
     """Shards jobs over ``workers`` and tracks each one until its Result arrives."""
 
@@ -111,6 +126,7 @@ class Dispatcher:
         *,
         max_crashes: int = DEFAULT_MAX_CRASHES,
         sharding: str = "origin",
+        by_site: bool = False,
     ):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
@@ -118,6 +134,8 @@ class Dispatcher:
             raise ValueError(f"sharding must be 'origin' or 'balanced', not {sharding!r}")
         self.workers = workers
         self.balanced = sharding == "balanced"
+        #: Shard by registrable domain (cookies on), not by origin.
+        self._key = site_key if by_site else origin_key
         self.window = window
         self.max_crashes = max_crashes
         self.in_flight: list[dict[int, InFlight]] = [{} for _ in range(workers)]
@@ -142,7 +160,7 @@ class Dispatcher:
         if shard is None:
             if len(self._shards) >= _SHARD_CACHE:
                 self._shards.clear()
-            shard = self._shards[prefix] = zlib.crc32(origin_key(url).encode()) % self.workers
+            shard = self._shards[prefix] = zlib.crc32(self._key(url).encode()) % self.workers
         return shard
 
     def has_room(self, worker: int) -> bool:

@@ -174,8 +174,10 @@ class LocalEngine(BulkEngine):
     nothing, not even its heartbeat, for this long is killed and replaced, its jobs resent;
     ``None`` disables it), ``pin`` (pin each worker to one CPU), ``sharding``
     (``"origin"``, default: a host's jobs all run on one worker, where its connections
-    and per-host limits live; ``"balanced"``: each job to the least busy worker, for a
-    few hosts and many cores, without per-host limits), ``shm_size`` (bytes of shared
+    and per-host limits live -- with cookies on, a site's: every host under one
+    registrable domain, so its cookies are one jar's; ``"balanced"``: each job to the
+    least busy worker, for a few hosts and many cores, without per-host limits; each
+    worker's jar then sees only its share of a site's responses), ``shm_size`` (bytes of shared
     memory per worker for bodies of at least ``shm_threshold`` bytes; 0: every body
     travels through the worker's socket), and ``loop``: ``"uring"`` (default; raises
     :class:`~aioduct.EngineUnavailable` saying why where io_uring is unusable) or
@@ -247,7 +249,11 @@ class LocalEngine(BulkEngine):
                 "are spread over workers that do not share their per-host state"
             )
         self._dispatcher = Dispatcher(
-            workers, concurrency * _WINDOW_FACTOR, max_crashes=max_crashes, sharding=sharding
+            workers,
+            concurrency * _WINDOW_FACTOR,
+            max_crashes=max_crashes,
+            sharding=sharding,
+            by_site=config.cookies,
         )
         self._slots = [
             _Slot(i, cpus[i % len(cpus)] if pin else None, self._dispatcher.outboxes[i])

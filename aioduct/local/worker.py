@@ -134,7 +134,10 @@ class _Worker:
 
         self.hello = hello
         self.loop_kind = loop_kind
-        self.client = Client(config=hello.config)
+        config = hello.config
+        if config.cache is not None:  # each worker has its own store
+            config = config.replace(cache=config.cache.for_worker(hello.worker))
+        self.client = Client(config=config)
         self.runner = JobRunner(self.client, hello.settings, worker=hello.worker)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.out = bytearray()

@@ -380,6 +380,13 @@ class BlockingRuntime:
             if exc.errno == errno.ETIMEDOUT and deadline is not None:
                 raise Expired() from None
             raise
+        return self.adopt_socket(sock, keepalive=keepalive)
+
+    def adopt_socket(
+        self, sock: socket.socket, *, keepalive: float | None = None
+    ) -> BlockingStream:
+        """A stream over a connected socket (the winner of a happy eyeballs race,
+        :func:`aioduct.eyeballs.race_sockets`)."""
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if keepalive is not None:
             from .asyncio import _set_keepalive

@@ -15,6 +15,8 @@ from benches.clients.aioduct_common import client_options, unsupported_reason
 from benches.harness import Fetched, SyncFetch
 from benches.scenarios import Target
 
+#: Runs the proxy scenarios (target.proxy_url).
+PROXIES = True
 #: The h3_* scenarios run with this adapter (HTTP/3 with prior knowledge).
 HTTP3 = True
 

@@ -34,6 +34,8 @@ def tls_gzip_options(target: Target) -> dict[str, Any]:
     if target.gzip:
         options["headers"] = target.headers
         options["decompress"] = True
+    if target.proxy_url:
+        options["proxy"] = target.proxy_url
     return options
 
 

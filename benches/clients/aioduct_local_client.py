@@ -28,6 +28,8 @@ from benches.harness import check as check_response
 from benches.harness import check_first as check_first_response
 from benches.scenarios import Target
 
+#: Runs the proxy scenarios (target.proxy_url).
+PROXIES = True
 #: The h3_* scenarios run with this adapter (HTTP/3 with prior knowledge).
 HTTP3 = True
 
@@ -81,6 +83,9 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
         options.update(tls_gzip_options(target))
         if target.h2c:  # the h2c scenarios: nginx's cleartext HTTP/2 listener
             options["http2_prior_knowledge"] = True
+        # The mirrors are ports of 127.0.0.1 standing in for many sites; with cookies on
+        # they would be one site, sharded to one worker (a site's cookies live in one).
+        options["cookies"] = False
         urls, busy = spread_urls(target, count)
         if busy < count:
             print(f"aioduct-local: only {busy} of {count} workers own an origin", flush=True)

@@ -14,8 +14,13 @@ import aiohttp
 from benches.harness import AsyncFetch, Fetched
 from benches.scenarios import Target
 
+#: Runs the proxy scenarios (target.proxy_url).
+PROXIES = True
+
 
 def unsupported(target: Target) -> str | None:
+    if target.proxy_url and not target.proxy_url.startswith("http://"):
+        return "no SOCKS in aiohttp (it needs the aiohttp-socks package)"
     return "no HTTP/2 in aiohttp" if target.http2 else None
 
 
@@ -27,7 +32,9 @@ async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
         force_close=not target.keepalive,
         ssl=target.ssl_context() if target.tls else True,
     )
-    async with aiohttp.ClientSession(connector=connector, headers=target.headers) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, headers=target.headers, proxy=target.proxy_url
+    ) as session:
         url, body = target.url, target.body
 
         if target.method == "POST":

@@ -27,6 +27,9 @@ import pycurl  # type: ignore[import-untyped]
 from benches.harness import BadResponse, Fetched, SyncFetch, Tally, ThreadLoop, check, check_first
 from benches.scenarios import Target
 
+#: Runs the proxy scenarios (target.proxy_url).
+PROXIES = True
+
 
 def describe() -> str:
     return str(pycurl.version)
@@ -64,6 +67,8 @@ def _handle(target: Target) -> pycurl.Curl:
         c.setopt(pycurl.PIPEWAIT, 1)
     if target.gzip:
         c.setopt(pycurl.ACCEPT_ENCODING, "gzip")
+    if target.proxy_url:
+        c.setopt(pycurl.PROXY, target.proxy_url)  # libcurl reads http:// and socks5h://
     if not target.keepalive:
         # no_pool: libcurl's own switches; the handle is reused, its connections are not.
         c.setopt(pycurl.FORBID_REUSE, 1)

@@ -64,7 +64,7 @@ def test_every_url_gets_one_result_line(engine: str, origin: OriginProcess, tmp_
     assert by_id[301]["error"]["kind"] == "ConnectError"
     workers = {by_id[i]["worker"] for i in range(300)}  # the pages' lines, not the first 300
     # local: each origin on the worker its (random) port hashes to
-    shard = Dispatcher(2, window=1).shard
+    shard = Dispatcher(2, window=1, by_site=True).shard  # cookies on: by site
     assert workers == ({-1} if engine == "send" else {shard(Job(url=u)) for u in urls[:300]})
     assert "302 results" in ran.stderr and "2 errors" in ran.stderr
 

@@ -26,7 +26,6 @@ UNKNOWN = [
     ({"param": {"q": "1"}}, "'param' (did you mean 'params'?)"),
     ({"header": {"X": "1"}}, "'header' (did you mean 'headers'?)"),
     ({"jsn": {"a": 1}}, "'jsn' (did you mean 'json'?)"),
-    ({"cookies": {"a": "1"}}, "'cookies': aioduct has no cookie jar yet"),
     ({"file": {"f": b"x"}}, "'file' (did you mean 'files'?)"),
     ({"verify": False}, "'verify': verify is a client option; set it on the client"),
     ({"allow_redirects": False}, "'allow_redirects': aioduct calls it follow_redirects="),

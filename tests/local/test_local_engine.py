@@ -40,7 +40,7 @@ def test_map_accounts_for_every_job_across_many_origins(
         workers_of.setdefault(r.url.split("/item/")[0], set()).add(r.worker)
     assert all(len(w) == 1 for w in workers_of.values())
     # ... the worker its origin hashes to (ports are random: do not assume both are hit)
-    shard = Dispatcher(2, window=1).shard
+    shard = Dispatcher(2, window=1, by_site=True).shard  # cookies on: by site
     assert {o: ws.pop() for o, ws in workers_of.items()} == {
         o: shard(Job(url=o + "/")) for o in workers_of
     }

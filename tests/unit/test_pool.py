@@ -10,9 +10,10 @@ import pytest
 import aioduct
 from aioduct import ClientClosed, PoolTimeout
 from aioduct.pool import ConnectionPool, PoolKey
+from aioduct.url import Origin
 
-A = PoolKey("http", "a.test", 80)
-B = PoolKey("http", "b.test", 80)
+A = Origin("http", "a.test", 80)
+B = Origin("http", "b.test", 80)
 
 
 class FakeConn:
