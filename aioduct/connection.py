@@ -242,18 +242,19 @@ class HTTP11Connection:
         """
         codec, stream = self.codec, self.stream
         headers = request.headers.raw()
+        target = request.url.target
+        if self.forward is not None:
+            target, headers = self._forward_form(request, headers)
         content = request.content
         try:
             if request.stream is None:
                 assert content is not None
                 if "content-length" not in request.headers:
                     headers = [*headers, ("Content-Length", str(len(content)))]
-                head = codec.encode_request(request.method, request.url.target, headers)
+                head = codec.encode_request(request.method, target, headers)
             else:
                 chunked = "content-length" not in request.headers
-                head = codec.encode_request(
-                    request.method, request.url.target, headers, chunked=chunked
-                )
+                head = codec.encode_request(request.method, target, headers, chunked=chunked)
             stream.write(head)
             await stream.drain(deadlines.for_write())
         except Expired:

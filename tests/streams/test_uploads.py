@@ -433,3 +433,17 @@ def test_expect_header_set_by_hand_is_honoured(script_server: ScriptServer) -> N
             script_server.url + "/up", content=body(), headers={"Expect": "100-continue"}
         )
     assert (r.status, sent) == (401, [])
+
+
+def test_expect_continue_through_a_forwarding_proxy(script_server: ScriptServer) -> None:
+    """The expecting path sends the absolute-form target a forwarding proxy needs."""
+
+    @script_server.route("http://origin.test/up", read_body=False)
+    async def up(conn: Conn, req: ServerRequest) -> None:
+        body = await conn.read_body()
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    with aioduct.BlockingClient(proxy=script_server.url, expect_continue=True) as client:
+        r = client.post("http://origin.test/up", content=b"via proxy")
+    assert r.content == b"via proxy"
+    assert script_server.requests[0].target == "http://origin.test/up"
