@@ -17,9 +17,11 @@ from .auth import BasicAuth, BearerAuth
 from .client import BlockingClient, Client, run
 from .config import CacheConfig, ClientConfig, Http2Config, Http3Config, Timeout
 from .cookies import Cookie, CookieJar
+from .digest import DigestAuth
 from .dns import DoHResolver, DoTResolver, Resolver, SystemResolver
 from .errors import (
     AioductError,
+    AuthError,
     BodyTooLarge,
     ClientClosed,
     ConnectError,
@@ -47,6 +49,7 @@ from .errors import (
     WriteTimeout,
 )
 from .headers import Headers
+from .hsts import HSTSStore
 from .jobs import Job, JobError, Result
 from .layers import Layer
 from .limits import RateLimit
@@ -98,6 +101,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "URL",
     "AioductError",
+    "AuthError",
     "BasicAuth",
     "BearerAuth",
     "BlockingClient",
@@ -112,11 +116,13 @@ __all__ = [
     "Cookie",
     "CookieJar",
     "DecodeError",
+    "DigestAuth",
     "DoHResolver",
     "DoTResolver",
     "EngineStats",
     "EngineUnavailable",
     "EventSource",
+    "HSTSStore",
     "Headers",
     "Http2Config",
     "Http3Config",

@@ -1,18 +1,41 @@
-"""Authentication helpers that set a header: HTTP Basic (RFC 7617) and Bearer (RFC 6750).
+"""Authentication: credentials that set a header, and credentials that talk.
 
-Credentials are attached to the request they were given for; the redirect rules strip
-``Authorization`` when a hop leaves the origin, so they never leak to another host.
-Challenge-response schemes (Digest) arrive with the middleware layer.
+Two kinds of object go where ``auth=`` goes (a client, or one request):
+
+* header auth -- anything with ``apply(headers)``: :class:`BasicAuth` (RFC 7617),
+  :class:`BearerAuth` (RFC 6750), ``(user, password)``. It is applied when the request
+  is built; the redirect rules strip ``Authorization`` when a hop leaves the origin.
+* challenge auth -- a layer, ``async (request, call_next) -> Response``, such as
+  :class:`~aioduct.DigestAuth`: it rides on the request (``Request.auth``) and
+  :class:`AuthLayer` runs it around each hop on the request's origin (a redirect to
+  another origin drops it, as it drops the header).
+
+:class:`AuthLayer` also fills in ``.netrc`` credentials (:mod:`aioduct.netrc`) for hops
+that carry none.
 """
 
 from __future__ import annotations
 
 import base64
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Final, Protocol, Union, runtime_checkable
 
 from .headers import Headers
 
-__all__ = ["Auth", "AuthTypes", "BasicAuth", "BearerAuth", "resolve_auth"]
+if TYPE_CHECKING:
+    from .layers import Layer, Next
+    from .models import Request, Response
+    from .netrc import Netrc
+
+__all__ = [
+    "Auth",
+    "AuthLayer",
+    "AuthTypes",
+    "BasicAuth",
+    "BearerAuth",
+    "resolve_auth",
+    "with_request_auth",
+]
 
 
 @runtime_checkable
@@ -58,13 +81,81 @@ class BearerAuth:
         return "BearerAuth('[secure]')"
 
 
-AuthTypes = tuple[str, str] | Auth
+AuthTypes = Union[tuple[str, str], Auth, "Layer"]
 
 
-def resolve_auth(auth: AuthTypes | None) -> Auth | None:
-    """Accept ``(user, password)`` as shorthand for :class:`BasicAuth`."""
-    if auth is None or isinstance(auth, Auth):
-        return auth
+def resolve_auth(auth: Any) -> Auth | Layer | None:
+    """Accept ``(user, password)`` as shorthand for :class:`BasicAuth`; header auth and
+    challenge auth (a layer, e.g. DigestAuth) pass through."""
+    if auth is None or hasattr(auth, "apply"):
+        return auth  # type: ignore[no-any-return]
     if isinstance(auth, tuple) and len(auth) == 2:
         return BasicAuth(*auth)
-    raise TypeError(f"auth must be (user, password), BasicAuth or BearerAuth, not {auth!r}")
+    if callable(auth):
+        return auth  # type: ignore[no-any-return]
+    raise TypeError(
+        f"auth must be (user, password), BasicAuth, BearerAuth, DigestAuth or another "
+        f"auth layer, not {auth!r}"
+    )
+
+
+class AuthLayer:
+    """The innermost layer: runs a request's challenge auth (Digest) around its hop, or
+    gives a hop without credentials those of its host in ``.netrc``."""
+
+    __slots__ = ("netrc",)
+
+    def __init__(self, netrc: Netrc | None = None) -> None:
+        self.netrc = netrc
+
+    def __call__(self, request: Request, call_next: Next) -> Awaitable[Response]:
+        # Not a coroutine: it only picks what to await, so it adds no frame to the chain.
+        flow = request.auth
+        if flow is not None:
+            return flow(request, call_next)
+        return call_next(self.prepare(request))
+
+    def prepare(self, request: Request) -> Request:
+        """The inline form (:class:`~aioduct.layers.HopHooks`): ``request`` with the
+        netrc credentials of its host, if it carries none of its own."""
+        netrc = self.netrc
+        if netrc is not None and request.auth is None and "authorization" not in request.headers:
+            credentials = netrc.lookup(request.url.host)
+            if credentials is not None:
+                return _with_header_auth(request, credentials)
+        return request
+
+    def observe(self, sent: Request, response: Response) -> None:
+        """Nothing to learn from a response (challenges are the Digest layer's)."""
+
+
+#: Runs requests' own challenge auth, for clients without a netrc AuthLayer.
+REQUEST_AUTH: Final = AuthLayer()
+
+
+def with_request_auth(layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
+    """``layers`` with an :class:`AuthLayer` in its place (after middleware, before rate
+    limits; last in a plain tuple), for a request that carries challenge auth: it runs
+    it on each hop that still carries it, those of its origin."""
+    for layer in layers:
+        if type(layer) is AuthLayer:
+            return layers
+    index = getattr(layers, "auth_index", len(layers))
+    return (*layers[:index], REQUEST_AUTH, *layers[index:])
+
+
+def _with_header_auth(request: Request, auth: Auth) -> Request:
+    """A copy of ``request`` with ``auth`` applied (the caller's request stays as is)."""
+    from .models import Request
+
+    headers = Headers(request.headers)
+    auth.apply(headers)
+    return Request(
+        request.method,
+        request.url,
+        headers=headers,
+        content=request.content,
+        stream=request.stream,
+        version=request.version,
+        protocol=request.protocol,
+    )

@@ -46,12 +46,14 @@ from .dns import Resolver
 from .engine import _UNSET, Engine
 from .errors import ClientClosed, InvalidURL
 from .headers import Headers, HeadersLike
-from .layers import Layer, build_layers
+from .hsts import HSTSStore, hsts_store_of
+from .layers import Layer, build_layers, close_layers
 from .middleware import split_middleware
 from .models import Request, Response
 from .redirects import RedirectPolicy
 from .url import URL, QueryParams, encode_params
 from .validation import check_request
+from .well_known import well_known_url
 
 if TYPE_CHECKING:
     # Imported where used: programs that never upload a file or read events do not load
@@ -264,20 +266,22 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             from .local.sender import LocalSender
 
             self._engine = LocalSender(config, workers=workers)
+            self._layers: tuple[object, ...] = self._engine.parent_layers
         else:
             if workers is not None:
                 raise TypeError("workers= applies to engine='local' (or 'auto') only")
+            self._layers = build_layers(
+                config,
+                cookies=jar,
+                middleware=middleware if middleware_objects else None,
+                event_hooks=event_hooks,
+                cache=cache_object,
+            )
             self._engine = Engine(
                 config,
                 ssl_context=ssl_context,
                 redirect_policy=redirect_policy,
-                layers=build_layers(
-                    config,
-                    cookies=jar,
-                    middleware=middleware if middleware_objects else None,
-                    event_hooks=event_hooks,
-                    cache=cache_object,
-                ),
+                layers=self._layers,
                 resolver=resolver,
             )
         self.engine = self._engine.name
@@ -345,8 +349,10 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             default_auth = auth_from_url or self._auth
             if default_auth is None:
                 return Request._prechecked(method, target, headers)
-            default_auth.apply(headers)
-            return Request(method, target, headers=headers)
+            if hasattr(default_auth, "apply"):
+                default_auth.apply(headers)
+                return Request(method, target, headers=headers)
+            return Request(method, target, headers=headers, auth=default_auth)
         params = options.get("params")
         if params:
             target = target.with_params(params)
@@ -363,8 +369,11 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         ):
             expect = self._expect_continue(options, headers)
         auth = resolve_auth(options.get("auth")) or auth_from_url or self._auth
-        if auth is not None:
-            auth.apply(headers)
+        flow = None
+        if hasattr(auth, "apply"):
+            auth.apply(headers)  # type: ignore[union-attr]
+        else:
+            flow = auth  # challenge auth (Digest): runs around each hop of its origin
         return Request(
             method,
             target,
@@ -374,6 +383,7 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             version=options.get("version"),
             protocol=options.get("protocol"),
             expect_continue=expect or None,
+            auth=flow,
         )
 
     def _expect_continue(self, options: RequestOptions, headers: Headers) -> bool:
@@ -580,12 +590,30 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         return self._closed
 
     async def aclose(self) -> None:
-        """Close pooled connections (local engine: stop its workers).
+        """Close pooled connections (local engine: stop its workers) and save the HSTS
+        file, if any.
 
         In-flight requests of the send engine finish on their own connections.
         """
+        if not self._closed:
+            close_layers(self._layers)
         self._closed = True
         await self._engine.aclose()
+
+    @property
+    def hsts_store(self) -> HSTSStore | None:
+        """The client's known HSTS hosts (``None`` with ``hsts=False``)."""
+        return hsts_store_of(self._layers)
+
+    async def well_known(
+        self, origin: URL | str, name: str, **options: Unpack[RequestOptions]
+    ) -> Response:
+        """``GET origin/.well-known/NAME`` (RFC 8615), e.g. ``"security.txt"``.
+
+        ``origin`` is a URL whose path is ignored; ``name`` a single path segment
+        (``"openid-configuration"``, ``"acme-challenge/TOKEN"`` is refused).
+        """
+        return await self.get(well_known_url(origin, name), **options)
 
     async def __aenter__(self) -> Client:
         return self
@@ -871,8 +899,21 @@ class BlockingClient(HTTPMethods[Response]):
         finally:
             run_sync(source.aclose())
 
+    @property
+    def hsts_store(self) -> HSTSStore | None:
+        """The client's known HSTS hosts (``None`` with ``hsts=False``)."""
+        return self._client.hsts_store
+
+    def well_known(
+        self, origin: URL | str, name: str, **options: Unpack[RequestOptions]
+    ) -> Response:
+        """``GET origin/.well-known/NAME`` (RFC 8615); see :meth:`Client.well_known`."""
+        return self.get(well_known_url(origin, name), **options)
+
     def close(self) -> None:
         with self._lock:
+            if not self._closed and self._portal is None:
+                close_layers(self._client._layers)
             self._closed = True
             engines = list(self._engines)
             self._engines.clear()

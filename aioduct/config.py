@@ -404,7 +404,9 @@ class ClientConfig(
     """With ``verify=True``, trust the CA roots named by ``SSL_CERT_FILE``,
     ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (the first set); and
     without ``proxy``/``proxies``, use the proxies named by ``HTTP_PROXY``,
-    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read when the client is built)."""
+    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read when the client is built); and
+    send the ``.netrc`` credentials (``$NETRC`` or ``~/.netrc``) of each hop's host to
+    hops that carry none (see docs/authentication.md)."""
     tls_session_cache: bool = True
     """Resume TLS sessions: a new connection to a server offers the session (ticket) of
     an earlier one, which saves the full handshake. Kept per client, per TLS settings."""
@@ -440,6 +442,16 @@ class ClientConfig(
     proxies: tuple[tuple[str, str], ...] = ()
     """Proxies per scheme: ``{"http": url, "https": url, "all": url, "no_proxy": "..."}``
     (``None``: direct). Given ``proxy`` or ``proxies``, the environment is not read."""
+
+    # -- HSTS (RFC 6797) ------------------------------------------------------------------
+    hsts: bool = True
+    """Remember hosts that answer https with ``Strict-Transport-Security`` and send
+    later ``http://`` requests to them over https (see docs/hsts.md)."""
+    hsts_file: str | None = None
+    """Keep the HSTS hosts in this file (curl's format): read at start, written when
+    they change and when the client closes; ``None`` keeps them in memory."""
+    hsts_preload: tuple[str, ...] = ()
+    """Hosts upgraded to https from the start, with their subdomains."""
 
     # -- limits ----------------------------------------------------------------------------
     max_response_head_bytes: int = 65536
@@ -479,6 +491,15 @@ class ClientConfig(
             check_fields(headers)  # sent with every request: checked once, here
         except LocalProtocolError as exc:
             raise ValueError(f"invalid headers option: {exc}") from None
+        if not isinstance(self.hsts_preload, tuple):
+            if isinstance(self.hsts_preload, str):
+                raise TypeError("hsts_preload takes a list of host names, not one string")
+            msgspec.structs.force_setattr(self, "hsts_preload", tuple(self.hsts_preload))
+        if self.hsts_preload:
+            from .hsts import _preload_host
+
+            for host in self.hsts_preload:
+                _preload_host(host)  # a ValueError naming what is not a host name
         if isinstance(self.cert, list):
             msgspec.structs.force_setattr(self, "cert", tuple(self.cert))
         if isinstance(self.cert, tuple) and len(self.cert) not in (2, 3):

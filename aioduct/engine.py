@@ -24,6 +24,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from .altsvc import AltSvcCache, AltSvcLayer
+from .auth import with_request_auth
 from .bodies import is_replayable
 from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
@@ -227,9 +228,11 @@ class Engine:
         # max_download_speed paces body reads (a layer): the transport streams every
         # body, and a buffered one is read below, through the pacing reader.
         wire_stream = stream or cfg.max_download_speed is not None
+        layers, hooks = self._layers, self._hooks
+        if request.auth is not None:  # challenge auth (Digest) runs in the chain
+            layers, hooks = with_request_auth(layers), None
         while True:
             try:
-                hooks = self._hooks
                 if hooks is not None:
                     sent = request
                     for prepare in hooks[0]:
@@ -238,9 +241,9 @@ class Engine:
                     for observe in hooks[1]:
                         observe(sent, response)
                     response.request = request  # what prepare() added was for this hop
-                elif self._layers:
+                elif layers:
                     response = await run_layers(
-                        self._layers,
+                        layers,
                         request,
                         lambda r: self._send_once(r, deadlines, pool, wire_stream),
                         new_hop(runtime, deadlines, wire_stream),
@@ -892,6 +895,7 @@ def _without_expect(request: Request) -> Request:
         stream=request.stream,
         version=request.version,
         protocol=request.protocol,
+        auth=request.auth,
         expect_continue=False,
     )
 

@@ -18,6 +18,7 @@ The tree is shaped by what a caller can *do* about an error::
     │   ├── ConnectTimeout  ReadTimeout  WriteTimeout  PoolTimeout  TotalTimeout
     ├── RedirectError              a redirect could not be followed
     │   └── TooManyRedirects       ... because the chain exceeded max_redirects
+    ├── AuthError                  an authentication exchange could not be completed
     ├── StatusError                raise_for_status() on a 4xx/5xx response
     ├── DecodeError                the body could not be decoded (charset, JSON, encoding)
     ├── BodyTooLarge               a body exceeded the configured limit
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AioductError",
+    "AuthError",
     "BodyTooLarge",
     "ClientClosed",
     "ConnectError",
@@ -221,6 +223,11 @@ class TooManyRedirects(RedirectError):
     def __init__(self, message: str, *, history: list[Response], **kw: Any):
         super().__init__(message, **kw)
         self.history = history
+
+
+class AuthError(AioductError):
+    """An authentication exchange (a Digest challenge) could not be completed, e.g.
+    because the request body was a one-shot stream that cannot be sent again."""
 
 
 class StatusError(AioductError):

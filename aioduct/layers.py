@@ -48,9 +48,11 @@ __all__ = [
     "Hop",
     "HopHooks",
     "Layer",
+    "Layers",
     "Link",
     "Next",
     "build_layers",
+    "close_layers",
     "inline_hooks",
     "new_hop",
     "run_layers",
@@ -62,9 +64,13 @@ Next = Callable[["Request"], Awaitable["Response"]]
 
 @runtime_checkable
 class Layer(Protocol):
-    """One policy around a send (see the module docstring)."""
+    """One policy around a send (see the module docstring).
 
-    async def __call__(self, request: Request, call_next: Next) -> Response: ...
+    Usually an ``async def``; a plain ``def`` that returns ``call_next(request)`` (or
+    another awaitable) is one too, and costs no coroutine when it has nothing to do.
+    """
+
+    def __call__(self, request: Request, call_next: Next) -> Awaitable[Response]: ...
 
 
 @runtime_checkable
@@ -181,48 +187,82 @@ def build_layers(config: ClientConfig, **objects: Any) -> tuple[Layer, ...]:
     9. bandwidth: paces the reading of each body (innermost: it wraps the body reader
        the transport returns).
 
-    A layer exists only when configured: the default client has the cookie jar alone
-    (``cookies=True``), which the engine runs inline (:class:`HopHooks`).
+    A layer exists only when configured: the default client has HSTS (``hsts=True``)
+    and the cookie jar (``cookies=True``), both of which the engine runs inline
+    (:class:`HopHooks`), as it does the netrc auth layer.
     """
-    layers: list[Layer] = []
+    head: list[Layer] = []
+    if config.hsts:  # on by default (the one layer the default client has)
+        from .hsts import HSTSLayer, store_for
+
+        head.append(HSTSLayer(store_for(config), learn=config.verify_certificates))
     if config.retry is not None:
         from .retries import RetryLayer
 
-        layers.append(RetryLayer(config.retry))
+        head.append(RetryLayer(config.retry))
     middleware = objects.get("middleware")
     if middleware is None and config.middleware:
         middleware = config.middleware
     if middleware:
         from .middleware import resolve_middleware
 
-        layers.extend(resolve_middleware(middleware))
+        head.extend(resolve_middleware(middleware))
     hooks = objects.get("event_hooks")
     if hooks:
         from .middleware import EventHooks
 
         event_hooks = EventHooks(hooks)
         if event_hooks:
-            layers.append(event_hooks)
+            head.append(event_hooks)
     if config.cache is not None:  # 4. the HTTP cache
         from .cache import Cache, CacheLayer
 
         cache = objects.get("cache")
-        layers.append(CacheLayer(cache if cache is not None else Cache.from_config(config.cache)))
+        head.append(CacheLayer(cache if cache is not None else Cache.from_config(config.cache)))
     jar = objects.get("cookies")
     if jar is not None or config.cookies:
         from .cookies import CookieJar, CookieLayer
 
-        layers.append(CookieLayer(jar if jar is not None else CookieJar()))
+        head.append(CookieLayer(jar if jar is not None else CookieJar()))
+    from .netrc import load_netrc
+
+    netrc = load_netrc() if config.trust_env else None
+    if netrc is not None:
+        from .auth import AuthLayer
+
+        head.append(AuthLayer(netrc))
+    auth_index = len(head)  # where a request's own challenge auth goes (with_request_auth)
+    tail: list[Layer] = []
     if config.rate_limit is not None:
         from .limits import RateLimitLayer
 
-        layers.append(RateLimitLayer(config.rate_limit))
+        tail.append(RateLimitLayer(config.rate_limit))
     if config.http3:
         from .altsvc import AltSvcCache, AltSvcLayer
 
-        layers.append(AltSvcLayer(AltSvcCache(config.alt_svc_file)))
+        tail.append(AltSvcLayer(AltSvcCache(config.alt_svc_file)))
     if config.max_download_speed is not None:
         from .limits import BandwidthLayer
 
-        layers.append(BandwidthLayer(config.max_download_speed))
-    return tuple(layers)
+        tail.append(BandwidthLayer(config.max_download_speed))
+    return Layers((*head, *tail), auth_index)
+
+
+class Layers(tuple["Layer", ...]):
+    """A client's layers, and the place among them of authentication (6. above), where
+    :func:`~aioduct.auth.with_request_auth` puts a request's own Digest auth."""
+
+    auth_index: int
+
+    def __new__(cls, layers: Sequence[Layer], auth_index: int) -> Layers:
+        self = super().__new__(cls, layers)
+        self.auth_index = auth_index
+        return self
+
+
+def close_layers(layers: Sequence[object]) -> None:
+    """Let the layers that keep state on disk (the HSTS file) save it: the client closes."""
+    for layer in layers:
+        close = getattr(layer, "close", None)
+        if close is not None:
+            close()

@@ -27,6 +27,7 @@ from .url import URL
 from .validation import check_request
 
 if TYPE_CHECKING:
+    from .layers import Layer
     from .problem import Problem
     from .sse import ServerSentEvent
     from .upgrade import Upgraded
@@ -74,6 +75,7 @@ class Request:
     """
 
     __slots__ = (
+        "auth",
         "content",
         "expect_continue",
         "headers",
@@ -95,9 +97,13 @@ class Request:
         version: str | None = None,
         protocol: str | None = None,
         expect_continue: bool | None = None,
+        auth: Layer | None = None,
     ) -> None:
         self.method = method
         self.url = url if type(url) is URL else URL(url)
+        #: Authentication that answers challenges (a layer such as
+        #: :class:`~aioduct.DigestAuth`), run for this request's hops on its origin.
+        self.auth = auth
         self.headers = headers if headers is not None else Headers()
         self.content = content
         self.stream = stream
@@ -132,7 +138,8 @@ class Request:
         self.method = method
         self.url = url
         self.headers = headers
-        self.content = self.stream = self.version = self.protocol = self.expect_continue = None
+        self.content = self.stream = self.version = self.protocol = None
+        self.auth = self.expect_continue = None
         return self
 
     def __repr__(self) -> str:

@@ -86,7 +86,9 @@ def next_request(
             "follow_redirects=False to handle the redirect yourself"
         )
 
+    auth = request.auth  # a challenge-answering auth (Digest) stays on its origin too
     if target.origin != request.url.origin:
+        auth = None
         for name in _CREDENTIAL_HEADERS:
             headers.pop(name, None)
     headers["Host"] = target.host_header
@@ -99,5 +101,11 @@ def next_request(
     if not expect:
         headers.pop("expect", None)
     return Request(
-        method, target, headers=headers, content=content, stream=stream, expect_continue=expect
+        method,
+        target,
+        headers=headers,
+        content=content,
+        stream=stream,
+        auth=auth,
+        expect_continue=expect,
     )
