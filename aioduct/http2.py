@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
+from functools import partial
 from time import perf_counter
 from typing import Any, Final, Literal
 
@@ -132,6 +133,50 @@ class H2Exchange:
         #: An extended-CONNECT tunnel: each side ends on its own (no reset at the
         #: server's end of stream while we may still send).
         self.tunnel = False
+
+    @classmethod
+    def opened(
+        cls, conn: Any, stream_id: int, deadlines: Deadlines, collect: int | None
+    ) -> H2Exchange:
+        """The exchange of a stream just opened on ``conn`` (HTTP/2, or HTTP/3 through
+        its adapter), registered there; ``collect`` as for ``send``."""
+        exchange = cls(conn, stream_id, deadlines)
+        if collect is not None:
+            exchange.collecting = True
+            if collect >= 0:
+                exchange.limit = collect
+        conn.exchanges[stream_id] = exchange
+        return exchange
+
+    async def transmit(
+        self,
+        content: bytes | None,
+        body: AsyncIterable[bytes] | None,
+        wait: Callable[[], Awaitable[None]] | None = None,
+    ) -> tuple[ResponseReceived, float]:
+        """Send the request body (after ``wait``: for 100 Continue), then await the head.
+
+        On any failure the stream is reset and its slot given back; the connection is
+        left to its other streams.
+        """
+        try:
+            if wait is not None:
+                await wait()
+            if wait is not None and self.head is not None and not self.continued:
+                pass  # a final answer to Expect: 100-continue: the body is not sent
+            elif content:
+                await self.send_body(content, True)
+            elif body is not None:
+                async for chunk in body:
+                    if chunk:
+                        await self.send_body(chunk, False)
+                self.end_request()
+            sent_at = perf_counter()
+            head = await self.receive_head()
+        except BaseException:
+            self.abort()
+            raise
+        return head, sent_at
 
     # -- called by the reader task ---------------------------------------------------------
 
@@ -591,33 +636,15 @@ class HTTP2Connection:
             if self.on_change is not None:
                 self.on_change(self)
             raise
-        exchange = H2Exchange(self, stream_id, deadlines)
-        if collect is not None:
-            exchange.collecting = True
-            if collect >= 0:
-                exchange.limit = collect
-        self.exchanges[stream_id] = exchange
+        exchange = H2Exchange.opened(self, stream_id, deadlines, collect)
         if has_body:
             self.flush()
         else:
             self.flush_soon()
-        try:
-            if has_body and protocol is None and request.expect_continue:
-                await self._await_continue(exchange, deadlines)
-            if exchange.head is not None and not exchange.continued:
-                pass  # a final answer to Expect: 100-continue: the body is not sent
-            elif content:
-                await exchange.send_body(content, True)
-            elif body_stream is not None:
-                async for chunk in body_stream:
-                    if chunk:
-                        await exchange.send_body(chunk, False)
-                exchange.end_request()
-            sent_at = perf_counter()
-            head = await exchange.receive_head()
-        except BaseException:
-            exchange.abort()
-            raise
+        wait = None
+        if has_body and protocol is None and request.expect_continue:
+            wait = partial(self._await_continue, exchange, deadlines)
+        head, sent_at = await exchange.transmit(content, body_stream, wait)
         return exchange, head, sent_at
 
     async def _await_continue(self, exchange: H2Exchange, deadlines: Deadlines) -> None:
