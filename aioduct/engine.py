@@ -887,17 +887,7 @@ class Engine:
 
 def _without_expect(request: Request) -> Request:
     headers = Headers([(n, v) for n, v in request.headers.multi_items() if n.lower() != "expect"])
-    return Request(
-        request.method,
-        request.url,
-        headers=headers,
-        content=request.content,
-        stream=request.stream,
-        version=request.version,
-        protocol=request.protocol,
-        auth=request.auth,
-        expect_continue=False,
-    )
+    return request.copy_with(headers=headers, expect_continue=False)
 
 
 def _content_encoding(fields: list[tuple[str, str]]) -> list[str] | None:

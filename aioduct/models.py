@@ -127,6 +127,28 @@ class Request:
         #: The ``:protocol`` of an HTTP/2 extended CONNECT (RFC 8441), e.g. "websocket".
         self.protocol = protocol
 
+    def copy_with(
+        self, *, url: URL | None = None, headers: Headers | None = None, **fields: Any
+    ) -> Request:
+        """This request with ``url``, ``headers`` or other constructor fields replaced
+        and every other field kept (layers use it: a copy that forgets one, say the
+        body or ``auth``, sends a different request)."""
+        kept: dict[str, Any] = {
+            "content": self.content,
+            "stream": self.stream,
+            "version": self.version,
+            "protocol": self.protocol,
+            "expect_continue": self.expect_continue,
+            "auth": self.auth,
+        }
+        kept.update(fields)
+        return Request(
+            kept.pop("method", self.method),
+            self.url if url is None else url,
+            headers=self.headers if headers is None else headers,
+            **kept,
+        )
+
     @classmethod
     def _prechecked(cls, method: str, url: URL, headers: Headers) -> Request:
         """The hot-path constructor, for fields known valid already: a client's default
