@@ -69,23 +69,41 @@ from .url import URL
 
 if _typing.TYPE_CHECKING:
     from .cache import Cache
+    from .forwarded import format_forwarded, parse_forwarded
+    from .multipart import Multipart
+    from .problem import Problem
+    from .sse import EventSource, ServerSentEvent, SSEError
     from .websocket import BlockingWebSocket, WebSocket
 
+#: Exports imported on first use: programs that never touch them do not load their
+#: modules (every module's objects make each garbage collection pass longer).
+_LAZY = {
+    "Cache": "cache",
+    "EventSource": "sse",
+    "Multipart": "multipart",
+    "Problem": "problem",
+    "SSEError": "sse",
+    "ServerSentEvent": "sse",
+    "WebSocket": "websocket",  # wsproto costs ~30 ms to import
+    "BlockingWebSocket": "websocket",
+    "format_forwarded": "forwarded",
+    "parse_forwarded": "forwarded",
+}
 
-def __getattr__(name: str) -> object:
-    """``aioduct.Cache``, imported on first use: a program without a cache never loads it."""
-    if name == "Cache":
-        from .cache import Cache
 
-        globals()["Cache"] = Cache
-        return Cache
-    if name in ("WebSocket", "BlockingWebSocket"):  # wsproto costs ~30 ms to import
-        from . import websocket
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aioduct' has no attribute {name!r}")
+    import importlib
 
-        value = getattr(websocket, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'aioduct' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
@@ -114,6 +132,7 @@ __all__ = [
     "DownloadError",
     "EngineStats",
     "EngineUnavailable",
+    "EventSource",
     "HSTSStore",
     "Headers",
     "Http2Config",
@@ -124,7 +143,9 @@ __all__ = [
     "Layer",
     "LocalEngine",
     "LocalProtocolError",
+    "Multipart",
     "PoolTimeout",
+    "Problem",
     "ProcessError",
     "ProtocolError",
     "ProxyError",
@@ -139,7 +160,9 @@ __all__ = [
     "Response",
     "Result",
     "RetryConfig",
+    "SSEError",
     "SendEngine",
+    "ServerSentEvent",
     "StatusError",
     "SystemResolver",
     "TLSError",
@@ -159,9 +182,11 @@ __all__ = [
     "WriteTimeout",
     "__version__",
     "delete",
+    "format_forwarded",
     "get",
     "head",
     "options",
+    "parse_forwarded",
     "patch",
     "post",
     "put",

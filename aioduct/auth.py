@@ -146,16 +146,7 @@ def with_request_auth(layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
 
 def _with_header_auth(request: Request, auth: Auth) -> Request:
     """A copy of ``request`` with ``auth`` applied (the caller's request stays as is)."""
-    from .models import Request
 
     headers = Headers(request.headers)
     auth.apply(headers)
-    return Request(
-        request.method,
-        request.url,
-        headers=headers,
-        content=request.content,
-        stream=request.stream,
-        version=request.version,
-        protocol=request.protocol,
-    )
+    return request.copy_with(headers=headers)

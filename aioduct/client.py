@@ -21,11 +21,12 @@ from collections.abc import (
     Awaitable,
     Callable,
     Coroutine,
+    Iterable,
     Iterator,
     Mapping,
     Sequence,
 )
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
+from typing import IO, TYPE_CHECKING, Any, Final, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import msgspec
 
@@ -56,14 +57,32 @@ from .well_known import well_known_url
 
 if TYPE_CHECKING:
     from .download import Download
+
+    # Imported where used: programs that never upload a file or read events do not load
+    # these modules (fewer objects for every garbage collection pass to visit).
+    from .multipart import FileTypes
+    from .sse import BlockingEventSource, EventSource
     from .websocket import BlockingWebSocket, WebSocket
 
 __all__ = ["BlockingClient", "Client", "RequestOptions", "run"]
 
+#: client.sse() defaults (aioduct.sse.DEFAULT_MAX_EVENT_SIZE, DEFAULT_RETRY).
+_SSE_MAX_EVENT_SIZE: Final = 1 << 20
+_SSE_RETRY: Final = 3.0
+
 R = TypeVar("R")
 T = TypeVar("T")
 
-Content = bytes | bytearray | memoryview | str | AsyncIterable[bytes]
+Content = (
+    bytes
+    | bytearray
+    | memoryview
+    | str
+    | AsyncIterable[bytes]
+    | Iterable[bytes]
+    | IO[bytes]
+    | os.PathLike[str]
+)
 
 
 class RequestOptions(TypedDict, total=False):
@@ -73,7 +92,9 @@ class RequestOptions(TypedDict, total=False):
     headers: HeadersLike | None
     content: Content | None
     data: dict[str, Any] | list[tuple[str, Any]] | None
+    files: Mapping[str, FileTypes] | list[tuple[str, FileTypes]] | None
     json: Any
+    expect_continue: bool | None
     auth: AuthTypes | None
     timeout: float | Timeout | None
     follow_redirects: bool | None
@@ -88,10 +109,6 @@ REQUEST_OPTIONS: Final[frozenset[str]] = frozenset(RequestOptions.__optional_key
 #: What people coming from other clients pass, and what to do instead.
 _REQUEST_HINTS: Final = {
     "allow_redirects": "aioduct calls it follow_redirects=",
-    "files": (
-        "aioduct has no multipart encoder yet: encode the body and pass it as content= "
-        "with its Content-Type header"
-    ),
     "stream": "stream a response with 'with client.stream(method, url) as r:'",
     "body": "send bytes or str with content=, a form with data=, JSON with json=",
 }
@@ -349,6 +366,11 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         if cookies is not None:
             _add_cookies(headers, cookies)
         content, stream = self._body(options, headers)
+        expect = None
+        if (content or stream is not None) and (
+            "expect_continue" in options or extra or self.config.expect_continue
+        ):
+            expect = self._expect_continue(options, headers)
         auth = resolve_auth(options.get("auth")) or auth_from_url or self._auth
         flow = None
         if hasattr(auth, "apply"):
@@ -363,14 +385,41 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             stream=stream,
             version=options.get("version"),
             protocol=options.get("protocol"),
+            expect_continue=expect or None,
             auth=flow,
         )
+
+    def _expect_continue(self, options: RequestOptions, headers: Headers) -> bool:
+        """Whether a request with a body waits for ``100 Continue``: the option, else an
+        ``Expect: 100-continue`` set by hand, else the client's setting."""
+        expect = options.get("expect_continue")
+        if expect is None:
+            asked = headers.get("expect")
+            if asked is not None:
+                expect = asked.strip().lower() == "100-continue"
+        if expect is None:
+            expect = self.config.expect_continue
+        if expect and "expect" not in headers:
+            headers.add("Expect", "100-continue")
+        return bool(expect)
 
     @staticmethod
     def _body(
         options: RequestOptions, headers: Headers
     ) -> tuple[bytes | None, AsyncIterable[bytes] | None]:
         given = [k for k in ("content", "data", "json") if options.get(k) is not None]
+        if "files" in options and (files := options["files"]) is not None:
+            from .multipart import Multipart
+
+            if given and given != ["data"]:
+                raise TypeError(
+                    f"files= sends a multipart form, whose other fields go in data=; it "
+                    f"cannot be combined with {given[0]}="
+                )
+            fields = options.get("data")
+            multipart = Multipart(fields, files)
+            _set_default(headers, "Content-Type", multipart.content_type)
+            return None, _sized(multipart, headers)
         if len(given) > 1:
             raise TypeError(f"pass only one of content=, data= or json= (got {', '.join(given)})")
         if not given:
@@ -396,11 +445,22 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         if isinstance(content, str):
             _set_default(headers, "Content-Type", "text/plain; charset=utf-8")
             return content.encode(), None
+        from .bodies import FileBody, IterBody
+        from .multipart import Multipart
+
+        if isinstance(content, Multipart):
+            _set_default(headers, "Content-Type", content.content_type)
+            return None, _sized(content, headers)
         if isinstance(content, AsyncIterable):
-            return None, content
+            return None, _sized(content, headers)
+        if isinstance(content, os.PathLike) or hasattr(content, "read"):
+            return None, _sized(FileBody(content), headers)  # type: ignore[arg-type]
+        if isinstance(content, Iterable):
+            return None, IterBody(content)
         kind_name = type(content).__name__
         raise TypeError(
-            f"content= must be bytes, str or an async iterable of bytes, not {kind_name}"
+            "content= must be bytes, str, a binary file, a path, or a sync or async "
+            f"iterable of bytes, not {kind_name}"
         )
 
     # -- sending ---------------------------------------------------------------------------------
@@ -499,6 +559,72 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
             self, self._engine, url, path, chunks=chunks, progress=progress,
             headers=headers, resume=resume, parallel=True,
         )  # fmt: skip
+
+    @contextlib.asynccontextmanager
+    async def sse(
+        self,
+        url: URL | str,
+        *,
+        method: str = "GET",
+        reconnect: bool = True,
+        max_reconnects: int | None = None,
+        retry: float = _SSE_RETRY,
+        max_event_size: int = _SSE_MAX_EVENT_SIZE,
+        **options: Unpack[RequestOptions],
+    ) -> AsyncIterator[EventSource]:
+        """Open a Server-Sent Events stream: ``async for event in source`` (see docs/sse.md).
+
+        The first connection is made before the block starts, so a wrong answer (not a
+        200 ``text/event-stream``) raises here. A dropped stream is reopened after the
+        server's ``retry`` delay (``retry`` seconds until it sends one) with
+        ``Last-Event-ID``, at most ``max_reconnects`` times (``None``: no limit), unless
+        ``reconnect=False``; a 204 ends it. Leaving the block closes it.
+        """
+        source = self._event_source(
+            self._engine, method, url, options, reconnect, max_reconnects, retry, max_event_size
+        )
+        await source.start()
+        try:
+            yield source
+        finally:
+            await source.aclose()
+
+    def _event_source(
+        self,
+        engine: Sender,
+        method: str,
+        url: URL | str,
+        options: RequestOptions,
+        reconnect: bool,
+        max_reconnects: int | None,
+        retry: float,
+        max_event_size: int,
+    ) -> EventSource:
+        if not isinstance(engine, Engine):
+            raise TypeError(
+                "sse() needs the send engine: a stream of events is read as it arrives, and "
+                "the local engine's workers hand back whole responses (use engine='send')"
+            )
+        from .sse import EventSource
+
+        base = Headers(options.get("headers"))
+
+        def open_stream(headers: Headers) -> Coroutine[Any, Any, Response]:
+            return self._send(method, url, {**options, "headers": headers}, engine, stream=True)
+
+        async def sleep(seconds: float) -> None:
+            runtime, _pool = engine._bind()
+            await runtime.sleep(seconds)
+
+        return EventSource(
+            open_stream,
+            sleep,
+            headers=base,
+            reconnect=reconnect,
+            max_reconnects=max_reconnects,
+            retry=retry,
+            max_event_size=max_event_size,
+        )
 
     async def send(self, request: Request, *, stream: bool = False) -> Response:
         """Send a prepared :class:`Request` (see :meth:`build_request`).
@@ -599,6 +725,16 @@ def _timeout_option(options: RequestOptions) -> object:
     if "timeout" not in options:
         return _UNSET
     return request_timeout(options["timeout"])
+
+
+def _sized(stream: AsyncIterable[bytes], headers: Headers) -> AsyncIterable[bytes]:
+    """Declare a streamed body's length when it is known (else it goes chunked)."""
+    from .bodies import stream_size
+
+    size = stream_size(stream)
+    if size is not None and "content-length" not in headers and "transfer-encoding" not in headers:
+        headers.add("Content-Length", str(size))
+    return stream
 
 
 def _add_cookies(headers: Headers, cookies: object) -> None:
@@ -845,6 +981,37 @@ class BlockingClient(HTTPMethods[Response]):
         from .runtimes.blocking import run_sync
 
         return run_sync(coro)
+
+    @contextlib.contextmanager
+    def sse(
+        self,
+        url: URL | str,
+        *,
+        method: str = "GET",
+        reconnect: bool = True,
+        max_reconnects: int | None = None,
+        retry: float = _SSE_RETRY,
+        max_event_size: int = _SSE_MAX_EVENT_SIZE,
+        **options: Unpack[RequestOptions],
+    ) -> Iterator[BlockingEventSource]:
+        """Like :meth:`Client.sse`: ``with client.sse(url) as events: for ev in events``."""
+        from .sse import BlockingEventSource
+
+        if self._portal is not None:
+            raise TypeError(
+                "sse() needs the send engine: a stream of events is read as it arrives, and "
+                "the local engine's workers hand back whole responses (use engine='send')"
+            )
+        from .runtimes.blocking import run_sync
+
+        source = self._client._event_source(
+            self._engine(), method, url, options, reconnect, max_reconnects, retry, max_event_size
+        )
+        run_sync(source.start())
+        try:
+            yield BlockingEventSource(source, run_sync)
+        finally:
+            run_sync(source.aclose())
 
     @property
     def hsts_store(self) -> HSTSStore | None:

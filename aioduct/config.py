@@ -121,7 +121,28 @@ _TIMEOUT_FIELDS: Final = (
     "pool_timeout",
     "pool_idle_timeout",
     "tcp_keepalive",
+    "expect_continue_timeout",
 )
+
+
+def _check_integers(struct: msgspec.Struct, *bounds: tuple[str, int, int]) -> None:
+    """Each ``(field, low, high)`` of ``struct`` is an int in that range (bools refused)."""
+    for name, low, high in bounds:
+        value = getattr(struct, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer in [{low}, {high}], not {value!r}")
+
+
+def _check_durations(struct: msgspec.Struct, *names: str) -> None:
+    """Each field is a finite number of seconds > 0, stored as a float (frozen structs)."""
+    for name in names:
+        value = getattr(struct, name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
+        if isinstance(value, int):
+            msgspec.structs.force_setattr(struct, name, float(value))
 
 
 class Http2Config(
@@ -168,7 +189,8 @@ class Http2Config(
     a request or request data starts a new count."""
 
     def __post_init__(self) -> None:
-        for name, low, high in (
+        _check_integers(
+            self,
             ("initial_stream_window_size", 0, 2**31 - 1),
             ("initial_connection_window_size", 65535, 2**31 - 1),
             ("max_frame_size", 16384, 2**24 - 1),
@@ -176,20 +198,10 @@ class Http2Config(
             ("max_send_buf_size", 1024, 2**31 - 1),
             ("max_concurrent_reset_streams", 1, 2**31 - 1),
             ("max_unproductive_frames", 16, 2**31 - 1),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer in [{low}, {high}], not {value!r}")
-        for name in ("keep_alive_interval", "keep_alive_timeout"):
-            value = getattr(self, name)
-            if value is None and name == "keep_alive_interval":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"{name} must be a number of seconds, not {value!r}")
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
-            if isinstance(value, int):
-                msgspec.structs.force_setattr(self, name, float(value))
+        )
+        _check_durations(self, "keep_alive_timeout")
+        if self.keep_alive_interval is not None:
+            _check_durations(self, "keep_alive_interval")
 
 
 class Http3Config(
@@ -227,25 +239,16 @@ class Http3Config(
     before the request goes over TCP instead (the alternative is then marked broken)."""
 
     def __post_init__(self) -> None:
-        for name, low, high in (
+        _check_integers(
+            self,
             ("max_stream_data", 1024, 2**62 - 1),
             ("max_data", 1024, 2**62 - 1),
             ("max_datagram_size", 1200, 65527),
             ("qpack_max_table_capacity", 0, 2**30),
             ("qpack_blocked_streams", 0, 2**16),
             ("max_send_buf_size", 1024, 2**31 - 1),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer in [{low}, {high}], not {value!r}")
-        for name in ("idle_timeout", "race_delay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"{name} must be a number of seconds, not {value!r}")
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
-            if isinstance(value, int):
-                msgspec.structs.force_setattr(self, name, float(value))
+        )
+        _check_durations(self, "idle_timeout", "race_delay")
         if self.congestion_control not in ("reno", "cubic"):
             raise ValueError(
                 f"congestion_control must be 'reno' or 'cubic', not {self.congestion_control!r}"
@@ -318,6 +321,12 @@ class ClientConfig(
     """Decode gzip, deflate, br and zstd bodies (``Content-Encoding``) and ask for them
     with ``Accept-Encoding: gzip, deflate, br, zstd``; ``False`` asks for nothing and
     returns the bytes as sent."""
+    expect_continue: bool = False
+    """Send ``Expect: 100-continue`` with request bodies and hold the body back until the
+    server answers 100 (or ``expect_continue_timeout`` passes) on HTTP/1.1: a server
+    that refuses the request does so before the upload (see docs/uploads.md)."""
+    expect_continue_timeout: float = 1.0
+    """Seconds to wait for ``100 Continue`` before sending the body anyway (as curl)."""
 
     # -- timeouts --------------------------------------------------------------------------
     timeout: float | None = None

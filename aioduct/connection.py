@@ -88,7 +88,9 @@ class HTTP11Connection:
     """A keep-alive HTTP/1.1 connection (see module docstring)."""
 
     __slots__ = (
+        "body_withheld",
         "codec",
+        "expect_timeout",
         "forward",
         "holds_slot",
         "idle_since",
@@ -97,15 +99,27 @@ class HTTP11Connection:
         "session_key",
         "setup_timings",
         "stream",
+        "trailers",
     )
 
-    http_version: Final = "1.1"
+    http_version: Final = "HTTP/1.1"
     multiplexed: Literal[False] = False
 
     def __init__(
-        self, stream: Stream, key: PoolKey, *, max_head_bytes: int, max_headers: int
+        self,
+        stream: Stream,
+        key: PoolKey,
+        *,
+        max_head_bytes: int,
+        max_headers: int,
+        expect_timeout: float = 1.0,
     ) -> None:
         self.stream = stream
+        #: Seconds to wait for ``100 Continue`` before sending a body anyway.
+        self.expect_timeout = expect_timeout
+        #: The last request's body was not sent: the server answered its
+        #: ``Expect: 100-continue`` with a final response first.
+        self.body_withheld = False
         self.key = key
         self.codec = ClientCodec(max_head_bytes=max_head_bytes, max_headers=max_headers)
         self.idle_since = 0.0
@@ -121,6 +135,8 @@ class HTTP11Connection:
         #: Where to save this connection's TLS session once the first response arrived
         #: (set by the engine when it keeps sessions; ``None`` afterwards).
         self.session_key: SessionKey | None = None
+        #: The trailer fields of the last body read to its end by events (chunked).
+        self.trailers: list[tuple[str, str]] | None = None
         #: On a connection to a forwarding proxy: requests go in absolute form, with
         #: these fields added (``Proxy-Authorization``); ``None`` elsewhere.
         self.forward: tuple[tuple[str, str], ...] | None = None
@@ -145,6 +161,12 @@ class HTTP11Connection:
             codec.start_next_cycle()
         self.requests_sent += 1
         reused = self.requests_sent > 1
+        if request.expect_continue and (request.content or request.stream is not None):
+            early = await self._send_expecting(request, deadlines, reused)
+            if early is not None:
+                self.body_withheld = True
+                return early, perf_counter()
+            return await self._await_head(deadlines, reused, perf_counter())
         try:
             if request.stream is None:
                 content = request.content
@@ -174,6 +196,7 @@ class HTTP11Connection:
         sent_at = perf_counter()
         # A new cycle starts with nothing buffered (a reusable connection has no leftover
         # bytes), so read first rather than ask the codec to parse an empty buffer.
+        # (_await_head does the same for an exchange that may have bytes buffered.)
         # Awaiting the stream directly rather than through _receive() saves a coroutine
         # on every request; failures are translated by the same helpers.
         try:
@@ -192,6 +215,93 @@ class HTTP11Connection:
             elif type(event) is not InformationalResponse:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
 
+    async def _await_head(
+        self, deadlines: Deadlines, reused: bool, sent_at: float
+    ) -> tuple[Response, float]:
+        """The final response head, parsing what is buffered before reading more."""
+        codec = self.codec
+        while True:
+            event = codec.next_event()
+            if type(event) is Response:
+                return event, sent_at
+            if event is NEED_DATA:
+                codec.receive_data(await self._receive(deadlines, reused))
+            elif type(event) is not InformationalResponse:
+                raise RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
+
+    async def _send_expecting(
+        self, request: Request, deadlines: Deadlines, reused: bool
+    ) -> Response | None:
+        """``Expect: 100-continue`` (RFC 9110 §10.1.1): send the head, wait for ``100``,
+        then the body.
+
+        Returns the final response if the server answers before the body was sent: the
+        body is then never sent, and the connection is not reused (the server may still
+        expect the body, or not: RFC 9110 leaves it ambiguous, so it is closed, as curl
+        does). After ``expect_timeout`` seconds without an answer the body goes anyway.
+        """
+        codec, stream = self.codec, self.stream
+        headers = request.headers.raw()
+        target = request.url.target
+        if self.forward is not None:
+            target, headers = self._forward_form(request, headers)
+        content = request.content
+        try:
+            if request.stream is None:
+                assert content is not None
+                if "content-length" not in request.headers:
+                    headers = [*headers, ("Content-Length", str(len(content)))]
+                head = codec.encode_request(request.method, target, headers)
+            else:
+                chunked = "content-length" not in request.headers
+                head = codec.encode_request(request.method, target, headers, chunked=chunked)
+            stream.write(head)
+            await stream.drain(deadlines.for_write())
+        except Expired:
+            raise deadlines.error("write", "sending the request") from None
+        except OSError as exc:
+            if reused:
+                raise StaleConnection(f"reused connection failed while sending: {exc}") from None
+            raise WriteError(f"connection failed while sending the request: {exc}") from None
+        read_at = deadlines.for_read()
+        wait_at = deadlines.now() + self.expect_timeout
+        if read_at is not None and read_at < wait_at:
+            wait_at = read_at
+        while True:
+            event = codec.next_event() if codec.response_started else NEED_DATA
+            if type(event) is Response:
+                return event  # a final answer before the body: it is not sent
+            if type(event) is InformationalResponse:
+                if event.status == 100:
+                    break
+                continue
+            if event is not NEED_DATA:
+                raise RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
+            try:
+                data = await stream.read(wait_at)
+            except Expired:
+                if read_at is not None and wait_at >= read_at:
+                    raise deadlines.error("read", "waiting for 100 Continue") from None
+                break  # no answer in time: send the body (RFC 9110 §10.1.1, as curl)
+            except OSError as exc:
+                raise self._read_error(exc, deadlines, reused) from None
+            if not data:
+                self._check_early_eof(reused)
+            codec.receive_data(data)
+        try:
+            if request.stream is None:
+                assert content is not None
+                stream.write(codec.encode_data(content))
+                stream.write(codec.encode_end())
+                await stream.drain(deadlines.for_write())
+            else:
+                await self._send_body(request, deadlines)
+        except Expired:
+            raise deadlines.error("write", "sending the request body") from None
+        except OSError as exc:
+            raise WriteError(f"connection failed while sending the request body: {exc}") from None
+        return None
+
     async def _send_streaming(self, request: Request, deadlines: Deadlines) -> None:
         codec, stream = self.codec, self.stream
         assert request.stream is not None
@@ -201,6 +311,11 @@ class HTTP11Connection:
             target, headers = self._forward_form(request, headers)
         head = codec.encode_request(request.method, target, headers, chunked=chunked)
         stream.write(head)
+        await self._send_body(request, deadlines)
+
+    async def _send_body(self, request: Request, deadlines: Deadlines) -> None:
+        codec, stream = self.codec, self.stream
+        assert request.stream is not None
         async for chunk in request.stream:
             if chunk:
                 stream.write(codec.encode_data(bytes(chunk)))
@@ -258,6 +373,7 @@ class HTTP11Connection:
             if event is NEED_DATA:
                 codec.receive_data(await self._receive(deadlines))
             elif type(event) is EndOfMessage:
+                self.trailers = event.trailers
                 return None
             else:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__} in the body")
@@ -282,6 +398,7 @@ class HTTP11Connection:
                 if max_size is not None and size > max_size:
                     raise BodyTooLarge(f"response body exceeds max_body_size={max_size} bytes")
             elif type(event) is EndOfMessage:
+                self.trailers = event.trailers
                 break
             elif event is NEED_DATA:
                 codec.receive_data(await self._receive(deadlines))

@@ -885,4 +885,6 @@ def _with_cookies(request: Request, header: str) -> Request:
     copy.stream = request.stream
     copy.version = request.version
     copy.protocol = request.protocol
+    copy.auth = request.auth
+    copy.expect_continue = request.expect_continue
     return copy

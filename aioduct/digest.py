@@ -278,7 +278,6 @@ class DigestAuth:
     def _authorize(self, request: Request, challenge: Challenge) -> Request | None:
         """A copy of ``request`` with ``Authorization: Digest ...`` answering
         ``challenge``; ``None`` when it cannot be answered (auth-int over a stream)."""
-        from .models import Request
 
         if challenge.qop == "auth-int" and request.stream is not None:
             return None
@@ -326,13 +325,4 @@ class DigestAuth:
             parts.append("userhash=true")
         headers = Headers(request.headers)
         headers["Authorization"] = "Digest " + ", ".join(parts)
-        return Request(
-            request.method,
-            request.url,
-            headers=headers,
-            content=request.content,
-            stream=request.stream,
-            version=request.version,
-            protocol=request.protocol,
-            auth=request.auth,
-        )
+        return request.copy_with(headers=headers)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from .altsvc import AltSvcCache, AltSvcLayer
 from .auth import with_request_auth
+from .bodies import is_replayable
 from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .decompress import decode_body, response_codings
@@ -74,6 +75,10 @@ IDEMPOTENT_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"
 _DRAIN_LIMIT: Final = 256 * 1024
 
 _UNSET: Final = object()
+#: A body up to this size arrives with its head (elapsed is then the time to the head).
+_ONE_READ: Final = 16384
+#: The codec's HTTP/1.x version as httpx (and users) spell it on a Response.
+_HTTP_VERSIONS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 #: Times a request the server did not process (GOAWAY, REFUSED_STREAM) is sent again.
 _MAX_UNPROCESSED_RETRIES: Final = 3
 
@@ -359,7 +364,7 @@ class Engine:
                     )
                 except StreamNotProcessed:
                     # Not processed (RFC 9113 §8.7): safe to send again, whatever the method.
-                    if request.stream is not None or unprocessed >= _MAX_UNPROCESSED_RETRIES:
+                    if not is_replayable(request.stream) or unprocessed >= _MAX_UNPROCESSED_RETRIES:
                         raise
                 except NoStreamCapacity:
                     if unprocessed >= _MAX_UNPROCESSED_RETRIES:
@@ -379,18 +384,25 @@ class Engine:
                 )
             try:
                 head, sent_at = await conn.send(request, deadlines)
-                break
             except StaleConnection:
                 pool.discard(conn)
-                replayable = request.stream is None and request.method in IDEMPOTENT_METHODS
+                replayable = is_replayable(request.stream) and request.method in IDEMPOTENT_METHODS
                 if fresh_only or not replayable:
                     raise
                 # The server closed the idle connection before it saw the request: resend
                 # once, on a new connection.
                 conn, fresh_only, before = None, True, perf_counter()
+                continue
             except BaseException:
                 pool.discard(conn)
                 raise
+            if head.status != 417 or not conn.body_withheld:
+                break
+            # 417 to "Expect: 100-continue" before the body went: send it again without
+            # the expectation (RFC 9110 §10.1.1), on a new connection.
+            pool.discard(conn)
+            request = _without_expect(request)
+            conn, before = None, perf_counter()
         head_at = perf_counter()
         if reused:
             dns = connect = tls = None
@@ -406,7 +418,7 @@ class Engine:
             head.status,
             head.reason,
             head.headers,
-            head.http_version,
+            _HTTP_VERSIONS[head.http_version],
             request,
             (dns, connect, tls, head_at - sent_at, head_at - deadlines.started, pool_wait, address),
         )
@@ -426,6 +438,9 @@ class Engine:
             content = conn.buffered_body(max_size)
             if content is None:
                 content = await conn.read_body(deadlines, max_size)
+                response._trailers = conn.trailers
+                # (A body that came with the head ends at the head: elapsed = total.)
+                response._elapsed = perf_counter() - deadlines.started
             response._content = content
         except BaseException:
             pool.discard(conn)
@@ -491,7 +506,10 @@ class Engine:
         if stream:
             response._body = exchange
             return response
-        response._content = await exchange.read_body(self.config.max_body_size)
+        content = response._content = await exchange.read_body(self.config.max_body_size)
+        response._trailers = exchange.trailers
+        if len(content) > _ONE_READ:
+            response._elapsed = perf_counter() - deadlines.started
         return response
 
     async def _coalesce(self, key: PoolKey) -> Connection | None:
@@ -660,6 +678,7 @@ class Engine:
                 from .http2 import HTTP2Connection
 
                 h2conn = HTTP2Connection(stream, key, runtime, cfg.http2_config)
+                h2conn.expect_timeout = cfg.expect_continue_timeout
                 try:
                     await h2conn.start(deadline)
                 except RemoteProtocolError as exc:
@@ -691,6 +710,7 @@ class Engine:
             key,
             max_head_bytes=cfg.max_response_head_bytes,
             max_headers=cfg.max_response_headers,
+            expect_timeout=cfg.expect_continue_timeout,
         )
         if step is not None and step.forward is not None:
             conn.forward = step.forward
@@ -865,6 +885,11 @@ class Engine:
             sessions.save(key, ssl_object.session)
 
 
+def _without_expect(request: Request) -> Request:
+    headers = Headers([(n, v) for n, v in request.headers.multi_items() if n.lower() != "expect"])
+    return request.copy_with(headers=headers, expect_continue=False)
+
+
 def _content_encoding(fields: list[tuple[str, str]]) -> list[str] | None:
     """The ``Content-Encoding`` values of a response head, looked up on every response:
     names of another length are skipped without lower-casing them (Headers.get_list
@@ -882,27 +907,30 @@ def _content_encoding(fields: list[tuple[str, str]]) -> list[str] | None:
 class _StreamingBody:
     """The body of a streamed response, reading from a checked-out connection."""
 
-    __slots__ = ("_conn", "_deadlines", "_pool")
+    __slots__ = ("_conn", "_pool", "deadlines", "trailers")
 
     def __init__(
         self, conn: HTTP11Connection, pool: ConnectionPool[Connection], deadlines: Deadlines
     ):
         self._conn: HTTP11Connection | None = conn
         self._pool = pool
-        self._deadlines = deadlines
+        self.deadlines = deadlines
+        #: The trailer fields, once the body has ended.
+        self.trailers: list[tuple[str, str]] | None = None
 
     async def read_chunk(self) -> bytes | None:
         conn = self._conn
         if conn is None:
             return None
         try:
-            chunk = await conn.next_chunk(self._deadlines)
+            chunk = await conn.next_chunk(self.deadlines)
         except BaseException:
             self._conn = None
             self._pool.discard(conn)
             raise
         if chunk is None:
             self._conn = None
+            self.trailers = conn.trailers
             if conn.reusable:
                 self._pool.release(conn)
             else:

@@ -515,21 +515,10 @@ def store_for(config: ClientConfig) -> HSTSStore:
 
 def upgraded(request: Request) -> Request:
     """A copy of ``request`` to ``https://`` (port 80 becomes 443, others stay)."""
-    from .models import Request
 
     url = request.url
     target = url.copy_with(scheme="https", port=None if url.port == 80 else url.port)
     headers = Headers(request.headers)
     if headers.get("host") == url.host_header:
         headers["Host"] = target.host_header
-    new = Request(
-        request.method,
-        target,
-        headers=headers,
-        content=request.content,
-        stream=request.stream,
-        version=request.version,
-        protocol=request.protocol,
-        auth=request.auth,
-    )
-    return new
+    return request.copy_with(url=target, headers=headers)

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
+from functools import partial
 from time import perf_counter
 from typing import Any, Final, Literal
 
@@ -45,6 +46,7 @@ from .protocol.http2 import (
     ConnectionTerminated,
     DataReceived,
     H2Protocol,
+    InformationalResponse,
     PingAcked,
     ResponseReceived,
     SettingsChanged,
@@ -93,6 +95,7 @@ class H2Exchange:
         "buffered",
         "chunks",
         "collecting",
+        "continued",
         "deadlines",
         "ended",
         "error",
@@ -125,9 +128,55 @@ class H2Exchange:
         self.collecting = False
         self.buffered = 0
         self.limit = _NO_LIMIT
+        #: The server answered ``100 Continue`` (to ``Expect: 100-continue``).
+        self.continued = False
         #: An extended-CONNECT tunnel: each side ends on its own (no reset at the
         #: server's end of stream while we may still send).
         self.tunnel = False
+
+    @classmethod
+    def opened(
+        cls, conn: Any, stream_id: int, deadlines: Deadlines, collect: int | None
+    ) -> H2Exchange:
+        """The exchange of a stream just opened on ``conn`` (HTTP/2, or HTTP/3 through
+        its adapter), registered there; ``collect`` as for ``send``."""
+        exchange = cls(conn, stream_id, deadlines)
+        if collect is not None:
+            exchange.collecting = True
+            if collect >= 0:
+                exchange.limit = collect
+        conn.exchanges[stream_id] = exchange
+        return exchange
+
+    async def transmit(
+        self,
+        content: bytes | None,
+        body: AsyncIterable[bytes] | None,
+        wait: Callable[[], Awaitable[None]] | None = None,
+    ) -> tuple[ResponseReceived, float]:
+        """Send the request body (after ``wait``: for 100 Continue), then await the head.
+
+        On any failure the stream is reset and its slot given back; the connection is
+        left to its other streams.
+        """
+        try:
+            if wait is not None:
+                await wait()
+            if wait is not None and self.head is not None and not self.continued:
+                pass  # a final answer to Expect: 100-continue: the body is not sent
+            elif content:
+                await self.send_body(content, True)
+            elif body is not None:
+                async for chunk in body:
+                    if chunk:
+                        await self.send_body(chunk, False)
+                self.end_request()
+            sent_at = perf_counter()
+            head = await self.receive_head()
+        except BaseException:
+            self.abort()
+            raise
+        return head, sent_at
 
     # -- called by the reader task ---------------------------------------------------------
 
@@ -374,7 +423,7 @@ class HTTP2Connection:
     """An HTTP/2 connection shared by concurrent requests (see module docstring)."""
 
     multiplexed: Literal[True] = True
-    http_version: Final = "2"
+    http_version: Final = "HTTP/2"
 
     def __init__(
         self,
@@ -426,6 +475,8 @@ class HTTP2Connection:
         self._flush_scheduled = False
         #: The server's SETTINGS_MAX_CONCURRENT_STREAMS (cached: checked per checkout).
         self.max_streams = self.proto.max_concurrent_streams
+        #: Seconds to wait for ``100 Continue`` before sending a body anyway.
+        self.expect_timeout = 1.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -585,30 +636,33 @@ class HTTP2Connection:
             if self.on_change is not None:
                 self.on_change(self)
             raise
-        exchange = H2Exchange(self, stream_id, deadlines)
-        if collect is not None:
-            exchange.collecting = True
-            if collect >= 0:
-                exchange.limit = collect
-        self.exchanges[stream_id] = exchange
+        exchange = H2Exchange.opened(self, stream_id, deadlines, collect)
         if has_body:
             self.flush()
         else:
             self.flush_soon()
-        try:
-            if content:
-                await exchange.send_body(content, True)
-            elif body_stream is not None:
-                async for chunk in body_stream:
-                    if chunk:
-                        await exchange.send_body(chunk, False)
-                exchange.end_request()
-            sent_at = perf_counter()
-            head = await exchange.receive_head()
-        except BaseException:
-            exchange.abort()
-            raise
+        wait = None
+        if has_body and protocol is None and request.expect_continue:
+            wait = partial(self._await_continue, exchange, deadlines)
+        head, sent_at = await exchange.transmit(content, body_stream, wait)
         return exchange, head, sent_at
+
+    async def _await_continue(self, exchange: H2Exchange, deadlines: Deadlines) -> None:
+        """Wait for ``100 Continue``, a final response, or ``expect_timeout`` (then the
+        body goes anyway), as on HTTP/1.1 (RFC 9110 §10.1.1)."""
+        read_at = deadlines.for_read()
+        wait_at = deadlines.now() + self.expect_timeout
+        if read_at is not None and read_at < wait_at:
+            wait_at = read_at
+        while not exchange.continued and exchange.head is None:
+            if exchange.error is not None:
+                raise exchange.error
+            try:
+                await exchange._wait(wait_at)
+            except Expired:
+                if read_at is not None and wait_at >= read_at:
+                    raise deadlines.error("read", "waiting for 100 Continue") from None
+                return
 
     # -- the reader task -------------------------------------------------------------------
 
@@ -724,6 +778,11 @@ class HTTP2Connection:
                 exchange = exchanges.get(ev.stream_id)
                 if exchange is not None:
                     exchange._fail(self._reset_error(ev))
+            elif kind is InformationalResponse:
+                exchange = exchanges.get(ev.stream_id)
+                if exchange is not None and ev.status == 100:
+                    exchange.continued = True
+                    exchange._notify()
             elif kind is TrailersReceived:
                 exchange = exchanges.get(ev.stream_id)
                 if exchange is not None:

@@ -173,7 +173,7 @@ class HTTP3Connection:
     """An HTTP/3 connection shared by concurrent requests (see module docstring)."""
 
     multiplexed: Literal[True] = True
-    http_version: Final = "3"
+    http_version: Final = "HTTP/3"
 
     def __init__(
         self,
@@ -407,29 +407,12 @@ class HTTP3Connection:
         except BaseException:
             self._give_back()
             raise
-        exchange = H2Exchange(cast(Any, self), stream_id, deadlines)
-        if collect is not None:
-            exchange.collecting = True
-            if collect >= 0:
-                exchange.limit = collect
-        self.exchanges[stream_id] = exchange
+        exchange = H2Exchange.opened(self, stream_id, deadlines, collect)
         if has_body:
             self.flush()
         else:
             self.flush_soon()
-        try:
-            if content:
-                await exchange.send_body(content, True)
-            elif body_stream is not None:
-                async for chunk in body_stream:
-                    if chunk:
-                        await exchange.send_body(chunk, False)
-                exchange.end_request()
-            sent_at = perf_counter()
-            head = await exchange.receive_head()
-        except BaseException:
-            exchange.abort()
-            raise
+        head, sent_at = await exchange.transmit(content, body_stream)
         return exchange, head, sent_at
 
     def _give_back(self) -> None:

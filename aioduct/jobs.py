@@ -210,6 +210,8 @@ class Result(msgspec.Struct, kw_only=True, omit_defaults=False):
     value: Any = None
     """What the ``map(..., process=)`` function returned for this Result (such Results
     carry no headers and no body: the function had them, where the response was)."""
+    trailers: Pairs = ()
+    """Trailer fields sent after the body (HTTP/1.1 chunked, HTTP/2); usually none."""
 
     @property
     def ok(self) -> bool:
@@ -234,7 +236,7 @@ def job_url(job: Job) -> URL:
 
 def response_result(job: Job, response: Response, *, worker: int = -1, attempts: int = 1) -> Result:
     body = response.content
-    return Result(
+    result = Result(
         id=job.id,
         url=job.url,
         final_url=str(response.url) if response.url is not None else job.url,
@@ -249,6 +251,9 @@ def response_result(job: Job, response: Response, *, worker: int = -1, attempts:
         reason=response.reason,
         size=len(body),
     )
+    if response._trailers:
+        result.trailers = tuple(response._trailers)
+    return result
 
 
 def error_result(job: Job, exc: BaseException, *, worker: int = -1, attempts: int = 1) -> Result:
@@ -293,13 +298,15 @@ def result_to_response(result: Result, request: Request | None = None) -> Respon
         result.status,
         headers=Headers._adopt(list(result.headers)),
         reason=result.reason,
-        http_version=result.http_version or "1.1",
+        http_version=result.http_version or "HTTP/1.1",
         content=result.body if result.body is not None else b"",
         request=request,
         timings=result.timings,
     )
     if result.final_url is not None:
         response.url = URL(result.final_url)
+    if result.trailers:
+        response._trailers = list(result.trailers)
     if result.attempts != 1:
         response._attempts = result.attempts
     return response

@@ -10,9 +10,11 @@ and ``read()`` synchronously without a second Response class.
 from __future__ import annotations
 
 import codecs
+import datetime
 import functools
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from http import HTTPStatus
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import msgspec
@@ -26,6 +28,8 @@ from .validation import check_request
 
 if TYPE_CHECKING:
     from .layers import Layer
+    from .problem import Problem
+    from .sse import ServerSentEvent
     from .upgrade import Upgraded
 
 __all__ = ["BodyReader", "Request", "Response", "Timings"]
@@ -70,7 +74,17 @@ class Request:
     here, before any connection is made.
     """
 
-    __slots__ = ("auth", "content", "headers", "method", "protocol", "stream", "url", "version")
+    __slots__ = (
+        "auth",
+        "content",
+        "expect_continue",
+        "headers",
+        "method",
+        "protocol",
+        "stream",
+        "url",
+        "version",
+    )
 
     def __init__(
         self,
@@ -82,6 +96,7 @@ class Request:
         stream: AsyncIterable[bytes] | None = None,
         version: str | None = None,
         protocol: str | None = None,
+        expect_continue: bool | None = None,
         auth: Layer | None = None,
     ) -> None:
         self.method = method
@@ -92,6 +107,9 @@ class Request:
         self.headers = headers if headers is not None else Headers()
         self.content = content
         self.stream = stream
+        #: Send ``Expect: 100-continue`` and hold the body back until the server agrees
+        #: (see docs/uploads.md); the client sets it from ``expect_continue=``.
+        self.expect_continue = expect_continue
         if version not in (None, "1.1", "2", "3"):
             raise ValueError(f"version must be '1.1', '2', '3' or None, not {version!r}")
         if version == "3" and self.url.scheme != "https":
@@ -109,6 +127,28 @@ class Request:
         #: The ``:protocol`` of an HTTP/2 extended CONNECT (RFC 8441), e.g. "websocket".
         self.protocol = protocol
 
+    def copy_with(
+        self, *, url: URL | None = None, headers: Headers | None = None, **fields: Any
+    ) -> Request:
+        """This request with ``url``, ``headers`` or other constructor fields replaced
+        and every other field kept (layers use it: a copy that forgets one, say the
+        body or ``auth``, sends a different request)."""
+        kept: dict[str, Any] = {
+            "content": self.content,
+            "stream": self.stream,
+            "version": self.version,
+            "protocol": self.protocol,
+            "expect_continue": self.expect_continue,
+            "auth": self.auth,
+        }
+        kept.update(fields)
+        return Request(
+            kept.pop("method", self.method),
+            self.url if url is None else url,
+            headers=self.headers if headers is None else headers,
+            **kept,
+        )
+
     @classmethod
     def _prechecked(cls, method: str, url: URL, headers: Headers) -> Request:
         """The hot-path constructor, for fields known valid already: a client's default
@@ -120,7 +160,8 @@ class Request:
         self.method = method
         self.url = url
         self.headers = headers
-        self.content = self.stream = self.version = self.protocol = self.auth = None
+        self.content = self.stream = self.version = self.protocol = None
+        self.auth = self.expect_continue = None
         return self
 
     def __repr__(self) -> str:
@@ -145,11 +186,13 @@ class Response:
         "_body",
         "_codings",
         "_content",
+        "_elapsed",
         "_encoding",
         "_portal",
         "_spent",
         "_text",
         "_timings",
+        "_trailers",
         "_upgraded",
         "cache_status",
         "headers",
@@ -169,7 +212,7 @@ class Response:
         *,
         headers: Headers | None = None,
         reason: str = "",
-        http_version: str = "1.1",
+        http_version: str = "HTTP/1.1",
         content: bytes | None = None,
         body: BodyReader | None = None,
         request: Request | None = None,
@@ -193,6 +236,11 @@ class Response:
         self._upgraded: Upgraded | None = None
         #: Why a streamed body can no longer be read (it was iterated, or closed unread).
         self._spent: str | None = None
+        #: Trailer fields received after the body (chunked HTTP/1.1, HTTP/2), if any.
+        self._trailers: list[tuple[str, str]] | None = None
+        #: Seconds from the request's start to its body being read or closed (None: the
+        #: time to the head, or a streamed body not finished yet).
+        self._elapsed: float | None = None
         #: Where an HTTP cache (``Client(cache=...)``) got it: ``"hit"``, ``"miss"``,
         #: ``"revalidated"`` or ``"stale"``; ``None`` without a cache.
         self.cache_status: str | None = None
@@ -231,6 +279,8 @@ class Response:
         self._portal = None
         self._upgraded = None
         self._spent = None
+        self._trailers = None
+        self._elapsed = None
         self.cache_status = None
         return self
 
@@ -246,6 +296,64 @@ class Response:
     @timings.setter
     def timings(self, value: Timings) -> None:
         self._timings = value
+
+    @property
+    def elapsed(self) -> datetime.timedelta:
+        """Time from sending the request to the end of its body (httpx's ``elapsed``).
+
+        For a streamed response, available once its body is read or it is closed.
+        """
+        if self._elapsed is None:
+            if self._body is not None:
+                raise RuntimeError(
+                    "elapsed is known once a streamed response's body has been read or "
+                    "the response closed"
+                )
+            return datetime.timedelta(seconds=self.timings.total)
+        return datetime.timedelta(seconds=self._elapsed)
+
+    def _finished(self, body: BodyReader) -> None:
+        """The streamed ``body`` ended (or was closed): the request's time is known."""
+        deadlines = getattr(body, "deadlines", None)
+        if deadlines is not None and self._elapsed is None:
+            self._elapsed = perf_counter() - deadlines.started
+
+    @property
+    def trailers(self) -> Headers:
+        """Trailer fields sent after the body (HTTP/1.1 chunked, HTTP/2); empty when
+        there were none, or while a streamed body is not read to its end."""
+        return Headers(self._trailers) if self._trailers else Headers()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @property
+    def links(self) -> dict[str, dict[str, str]]:
+        """The ``Link`` header (RFC 8288) by relation: ``r.links["next"]["url"]``.
+
+        Each link is a dict with its ``url`` (resolved against the response URL), its
+        ``rel`` and other parameters; a link without ``rel`` is keyed by its URL.
+        """
+        values = self.headers.get_list("link")
+        if not values:
+            return {}
+        from .links import links_by_rel
+
+        return links_by_rel(values, self.url)
+
+    def problem(self) -> Problem | None:
+        """The RFC 9457 problem details of an ``application/problem+json`` response,
+        else ``None``. A malformed problem body raises :class:`DecodeError`."""
+        from .problem import is_problem, parse_problem
+
+        if not is_problem(self.headers.get("content-type")):
+            return None
+        try:
+            return parse_problem(self.content)
+        except (msgspec.DecodeError, ValueError) as exc:
+            raise DecodeError(
+                f"the application/problem+json body is not a problem details object: {exc}",
+                **self._request_names(),
+            ) from None
 
     @property
     def attempts(self) -> int:
@@ -264,8 +372,25 @@ class Response:
         return self.status
 
     @property
+    def reason_phrase(self) -> str:
+        """httpx's name for :attr:`reason` (the standard phrase when the server sent none)."""
+        return self.reason or _phrase(self.status)
+
+    @property
+    def is_informational(self) -> bool:
+        return 100 <= self.status < 200
+
+    @property
     def is_success(self) -> bool:
         return 200 <= self.status < 300
+
+    @property
+    def is_client_error(self) -> bool:
+        return 400 <= self.status < 500
+
+    @property
+    def is_server_error(self) -> bool:
+        return 500 <= self.status < 600
 
     @property
     def is_redirect(self) -> bool:
@@ -419,8 +544,10 @@ class Response:
                         **self._request_names(),
                     )
                 yield chunk
+            self._trailers = getattr(body, "trailers", None)
         finally:
             self._body = None
+            self._finished(body)
             await body.aclose()
 
     async def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
@@ -469,6 +596,23 @@ class Response:
         if tail := decoder.decode(b"", final=True):
             yield tail
 
+    async def aiter_sse(
+        self, *, max_event_size: int | None = None
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Yield the Server-Sent Events of this (streamed) ``text/event-stream`` response.
+
+        For a response already open; :meth:`Client.sse` also reconnects. Raises
+        :class:`~aioduct.sse.SSEError` if the response is not a 200 event stream.
+        """
+        from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder, check_event_stream
+
+        check_event_stream(self)
+        decoder = SSEDecoder(max_event_size=max_event_size or DEFAULT_MAX_EVENT_SIZE)
+        async for chunk in self.aiter_bytes():
+            for event in decoder.feed(chunk):
+                yield event
+        decoder.end()
+
     async def aiter_lines(self) -> AsyncIterator[str]:
         """Yield text lines without their terminators (``\\n``, ``\\r\\n`` or ``\\r``)."""
         pending = ""
@@ -497,6 +641,7 @@ class Response:
         """Release the connection; an unread body is discarded (the connection is closed)."""
         body, self._body = self._body, None
         if body is not None:
+            self._finished(body)
             self._spent = self._spent or "the response was closed before its body was read"
             await body.aclose()
 
@@ -568,6 +713,10 @@ class Response:
 
     def iter_lines(self) -> Iterator[str]:
         return self._iterate(self.aiter_lines())
+
+    def iter_sse(self, *, max_event_size: int | None = None) -> Iterator[ServerSentEvent]:
+        """Blocking form of :meth:`aiter_sse`."""
+        return self._iterate(self.aiter_sse(max_event_size=max_event_size))
 
     def __enter__(self) -> Response:
         return self

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from .bodies import is_replayable
 from .errors import InvalidURL, RedirectError
 from .headers import Headers
 from .models import Request, Response
@@ -78,10 +79,11 @@ def next_request(
         stream = None
         for name in _BODY_HEADERS:
             headers.pop(name, None)
-    elif stream is not None:
+    elif not is_replayable(stream):
         raise refuse(
-            f"cannot repeat a streamed request body for a {status} redirect; "
-            "send bytes instead of an async iterator to allow it"
+            f"cannot repeat a one-shot streamed request body (an iterator) for a {status} "
+            "redirect: send bytes, a path or a seekable file to allow it, or "
+            "follow_redirects=False to handle the redirect yourself"
         )
 
     auth = request.auth  # a challenge-answering auth (Digest) stays on its origin too
@@ -95,4 +97,15 @@ def next_request(
             headers.pop("referer", None)
         else:
             headers["Referer"] = str(request.url.copy_with(username="", password="", fragment=""))
-    return Request(method, target, headers=headers, content=content, stream=stream, auth=auth)
+    expect = request.expect_continue if (content or stream is not None) else None
+    if not expect:
+        headers.pop("expect", None)
+    return Request(
+        method,
+        target,
+        headers=headers,
+        content=content,
+        stream=stream,
+        auth=auth,
+        expect_continue=expect,
+    )

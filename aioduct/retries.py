@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
+from .bodies import is_replayable
 from .errors import (
     AioductError,
     ConnectError,
@@ -281,16 +282,17 @@ class RetryLayer:
         config = self.config
         hop: Hop = call_next.hop  # type: ignore[attr-defined]
         runtime = hop.runtime
-        if request.stream is not None:
-            # An async iterable body is consumed by the first send: there is nothing to
-            # send again. (Buffered bodies -- bytes, str, data=, json= -- are retried.)
+        if not is_replayable(request.stream):
+            # An iterator body is consumed by the first send: there is nothing to send
+            # again. (Buffered bodies -- bytes, str, data=, json= -- and replayable
+            # streams -- paths, seekable files, such multipart forms -- are retried.)
             try:
                 return await call_next(request)
             except AioductError as exc:
                 if config.retries_error(exc) and config.max_retries:
                     exc.add_note(
                         "aioduct: not retried: the request body is a one-shot stream "
-                        "(pass bytes to content= to make it retryable)"
+                        "(pass bytes, a path or a seekable file to make it retryable)"
                     )
                 raise
         method_ok = config.retries_method(request.method)

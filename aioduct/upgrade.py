@@ -55,7 +55,7 @@ class Upgraded(Protocol):
 class H1Upgraded:
     """The connection itself, after ``101 Switching Protocols``."""
 
-    http_version = "1.1"
+    http_version = "HTTP/1.1"
 
     def __init__(self, stream: Stream, early: bytes) -> None:
         self._stream = stream
@@ -89,7 +89,7 @@ class H1Upgraded:
 class H2Tunnel:
     """One HTTP/2 stream after an extended CONNECT; flow-controlled both ways."""
 
-    http_version = "2"
+    http_version = "HTTP/2"
 
     def __init__(self, exchange: H2Exchange) -> None:
         exchange.tunnel = True

@@ -116,7 +116,7 @@ class WebSocket:
         self.response = response
         #: The subprotocol the server chose among those offered, or None.
         self.subprotocol = subprotocol
-        #: "1.1" (Upgrade) or "2" (extended CONNECT).
+        #: "HTTP/1.1" (Upgrade) or "HTTP/2" (extended CONNECT).
         self.http_version = upgraded.http_version
         self.max_message_size = max_message_size
         self.close_timeout = close_timeout
@@ -365,7 +365,7 @@ class WebSocket:
     async def _finish(self) -> None:
         """End the connection after the close handshake. Over HTTP/2 the stream ends
         with END_STREAM both ways (RFC 8441 §5), not with a reset."""
-        if self.http_version == "2" and not self._remote_ended():
+        if self.http_version == "HTTP/2" and not self._remote_ended():
             timeout = self.close_timeout
             deadline = None if timeout is None else self._runtime.now() + timeout
             try:
@@ -415,7 +415,7 @@ class WebSocket:
 
     def __repr__(self) -> str:
         state = "open" if self._closed is None else f"closed {self._closed.code}"
-        return f"<aioduct.WebSocket {state} over HTTP/{self.http_version}>"
+        return f"<aioduct.WebSocket {state} over {self.http_version}>"
 
 
 class BlockingWebSocket:

@@ -57,7 +57,7 @@ def stand_in(fd: int) -> None:
                         final_url=job.url,
                         status=200,
                         body=b"Hello, World!",
-                        http_version="1.1",
+                        http_version="HTTP/1.1",
                         timings=timings,
                         worker=0,
                         reason="OK",

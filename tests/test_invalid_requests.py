@@ -81,7 +81,10 @@ async def test_client_refuses_before_connecting(server: tuple[str, Any]) -> None
                 await client.request(method, url + "/ok", **rest)
         assert srv.connections_accepted == 0
         r = await client.get(url + "/ok")
-        assert (r.content, r.http_version) == (b"ok", "2" if isinstance(srv, H2Server) else "1.1")
+        assert (r.content, r.http_version) == (
+            b"ok",
+            "HTTP/2" if isinstance(srv, H2Server) else "HTTP/1.1",
+        )
     assert srv.connections_accepted == 1
 
 

@@ -704,13 +704,7 @@ def _conditional(request: Request, entry: Entry) -> Request:
         headers["If-None-Match"] = etag
     if last_modified is not None:
         headers["If-Modified-Since"] = last_modified
-    return Request(
-        request.method,
-        request.url,
-        headers=headers,
-        content=request.content,
-        version=request.version,
-    )
+    return request.copy_with(headers=headers)
 
 
 def _stored_fields(

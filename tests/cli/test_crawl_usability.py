@@ -196,7 +196,7 @@ def test_curl_style_request_flags(nginx: Nginx, tmp_path: Path) -> None:
     assert one(nginx.http_url + "/chain/3", "--max-redirects", "3")["status"] == 200
     redirect = one(nginx.http_url + "/redirect/302/small", "--no-follow")
     assert redirect["status"] == 302
-    assert one(nginx.h2c_url + "/small", "--http2-prior-knowledge")["http_version"] == "2"
+    assert one(nginx.h2c_url + "/small", "--http2-prior-knowledge")["http_version"] == "HTTP/2"
     assert one(nginx.http_url + "/small", "--connect-timeout", "5")["status"] == 200
 
 

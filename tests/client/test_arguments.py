@@ -26,7 +26,7 @@ UNKNOWN = [
     ({"param": {"q": "1"}}, "'param' (did you mean 'params'?)"),
     ({"header": {"X": "1"}}, "'header' (did you mean 'headers'?)"),
     ({"jsn": {"a": 1}}, "'jsn' (did you mean 'json'?)"),
-    ({"files": {"f": b"x"}}, "'files': aioduct has no multipart encoder yet"),
+    ({"file": {"f": b"x"}}, "'file' (did you mean 'files'?)"),
     ({"verify": False}, "'verify': verify is a client option; set it on the client"),
     ({"allow_redirects": False}, "'allow_redirects': aioduct calls it follow_redirects="),
 ]

@@ -72,12 +72,12 @@ def test_runs_in_the_calling_thread_over_tls_and_http2(nginx: Nginx, tls_ca: Any
     before = threading.active_count()
     with aioduct.BlockingClient(verify=tls_ca.ca_pem_path) as client:
         r = client.get(nginx.https_url + "/small")
-        assert (r.http_version, r.content) == ("2", b"Hello, World!")
+        assert (r.http_version, r.content) == ("HTTP/2", b"Hello, World!")
         with client.stream("GET", nginx.https_url + "/bytes/1m") as r:
             # 1 MiB through 64 KiB-ish windows: the request itself reads and credits them
             assert b"".join(r.iter_bytes()) == deterministic_bytes(1 << 20)
         r = client.get(nginx.https_url + "/small", version="1.1")
-        assert (r.http_version, r.content) == ("1.1", b"Hello, World!")
+        assert (r.http_version, r.content) == ("HTTP/1.1", b"Hello, World!")
         assert threading.active_count() == before  # no loop thread, no helper thread
 
 

@@ -238,7 +238,7 @@ async def test_interim_and_trailers_and_http10(srv: ScriptServer) -> None:
         r = await client.get(srv.url + "/eof")
         assert r.content == b"until the end"
         r = await client.get(srv.url + "/http10")
-        assert r.http_version == "1.0" and r.content == b"ok"
+        assert r.http_version == "HTTP/1.0" and r.content == b"ok"
         await client.get(srv.url + "/good")
 
 

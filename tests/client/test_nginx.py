@@ -36,7 +36,7 @@ def echo(text: str) -> dict[str, str]:
 async def test_get_small(nginx: Nginx) -> None:
     async with aioduct.Client() as client:
         r = await client.get(nginx.http_url + "/small")
-    assert (r.status, r.status_code, r.reason, r.http_version) == (200, 200, "OK", "1.1")
+    assert (r.status, r.status_code, r.reason, r.http_version) == (200, 200, "OK", "HTTP/1.1")
     assert r.content == b"Hello, World!"
     assert r.text == "Hello, World!"
     assert r.headers["content-type"] == "text/plain"

@@ -24,13 +24,13 @@ async def test_https_with_private_ca(nginx: Nginx, tls_ca: TLSMaterial) -> None:
     async with aioduct.Client(verify=tls_ca.ca_pem_path) as client:
         r = await client.get(nginx.https_url + "/small")
         # nginx offers h2 by ALPN and aioduct offers it by default (http2=True).
-        assert r.content == b"Hello, World!" and r.http_version == "2"
+        assert r.content == b"Hello, World!" and r.http_version == "HTTP/2"
         assert r.timings.tls is not None and r.timings.connect is not None
         again = await client.get(nginx.https_url + "/json")
         assert again.timings.tls is None and again.json()["count"] == 42
     async with aioduct.Client(verify=tls_ca.ca_pem_path, http2=False) as client:
         r = await client.get(nginx.https_url + "/small")
-        assert r.content == b"Hello, World!" and r.http_version == "1.1"
+        assert r.content == b"Hello, World!" and r.http_version == "HTTP/1.1"
 
 
 async def test_ssl_context_and_unverified(nginx: Nginx, tls_ca: TLSMaterial) -> None:
@@ -173,7 +173,7 @@ def test_sessions_are_resumed(nginx: Nginx, tls_ca: TLSMaterial, driver: str, ht
     )
     for r in outcomes:
         assert isinstance(r, aioduct.Response) and r.content == SMALL_BODY
-        assert r.http_version == ("2" if http2 else "1.1")
+        assert r.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
         assert r.timings.tls is not None  # each one did a handshake, resumed or not
     log = nginx.requests_log(since=since, uri_contains=mark, min_entries=4)
     assert len({e.connection for e in log}) == 4
@@ -201,7 +201,7 @@ async def test_a_session_is_resumed_only_with_the_settings_it_was_made_with(
     async with aioduct.Client(verify=tls_ca.ca_pem_path, pool_max_idle_per_host=0) as client:
         for i, version in enumerate(["1.1", None, "1.1", None]):
             r = await client.get(f"{nginx.https_url}/small?{mark}={i}", version=version)
-            assert r.http_version == (version or "2")
+            assert r.http_version == ("HTTP/1.1" if version else "HTTP/2")
     log = nginx.requests_log(since=since, uri_contains=mark, min_entries=4)
     assert len({e.connection for e in log}) == 4
     assert [e.tls_resumed for e in log] == [False, False, True, True]

@@ -528,7 +528,7 @@ def test_the_cookie_layer_in_a_chain_of_layers(
 def test_cookies_over_http2(nginx: Nginx, tls_ca: Any, make_send: Callable[..., Driver]) -> None:
     d = make_send(verify=tls_ca.ca_pem_path)
     r = d.get(nginx.https_url + "/set-cookie")
-    assert r.http_version == "2"
+    assert r.http_version == "HTTP/2"
     assert echo(d.get(nginx.https_url + "/echo/headers").text)["cookie"] == "a=1"
     # https://localhost and https://127.0.0.1 are other hosts
     assert echo(d.get(nginx.alt_https_url + "/echo/headers").text)["cookie"] == ""

@@ -220,7 +220,7 @@ async def test_extended_connect_tunnel() -> None:
 
         async with client() as c:
             r = await c.request("CONNECT", srv.url + "/chat", protocol="websocket")
-            assert r.status == 200 and r.http_version == "2"
+            assert r.status == 200 and r.http_version == "HTTP/2"
             tunnel = await r.upgrade()
             await tunnel.send(b"hello")
             assert await tunnel.receive() == b"HELLO"
@@ -253,7 +253,7 @@ async def test_h2_over_tls_and_coalescing_needs_matching_address(tls_ca: TLSMate
     with H2Server(tls=tls_ca.server_ssl_context()) as srv:
         async with aioduct.Client(verify=tls_ca.ca_pem_path) as c:
             r = await c.get(srv.url + "/small")
-            assert r.http_version == "2"
+            assert r.http_version == "HTTP/2"
             # 127.0.0.1 is in the certificate and is the connection's address: coalesced.
             r = await c.get(f"https://127.0.0.1:{srv.port}/small")
             assert r.status == 200
@@ -345,7 +345,7 @@ async def test_http1_only_tls_server_with_h2_offered(
     tls_script_server.route_respond("/x", body=b"one-one")
     async with aioduct.Client(verify=tls_ca.ca_pem_path) as c:
         rs = await asyncio.gather(*(c.get(tls_script_server.url + "/x") for _ in range(4)))
-        assert {(r.http_version, r.content) for r in rs} == {("1.1", b"one-one")}
+        assert {(r.http_version, r.content) for r in rs} == {("HTTP/1.1", b"one-one")}
         pool = c._engine.pool
         assert pool is not None and pool._h1_only
         rs = await asyncio.gather(*(c.get(tls_script_server.url + "/x") for _ in range(4)))
@@ -364,7 +364,7 @@ async def test_http1_upgrade_hands_over_the_connection(script_server: ScriptServ
         r = await c.get(
             script_server.url + "/ws", headers={"Connection": "Upgrade", "Upgrade": "echo"}
         )
-        assert r.status == 101 and r.http_version == "1.1"
+        assert r.status == 101 and r.http_version == "HTTP/1.1"
         up = await r.upgrade()
         assert await up.receive() == b"hi"  # bytes that came with the 101
         await up.send(b"abc")

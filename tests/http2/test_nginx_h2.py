@@ -31,7 +31,7 @@ async def test_alpn_picks_h2_and_many_requests_share_one_connection(
         responses = await asyncio.gather(
             *(client.get(f"{nginx.https_url}/small?{t}={i}") for i in range(40))
         )
-        assert {r.http_version for r in responses} == {"2"}
+        assert {r.http_version for r in responses} == {"HTTP/2"}
         assert all(r.content == b"Hello, World!" for r in responses)
         assert client._engine.pool is not None
         assert client._engine.pool.open_connections == 1
@@ -45,7 +45,7 @@ async def test_h2c_prior_knowledge_concurrent_on_one_connection(nginx: Nginx) ->
         responses = await asyncio.gather(
             *(client.get(f"{nginx.h2c_url}/json?{t}={i}") for i in range(30))
         )
-        assert all(r.json()["count"] == 42 and r.http_version == "2" for r in responses)
+        assert all(r.json()["count"] == 42 and r.http_version == "HTTP/2" for r in responses)
         for r in responses:
             assert r.timings.ttfb is not None and 0 <= r.timings.ttfb <= r.timings.total
         # and again, sequentially, on the same connection
@@ -124,16 +124,18 @@ async def test_cancelled_request_resets_only_its_stream(nginx: Nginx) -> None:
 
 async def test_forced_versions_and_http2_off(nginx: Nginx, tls_ca: TLSMaterial) -> None:
     async with aioduct.Client(verify=tls_ca.ca_pem_path) as client:
-        assert (await client.get(nginx.https_url + "/small", version="1.1")).http_version == "1.1"
-        assert (await client.get(nginx.https_url + "/small", version="2")).http_version == "2"
-        assert (await client.get(nginx.https_url + "/small")).http_version in ("1.1", "2")
+        assert (
+            await client.get(nginx.https_url + "/small", version="1.1")
+        ).http_version == "HTTP/1.1"
+        assert (await client.get(nginx.https_url + "/small", version="2")).http_version == "HTTP/2"
+        assert (await client.get(nginx.https_url + "/small")).http_version in ("HTTP/1.1", "HTTP/2")
     async with aioduct.Client(verify=tls_ca.ca_pem_path, http2=False) as client:
-        assert (await client.get(nginx.https_url + "/small")).http_version == "1.1"
+        assert (await client.get(nginx.https_url + "/small")).http_version == "HTTP/1.1"
     async with aioduct.Client() as client:
         r = await client.get(nginx.h2c_url + "/small", version="2")
-        assert r.http_version == "2"
+        assert r.http_version == "HTTP/2"
         # plain http without prior knowledge stays HTTP/1.1
-        assert (await client.get(nginx.http_url + "/small")).http_version == "1.1"
+        assert (await client.get(nginx.http_url + "/small")).http_version == "HTTP/1.1"
     with pytest.raises(ValueError, match="version must be"):
         aioduct.Request("GET", nginx.http_url, version="4")
     with pytest.raises(ValueError, match="needs an https:// URL"):
@@ -152,7 +154,7 @@ async def test_http1_against_the_h2c_port_fails_clearly(nginx: Nginx) -> None:
     async with aioduct.Client() as client:
         if version is not None and version >= (1, 25, 1):
             # `http2 on;` ports detect the preface and serve HTTP/1.1 too.
-            assert (await client.get(nginx.h2c_url + "/small")).http_version == "1.1"
+            assert (await client.get(nginx.h2c_url + "/small")).http_version == "HTTP/1.1"
             return
         with pytest.raises(aioduct.RemoteProtocolError):
             await client.get(nginx.h2c_url + "/small")
@@ -164,7 +166,7 @@ async def test_coalescing_onto_a_certificate_with_two_sans(
     # The certificate covers localhost and 127.0.0.1; both resolve to nginx's address.
     t = tag()
     async with aioduct.Client(verify=tls_ca.ca_pem_path) as client:
-        assert (await client.get(f"{nginx.https_url}/small?{t}=1")).http_version == "2"
+        assert (await client.get(f"{nginx.https_url}/small?{t}=1")).http_version == "HTTP/2"
         assert (await client.get(f"{nginx.alt_https_url}/small?{t}=2")).status == 200
         assert client._engine.pool is not None and client._engine.pool.open_connections == 1
     log = nginx.requests_log(uri_contains=t, min_entries=2)
@@ -189,13 +191,13 @@ async def test_no_coalescing_without_verification(nginx: Nginx) -> None:
 async def test_h2_on_uvloop(nginx: Nginx, tls_ca: TLSMaterial) -> None:
     async with aioduct.Client(verify=tls_ca.ca_pem_path) as client:
         rs = await asyncio.gather(*(client.get(nginx.https_url + "/bytes/64k") for _ in range(8)))
-        assert all(len(r.content) == 65536 and r.http_version == "2" for r in rs)
+        assert all(len(r.content) == 65536 and r.http_version == "HTTP/2" for r in rs)
 
 
 def test_blocking_client_over_h2c(nginx: Nginx) -> None:
     with aioduct.BlockingClient(http2_prior_knowledge=True) as client:
         r = client.get(nginx.h2c_url + "/json")
-        assert r.http_version == "2" and r.json()["count"] == 42
+        assert r.http_version == "HTTP/2" and r.json()["count"] == 42
         with client.stream("GET", nginx.h2c_url + "/bytes/64k") as streamed:
             assert sum(len(c) for c in streamed.iter_bytes()) == 65536
 

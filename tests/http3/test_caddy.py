@@ -27,7 +27,7 @@ async def test_prior_knowledge(caddy: Caddy, tls_ca: TLSMaterial) -> None:
         small, big = await asyncio.gather(
             client.get(caddy.url + "/small"), client.get(caddy.url + "/bytes/1m")
         )
-    assert (small.http_version, small.content) == ("3", b"Hello, World!")
+    assert (small.http_version, small.content) == ("HTTP/3", b"Hello, World!")
     assert big.content == deterministic_bytes(1048576)
 
 
@@ -37,5 +37,5 @@ def test_alt_svc_from_a_real_server(caddy: Caddy, tls_ca: TLSMaterial) -> None:
     ) as client:
         first = client.get(caddy.url + "/small")
         second = client.get(caddy.url + "/small")
-    assert first.http_version == "2" and 'h3=":' in first.headers["alt-svc"]
-    assert second.http_version == "3" and second.content == b"Hello, World!"
+    assert first.http_version == "HTTP/2" and 'h3=":' in first.headers["alt-svc"]
+    assert second.http_version == "HTTP/3" and second.content == b"Hello, World!"

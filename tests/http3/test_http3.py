@@ -29,7 +29,7 @@ async def test_prior_knowledge_get(h3: H3Server, tls_ca: TLSMaterial) -> None:
     async with aioduct.Client(**options(tls_ca)) as client:
         r = await client.get(h3.url + "/small")
         again = await client.get(h3.url + "/headers")
-    assert (r.status, r.http_version, r.content) == (200, "3", b"Hello, World!")
+    assert (r.status, r.http_version, r.content) == (200, "HTTP/3", b"Hello, World!")
     assert r.timings.tls is not None and again.timings.tls is None  # one handshake
     assert h3.connections_accepted == 1
     seen = dict(line.split(": ", 1) for line in again.text.splitlines())
@@ -80,7 +80,7 @@ def test_blocking_client(h3: H3Server, tls_ca: TLSMaterial) -> None:
         r = client.get(h3.url + "/small")
         big = client.post(h3.url + "/echo", content=b"z" * 2_000_000)
         assert client.get(h3.url + "/bytes/1000000").content == deterministic_bytes(1_000_000)
-    assert (r.status, r.http_version, r.content) == (200, "3", b"Hello, World!")
+    assert (r.status, r.http_version, r.content) == (200, "HTTP/3", b"Hello, World!")
     assert big.content == b"z" * 2_000_000
     assert h3.connections_accepted == 1
 
@@ -89,14 +89,14 @@ def test_local_engine_workers(h3: H3Server, tls_ca: TLSMaterial) -> None:
     with aioduct.LocalEngine(workers=1, **options(tls_ca)) as engine:  # type: ignore[arg-type]
         results = list(engine.map([h3.url + "/small"] * 20))
     assert {(r.status, r.http_version, r.body, r.error) for r in results} == {
-        (200, "3", b"Hello, World!", None)
+        (200, "HTTP/3", b"Hello, World!", None)
     }
 
 
 async def test_per_request_version(h3: H3Server, tls_ca: TLSMaterial) -> None:
     async with aioduct.Client(verify=tls_ca.ca_pem_path) as client:
         r = await client.get(h3.url + "/small", version="3")
-    assert r.http_version == "3"
+    assert r.http_version == "HTTP/3"
 
 
 async def test_server_closing_mid_flight(h3: H3Server, tls_ca: TLSMaterial) -> None:
@@ -196,9 +196,11 @@ async def test_alt_svc_upgrade(nginx: Nginx, h3: H3Server, tls_ca: TLSMaterial) 
     ) as client:
         first = await client.get(f"{nginx.https_url}/alt-svc/{h3.port}")
         second = await client.get(f"{nginx.https_url}/small")
-    assert first.http_version in ("1.1", "2") and first.headers["alt-svc"].startswith("h3=")
+    assert first.http_version in ("HTTP/1.1", "HTTP/2") and first.headers["alt-svc"].startswith(
+        "h3="
+    )
     # nginx does not speak HTTP/3: the alternative answered for its origin.
-    assert second.http_version == "3" and second.content == b"Hello, World!"
+    assert second.http_version == "HTTP/3" and second.content == b"Hello, World!"
     assert h3.requests[-1][3] == "/small"
 
 
@@ -225,8 +227,8 @@ async def test_alt_svc_to_a_dead_udp_port_falls_back_to_tcp(
             # is now skipped (a second request does not race again).
             assert cache.lookup(origin, asyncio.get_running_loop().time()) is None
             again = await client.get(f"{nginx.https_url}/small")
-        assert r.http_version != "3" and r.content == b"Hello, World!"
-        assert again.http_version != "3"
+        assert r.http_version != "HTTP/3" and r.content == b"Hello, World!"
+        assert again.http_version != "HTTP/3"
     finally:
         blackhole.close()
 
@@ -236,7 +238,7 @@ def test_alt_svc_blocking_client(nginx: Nginx, h3: H3Server, tls_ca: TLSMaterial
         http3=True, verify=tls_ca.ca_pem_path, pool_max_idle_per_host=0
     ) as client:
         client.get(f"{nginx.https_url}/alt-svc/{h3.port}")
-        assert client.get(f"{nginx.https_url}/small").http_version == "3"
+        assert client.get(f"{nginx.https_url}/small").http_version == "HTTP/3"
 
 
 @pytest.mark.nginx
@@ -249,7 +251,7 @@ async def test_alt_svc_file_persists(
         await client.get(f"{nginx.https_url}/alt-svc/{h3.port}")
     async with aioduct.Client(**common) as fresh:
         r = await fresh.get(f"{nginx.https_url}/small")
-    assert r.http_version == "3"
+    assert r.http_version == "HTTP/3"
 
 
 def test_ignored_over_cleartext(nginx: Nginx, tls_ca: TLSMaterial) -> None:

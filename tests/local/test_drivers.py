@@ -154,7 +154,7 @@ def test_nginx_jobs(nginx: Nginx) -> None:
     results = _differential(jobs, concurrency=16)
     by_id = {r.id: r for r in results if r.id is not None}
     assert by_id["small"].body == b"Hello, World!" and by_id["small"].meta == {"m": 1}
-    assert by_id["small"].http_version == "1.1"
+    assert by_id["small"].http_version == "HTTP/1.1"
     kinds = {key: by_id[key].error.kind for key in ("refused", "scheme", "garbage")}  # type: ignore[union-attr]
     assert kinds == {
         "refused": "ConnectError",
@@ -328,7 +328,7 @@ def test_hostile_servers(script_server: ScriptServer) -> None:
     by_id = {r.id: r for r in results}
     assert by_id["eof-body"].body == b"until the end"
     assert by_id["chunked"].body == b"abcd"
-    assert by_id["http10"].http_version == "1.0"
+    assert by_id["http10"].http_version == "HTTP/1.0"
 
 
 # -- compressed bodies ----------------------------------------------------------------------------

@@ -45,7 +45,7 @@ async def test_get_and_decode(nginx: Nginx, engine: str) -> None:
         assert (r.status, r.reason, r.http_version, r.content) == (
             200,
             "OK",
-            "1.1",
+            "HTTP/1.1",
             b"Hello, World!",
         )
         assert r.headers["content-length"] == "13" and str(r.url) == nginx.http_url + "/small"

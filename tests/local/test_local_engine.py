@@ -34,7 +34,7 @@ def test_map_accounts_for_every_job_across_many_origins(
         r = by_id[i]
         assert r.url == url and r.final_url == url and r.error is None and r.status == 200
         assert r.body == f"{url.rsplit(':', 1)[1].split('/')[0]} /item/{i}".encode()
-        assert r.attempts == 1 and r.http_version == "1.1" and r.size == len(r.body)
+        assert r.attempts == 1 and r.http_version == "HTTP/1.1" and r.size == len(r.body)
     workers_of = {}
     for r in results:  # one origin, one worker: politeness state lives in one place
         workers_of.setdefault(r.url.split("/item/")[0], set()).add(r.worker)

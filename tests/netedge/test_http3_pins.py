@@ -27,12 +27,12 @@ async def test_http3_pins(h3: H3Server, tls_ca: TLSMaterial) -> None:
     base = {"http3_prior_knowledge": True, "verify": tls_ca.ca_pem_path, "early_data": True}
     async with aioduct.Client(pinned_sha256=[pin], **base) as client:
         r = await client.get(h3.url + "/small")
-        assert r.http_version == "3" and r.timings.address is not None
+        assert r.http_version == "HTTP/3" and r.timings.address is not None
         await asyncio.sleep(0.05)  # a session ticket would arrive now
         h3.close_connections()
         await asyncio.sleep(0.05)
         again = await client.get(h3.url + "/small")
-        assert again.http_version == "3"
+        assert again.http_version == "HTTP/3"
     # the second connection made a full handshake: nothing resumed, nothing sent early
     assert h3.handshakes[-1] == (False, False)
     async with aioduct.Client(pinned_sha256=[WRONG_PIN], **base) as client:
@@ -48,8 +48,8 @@ async def test_http3_with_tls_bounds_and_the_system_store(
         with pytest.raises(aioduct.ConnectError, match="max_tls_version"):
             await client.get(h3.url + "/small")
     async with aioduct.Client(min_tls_version="1.3", **base) as client:
-        assert (await client.get(h3.url + "/small")).http_version == "3"
+        assert (await client.get(h3.url + "/small")).http_version == "HTTP/3"
     monkeypatch.setenv("SSL_CERT_FILE", tls_ca.ca_pem_path)
     base["verify"] = "system"
     async with aioduct.Client(**base) as client:
-        assert (await client.get(h3.url + "/small")).http_version == "3"
+        assert (await client.get(h3.url + "/small")).http_version == "HTTP/3"

@@ -139,7 +139,7 @@ async def test_coalescing_hands_out_only_pinned_connections(
             with pytest.raises(aioduct.TLSError, match="pinned_sha256"):
                 await client.get(url)
     async with aioduct.Client(pinned_sha256=[good_pin], **options) as client:
-        assert (await client.get(nginx.https_url + "/small")).http_version == "2"
+        assert (await client.get(nginx.https_url + "/small")).http_version == "HTTP/2"
         assert (await client.get(other)).content == SMALL_BODY
         assert client._engine.pool is not None and client._engine.pool.open_connections == 1
 

@@ -65,7 +65,7 @@ def test_buffered_download_is_paced(nginx: Nginx, kind: str, origin: str) -> Non
     with Driver(kind, record=True, max_download_speed=SPEED, **options) as client:
         r = client.get(getattr(nginx, origin) + "/bytes/1m")
         assert r.content == deterministic_bytes(MB)
-        assert r.http_version == ("2" if origin == "h2c_url" else "1.1")
+        assert r.http_version == ("HTTP/2" if origin == "h2c_url" else "HTTP/1.1")
         check_paced(client.sleeps, MB)
 
 

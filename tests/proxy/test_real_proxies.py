@@ -95,9 +95,9 @@ def test_https_target_negotiates_http2_inside_the_tunnel(
             rs = await asyncio.gather(*(c.get(nginx.https_url + "/small") for _ in range(5)))
             return [r.http_version for r in rs]
 
-    assert asyncio.run(run()) == ["2"] * 5
+    assert asyncio.run(run()) == ["HTTP/2"] * 5
     with aioduct.BlockingClient(proxy=tinyproxy_auth.url, verify=tls_ca.ca_pem_path) as client:
-        assert client.get(nginx.https_url + "/small").http_version == "2"
+        assert client.get(nginx.https_url + "/small").http_version == "HTTP/2"
 
 
 def test_http2_inside_a_tunnel_through_an_https_proxy(
@@ -107,7 +107,7 @@ def test_http2_inside_a_tunnel_through_an_https_proxy(
         response = fetch(
             driver, nginx.https_url + "/small", proxy=https_proxy.url, verify=tls_ca.ca_pem_path
         )
-        assert (response.status, response.http_version) == (200, "2")
+        assert (response.status, response.http_version) == (200, "HTTP/2")
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -253,7 +253,7 @@ def test_http3_is_never_tried_through_a_proxy(
     options = {"proxy": fresh_tinyproxy.url, "verify": tls_ca.ca_pem_path}
     with aioduct.BlockingClient(http3_prior_knowledge=True, **options) as client:
         response = client.get(nginx.https_url + "/small")
-        assert (response.status, response.http_version) == (200, "2")
+        assert (response.status, response.http_version) == (200, "HTTP/2")
         with pytest.raises(ProxyError, match="version='3' cannot go through the proxy"):
             client.get(nginx.https_url + "/small", version="3")
     assert len(fresh_tinyproxy.connects()) == 1

@@ -89,5 +89,5 @@ def test_streamed_body_cannot_be_replayed_for_307() -> None:
         yield b"x"
 
     req = Request("PUT", "http://a.test/", headers=Headers(), stream=gen())
-    with pytest.raises(RedirectError, match="cannot repeat a streamed request body"):
+    with pytest.raises(RedirectError, match="cannot repeat a one-shot streamed request body"):
         next_request(req, _resp(307, "/again"))

@@ -26,7 +26,7 @@ def test_get_small_runs_on_the_uring_runtime(run_uring: RunUring, nginx: Nginx) 
             return await client.get(nginx.http_url + "/small")
 
     r = run_uring(main())
-    assert (r.status, r.http_version, r.content) == (200, "1.1", b"Hello, World!")
+    assert (r.status, r.http_version, r.content) == (200, "HTTP/1.1", b"Hello, World!")
     assert r.timings.connect is not None and r.timings.ttfb is not None
 
 
@@ -200,7 +200,7 @@ def test_http2_runs_unchanged_on_the_uring_runtime(
             rs = await asyncio.gather(
                 *(client.get(nginx.https_url + "/bytes/64k") for _ in range(10))
             )
-            assert all(r.http_version == "2" and len(r.content) == 65536 for r in rs)
+            assert all(r.http_version == "HTTP/2" and len(r.content) == 65536 for r in rs)
             assert client._engine.pool is not None and client._engine.pool.open_connections == 1
         async with aioduct.Client(http2_prior_knowledge=True) as client:
             r = await client.get(nginx.h2c_url + "/bytes/1m")

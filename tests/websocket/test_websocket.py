@@ -53,7 +53,7 @@ async def _echo_round(ws: aioduct.websocket.WebSocket) -> None:
 async def test_http11_upgrade_echo(echo: ASGIServer) -> None:
     async with aioduct.Client() as c:
         async with c.websocket(echo.ws_url + "/chat", subprotocols=["x", "echo.v1"]) as ws:
-            assert ws.http_version == "1.1" and ws.subprotocol == "echo.v1"
+            assert ws.http_version == "HTTP/1.1" and ws.subprotocol == "echo.v1"
             assert ws.response.status == 101
             await _echo_round(ws)
         assert ws.closed and ws.close_code == 1000
@@ -64,22 +64,22 @@ async def test_http11_upgrade_echo(echo: ASGIServer) -> None:
 async def test_h2c_extended_connect_echo(echo: ASGIServer) -> None:
     async with aioduct.Client(http2_prior_knowledge=True) as c:
         async with c.websocket(echo.ws_url + "/chat") as ws:
-            assert ws.http_version == "2" and ws.subprotocol is None
+            assert ws.http_version == "HTTP/2" and ws.subprotocol is None
             await _echo_round(ws)
             # the connection keeps serving other streams meanwhile
             r = await c.get(echo.url + "/")
-            assert r.http_version == "2" and r.text == "ok"
+            assert r.http_version == "HTTP/2" and r.text == "ok"
         assert ws.close_code == 1000
 
 
 async def test_tls_alpn_h2_extended_connect(tls_echo: ASGIServer, tls_ca: TLSMaterial) -> None:
     async with aioduct.Client(verify=tls_ca.ca_pem_path) as c:
         async with c.websocket(tls_echo.ws_url + "/chat") as ws:
-            assert ws.http_version == "2"
+            assert ws.http_version == "HTTP/2"
             await _echo_round(ws)
     async with aioduct.Client(verify=tls_ca.ca_pem_path, http2=False) as c:
         async with c.websocket(tls_echo.url + "/chat") as ws:  # https:// works too
-            assert ws.http_version == "1.1"
+            assert ws.http_version == "HTTP/1.1"
             await _echo_round(ws)
 
 
@@ -113,7 +113,7 @@ async def test_iteration_ends_on_a_normal_close_and_raises_on_others(
 def test_blocking_client(echo: ASGIServer, h2: bool) -> None:
     with aioduct.BlockingClient(http2_prior_knowledge=h2) as c:
         with c.websocket(echo.ws_url, subprotocols=["echo"]) as ws:
-            assert ws.http_version == ("2" if h2 else "1.1") and ws.subprotocol == "echo"
+            assert ws.http_version == ("HTTP/2" if h2 else "HTTP/1.1") and ws.subprotocol == "echo"
             ws.send_text("sync")
             assert ws.receive_text() == "sync"
             ws.send_bytes(b"raw")
@@ -496,7 +496,7 @@ async def test_https_server_without_h2_gets_an_upgrade(
 
     async with aioduct.Client(verify=tls_ca.ca_pem_path) as c:
         async with c.websocket(tls_script_server.url.replace("https", "wss") + "/ws") as ws:
-            assert ws.http_version == "1.1"
+            assert ws.http_version == "HTTP/1.1"
             await ws.send_text("tls")
             assert [m async for m in ws] == ["TLS"]
     assert tls_script_server.connections_accepted == 1
