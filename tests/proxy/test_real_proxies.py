@@ -62,9 +62,14 @@ def test_http_and_https_targets_through_each_proxy(
 ) -> None:
     proxy = _proxy_url(kind, request)
     pos = nginx.log_position()
+    tag = f"?through={kind}-{driver}"  # isolates this test's lines in the shared log
     responses = fetch_all(
         driver,
-        [nginx.http_url + "/small", nginx.https_url + "/small", nginx.https_url + "/echo/headers"],
+        [
+            nginx.http_url + "/small" + tag,
+            nginx.https_url + "/small" + tag,
+            nginx.https_url + "/echo/headers" + tag,
+        ],
         proxy=proxy,
         verify=tls_ca.ca_pem_path,
     )
@@ -72,7 +77,7 @@ def test_http_and_https_targets_through_each_proxy(
     assert responses[0].content == SMALL_BODY == responses[1].content
     # Through a tunnel the origin never sees Proxy-Authorization.
     assert echoed(responses[2])["proxy-authorization"] == ""
-    assert len(nginx.requests_log(since=pos)) == 3
+    assert len(nginx.requests_log(since=pos, uri_contains=tag, min_entries=3)) == 3
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
