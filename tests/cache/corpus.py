@@ -1,13 +1,14 @@
 """Run the http-tests/cache-tests corpus (RFC 9111) against aioduct's cache.
 
-The corpus (``shared/corpora/cache-tests``, vendored unmodified) is a list of tests, each
-a sequence of requests with the responses the server must give and what the client
-must then see. Its own Node server (``test-engine/server/server.mjs``) replays those
-responses: this module starts it, loads the tests through Node (they are ES modules),
-and plays the client side of ``test-engine/client/test.mjs`` with an
-``aioduct.Client(cache=Cache())``: PUT the test's request list to ``/config/<uuid>``,
-send the requests through the cache (pausing 3 s where the test says so), then compare
-what came back, and what the server saw (``/state/<uuid>``), with the expectations.
+The corpus (http-tests/cache-tests @ b55b8bd, vendored unmodified in
+``tests/cache/data``) is a list of tests, each a sequence of requests with the responses
+the server must give and what the client must then see. Its own Node server
+(``test-engine/server/server.mjs``) replays those responses: this module starts it,
+loads the tests through Node (they are ES modules), and plays the client side of
+``test-engine/client/test.mjs`` with an ``aioduct.Client(cache=Cache())``: PUT the
+test's request list to ``/config/<uuid>``, send the requests through the cache (pausing
+3 s where the test says so), then compare what came back, and what the server saw
+(``/state/<uuid>``), with the expectations.
 
 Two runs, one per kind of cache:
 
@@ -49,8 +50,13 @@ from typing import Any
 
 import aioduct
 
-ROOT = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("AIODUCT_CORPORA", ROOT.parent / "shared" / "corpora")) / "cache-tests"
+#: Vendored unmodified under tests/cache/data (a clean clone has nothing beside it);
+#: ``AIODUCT_CORPORA`` points at another copy (a directory holding ``cache-tests``).
+CORPUS = (
+    Path(os.environ["AIODUCT_CORPORA"]) / "cache-tests"
+    if os.environ.get("AIODUCT_CORPORA")
+    else Path(__file__).parent / "data" / "cache-tests"
+)
 
 #: Tests of a shared cache's rules, which a private cache is right to fail.
 SHARED_ONLY = {
