@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -41,17 +42,29 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def aioduct(*args: str, stdin: str | None = None, cwd: Path | None = None, **extra: str) -> Ran:
-    """Run ``python -m aioduct.cli ARGS`` to completion."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "aioduct.cli", *args],
-        input=stdin,
-        capture_output=True,
+    """Run ``python -m aioduct.cli ARGS`` to completion.
+
+    A run that outlives 50 s is sent SIGABRT, which ``-X faulthandler`` turns into every
+    thread's stack on stderr: a hang fails with where it hung, not just "timeout".
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "faulthandler", "-m", "aioduct.cli", *args],
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env(**extra),
         cwd=cwd,
-        timeout=60,
     )
-    return Ran(proc.returncode, proc.stdout, proc.stderr)
+    try:
+        out, err = proc.communicate(stdin, timeout=50)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=10)
+        raise AssertionError(
+            f"aioduct {' '.join(args)} hung for 50 s; its stacks:\n{err[-6000:]}\n{out[-2000:]}"
+        ) from None
+    return Ran(proc.returncode, out, err)
 
 
 def start(*args: str, cwd: Path | None = None, **extra: str) -> subprocess.Popen[str]:
