@@ -419,7 +419,29 @@ class _Settled:
         return self._error
 
 
-class HTTP2Connection:
+class SharedConnection:
+    """What the pool keeps on a connection that carries many requests at once (HTTP/2,
+    HTTP/3): stream slots in use, coalesced aliases, the change callback, the exchanges
+    in flight and the error that ended it (see :class:`~aioduct.pool.MultiplexedConnection`)."""
+
+    def _init_shared(self) -> None:
+        self.idle_since = 0.0
+        self.holds_slot = False
+        self.in_use = 0
+        self.aliases: list[PoolKey] = []
+        self.on_change: Callable[[Any], None] | None = None
+        self.setup_timings: tuple[float | None, float | None, float | None, str | None] = (
+            None,
+            None,
+            None,
+            None,
+        )
+        self.exchanges: dict[int, H2Exchange] = {}
+        #: Set once the connection is unusable; every stream then fails with it.
+        self.error: AioductError | None = None
+
+
+class HTTP2Connection(SharedConnection):
     """An HTTP/2 connection shared by concurrent requests (see module docstring)."""
 
     multiplexed: Literal[True] = True
@@ -448,20 +470,7 @@ class HTTP2Connection:
             adaptive_window=config.adaptive_window,
             max_unproductive_frames=config.max_unproductive_frames,
         )
-        self.idle_since = 0.0
-        self.holds_slot = False
-        self.in_use = 0
-        self.aliases: list[PoolKey] = []
-        self.on_change: Callable[[Any], None] | None = None
-        self.setup_timings: tuple[float | None, float | None, float | None, str | None] = (
-            None,
-            None,
-            None,
-            None,
-        )
-        self.exchanges: dict[int, H2Exchange] = {}
-        #: Set once the connection is unusable; every stream then fails with it.
-        self.error: AioductError | None = None
+        self._init_shared()
         #: last-stream-id of a received GOAWAY: no new streams, higher ones were refused.
         self.goaway_last_id: int | None = None
         self.goaway_error: int = 0

@@ -40,7 +40,7 @@ from aioquic.quic.packet import QuicErrorCode
 from .config import Http3Config
 from .connection import StreamNotProcessed
 from .errors import AioductError, ConnectError, ReadError, RemoteProtocolError, WriteError
-from .http2 import H2Exchange, StreamResetError
+from .http2 import H2Exchange, SharedConnection, StreamResetError
 from .models import Request
 from .pool import PoolKey
 from .protocol.http2 import ResponseReceived
@@ -169,7 +169,7 @@ class _QuicStreams:
             quic.stop_stream(stream_id, _CANCELLED)
 
 
-class HTTP3Connection:
+class HTTP3Connection(SharedConnection):
     """An HTTP/3 connection shared by concurrent requests (see module docstring)."""
 
     multiplexed: Literal[True] = True
@@ -199,19 +199,7 @@ class HTTP3Connection:
         self.stream = _Writer()
         self.send_buffer_limit = config.max_send_buf_size
         self.early_data = early_data and quic_config.session_ticket is not None
-        self.idle_since = 0.0
-        self.holds_slot = False
-        self.in_use = 0
-        self.aliases: list[PoolKey] = []
-        self.on_change: Callable[[Any], None] | None = None
-        self.setup_timings: tuple[float | None, float | None, float | None, str | None] = (
-            None,
-            None,
-            None,
-            None,
-        )
-        self.exchanges: dict[int, H2Exchange] = {}
-        self.error: AioductError | None = None
+        self._init_shared()
         self.handshake_done = False
         #: What the handshake said (for tests and Timings): resumed, 0-RTT accepted.
         self.session_resumed = False
