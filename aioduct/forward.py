@@ -42,7 +42,6 @@ extended CONNECT over HTTP/2) and messages are copied both ways until one side c
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
@@ -50,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from .errors import AioductError, InvalidURL, TimeoutError
+from .forwarded import format_forwarded
 from .headers import Headers
 from .models import Request
 from .url import URL
@@ -81,36 +81,14 @@ HOP_BY_HOP: Final = frozenset(
 _FORWARDING: Final = frozenset(
     ("forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host")
 )
-_TCHAR: Final = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
 _log = logging.getLogger("aioduct.forward")
 
 
-def _value(text: str) -> str:
-    """A Forwarded parameter value: a token as is, anything else quoted (RFC 7239 §4)."""
-    if text and all(c in _TCHAR for c in text):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _node(host: str | None) -> str:
-    """A client address as a Forwarded node: IPv6 in brackets, unknown when unknown."""
-    if not host:
-        return "unknown"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return host  # a Unix socket path or an obfuscated name
-    return f"[{ip}]" if ip.version == 6 else str(ip)
-
-
 def forwarded_element(for_: str | None, proto: str, host: str | None) -> str:
-    """One ``Forwarded`` element: ``for=...;proto=...;host=...`` (RFC 7239 §4)."""
-    parts = [f"for={_value(_node(for_))}", f"proto={_value(proto)}"]
-    if host:
-        parts.append(f"host={_value(host)}")
-    return ";".join(parts)
+    """One ``Forwarded`` element: ``for=...;proto=...;host=...`` (RFC 7239 §4), written
+    by :func:`aioduct.format_forwarded` (IPv6 bracketed and quoted, ``unknown`` for an
+    unknown client, non-tokens quoted)."""
+    return format_forwarded(for_=for_ or "unknown", proto=proto, host=host or None)
 
 
 def _connection_names(headers: list[tuple[str, str]]) -> set[str]:
