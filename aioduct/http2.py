@@ -439,6 +439,32 @@ class SharedConnection:
         self.exchanges: dict[int, H2Exchange] = {}
         #: Set once the connection is unusable; every stream then fails with it.
         self.error: AioductError | None = None
+        self._flush_scheduled = False
+
+    # Provided by each protocol's connection:
+    loop: asyncio.AbstractEventLoop | None
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def flush_soon(self) -> None:
+        """Send what the protocol queued at the end of this loop iteration.
+
+        Requests started in the same iteration (concurrent requests, or the next ones
+        started by tasks the reader just woke) and the acknowledgements of what the
+        reader just processed then go out in one write (HTTP/2) or one packet-building
+        pass (HTTP/3, where building packets is the costly part).
+        """
+        if self.loop is None:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        if self.error is None:
+            self.flush()
 
 
 class HTTP2Connection(SharedConnection):
@@ -481,7 +507,6 @@ class HTTP2Connection(SharedConnection):
         self._pinger: Any = None
         self._ping_waiter: asyncio.Future[None] | None = None
         self._last_received = runtime.now()
-        self._flush_scheduled = False
         #: The server's SETTINGS_MAX_CONCURRENT_STREAMS (cached: checked per checkout).
         self.max_streams = self.proto.max_concurrent_streams
         #: Seconds to wait for ``100 Continue`` before sending a body anyway.
@@ -573,22 +598,6 @@ class HTTP2Connection(SharedConnection):
             self.on_change(self)
 
     # -- output ----------------------------------------------------------------------------
-
-    def flush_soon(self) -> None:
-        """Write what the protocol queued at the end of this loop iteration.
-
-        Requests started in the same iteration (concurrent requests, or the next ones
-        started by tasks the reader just woke) then go out in one write.
-        """
-        if self.loop is None:
-            self.flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._scheduled_flush)
-
-    def _scheduled_flush(self) -> None:
-        self._flush_scheduled = False
-        self.flush()
 
     def flush(self) -> None:
         data = self.proto.data_to_send()

@@ -40,7 +40,7 @@ from aioquic.quic.packet import QuicErrorCode
 from .config import Http3Config
 from .connection import StreamNotProcessed
 from .errors import AioductError, ConnectError, ReadError, RemoteProtocolError, WriteError
-from .http2 import H2Exchange, SharedConnection, StreamResetError
+from .http2 import H2Exchange, SharedConnection, StreamResetError, _expire
 from .models import Request
 from .pool import PoolKey
 from .protocol.http2 import ResponseReceived
@@ -210,7 +210,6 @@ class HTTP3Connection(SharedConnection):
         self._interim: dict[int, int] = {}
         self._reader: Any = None
         self._reader_deadline: float | None = None
-        self._flush_scheduled = False
         self.max_streams = 100  # until the transport parameters say
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -329,21 +328,6 @@ class HTTP3Connection(SharedConnection):
         timer = self.quic.get_timer()
         if timer is not None and (waiting_until is None or timer < waiting_until):
             udp.wake()
-
-    def flush_soon(self) -> None:
-        """Send at the end of this loop iteration: requests started together, and the
-        ACKs for everything the reader just processed, go out in one pass (building
-        packets is the costly part of QUIC, even when there is little to send)."""
-        if self.loop is None:
-            self.flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._scheduled_flush)
-
-    def _scheduled_flush(self) -> None:
-        self._flush_scheduled = False
-        if self.error is None:
-            self.flush()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -579,8 +563,3 @@ class HTTP3Connection(SharedConnection):
             RemoteProtocolError(f"the server sent {what} on HTTP/3 stream {exchange.stream_id}")
         )
         self.proto.reset(exchange.stream_id, 0)
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(Expired())
