@@ -34,10 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import threading
-import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import h2.config
 import h2.connection
@@ -48,7 +46,7 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from .nginx import SMALL_BODY, deterministic_bytes
-from .server import start_loop_thread
+from .server import LoopThreadServer
 
 __all__ = ["H2Handler", "H2Request", "H2Server", "H2ServerConn", "raw_frame"]
 
@@ -217,7 +215,7 @@ async def _builtin(req: H2Request) -> None:
         await req.respond(404, b"no such path: " + path.encode())
 
 
-class H2Server:
+class H2Server(LoopThreadServer):
     """An HTTP/2 server on 127.0.0.1 whose behaviour tests script (see module docs).
 
     ``max_concurrent_streams``, ``initial_window_size``, ``max_frame_size`` and
@@ -237,6 +235,7 @@ class H2Server:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__()
         if tls is not None:
             tls.set_alpn_protocols(["h2"])
         self.tls = tls
@@ -256,13 +255,9 @@ class H2Server:
         self.conns: list[H2ServerConn] = []
         #: ``(connection id, stream id, method, path)`` of every request, in order.
         self.requests: list[tuple[int, int, str, str]] = []
-        self.errors: list[BaseException] = []
         self.max_open_streams_seen = 0
         self._routes: dict[str, H2Handler] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -277,18 +272,7 @@ class H2Server:
 
         return register
 
-    def call(self, func: Callable[[], Any]) -> Any:
-        """Run ``func`` on the server's loop thread and return its result."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(_call(func), self._loop).result(timeout=10)
-
     # -- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> H2Server:
-        self._loop, self._thread = start_loop_thread(
-            self._listen, name="H2Server", on_error=lambda _ctx: None
-        )
-        return self
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(
@@ -296,45 +280,14 @@ class H2Server:
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
-    def close(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        self._thread = None
-        future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-        with contextlib.suppress(Exception):
-            future.result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        if self.errors:
-            errors, self.errors = self.errors, []
-            details = "".join(traceback.format_exception(errors[0]))
-            raise AssertionError(f"{len(errors)} H2Server handler(s) raised:\n{details}")
-
-    async def _shutdown(self) -> None:
+    async def _stop_serving(self) -> None:
         if self._server is not None:
             self._server.close()
         for conn in self.conns:
             conn.closed = True
             conn.writer.transport.abort()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
-
-    def __enter__(self) -> H2Server:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- serving --------------------------------------------------------------------------
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections_accepted += 1
@@ -413,7 +366,3 @@ class H2Server:
         except BaseException as exc:
             if not req.conn.closed and req.reset_by_client is None:
                 self.errors.append(exc)
-
-
-async def _call(func: Callable[[], Any]) -> Any:
-    return func()

@@ -24,10 +24,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-import threading
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -40,7 +37,7 @@ from aioquic.quic.events import HandshakeCompleted, ProtocolNegotiated, QuicEven
 from aioquic.tls import SessionTicket
 
 from .nginx import SMALL_BODY, TLSFiles, deterministic_bytes
-from .server import start_loop_thread
+from .server import LoopThreadServer
 
 __all__ = ["H3Handler", "H3Request", "H3Server"]
 
@@ -181,7 +178,7 @@ class _H3Protocol(QuicConnectionProtocol):
         return sum(1 for sid in self.requests if self._quic._streams.get(sid) is not None)
 
 
-class H3Server:
+class H3Server(LoopThreadServer):
     """An HTTP/3 server on 127.0.0.1 (UDP) whose behaviour tests script.
 
     ``max_streams`` is the peer limit on concurrent request streams;
@@ -198,6 +195,7 @@ class H3Server:
         early_data: bool = True,
         idle_timeout: float = 60.0,
     ) -> None:
+        super().__init__()
         self.tls = tls
         self.host = host
         self.port = port
@@ -210,14 +208,10 @@ class H3Server:
         self.requests: list[tuple[int, int, str, str]] = []
         #: ``(session resumed, early data accepted)`` of every completed handshake.
         self.handshakes: list[tuple[bool, bool]] = []
-        self.errors: list[BaseException] = []
         self.max_open_streams_seen = 0
         self._tickets: dict[bytes, SessionTicket] = {}
         self._routes: dict[str, H3Handler] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._server: QuicServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -230,15 +224,6 @@ class H3Server:
             return handler
 
         return register
-
-    def call(self, func: Callable[[], Any]) -> Any:
-        """Run ``func`` on the server's loop thread and return its result."""
-        assert self._loop is not None
-
-        async def run() -> Any:
-            return func()
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
 
     def close_connections(self, error_code: int = 0, reason: str = "closing") -> None:
         """Close every connection now (CONNECTION_CLOSE to the client)."""
@@ -263,12 +248,6 @@ class H3Server:
         self.call(send)
 
     # -- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> H3Server:
-        self._loop, self._thread = start_loop_thread(
-            self._listen, name="H3Server", on_error=lambda _ctx: None
-        )
-        return self
 
     async def _listen(self) -> None:
         config = QuicConfiguration(
@@ -307,42 +286,11 @@ class H3Server:
     def _store_ticket(self, ticket: SessionTicket) -> None:
         self._tickets[ticket.ticket] = ticket
 
-    def close(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        self._thread = None
-        future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-        with contextlib.suppress(Exception):
-            future.result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        if self.errors:
-            errors, self.errors = self.errors, []
-            details = "".join(traceback.format_exception(errors[0]))
-            raise AssertionError(f"{len(errors)} H3Server handler(s) raised:\n{details}")
-
-    async def _shutdown(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+    async def _stop_serving(self) -> None:
         if self._server is not None:
             self._server.close()
 
-    def __enter__(self) -> H3Server:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # -- serving --------------------------------------------------------------------------
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, req: H3Request) -> None:
         path = req.path.split("?", 1)[0]

@@ -39,7 +39,7 @@ import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import h11
 
@@ -727,6 +727,79 @@ class BadTLSServers:
 
     def __enter__(self) -> BadTLSServers:
         return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class LoopThreadServer:
+    """A scriptable test server serving from a loop thread of its own (H2Server, H3Server).
+
+    Subclasses implement ``_listen`` (bind; runs on the new loop) and may implement
+    ``_stop_serving``. Handler tasks go through ``_spawn``; an exception a handler raises
+    is kept in ``errors`` and raised from ``close()``, so a broken server script fails
+    the test that used it instead of passing silently.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _listen(self) -> None:
+        raise NotImplementedError
+
+    async def _stop_serving(self) -> None:
+        """Stop accepting and drop live connections (before handler tasks are cancelled)."""
+
+    def start(self) -> Self:
+        self._loop, self._thread = start_loop_thread(
+            self._listen, name=type(self).__name__, on_error=lambda _ctx: None
+        )
+        return self
+
+    def call(self, func: Callable[[], Any]) -> Any:
+        """Run ``func`` on the server's loop thread and return its result."""
+        assert self._loop is not None
+
+        async def run() -> Any:
+            return func()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
+
+    def close(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._thread = None
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        with contextlib.suppress(Exception):
+            future.result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if self.errors:
+            errors, self.errors = self.errors, []
+            details = "".join(traceback.format_exception(errors[0]))
+            raise AssertionError(
+                f"{len(errors)} {type(self).__name__} handler(s) raised:\n{details}"
+            )
+
+    async def _shutdown(self) -> None:
+        await self._stop_serving()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def __enter__(self) -> Self:
+        return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
