@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
+from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, StreamReset
-from aioquic.quic.packet import QuicErrorCode
+from aioquic.quic.packet import QuicErrorCode, QuicFrameType
 
 from .config import Http3Config
 from .connection import StreamNotProcessed
@@ -103,6 +103,80 @@ def quic_configuration(
     return quic
 
 
+class _QuicConnection(QuicConnection):
+    """aioquic's QUIC connection, crediting receive windows as the reader consumes.
+
+    aioquic raises MAX_STREAM_DATA and MAX_DATA (doubling them) once half of a window
+    has *arrived*, whether or not anyone read it, so a slow reader of a streamed
+    response would buffer without bound. Here the limits follow what was consumed, as
+    HTTP/2's WINDOW_UPDATEs do: a stream may run ``max_stream_data`` ahead of what
+    QUIC delivered in order minus what its exchange still ``held`` unread (and what
+    HTTP/3 buffers of a partial frame); the connection ``max_data`` ahead of all data
+    received minus all held. Credit goes out once it opens at least half a window.
+    The two ``_write_*_limits`` hooks are where aioquic decides this when it builds a
+    packet; nothing else of aioquic's flow control changes.
+    """
+
+    def __init__(self, *, configuration: QuicConfiguration, **kwargs: Any) -> None:
+        super().__init__(configuration=configuration, **kwargs)
+        self.stream_window = configuration.max_stream_data
+        self.connection_window = configuration.max_data
+        #: Bytes handed to an exchange and not read yet, per stream and in total.
+        self.held: dict[int, int] = {}
+        self.held_total = 0
+        #: The HTTP/3 layer's streams (their partial-frame buffers count as held).
+        self.h3_streams: dict[int, Any] = {}
+
+    def stream_credit(self, stream: Any) -> int:
+        """The MAX_STREAM_DATA ``stream`` has earned (delivered, minus held, plus a window)."""
+        sid = stream.stream_id
+        h3 = self.h3_streams.get(sid)
+        pending = self.held.get(sid, 0) + (len(h3.buffer) if h3 is not None else 0)
+        return int(stream.receiver.starting_offset()) - pending + self.stream_window
+
+    def credit_due(self, stream_id: int) -> bool:
+        """Whether a MAX_STREAM_DATA or MAX_DATA is now worth sending."""
+        window = self.connection_window
+        max_data = self._local_max_data
+        if max_data.used - self.held_total + window - max_data.value >= window >> 1:
+            return True
+        stream = self._streams.get(stream_id)
+        return stream is not None and (
+            self.stream_credit(stream) - stream.max_stream_data_local >= self.stream_window >> 1
+        )
+
+    def _write_connection_limits(self, builder: Any, space: Any) -> None:
+        max_data = self._local_max_data
+        window = self.connection_window
+        credit = max_data.used - self.held_total + window
+        if credit - max_data.value >= window >> 1:
+            max_data.value = credit
+        used = max_data.used
+        max_data.used = 0  # keeps aioquic from doubling MAX_DATA on arrival
+        try:
+            super()._write_connection_limits(builder, space)  # MAX_DATA, MAX_STREAMS
+        finally:
+            max_data.used = used
+
+    def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
+        # Zero for our own unidirectional streams (nothing to receive).
+        if not stream.max_stream_data_local or stream.receiver.is_finished:
+            return
+        credit = self.stream_credit(stream)
+        if credit - stream.max_stream_data_local >= self.stream_window >> 1:
+            stream.max_stream_data_local = credit
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
+                handler=self._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream.stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local
+
+
 class _H3Connection(H3Connection):
     """aioquic's HTTP/3 layer with the QPACK table size and blocked-stream limit we
     offer the server (it has them fixed at 4096 and 16 otherwise)."""
@@ -118,6 +192,21 @@ class _H3Connection(H3Connection):
         self._max_table_capacity, self._blocked_streams = self._offer
         self._decoder = pylsqpack.Decoder(*self._offer)
         super()._init_connection()
+
+
+class _H3Exchange(H2Exchange):
+    """HTTP/2's exchange, flushing after a read only when it earned the server credit
+    (a flush builds packets: too costly to do for every ~1 KB QUIC chunk read)."""
+
+    __slots__ = ()
+
+    def _take(self) -> bytes:
+        data, flow = self.chunks.popleft()
+        if flow:
+            conn = cast("HTTP3Connection", self._conn)
+            if conn.proto.acknowledge(self.stream_id, flow):
+                conn.flush()
+        return data
 
 
 class _Writer:
@@ -137,9 +226,18 @@ class _QuicStreams:
     def __init__(self, conn: HTTP3Connection) -> None:
         self._conn = conn
 
-    def acknowledge(self, stream_id: int, flow: int) -> None:
-        # QUIC credits stream and connection windows itself as data is delivered.
-        return None
+    def acknowledge(self, stream_id: int, flow: int) -> bool:
+        """``flow`` bytes of the stream were read: no longer held against its windows.
+        ``True`` when that makes a MAX_STREAM_DATA or MAX_DATA due."""
+        quic = self._conn.quic
+        held = quic.held
+        left = held.get(stream_id, 0) - flow
+        if left > 0:
+            held[stream_id] = left
+        else:
+            held.pop(stream_id, None)
+        quic.held_total -= flow
+        return quic.credit_due(stream_id)
 
     def send_body(self, stream_id: int, data: memoryview, end: bool) -> int:
         conn = self._conn
@@ -191,10 +289,11 @@ class HTTP3Connection(SharedConnection):
         self.runtime = runtime
         self.config = config
         self.loop = asyncio.get_running_loop() if runtime.background else None
-        self.quic = QuicConnection(configuration=quic_config, session_ticket_handler=on_ticket)
+        self.quic = _QuicConnection(configuration=quic_config, session_ticket_handler=on_ticket)
         self.h3 = _H3Connection(
             self.quic, config.qpack_max_table_capacity, config.qpack_blocked_streams
         )
+        self.quic.h3_streams = self.h3._stream
         self.proto = _QuicStreams(self)
         self.stream = _Writer()
         self.send_buffer_limit = config.max_send_buf_size
@@ -308,6 +407,9 @@ class HTTP3Connection(SharedConnection):
     def _release(self, exchange: H2Exchange) -> None:
         self.exchanges.pop(exchange.stream_id, None)
         self._interim.pop(exchange.stream_id, None)
+        held = self.quic.held.pop(exchange.stream_id, 0)
+        if held:
+            self.quic.held_total -= held  # unread, and nobody will read it now
         self.in_use -= 1
         self.flush_soon()
         if self.on_change is not None:
@@ -379,7 +481,7 @@ class HTTP3Connection(SharedConnection):
         except BaseException:
             self._give_back()
             raise
-        exchange = H2Exchange.opened(self, stream_id, deadlines, collect)
+        exchange = _H3Exchange.opened(self, stream_id, deadlines, collect)
         if has_body:
             self.flush()
         else:
@@ -529,9 +631,17 @@ class HTTP3Connection(SharedConnection):
             elif not exchange.collecting:
                 exchange._notify()
         elif type(event) is DataReceived:
-            if event.data:
-                exchange.chunks.append((event.data, 0))
-                exchange.buffered += len(event.data)
+            data = event.data
+            if data:
+                if exchange.collecting:  # read_body() gathers it all: consumed on arrival
+                    exchange.chunks.append((data, 0))
+                    exchange.buffered += len(data)
+                else:  # held against the windows until the reader takes it
+                    size = len(data)
+                    exchange.chunks.append((data, size))
+                    quic = self.quic
+                    quic.held[event.stream_id] = quic.held.get(event.stream_id, 0) + size
+                    quic.held_total += size
             if event.stream_ended:
                 exchange.ended = True
             if not exchange.collecting or exchange.ended or exchange.buffered > exchange.limit:
