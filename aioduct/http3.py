@@ -14,12 +14,17 @@ until QUIC's next timer, feeds them in, and handles the timer when it fires: tha
 where loss recovery, ACKs and the idle timeout happen. On the blocking runtime the
 request waiting for its stream does the same inline (:meth:`read_inline`).
 
-Failure boundaries follow HTTP/2's: a stream reset fails that request; a connection
-close (idle timeout, the server's CONNECTION_CLOSE, a stateless reset, a protocol
-error) fails every stream in flight with the error code's name in the message; a
-request the server never saw (the connection was already closing) is retried on a new
-connection by the engine. Datagrams that do not decrypt are dropped by aioquic, so a
-peer sending garbage cannot wedge the client: at worst the idle timeout ends it.
+Flow control follows the consumer as on HTTP/2 (:class:`_QuicConnection`): the
+server may run one window ahead of what the reader took, not of what arrived.
+
+Failure boundaries follow HTTP/2's: a stream reset fails that request; a GOAWAY
+(:class:`_H3Connection` surfaces it) stops new requests and fails the streams it names
+as not processed; a connection close (idle timeout, the server's CONNECTION_CLOSE, a
+stateless reset, a protocol error) fails every stream in flight with the error code's
+name in the message; a request the server never saw (the connection was already
+closing, or GOAWAY named it) is retried on a new connection by the engine. Datagrams
+that do not decrypt are dropped by aioquic, so a peer sending garbage cannot wedge the
+client: at worst the idle timeout ends it.
 """
 
 from __future__ import annotations
@@ -30,11 +35,27 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic._buffer import Buffer, BufferReadError
+from aioquic.h3.connection import (
+    H3_ALPN,
+    ErrorCode,
+    FrameError,
+    FrameType,
+    H3Connection,
+    IdError,
+    ProtocolError,
+    StreamType,
+)
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
-from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, StreamReset
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    QuicEvent,
+    StreamDataReceived,
+    StreamReset,
+)
 from aioquic.quic.packet import QuicErrorCode, QuicFrameType
 
 from .config import Http3Config
@@ -179,11 +200,92 @@ class _QuicConnection(QuicConnection):
 
 class _H3Connection(H3Connection):
     """aioquic's HTTP/3 layer with the QPACK table size and blocked-stream limit we
-    offer the server (it has them fixed at 4096 and 16 otherwise)."""
+    offer the server (it has them fixed at 4096 and 16 otherwise), and the server's
+    GOAWAY surfaced: aioquic reads past a GOAWAY's payload, so the server's control
+    stream is followed here too, frame by frame (:meth:`_tap`), and each GOAWAY's
+    stream id goes to ``on_goaway``."""
 
     def __init__(self, quic: QuicConnection, table_capacity: int, blocked_streams: int) -> None:
         self._offer = (table_capacity, blocked_streams)
         super().__init__(quic)
+        self.on_goaway: Callable[[int], None] | None = None
+        #: The server's control stream once its type is read; None before.
+        self._tap_control: int | None = None
+        #: Unparsed bytes per server unidirectional stream (only the control one after
+        #: its type), and payload bytes still to skip of the frame being passed over.
+        self._tap_pending: dict[int, bytes] = {}
+        self._tap_skip = 0
+        self._last_goaway: int | None = None
+
+    def handle_event(self, event: QuicEvent) -> list[H3Event]:
+        if type(event) is StreamDataReceived and event.stream_id & 3 == 3 and not self._is_done:
+            try:
+                self._tap(event.stream_id, event.data)
+            except ProtocolError as exc:  # as aioquic treats its own findings
+                self._is_done = True
+                self._quic.close(error_code=exc.error_code, reason_phrase=exc.reason_phrase)
+                return []
+        return super().handle_event(event)
+
+    def _tap(self, stream_id: int, data: bytes) -> None:
+        control = self._tap_control
+        if control is not None and stream_id != control:
+            return
+        pending = self._tap_pending
+        if stream_id not in pending and control is None and stream_id in self._stream:
+            return  # a server stream whose type was read already: not the control one
+        buf = Buffer(data=pending.pop(stream_id, b"") + data)
+        if control is None:
+            try:
+                kind = buf.pull_uint_var()
+            except BufferReadError:
+                pending[stream_id] = buf.data_slice(0, buf.capacity)
+                return
+            if kind != StreamType.CONTROL:
+                return
+            self._tap_control = stream_id
+        end = buf.capacity
+        while True:
+            if self._tap_skip:
+                step = min(self._tap_skip, end - buf.tell())
+                buf.seek(buf.tell() + step)
+                self._tap_skip -= step
+                if self._tap_skip:
+                    return
+            start = buf.tell()
+            try:
+                frame_type = buf.pull_uint_var()
+                length = buf.pull_uint_var()
+            except BufferReadError:
+                pending[stream_id] = buf.data_slice(start, end)
+                return
+            if frame_type != FrameType.GOAWAY:
+                self._tap_skip = length
+                continue
+            if length > 8:
+                raise FrameError("GOAWAY frame payload is longer than a stream id")
+            if end - buf.tell() < length:
+                pending[stream_id] = buf.data_slice(start, end)
+                return
+            payload = Buffer(data=buf.pull_bytes(length))
+            try:
+                goaway_id = payload.pull_uint_var()
+            except BufferReadError:
+                raise FrameError("GOAWAY frame payload is truncated") from None
+            if not payload.eof():
+                raise FrameError("GOAWAY frame payload has bytes after the stream id")
+            self._goaway(goaway_id)
+
+    def _goaway(self, goaway_id: int) -> None:
+        # RFC 9114 §5.2: a server's GOAWAY names a client-initiated bidirectional
+        # stream, and a later GOAWAY may only lower it.
+        if goaway_id & 3:
+            raise IdError(f"GOAWAY names stream {goaway_id}, not a request stream")
+        if self._last_goaway is not None and goaway_id > self._last_goaway:
+            raise IdError(f"GOAWAY raised the stream id from {self._last_goaway} to {goaway_id}")
+        self._last_goaway = goaway_id
+        if self.on_goaway is not None:
+            self.on_goaway(goaway_id)
 
     def _init_connection(self) -> None:
         # Runs at the end of H3Connection.__init__, before SETTINGS are sent.
@@ -294,6 +396,10 @@ class HTTP3Connection(SharedConnection):
             self.quic, config.qpack_max_table_capacity, config.qpack_blocked_streams
         )
         self.quic.h3_streams = self.h3._stream
+        self.h3.on_goaway = self._goaway
+        #: The stream id of the server's last GOAWAY: no new requests; this stream and
+        #: later ones were not processed.
+        self.goaway_id: int | None = None
         self.proto = _QuicStreams(self)
         self.stream = _Writer()
         self.send_buffer_limit = config.max_send_buf_size
@@ -367,7 +473,7 @@ class HTTP3Connection(SharedConnection):
                 handle.cancel()
 
     def is_alive(self) -> bool:
-        return self.error is None and not self._closing()
+        return self.error is None and self.goaway_id is None and not self._closing()
 
     def has_capacity(self) -> bool:
         return self.is_alive() and self.in_use < self.max_streams
@@ -411,7 +517,10 @@ class HTTP3Connection(SharedConnection):
         if held:
             self.quic.held_total -= held  # unread, and nobody will read it now
         self.in_use -= 1
-        self.flush_soon()
+        if self.goaway_id is not None and not self.exchanges and self.error is None:
+            self.close()  # drained after GOAWAY
+        else:
+            self.flush_soon()
         if self.on_change is not None:
             self.on_change(self)
 
@@ -455,7 +564,7 @@ class HTTP3Connection(SharedConnection):
             except BaseException:
                 self._give_back()
                 raise
-        if self.error is not None or self._closing():
+        if self.error is not None or self.goaway_id is not None or self._closing():
             self._give_back()
             raise StreamNotProcessed("the HTTP/3 connection stopped taking new requests")
         url = request.url
@@ -596,9 +705,27 @@ class HTTP3Connection(SharedConnection):
             error = ReadError(f"the server closed the HTTP/3 connection ({name}{reason})")
         else:
             error = RemoteProtocolError(f"the HTTP/3 connection failed: {name}{reason}")
-        # Whether the server processed the requests in flight is unknown (only an
-        # HTTP/3 GOAWAY would say), so they fail rather than being sent again.
+        # Whether the server processed the requests still in flight is unknown (a
+        # GOAWAY already failed those it did not), so they fail rather than go again.
         self._fail(error)
+
+    def _goaway(self, goaway_id: int) -> None:
+        """The server's GOAWAY (RFC 9114 §5.2): no new requests here; requests on
+        ``goaway_id`` and later streams were not processed, and are retried on another
+        connection (:class:`StreamNotProcessed`); earlier ones finish."""
+        self.goaway_id = goaway_id
+        for stream_id, exchange in list(self.exchanges.items()):
+            if stream_id >= goaway_id:
+                exchange._fail(
+                    StreamNotProcessed(
+                        f"the server sent HTTP/3 GOAWAY (stream {goaway_id}) before "
+                        "processing this request"
+                    )
+                )
+        if not self.exchanges:
+            self.close()
+        if self.on_change is not None:
+            self.on_change(self)
 
     def _reset_error(self, code: int) -> AioductError:
         if code == ErrorCode.H3_REQUEST_REJECTED:

@@ -11,6 +11,8 @@ stream reset, garbage datagrams, a low stream limit, 0-RTT refused. Built-in rou
 ``/echo``           200 with the request body (after reading all of it)
 ``/headers``        200 with the request's fields, one ``name: value`` per line
 ``/slow/MS``        200 ``slow`` after MS milliseconds
+``/goaway``         GOAWAY naming the next stream, then 200 ``goaway`` (the connection
+                    takes no more requests)
 anything else       404
 ==================  ===================================================================
 
@@ -30,7 +32,8 @@ from typing import Any, TypeVar
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer, serve
-from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection, encode_frame
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import HandshakeCompleted, ProtocolNegotiated, QuicEvent, StreamReset
@@ -110,6 +113,9 @@ async def _builtin(req: H3Request) -> None:
         await req.body()
         text = "".join(f"{k}: {v}\n" for k, v in req.fields)
         req.respond(200, text.encode())
+    elif path == "/goaway":
+        req.conn.goaway(req.stream_id + 4)
+        req.respond(200, b"goaway")
     elif path.startswith("/slow/") and path[6:].isdigit():
         await asyncio.sleep(int(path[6:]) / 1000)
         req.respond(200, b"slow")
@@ -173,6 +179,17 @@ class _H3Protocol(QuicConnectionProtocol):
                     req._chunks.put_nowait(event.data)
                 if event.stream_ended:
                     req._chunks.put_nowait(None)
+
+    def goaway(self, stream_id: int) -> None:
+        """Send GOAWAY: requests on ``stream_id`` and later streams are not processed."""
+        self.send_control(encode_frame(FrameType.GOAWAY, encode_uint_var(stream_id)))
+
+    def send_control(self, raw: bytes) -> None:
+        """Write raw bytes (frames, well formed or not) on the server's control stream."""
+        control = self.h3_connection()._local_control_stream_id
+        assert control is not None
+        self._quic.send_stream_data(control, raw)
+        self.transmit()
 
     def _open_requests(self) -> int:
         return sum(1 for sid in self.requests if self._quic._streams.get(sid) is not None)
