@@ -16,6 +16,8 @@ request waiting for its stream does the same inline (:meth:`read_inline`).
 
 Flow control follows the consumer as on HTTP/2 (:class:`_QuicConnection`): the
 server may run one window ahead of what the reader took, not of what arrived.
+A connection can move to a new local UDP socket (:meth:`HTTP3Connection.migrate`), on
+request or when a send error says the local path broke.
 
 Failure boundaries follow HTTP/2's: a stream reset fails that request; a GOAWAY
 (:class:`_H3Connection` surfaces it) stops new requests and fails the streams it names
@@ -30,6 +32,7 @@ client: at worst the idle timeout ends it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 from collections.abc import Callable
 from time import perf_counter
@@ -56,7 +59,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
-from aioquic.quic.packet import QuicErrorCode, QuicFrameType
+from aioquic.quic.packet import QuicErrorCode, QuicFrameType, pull_quic_transport_parameters
 
 from .config import Http3Config
 from .connection import StreamNotProcessed
@@ -80,6 +83,11 @@ _MAX_INTERIM: Final = 100
 _SAFE_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
 #: QuicConnectionState.CLOSING's value: this state and the later ones take no streams.
 _CLOSING_STATE: Final = 2
+#: Send errors that say the local path broke (the interface went down, the address
+#: went away, a firewall refused): the connection moves to a new UDP socket.
+_PATH_ERRNOS: Final = frozenset(
+    (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL, errno.EPERM)
+)
 
 
 def error_name(code: int) -> str:
@@ -147,6 +155,15 @@ class _QuicConnection(QuicConnection):
         self.held_total = 0
         #: The HTTP/3 layer's streams (their partial-frame buffers count as held).
         self.h3_streams: dict[int, Any] = {}
+        #: The server's disable_active_migration transport parameter (aioquic does
+        #: not keep it): then the client must not move to another local address.
+        self.migration_disabled = False
+
+    def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
+        super()._parse_transport_parameters(data, from_session_ticket)
+        if not from_session_ticket:
+            params = pull_quic_transport_parameters(Buffer(data=data))
+            self.migration_disabled = bool(params.disable_active_migration)
 
     def stream_credit(self, stream: Any) -> int:
         """The MAX_STREAM_DATA ``stream`` has earned (delivered, minus held, plus a window)."""
@@ -400,6 +417,14 @@ class HTTP3Connection(SharedConnection):
         #: The stream id of the server's last GOAWAY: no new requests; this stream and
         #: later ones were not processed.
         self.goaway_id: int | None = None
+        #: Times this connection moved to a new local UDP socket (:meth:`migrate`).
+        self.migrations = 0
+        #: A send error that broke the local path, waiting for :meth:`migrate` (set
+        #: until the move is done; a second one before the server answered fails).
+        self._broken_path: OSError | None = None
+        self._heard_since_move = True
+        self._ping_id = 0
+        self._mover: Any = None
         self.proto = _QuicStreams(self)
         self.stream = _Writer()
         self.send_buffer_limit = config.max_send_buf_size
@@ -493,6 +518,70 @@ class HTTP3Connection(SharedConnection):
             self._fail(ReadError("the HTTP/3 connection was closed by the client"))
         self.udp.close()
 
+    async def migrate(self, local_address: str | None = None) -> bool:
+        """Move this connection to a new local UDP socket (a new port; ``local_address``
+        picks the interface), keeping the QUIC connection and its streams in flight.
+
+        For a network change: the client switches to a fresh connection ID from the
+        server's (so the old and the new path cannot be linked, RFC 9000 §9.5) and
+        sends a PING on the new path, which the server validates and adopts. Returns
+        ``False`` and changes nothing before the handshake completed, once the
+        connection is closing, or when the server disabled active migration.
+        """
+        quic = self.quic
+        if (
+            not self.handshake_done
+            or self.error is not None
+            or self._closing()
+            or quic.migration_disabled
+        ):
+            return False
+        ip, port = self.udp.peer_address
+        try:
+            udp = await self.runtime.open_udp(ip, port, local_address=local_address)
+        except OSError as exc:
+            raise ConnectError(
+                f"cannot open a new UDP socket to move the HTTP/3 connection to: {exc}"
+            ) from None
+        if self.error is not None or self._closing():
+            udp.close()
+            return False
+        old, self.udp = self.udp, udp
+        self.migrations += 1
+        self._broken_path = None
+        self._heard_since_move = False
+        quic.change_connection_id()  # keeps the old one when the server gave no other
+        self._ping_id += 1
+        quic.send_ping(self._ping_id)  # a non-probing packet: the server moves over
+        old.wake()  # the reader waits on the old socket: it picks up the new one
+        old.close()
+        self.flush()
+        return True
+
+    def _path_broke(self, exc: OSError) -> bool:
+        """A send error: move to a new socket (in the background, or before the next
+        inline read) if it says the local path broke; ``False`` to fail instead."""
+        if (
+            exc.errno not in _PATH_ERRNOS
+            or not self.handshake_done
+            or self.quic.migration_disabled
+            or not self._heard_since_move  # the last move did not help
+        ):
+            return False
+        if self._broken_path is None:
+            self._broken_path = exc
+            if self.loop is not None:
+                self._mover = self.runtime.spawn(self._move_after(exc))
+        return True
+
+    async def _move_after(self, exc: OSError) -> None:
+        try:
+            moved = await self.migrate()
+        except AioductError:
+            moved = False
+        if not moved:
+            self._fail(WriteError(f"HTTP/3 connection failed while sending: {exc}"))
+
     def _fail(self, error: AioductError) -> None:
         if self.error is not None:
             return
@@ -533,7 +622,8 @@ class HTTP3Connection(SharedConnection):
             for data, _addr in self.quic.datagrams_to_send(now=self.runtime.now()):
                 udp.send(data)
         except OSError as exc:
-            self._fail(WriteError(f"HTTP/3 connection failed while sending: {exc}"))
+            if not self._path_broke(exc):
+                self._fail(WriteError(f"HTTP/3 connection failed while sending: {exc}"))
             return
         waiting_until = self._reader_deadline
         timer = self.quic.get_timer()
@@ -606,9 +696,9 @@ class HTTP3Connection(SharedConnection):
     # -- input -----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        udp = self.udp
         try:
             while True:
+                udp = self.udp  # migrate() may have replaced it
                 timer = self.quic.get_timer()
                 self._reader_deadline = timer
                 try:
@@ -617,6 +707,12 @@ class HTTP3Connection(SharedConnection):
                     self.quic.handle_timer(now=self.runtime.now())
                     self._process()
                     continue
+                except OSError as exc:
+                    # From a socket already replaced, or one that lost its path (the
+                    # move to a new socket is under way): read on.
+                    if udp is not self.udp or self._path_broke(exc):
+                        continue
+                    raise
                 finally:
                     self._reader_deadline = None
                 self._received(datagrams)
@@ -631,6 +727,15 @@ class HTTP3Connection(SharedConnection):
 
         Raises :class:`Expired` when ``deadline`` passes first.
         """
+        broken = self._broken_path
+        if broken is not None:
+            try:
+                moved = await self.migrate()
+            except AioductError:
+                moved = False
+            if not moved:
+                self._fail(WriteError(f"HTTP/3 connection failed while sending: {broken}"))
+                return
         timer = self.quic.get_timer()
         wait_until = (
             timer if deadline is None or (timer is not None and timer < deadline) else deadline
@@ -646,7 +751,8 @@ class HTTP3Connection(SharedConnection):
                 raise
             return
         except OSError as exc:
-            self._fail(ReadError(f"HTTP/3 connection failed while reading: {exc}"))
+            if not self._path_broke(exc):  # else the next call moves to a new socket
+                self._fail(ReadError(f"HTTP/3 connection failed while reading: {exc}"))
             return
         self._received(datagrams)
 
@@ -656,6 +762,8 @@ class HTTP3Connection(SharedConnection):
         addr = self.udp.peer_address
         for data in datagrams:
             quic.receive_datagram(data, addr, now)
+        if datagrams:
+            self._heard_since_move = True
         self._process()
 
     def _process(self) -> None:

@@ -11,6 +11,7 @@ stream reset, garbage datagrams, a low stream limit, 0-RTT refused. Built-in rou
 ``/echo``           200 with the request body (after reading all of it)
 ``/headers``        200 with the request's fields, one ``name: value`` per line
 ``/slow/MS``        200 ``slow`` after MS milliseconds
+``/peer``           200 ``host:port``: the client address the request came from
 ``/goaway``         GOAWAY naming the next stream, then 200 ``goaway`` (the connection
                     takes no more requests)
 anything else       404
@@ -61,6 +62,9 @@ class H3Request:
         self.headers = [(k, v) for k, v in fields if not k.startswith(":")]
         self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.reset_by_client: int | None = None
+        #: The client's address (host, port) as the request's packets came from it.
+        paths = conn._quic._network_paths
+        self.client_address: tuple[str, int] = paths[0].addr[:2] if paths else ("", 0)
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -113,6 +117,9 @@ async def _builtin(req: H3Request) -> None:
         await req.body()
         text = "".join(f"{k}: {v}\n" for k, v in req.fields)
         req.respond(200, text.encode())
+    elif path == "/peer":
+        host, port = req.client_address
+        req.respond(200, f"{host}:{port}".encode())
     elif path == "/goaway":
         req.conn.goaway(req.stream_id + 4)
         req.respond(200, b"goaway")
