@@ -47,6 +47,7 @@ from aioquic.h3.connection import (
     H3Connection,
     IdError,
     ProtocolError,
+    Setting,
     StreamType,
 )
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
@@ -64,7 +65,7 @@ from aioquic.quic.packet import QuicErrorCode, QuicFrameType, pull_quic_transpor
 from .config import Http3Config
 from .connection import StreamNotProcessed
 from .errors import AioductError, ConnectError, ReadError, RemoteProtocolError, WriteError
-from .http2 import H2Exchange, SharedConnection, StreamResetError, _expire
+from .http2 import H2Exchange, SharedConnection, StreamResetError, _expire, _wake
 from .models import Request
 from .pool import PoolKey
 from .protocol.http2 import ResponseReceived
@@ -425,6 +426,8 @@ class HTTP3Connection(SharedConnection):
         self._heard_since_move = True
         self._ping_id = 0
         self._mover: Any = None
+        #: Woken when the server's SETTINGS arrive (extended CONNECTs wait for them).
+        self._settings_waiters: list[asyncio.Future[None]] = []
         self.proto = _QuicStreams(self)
         self.stream = _Writer()
         self.send_buffer_limit = config.max_send_buf_size
@@ -593,6 +596,8 @@ class HTTP3Connection(SharedConnection):
         if handshake is not None and not handshake.done():
             handshake.set_exception(error)
             handshake.exception()
+        for waiter in self._settings_waiters:
+            _wake(waiter)  # the waiting request finds the error
         for exchange in list(self.exchanges.values()):
             exchange._fail(error)
         self.udp.close()
@@ -646,8 +651,17 @@ class HTTP3Connection(SharedConnection):
         server may replay: RFC 9114 §10.9); any other waits for the handshake.
         """
         if protocol is not None:
-            self._give_back()
-            raise RemoteProtocolError("extended CONNECT over HTTP/3 is not supported yet")
+            try:
+                settings = await self._peer_settings(deadlines)
+            except BaseException:
+                self._give_back()
+                raise
+            if not settings.get(Setting.ENABLE_CONNECT_PROTOCOL):
+                self._give_back()
+                raise RemoteProtocolError(
+                    f"{self.key.host}:{self.key.port} does not take extended CONNECT over "
+                    "HTTP/3 (no SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 9220)"
+                )
         if not self.handshake_done and request.method not in _SAFE_METHODS:
             try:
                 await self.wait_handshake(deadlines.for_connect())
@@ -661,8 +675,10 @@ class HTTP3Connection(SharedConnection):
         content = request.content
         body_stream = request.stream
         has_body = bool(content) or body_stream is not None
-        fields = [
-            (b":method", request.method.encode()),
+        fields = [(b":method", request.method.encode())]
+        if protocol is not None:  # extended CONNECT (RFC 9220): a tunnel, not a request
+            fields.append((b":protocol", protocol.encode()))
+        fields += [
             (b":scheme", url.scheme.encode()),
             (b":authority", url.host_header.encode()),
             (b":path", url.target.encode()),
@@ -676,7 +692,7 @@ class HTTP3Connection(SharedConnection):
             fields.append((b"content-length", str(len(content)).encode()))
         try:
             stream_id = self.quic.get_next_available_stream_id()
-            self.h3.send_headers(stream_id, fields, end_stream=not has_body)
+            self.h3.send_headers(stream_id, fields, end_stream=not has_body and protocol is None)
         except BaseException:
             self._give_back()
             raise
@@ -687,6 +703,31 @@ class HTTP3Connection(SharedConnection):
             self.flush_soon()
         head, sent_at = await exchange.transmit(content, body_stream)
         return exchange, head, sent_at
+
+    async def _peer_settings(self, deadlines: Deadlines) -> dict[int, int]:
+        """The server's SETTINGS, which follow its handshake (extended CONNECT may be
+        sent only once they allow it: RFC 9220 §3)."""
+        deadline = deadlines.for_connect()
+        try:
+            await self.wait_handshake(deadline)
+            while (settings := self.h3.received_settings) is None:
+                if self.error is not None:
+                    raise self.error
+                if self.loop is None:
+                    await self.read_inline(deadline)
+                    continue
+                waiter = self.loop.create_future()
+                self._settings_waiters.append(waiter)
+                handle = self.loop.call_at(deadline, _expire, waiter) if deadline else None
+                try:
+                    await waiter
+                finally:
+                    self._settings_waiters.remove(waiter)
+                    if handle is not None:
+                        handle.cancel()
+        except Expired:
+            raise deadlines.error("connect", "waiting for the server's HTTP/3 SETTINGS") from None
+        return settings
 
     def _give_back(self) -> None:
         self.in_use -= 1
@@ -785,6 +826,9 @@ class HTTP3Connection(SharedConnection):
                 self._h3_event(h3_event)
         if self.error is None:
             self.flush_soon()
+        if self._settings_waiters and h3.received_settings is not None:
+            for waiter in self._settings_waiters:
+                _wake(waiter)
         for exchange in self.exchanges.values():
             if exchange._send_waiter is not None:
                 exchange._notify_send()  # acknowledged data may have freed send buffer
