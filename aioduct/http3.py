@@ -86,6 +86,10 @@ _SAFE_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
 _CLOSING_STATE: Final = 2
 #: Send errors that say the local path broke (the interface went down, the address
 #: went away, a firewall refused): the connection moves to a new UDP socket.
+#: Bytes of a partial HTTP/3 frame (a HEADERS frame arriving in pieces) that do not
+#: count against the stream window: a header block larger than a small window must
+#: still be able to arrive; past this allowance it waits for the reader like data.
+_FRAME_ALLOWANCE: Final = 64 * 1024
 _PATH_ERRNOS: Final = frozenset(
     (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL, errno.EPERM)
 )
@@ -141,8 +145,9 @@ class _QuicConnection(QuicConnection):
     response would buffer without bound. Here the limits follow what was consumed, as
     HTTP/2's WINDOW_UPDATEs do: a stream may run ``max_stream_data`` ahead of what
     QUIC delivered in order minus what its exchange still ``held`` unread (and what
-    HTTP/3 buffers of a partial frame); the connection ``max_data`` ahead of all data
-    received minus all held. Credit goes out once it opens at least half a window.
+    HTTP/3 buffers of a partial frame past ``_FRAME_ALLOWANCE``); the connection
+    ``max_data`` ahead of all data received minus all held. Credit goes out once it
+    opens at least half a window.
     The two ``_write_*_limits`` hooks are where aioquic decides this when it builds a
     packet; nothing else of aioquic's flow control changes.
     """
@@ -170,7 +175,9 @@ class _QuicConnection(QuicConnection):
         """The MAX_STREAM_DATA ``stream`` has earned (delivered, minus held, plus a window)."""
         sid = stream.stream_id
         h3 = self.h3_streams.get(sid)
-        pending = self.held.get(sid, 0) + (len(h3.buffer) if h3 is not None else 0)
+        pending = self.held.get(sid, 0)
+        if h3 is not None and len(h3.buffer) > _FRAME_ALLOWANCE:
+            pending += len(h3.buffer) - _FRAME_ALLOWANCE
         return int(stream.receiver.starting_offset()) - pending + self.stream_window
 
     def credit_due(self, stream_id: int) -> bool:

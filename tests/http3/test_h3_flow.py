@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import aioduct
-from aioduct.testing.h3server import H3Server
+from aioduct.testing.h3server import H3Request, H3Server
 from aioduct.testing.nginx import TLSMaterial, deterministic_bytes
 
 STREAM_WINDOW = 256 * 1024
@@ -112,3 +112,21 @@ def test_local_engine_worker_download_through_small_windows(
     with aioduct.LocalEngine(workers=1, **options(tls_ca)) as engine:  # type: ignore[arg-type]
         (result,) = list(engine.map([f"{h3.url}/bytes/5000000"]))
     assert result.error is None and result.body == deterministic_bytes(5_000_000)
+
+
+async def test_header_block_larger_than_a_small_window(h3: H3Server, tls_ca: TLSMaterial) -> None:
+    """A HEADERS frame arrives whole before HTTP/3 decodes it: one larger than the
+    stream window must still get in (it is not data the reader could consume)."""
+
+    @h3.route("/big-head")
+    async def big_head(req: H3Request) -> None:
+        req.respond(200, b"body", [("x-big", "v" * 20_000)])
+
+    tiny = aioduct.Http3Config(max_stream_data=4096, max_data=8192)
+    async with aioduct.Client(
+        http3_prior_knowledge=True, verify=tls_ca.ca_pem_path, http3_config=tiny
+    ) as client:
+        r = await client.get(h3.url + "/big-head")
+        streamed = await client.get(f"{h3.url}/bytes/300000")
+    assert r.headers["x-big"] == "v" * 20_000 and r.content == b"body"
+    assert streamed.content == deterministic_bytes(300_000)
