@@ -118,6 +118,8 @@ async def test_streaming_body_is_not_replayed_after_goaway(
     [
         (b"\x07\x01\x03", "H3_ID_ERROR"),  # stream 3 is not a request stream
         (b"\x07\x02\x08\x00", "H3_FRAME_ERROR"),  # a byte after the stream id
+        (b"\x07\x01\x40", "H3_FRAME_ERROR"),  # a 2-byte varint cut to 1 byte
+        (b"\x07\x09" + b"\x00" * 9, "H3_FRAME_ERROR"),  # longer than any stream id
         (b"\x07\x01\x04\x07\x01\x08", "H3_ID_ERROR"),  # a second GOAWAY raising the id
     ],
 )
@@ -161,3 +163,49 @@ def test_local_engine_workers_follow_goaway(h3: H3Server, tls_ca: TLSMaterial) -
         (200, b"goaway", None),
     ]
     assert h3.connections_accepted >= 2
+
+
+async def test_request_retried_after_goaway_is_byte_identical(
+    h3: H3Server, tls_ca: TLSMaterial
+) -> None:
+    body = bytes(range(256)) * 1000
+
+    @h3.route("/replay")
+    async def replay(req: H3Request) -> None:
+        received = await req.body()
+        if req.conn is h3.conns[0]:
+            req.conn.goaway(req.stream_id)  # this request was not processed
+            await asyncio.sleep(30)
+            return
+        seen = f"{req.method} {req.path} {req.header('x-tag')} {len(received)}\n".encode()
+        req.respond(200, seen + received)
+
+    async with aioduct.Client(**options(tls_ca)) as client:
+        r = await client.post(h3.url + "/replay?q=1", content=body, headers={"X-Tag": "t-1"})
+    assert r.content == b"POST /replay?q=1 t-1 256000\n" + body
+    assert [req[2:] for req in h3.requests] == [("POST", "/replay?q=1")] * 2
+
+
+async def test_control_stream_floods_stay_bounded(h3: H3Server, tls_ca: TLSMaterial) -> None:
+    """A 1 MB frame of an unknown type and 20 000 repeated GOAWAYs on the control stream:
+    skipped without buffering, the GOAWAYs applied once each, the request below the id
+    answered."""
+
+    @h3.route("/flood")
+    async def flood(req: H3Request) -> None:
+        unknown = b"\x21" + b"\x80\x10\x00\x00" + b"\x00" * 0x100000  # reserved type 0x21
+        goaways = b"\x07\x01\x3c" * 20_000  # GOAWAY(60), repeated
+        req.conn.send_control(unknown + goaways)
+        req.respond(200, b"after the flood")
+
+    async with aioduct.Client(**options(tls_ca)) as client:
+        r = await client.get(h3.url + "/flood")
+        (conn,) = client._engine.pool.shared_connections()  # type: ignore[union-attr]
+        for _ in range(500):  # the control stream's megabyte may still be arriving
+            if conn.error is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert conn.goaway_id == 60 and conn.error is not None  # retired once idle
+        again = await client.get(h3.url + "/small")
+    assert r.content == b"after the flood" and again.status == 200
+    assert h3.connections_accepted == 2

@@ -16,7 +16,7 @@ import pytest
 
 import aioduct
 from aioduct.testing.asgi import ASGIServer, echo_websocket_app
-from aioduct.testing.h3server import H3Server
+from aioduct.testing.h3server import H3Request, H3Server
 from aioduct.testing.nginx import TLSMaterial
 
 
@@ -113,3 +113,25 @@ async def test_no_extended_connect_falls_back_to_upgrade_over_tcp(tls_ca: TLSMat
             await ws.send_text("over TCP")
             assert await ws.receive_text() == "over TCP"
         assert h3.connections_accepted == 1 and not h3.requests
+
+
+async def test_frame_announcing_a_huge_payload_closes_1009(
+    h3: H3Server, tls_ca: TLSMaterial
+) -> None:
+    """A WebSocket frame header announcing 100 MB (then a little of it) on the HTTP/3
+    stream: closed with 1009 at max_message_size, not buffered."""
+
+    @h3.route("/ws/huge")
+    async def huge(req: H3Request) -> None:
+        req.send_headers(200)
+        req.send_data(b"\x82\x7f" + (100 * 1024 * 1024).to_bytes(8, "big") + b"x" * 300_000)
+        await req.body()
+
+    async with (
+        aioduct.Client(**options(tls_ca)) as client,  # type: ignore[arg-type]
+        client.websocket(wss(h3) + "/ws/huge", max_message_size=64 * 1024) as ws,
+    ):
+        with pytest.raises(aioduct.WebSocketClosed) as info:
+            await ws.receive_bytes()
+        assert info.value.code == 1009
+        assert (await client.get(h3.url + "/small")).status == 200
