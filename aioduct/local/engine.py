@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import selectors
+import shlex
 import socket
 import subprocess
 import sys
@@ -81,6 +82,9 @@ _READ_SIZE: Final = 1 << 18
 LOOPS: Final = ("uring", "asyncio")
 #: Where the ``aioduct`` package lives: workers import it from there, whatever their cwd.
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
+#: Environment variable: a command line every worker is started under (split like a
+#: shell would), for profilers -- ``valgrind --tool=callgrind``, ``perf record --``.
+WORKER_PREFIX: Final = "AIODUCT_WORKER_PREFIX"
 
 
 def usable_cpus() -> list[int]:
@@ -362,6 +366,7 @@ class LocalEngine(BulkEngine):
             fd = child_end.fileno()
             slot.proc = subprocess.Popen(
                 [
+                    *shlex.split(env.get(WORKER_PREFIX, "")),
                     sys.executable,
                     "-m",
                     "aioduct.local.worker",
