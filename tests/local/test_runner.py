@@ -82,20 +82,26 @@ def test_lanes_share_the_ceiling_with_run_and_withdraw_one_owner(
             runner = JobRunner(client, RunnerSettings(concurrency=3))
             kept: list[aioduct.Result] = []
             dropped: list[aioduct.Result] = []
+            all_kept = asyncio.Event()
+
+            def keep(result: aioduct.Result) -> None:
+                kept.append(result)
+                if len(kept) == 6:
+                    all_kept.set()
+
             solo = asyncio.create_task(runner.run(Job(url=url, id=-1)))
             await asyncio.sleep(0)
             for i in range(6):
-                runner.submit(Job(url=url, id=i), kept.append)
+                runner.submit(Job(url=url, id=i), keep)
                 runner.submit(Job(url=url, id=100 + i), dropped.append)
             assert runner.queued == 12 and len(runner._lanes) == 2  # run() holds the third
             await asyncio.sleep(0.01)
             assert runner.queued == 10  # each lane took one
             await runner.withdraw(dropped.append)
             assert not dropped and runner.queued <= 5
-            assert all(done == kept.append for _, done in runner._queue)
+            assert all(done == keep for _, done in runner._queue)
             assert (await solo).status == 200
-            while len(kept) < 6:
-                await asyncio.sleep(0.01)
+            await all_kept.wait()
             assert sorted(r.id for r in kept) == list(range(6))  # type: ignore[type-var]
             assert all(r.status == 200 for r in kept)
             await asyncio.sleep(0)
