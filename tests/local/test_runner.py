@@ -85,6 +85,7 @@ def test_lanes_share_the_ceiling_with_run_and_withdraw_one_owner(
             all_kept = asyncio.Event()
 
             def keep(result: aioduct.Result) -> None:
+                assert len(runner._lanes) + (not solo.done()) <= 3
                 kept.append(result)
                 if len(kept) == 6:
                     all_kept.set()
@@ -97,6 +98,7 @@ def test_lanes_share_the_ceiling_with_run_and_withdraw_one_owner(
             assert runner.queued == 12 and len(runner._lanes) == 2  # run() holds the third
             await asyncio.sleep(0.01)
             assert runner.queued == 10  # each lane took one
+            assert seen["peak"] == 3
             await runner.withdraw(dropped.append)
             assert not dropped and runner.queued <= 5
             assert all(done == keep for _, done in runner._queue)
@@ -108,7 +110,6 @@ def test_lanes_share_the_ceiling_with_run_and_withdraw_one_owner(
             assert runner._free == 3 and not runner._lanes and not runner.queued
 
     asyncio.run(main())
-    assert seen["peak"] == 3
 
 
 def test_per_host_rate_spaces_request_starts(script_server: ScriptServer) -> None:
