@@ -107,18 +107,40 @@ class JobRunner:
             self._release_slot()
 
     async def _job(self, job: Job) -> Result:
-        """One job, within its host's gate (the caller holds a concurrency slot)."""
+        """One job, within its host's gate (the caller holds a concurrency slot).
+
+        One coroutine from the URL check to the Result, calling the client's pipeline
+        coroutine itself (not ``Client.request``, which only awaits it): every coroutine
+        between a lane and the wire is resumed again at each I/O wait of the request.
+        """
         try:
             url = job_url(job)
         except InvalidURL as exc:
             return error_result(job, exc, worker=self.worker)
-        if not self._polite:
-            return await self._attempts(job, url)
-        await self._enter(url.origin)
+        origin = url.origin if self._polite else None
+        if origin is not None:
+            await self._enter(origin)
         try:
-            return await self._attempts(job, url)
+            if job.save_to is not None:
+                return await self._download(job, url)
+            client = self.client
+            try:
+                response = await client._send(
+                    job.method, url, job.request_options(), client._engine
+                )
+            except AioductError as exc:
+                return error_result(job, exc, worker=self.worker, attempts=exc.attempts)
+            except (ValueError, TypeError) as exc:  # a job the client refuses to build
+                return error_result(job, InvalidURL(str(exc)), worker=self.worker)
+            # (response.attempts is only set by the retry layer: skip its lookup without one)
+            attempts = response.attempts if self._retrying else 1
+            result = response_result(job, response, worker=self.worker, attempts=attempts)
+            if not self.settings.keep_body:
+                result.body = None
+            return result
         finally:
-            self._leave(url.origin)
+            if origin is not None:
+                self._leave(origin)
 
     # -- lanes: the bulk path --------------------------------------------------------------------
 
@@ -202,22 +224,6 @@ class JobRunner:
             self._start_lane()
         else:
             self._free += 1
-
-    async def _attempts(self, job: Job, url: URL) -> Result:
-        if job.save_to is not None:
-            return await self._download(job, url)
-        try:
-            response = await self.client.request(job.method, url, **job.request_options())
-        except AioductError as exc:
-            return error_result(job, exc, worker=self.worker, attempts=exc.attempts)
-        except (ValueError, TypeError) as exc:  # a job the client refuses to build
-            return error_result(job, InvalidURL(str(exc)), worker=self.worker)
-        # (response.attempts is only ever set by the retry layer: skip its lookup without one)
-        attempts = response.attempts if self._retrying else 1
-        result = response_result(job, response, worker=self.worker, attempts=attempts)
-        if not self.settings.keep_body:
-            result.body = None
-        return result
 
     async def _download(self, job: Job, url: URL) -> Result:
         """A ``save_to`` job: the whole range download here, in this worker."""
