@@ -84,12 +84,12 @@ _MAX_INTERIM: Final = 100
 _SAFE_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
 #: QuicConnectionState.CLOSING's value: this state and the later ones take no streams.
 _CLOSING_STATE: Final = 2
-#: Send errors that say the local path broke (the interface went down, the address
-#: went away, a firewall refused): the connection moves to a new UDP socket.
 #: Bytes of a partial HTTP/3 frame (a HEADERS frame arriving in pieces) that do not
 #: count against the stream window: a header block larger than a small window must
 #: still be able to arrive; past this allowance it waits for the reader like data.
 _FRAME_ALLOWANCE: Final = 64 * 1024
+#: Send errors that say the local path broke (the interface went down, the address
+#: went away, a firewall refused): the connection moves to a new UDP socket.
 _PATH_ERRNOS: Final = frozenset(
     (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL, errno.EPERM)
 )
@@ -147,9 +147,8 @@ class _QuicConnection(QuicConnection):
     QUIC delivered in order minus what its exchange still ``held`` unread (and what
     HTTP/3 buffers of a partial frame past ``_FRAME_ALLOWANCE``); the connection
     ``max_data`` ahead of all data received minus all held. Credit goes out once it
-    opens at least half a window.
-    The two ``_write_*_limits`` hooks are where aioquic decides this when it builds a
-    packet; nothing else of aioquic's flow control changes.
+    opens at least half a window. The two ``_write_*_limits`` hooks are where aioquic
+    decides this when it builds a packet; nothing else of aioquic's flow control changes.
     """
 
     def __init__(self, *, configuration: QuicConfiguration, **kwargs: Any) -> None:
@@ -159,17 +158,21 @@ class _QuicConnection(QuicConnection):
         #: Bytes handed to an exchange and not read yet, per stream and in total.
         self.held: dict[int, int] = {}
         self.held_total = 0
-        #: The HTTP/3 layer's streams (their partial-frame buffers count as held).
+        #: The HTTP/3 layer's streams (a partial frame past the allowance counts as held).
         self.h3_streams: dict[int, Any] = {}
         #: The server's disable_active_migration transport parameter (aioquic does
         #: not keep it): then the client must not move to another local address.
         self.migration_disabled = False
 
     def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
-        super()._parse_transport_parameters(data, from_session_ticket)
         if not from_session_ticket:
-            params = pull_quic_transport_parameters(Buffer(data=data))
-            self.migration_disabled = bool(params.disable_active_migration)
+            try:
+                params = pull_quic_transport_parameters(Buffer(data=data))
+            except ValueError:
+                pass  # aioquic's own parse below reports it
+            else:
+                self.migration_disabled = bool(params.disable_active_migration)
+        super()._parse_transport_parameters(data, from_session_ticket)
 
     def stream_credit(self, stream: Any) -> int:
         """The MAX_STREAM_DATA ``stream`` has earned (delivered, minus held, plus a window)."""

@@ -124,3 +124,44 @@ def test_blocking_client_migrates(h3: H3Server, tls_ca: TLSMaterial) -> None:
         assert only_connection(engine) is conn and conn.migrations == 2
     assert len({before.text, moved.text, again.text}) == 3
     assert h3.connections_accepted == 1
+
+
+async def test_migration_disabled_by_the_server(h3: H3Server, tls_ca: TLSMaterial) -> None:
+    """With disable_active_migration (RFC 9000 §18.2) the connection stays put: no move
+    on request, and a broken path fails it (WriteError) instead; the next request gets
+    a new connection."""
+    async with aioduct.Client(**options(tls_ca)) as client:  # type: ignore[arg-type]
+        await client.get(h3.url + "/small")
+        conn = only_connection(client._engine)
+        conn.quic.migration_disabled = True  # as if the transport parameter said so
+        assert await client.migrate_http3() == 0
+        conn.udp = PathDown(conn.udp)
+        with pytest.raises(aioduct.WriteError, match="unreachable"):
+            await client.get(h3.url + "/small")  # the server may have seen it: not resent
+        r = await client.get(h3.url + "/small")
+        assert only_connection(client._engine) is not conn
+    assert r.status == 200 and conn.migrations == 0
+    assert h3.connections_accepted == 2
+
+
+def test_transport_parameter_is_read() -> None:
+    """The server's disable_active_migration reaches ``migration_disabled``."""
+    from aioquic.buffer import Buffer
+    from aioquic.quic.packet import QuicTransportParameters, push_quic_transport_parameters
+
+    from aioduct.config import Http3Config
+    from aioduct.http3 import _QuicConnection, quic_configuration
+
+    quic = _QuicConnection(
+        configuration=quic_configuration(Http3Config(), "localhost", verify=False, cafile=None)
+    )
+    for disabled in (True, False):
+        buf = Buffer(capacity=512)
+        push_quic_transport_parameters(
+            buf, QuicTransportParameters(disable_active_migration=disabled)
+        )
+        try:
+            quic._parse_transport_parameters(buf.data)
+        except Exception:  # aioquic goes on to check parameters this one lacks
+            pass
+        assert quic.migration_disabled is disabled
