@@ -208,12 +208,16 @@ class _QuicConnection(QuicConnection):
             max_data.used = used
 
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
-        # Zero for our own unidirectional streams (nothing to receive).
-        if not stream.max_stream_data_local or stream.receiver.is_finished:
+        # Runs for every stream each time a packet is built: the common case (nothing
+        # delivered that could earn half a window, nothing unsent) returns at once.
+        limit = stream.max_stream_data_local
+        if not limit or stream.receiver.is_finished:  # zero: our own unidirectional ones
             return
-        credit = self.stream_credit(stream)
-        if credit - stream.max_stream_data_local >= self.stream_window >> 1:
-            stream.max_stream_data_local = credit
+        window = self.stream_window
+        if stream.receiver._buffer_start + window - limit >= window >> 1:  # delivered offset
+            credit = self.stream_credit(stream)
+            if credit - limit >= window >> 1:
+                stream.max_stream_data_local = credit
         if stream.max_stream_data_local_sent != stream.max_stream_data_local:
             buf = builder.start_frame(
                 QuicFrameType.MAX_STREAM_DATA,
