@@ -421,14 +421,45 @@ def _load_qh3() -> QuicBackend:
         quic.session_ticket = session_ticket
         return quic
 
+    class Qh3Quic(QuicConnection):
+        """qh3's connection, minus per-datagram Python work that only feeds a QUIC
+        logger: without one, datagrams go to and from the Rust core directly (its
+        ``datagrams_to_send`` re-parses every packet header it sends, to log it)."""
+
+        def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+            core = self._core
+            if core is None or self._quic_logger is not None:
+                return super().datagrams_to_send(now)
+            poll = core.poll_transmit
+            out = []
+            try:
+                while (transmit := poll(now)) is not None:
+                    out.append((transmit[0], transmit[1]))
+            except RuntimeError as exc:  # as QuicConnection._call_core reports it
+                raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+            return out
+
+        def receive_burst(self, datagrams: list[bytes], addr: tuple[str, int], now: float) -> None:
+            core = self._core
+            if core is None or not self._handshake_complete or self._quic_logger is not None:
+                # the handshake's datagrams take the careful path (per-packet TLS steps)
+                self.receive_many_datagrams(datagrams, addr, now)
+                return
+            try:
+                core.receive_many_datagrams(datagrams, addr, now)
+            except RuntimeError as exc:
+                raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+            self._drain_core()
+
     class Qh3H3(H3Connection):
         """qh3's HTTP/3 layer with the QPACK limits we offer (it offers 65536 and 100
         otherwise) and :class:`H3Adapter`. Request streams' halves are tracked by the
         HTTP/3 layer (``_stream``: an entry lives until both halves ended)."""
 
-        def __init__(self, quic: QuicConnection, table_capacity: int, blocked: int) -> None:
+        def __init__(self, quic: Qh3Quic, table_capacity: int, blocked: int) -> None:
             self._offer = (table_capacity, blocked)
             super().__init__(quic)
+            self._quic: Qh3Quic = quic
 
         def _init_connection(self) -> None:
             # Runs at the end of H3Connection.__init__, before SETTINGS are sent.
@@ -441,10 +472,7 @@ def _load_qh3() -> QuicBackend:
         def receive_datagrams(
             self, datagrams: list[bytes], addr: tuple[str, int], now: float
         ) -> None:
-            if len(datagrams) == 1:
-                self._quic.receive_datagram(datagrams[0], addr, now)
-            else:
-                self._quic.receive_many_datagrams(datagrams, addr, now)
+            self._quic.receive_burst(datagrams, addr, now)
 
         def send_buffered(self, stream_id: int) -> int:
             return self._quic.get_send_buffer_size(stream_id)
@@ -483,7 +511,7 @@ def _load_qh3() -> QuicBackend:
             return None if cert is None else bytes(cert.public_bytes())
 
     def connection(configuration: Any, on_ticket: Callable[[Any], None] | None) -> Any:
-        return QuicConnection(configuration=configuration, session_ticket_handler=on_ticket)
+        return Qh3Quic(configuration=configuration, session_ticket_handler=on_ticket)
 
     return QuicBackend(
         "qh3",
