@@ -5,11 +5,12 @@ fork of aioquic), so :class:`~aioduct.http3.HTTP3Connection` drives either one. 
 differ in speed and in a few details this module hides:
 
 - **aioquic** (``pip install 'aioduct[http3]'``) parses, decrypts and acknowledges
-  every packet in Python: about 20 µs per received datagram, which caps a bulk
-  download near 60 MB/s on one core.
+  every packet in Python: about 25 µs of CPU per received datagram, which caps a bulk
+  download near 50 MB/s on one core.
 - **qh3** (``pip install 'aioduct[http3-fast]'``) keeps aioquic's API but runs the
   packet path (header protection, AEAD, frames, ACKs, loss recovery) in Rust, takes a
-  whole batch of datagrams per call, and has its own QPACK coder.
+  whole batch of datagrams per call, and has its own QPACK coder: about 4x less CPU
+  per MiB downloaded (docs/benchmarks.md, "HTTP/3 backends").
 
 ``Http3Config(backend="auto")`` picks qh3 when it is importable, else aioquic; naming
 one that is not installed raises :class:`~aioduct.EngineUnavailable` saying which
