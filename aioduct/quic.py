@@ -30,6 +30,8 @@ What differs, and is adapted here (:class:`QuicBackend`):
   ordinary ``HeadersReceived`` (:attr:`QuicBackend.InterimHeadersReceived` is then a
   class no event has).
 - the server certificate (for ``pinned_sha256``): read from each TLS stack its own way.
+- server push: both would allow 8 pushes (MAX_PUSH_ID); aioduct has no use for pushed
+  responses, so neither sends it and a server may push nothing (RFC 9114 §4.6).
 - session tickets are each library's own type; a client keeps one backend, so tickets
   never cross.
 """
@@ -326,6 +328,7 @@ def _load_aioquic() -> QuicBackend:
             # Runs at the end of H3Connection.__init__, before SETTINGS are sent.
             self._max_table_capacity, self._blocked_streams = self._offer
             self._decoder = pylsqpack.Decoder(*self._offer)
+            self._max_push_id = None  # no MAX_PUSH_ID: aioduct takes no server push
             super()._init_connection()
 
         def receive_datagrams(
@@ -468,6 +471,7 @@ def _load_qh3() -> QuicBackend:
             self._decoder = QpackDecoder(
                 *self._offer, max_field_section_size=self._max_field_section_size
             )
+            self._max_push_id = None  # no MAX_PUSH_ID: aioduct takes no server push
             super()._init_connection()
 
         def receive_datagrams(

@@ -131,3 +131,24 @@ async def test_upload_cut_short_by_an_early_response(h3: H3Server, tls_ca: TLSMa
         again = await client.get(h3.url + "/small")
     assert (r.status, r.content, again.status) == (413, b"too big", 200)
     assert h3.connections_accepted == 1
+
+
+async def test_the_server_may_not_push(h3: H3Server, tls_ca: TLSMaterial) -> None:
+    from aioquic.h3.exceptions import NoAvailablePushIDError
+
+    refused: list[bool] = []
+
+    @h3.route("/push")
+    async def push(req: H3Request) -> None:
+        await asyncio.sleep(0.05)  # the client's control stream has surely arrived
+        try:
+            fields = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"x")]
+            fields.append((b":path", b"/pushed"))
+            req.conn.h3_connection().send_push_promise(req.stream_id, fields)
+        except NoAvailablePushIDError:
+            refused.append(True)
+        req.respond(200, b"no push")
+
+    async with aioduct.Client(**options(tls_ca)) as client:
+        r = await client.get(h3.url + "/push")
+    assert r.content == b"no push" and refused == [True]  # no MAX_PUSH_ID was sent
