@@ -175,6 +175,7 @@ class HTTP3Connection(SharedConnection):
         self._reader: Any = None
         self._reader_deadline: float | None = None
         self.max_streams = 100  # until the transport parameters say
+        self._out_of_streams = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -230,7 +231,9 @@ class HTTP3Connection(SharedConnection):
         return self.error is None and not self._closing()
 
     def has_capacity(self) -> bool:
-        return self.is_alive() and self.in_use < self.max_streams
+        # max_streams bounds streams open at once; the stream credit (MAX_STREAMS) is
+        # cumulative, and a server that is slow to raise it holds new requests back.
+        return self.is_alive() and self.in_use < self.max_streams and self.h3.can_open_stream()
 
     def is_ready(self) -> bool:
         return self.has_capacity()
@@ -315,6 +318,10 @@ class HTTP3Connection(SharedConnection):
         if self.error is not None or self._closing():
             self._give_back()
             raise StreamNotProcessed("the HTTP/3 connection stopped taking new requests")
+        if not self.h3.can_open_stream():  # the credit ran out while this one waited
+            self._out_of_streams = True
+            self._give_back()
+            raise StreamNotProcessed("the server allows no more streams on this connection yet")
         url = request.url
         content = request.content
         body_stream = request.stream
@@ -339,6 +346,8 @@ class HTTP3Connection(SharedConnection):
             self._give_back()
             raise
         exchange = H2Exchange.opened(self, stream_id, deadlines, collect)
+        if not self.h3.can_open_stream():
+            self._out_of_streams = True  # _process tells the pool when MAX_STREAMS comes
         if has_body:
             self.flush()
         else:
@@ -420,6 +429,10 @@ class HTTP3Connection(SharedConnection):
                 self._h3_event(h3_event)
         if self.error is None:
             self.flush_soon()
+            if self._out_of_streams and h3.can_open_stream():
+                self._out_of_streams = False
+                if self.on_change is not None:
+                    self.on_change(self)  # the server raised MAX_STREAMS: capacity again
         for exchange in self.exchanges.values():
             if exchange._send_waiter is not None:
                 exchange._notify_send()  # acknowledged data may have freed send buffer

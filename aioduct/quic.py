@@ -160,6 +160,12 @@ class H3Adapter(Protocol):
     def peer_max_streams(self) -> int:
         """How many request streams the server lets us open at once (0: not known yet)."""
 
+    def can_open_stream(self) -> bool:
+        """Whether the server's stream credit (MAX_STREAMS, a running total of request
+        streams) allows one more now. aioquic would hold a stream beyond it back until
+        the credit came (or the connection timed out), qh3 refuses it (``ValueError``):
+        aioduct opens none beyond it."""
+
     def peer_certificate_der(self) -> bytes | None:
         """The server's certificate from this connection's handshake, or ``None``."""
 
@@ -361,6 +367,12 @@ def _load_aioquic() -> QuicBackend:
         def peer_max_streams(self) -> int:
             return int(self._quic._remote_max_streams_bidi)
 
+        def can_open_stream(self) -> bool:
+            quic = self._quic
+            if not quic._remote_max_streams_bidi:  # before the transport parameters
+                return True
+            return bool(quic._local_next_stream_id_bidi // 4 < quic._remote_max_streams_bidi)
+
         def peer_certificate_der(self) -> bytes | None:
             cert = getattr(self._quic.tls, "_peer_certificate", None)
             if cert is None:
@@ -510,6 +522,14 @@ def _load_qh3() -> QuicBackend:
 
         def peer_max_streams(self) -> int:
             return int(self._quic.max_concurrent_bidi_streams)
+
+        def can_open_stream(self) -> bool:
+            quic = self._quic
+            core = quic._core
+            if core is None or not quic._handshake_complete:
+                return True  # early streams wait in qh3 until the handshake allows them
+            allowed, _uni, opened, _opened_uni = core.stream_limits
+            return bool(opened < allowed)
 
         def peer_certificate_der(self) -> bytes | None:
             cert = self._quic.get_peercert()

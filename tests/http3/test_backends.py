@@ -95,14 +95,20 @@ async def test_a_response_without_status_fails_and_the_next_request_works(
 
 
 async def test_the_servers_stream_limit_is_kept(tls_ca: TLSMaterial) -> None:
+    # This server grants 3 request streams per connection and never raises its
+    # MAX_STREAMS: a 4th request must go to a new connection, not beyond the credit
+    # (aioquic would hold it back until the idle timeout; qh3 would raise ValueError).
     with H3Server(tls_ca.files, max_streams=3) as h3:
         async with aioduct.Client(**options(tls_ca)) as client:
             responses = await asyncio.gather(
-                *(client.get(f"{h3.url}/slow/100?i={i}") for i in range(8))
+                *(client.get(f"{h3.url}/slow/50?i={i}") for i in range(10))
             )
+            more = [await client.get(h3.url + "/small") for _ in range(5)]
             limits = [c.max_streams for c in h3_connections(client)]
     assert {r.content for r in responses} == {b"slow"}
+    assert {r.content for r in more} == {b"Hello, World!"}
     assert h3.max_open_streams_seen <= 3 and set(limits) <= {3}
+    assert h3.connections_accepted >= 5  # 15 requests, at most 3 per connection
 
 
 async def test_abandoned_download_resets_only_its_stream(h3: H3Server, tls_ca: TLSMaterial) -> None:
