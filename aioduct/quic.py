@@ -369,9 +369,11 @@ def _load_aioquic() -> QuicBackend:
 
         def can_open_stream(self) -> bool:
             quic = self._quic
-            if not quic._remote_max_streams_bidi:  # before the transport parameters
+            allowed = quic._remote_max_streams_bidi
+            next_id = getattr(quic, "_local_next_stream_id_bidi", None)  # private: may go
+            if not allowed or next_id is None:  # before the transport parameters, or unknown
                 return True
-            return bool(quic._local_next_stream_id_bidi // 4 < quic._remote_max_streams_bidi)
+            return bool(next_id // 4 < allowed)
 
         def peer_certificate_der(self) -> bytes | None:
             cert = getattr(self._quic.tls, "_peer_certificate", None)
