@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -221,11 +222,11 @@ def test_closing_lets_workers_exit_on_their_own(nginx: Nginx) -> None:
 
 
 def test_workers_start_under_the_worker_prefix(
-    nginx: Nginx, tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    nginx: Nginx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """AIODUCT_WORKER_PREFIX (for profilers) wraps each worker's command line."""
-    seen = tmp_path / "argv"  # type: ignore[operator]
-    wrapper = tmp_path / "wrap.sh"  # type: ignore[operator]
+    seen = tmp_path / "argv"
+    wrapper = tmp_path / "wrap.sh"
     wrapper.write_text(f'#!/bin/sh\necho "$@" >> {seen}\nexec "$@"\n')
     wrapper.chmod(0o755)
     monkeypatch.setenv("AIODUCT_WORKER_PREFIX", f"{wrapper} ")
