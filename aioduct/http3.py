@@ -1,10 +1,11 @@
 """HTTP3Connection: HTTP/3 over QUIC, shared by concurrent requests like HTTP/2.
 
-QUIC is a sans-I/O state machine in aioquic (``QuicConnection`` takes datagrams and the
-time, gives datagrams and a timer; ``H3Connection`` turns stream data into HTTP/3
-events), so this module only moves datagrams through the runtime's
-:class:`~aioduct.runtimes.Datagrams` and dispatches events to per-request exchanges --
-the same :class:`~aioduct.http2.H2Exchange` objects HTTP/2 uses, driven through a small
+QUIC is a sans-I/O state machine in aioquic or qh3 (:mod:`aioduct.quic` adapts both;
+``QuicConnection`` takes datagrams and the time, gives datagrams and a timer;
+``H3Connection`` turns stream data into HTTP/3 events), so this module only moves
+datagrams through the runtime's :class:`~aioduct.runtimes.Datagrams` and dispatches
+events to per-request exchanges -- the same :class:`~aioduct.http2.H2Exchange` objects
+HTTP/2 uses, driven through a small
 adapter (:class:`_QuicStreams`) that gives them the operations they call on HTTP/2's
 protocol object. The engine, the pool and the streaming body therefore treat an HTTP/3
 connection exactly as a multiplexed HTTP/2 one.
@@ -18,24 +19,16 @@ Failure boundaries follow HTTP/2's: a stream reset fails that request; a connect
 close (idle timeout, the server's CONNECTION_CLOSE, a stateless reset, a protocol
 error) fails every stream in flight with the error code's name in the message; a
 request the server never saw (the connection was already closing) is retried on a new
-connection by the engine. Datagrams that do not decrypt are dropped by aioquic, so a
+connection by the engine. Datagrams that do not decrypt are dropped by QUIC, so a
 peer sending garbage cannot wedge the client: at worst the idle timeout ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
-
-from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, StreamReset
-from aioquic.quic.packet import QuicErrorCode
+from typing import Any, Final, Literal
 
 from .config import Http3Config
 from .connection import StreamNotProcessed
@@ -44,11 +37,12 @@ from .http2 import H2Exchange, SharedConnection, StreamResetError, _expire
 from .models import Request
 from .pool import PoolKey
 from .protocol.http2 import ResponseReceived
+from .quic import ErrorCode, QuicErrorCode, load_backend
 from .runtimes import Datagrams, Expired, Runtime
 from .timeouts import Deadlines
 
-if TYPE_CHECKING:
-    from aioquic.tls import SessionTicket
+#: A QUIC session ticket: the backend library's own type (kept, never looked into).
+SessionTicket = Any
 
 __all__ = ["HTTP3Connection", "quic_configuration"]
 
@@ -80,44 +74,24 @@ def quic_configuration(
     verify: bool | str,
     cafile: str | None,
     session_ticket: SessionTicket | None = None,
-) -> QuicConfiguration:
-    """aioquic's client configuration for one origin.
+) -> Any:
+    """The QUIC library's client configuration for one origin (``config.backend``'s).
 
-    aioquic runs its own TLS 1.3 (not the ``ssl`` module), so trust comes as files:
+    QUIC runs its own TLS 1.3 (not the ``ssl`` module), so trust comes as files:
     ``cafile`` is the CA bundle the TCP connections use (certifi's, or ``verify=``'s).
     """
-    quic = QuicConfiguration(
-        is_client=True,
-        alpn_protocols=H3_ALPN,
-        server_name=server_name,
-        verify_mode=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
+    return load_backend(config.backend).configuration(
+        server_name,
+        alpn=["h3"],
+        verify=bool(verify),
+        cafile=cafile,
         max_data=config.max_data,
         max_stream_data=config.max_stream_data,
         idle_timeout=config.idle_timeout,
         max_datagram_size=config.max_datagram_size,
-        congestion_control_algorithm=config.congestion_control,
+        congestion_control=config.congestion_control,
+        session_ticket=session_ticket,
     )
-    if verify and cafile is not None:
-        quic.load_verify_locations(cafile=cafile)
-    quic.session_ticket = session_ticket
-    return quic
-
-
-class _H3Connection(H3Connection):
-    """aioquic's HTTP/3 layer with the QPACK table size and blocked-stream limit we
-    offer the server (it has them fixed at 4096 and 16 otherwise)."""
-
-    def __init__(self, quic: QuicConnection, table_capacity: int, blocked_streams: int) -> None:
-        self._offer = (table_capacity, blocked_streams)
-        super().__init__(quic)
-
-    def _init_connection(self) -> None:
-        # Runs at the end of H3Connection.__init__, before SETTINGS are sent.
-        import pylsqpack
-
-        self._max_table_capacity, self._blocked_streams = self._offer
-        self._decoder = pylsqpack.Decoder(*self._offer)
-        super()._init_connection()
 
 
 class _Writer:
@@ -143,8 +117,7 @@ class _QuicStreams:
 
     def send_body(self, stream_id: int, data: memoryview, end: bool) -> int:
         conn = self._conn
-        stream = conn.quic._streams.get(stream_id)
-        if stream is not None and len(stream.sender._buffer) > conn.send_buffer_limit:
+        if conn.h3.send_buffered(stream_id) > conn.send_buffer_limit:
             return 0  # wait until the peer acknowledges some (the reader wakes us)
         conn.h3.send_data(stream_id, bytes(data), end_stream=end)
         return len(data)
@@ -153,20 +126,11 @@ class _QuicStreams:
         self._conn.h3.send_data(stream_id, b"", end_stream=True)
 
     def stream_is_open(self, stream_id: int) -> bool:
-        stream = self._conn.quic._streams.get(stream_id)
-        return stream is not None and not (
-            stream.sender.is_finished and stream.receiver.is_finished
-        )
+        return self._conn.h3.stream_is_open(stream_id)
 
     def reset(self, stream_id: int, _h2_code: int) -> None:
-        quic = self._conn.quic
-        stream = quic._streams.get(stream_id)
-        if stream is None or self._conn.error is not None:
-            return
-        if not stream.sender.is_finished:
-            quic.reset_stream(stream_id, _CANCELLED)
-        if not stream.receiver.is_finished:
-            quic.stop_stream(stream_id, _CANCELLED)
+        if self._conn.error is None:
+            self._conn.h3.abandon(stream_id, _CANCELLED)
 
 
 class HTTP3Connection(SharedConnection):
@@ -181,7 +145,7 @@ class HTTP3Connection(SharedConnection):
         key: PoolKey,
         runtime: Runtime,
         config: Http3Config,
-        quic_config: QuicConfiguration,
+        quic_config: Any,
         *,
         early_data: bool = False,
         on_ticket: Callable[[SessionTicket], None] | None = None,
@@ -191,10 +155,10 @@ class HTTP3Connection(SharedConnection):
         self.runtime = runtime
         self.config = config
         self.loop = asyncio.get_running_loop() if runtime.background else None
-        self.quic = QuicConnection(configuration=quic_config, session_ticket_handler=on_ticket)
-        self.h3 = _H3Connection(
-            self.quic, config.qpack_max_table_capacity, config.qpack_blocked_streams
-        )
+        #: The QUIC library (:mod:`aioduct.quic`): its connection and HTTP/3 layer.
+        self.lib = lib = load_backend(config.backend)
+        self.quic: Any = lib.connection(quic_config, on_ticket)
+        self.h3 = lib.h3(self.quic, config.qpack_max_table_capacity, config.qpack_blocked_streams)
         self.proto = _QuicStreams(self)
         self.stream = _Writer()
         self.send_buffer_limit = config.max_send_buf_size
@@ -211,18 +175,14 @@ class HTTP3Connection(SharedConnection):
         self._reader: Any = None
         self._reader_deadline: float | None = None
         self.max_streams = 100  # until the transport parameters say
+        self._out_of_streams = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def peer_certificate_der(self) -> bytes | None:
         """The server's certificate (DER) from this connection's handshake, for pinning;
         ``None`` when the handshake presented none (a resumed session)."""
-        cert = getattr(self.quic.tls, "_peer_certificate", None)
-        if cert is None:
-            return None
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        return bytes(cert.public_bytes(Encoding.DER))
+        return self.h3.peer_certificate_der()
 
     async def start(self, deadline: float | None) -> None:
         """Send the first flight; return once the handshake completed -- or at once when
@@ -271,7 +231,9 @@ class HTTP3Connection(SharedConnection):
         return self.error is None and not self._closing()
 
     def has_capacity(self) -> bool:
-        return self.is_alive() and self.in_use < self.max_streams
+        # max_streams bounds streams open at once; the stream credit (MAX_STREAMS) is
+        # cumulative, and a server that is slow to raise it holds new requests back.
+        return self.is_alive() and self.in_use < self.max_streams and self.h3.can_open_stream()
 
     def is_ready(self) -> bool:
         return self.has_capacity()
@@ -356,6 +318,10 @@ class HTTP3Connection(SharedConnection):
         if self.error is not None or self._closing():
             self._give_back()
             raise StreamNotProcessed("the HTTP/3 connection stopped taking new requests")
+        if not self.h3.can_open_stream():  # the credit ran out while this one waited
+            self._out_of_streams = True
+            self._give_back()
+            raise StreamNotProcessed("the server allows no more streams on this connection yet")
         url = request.url
         content = request.content
         body_stream = request.stream
@@ -380,6 +346,8 @@ class HTTP3Connection(SharedConnection):
             self._give_back()
             raise
         exchange = H2Exchange.opened(self, stream_id, deadlines, collect)
+        if not self.h3.can_open_stream():
+            self._out_of_streams = True  # _process tells the pool when MAX_STREAMS comes
         if has_body:
             self.flush()
         else:
@@ -440,41 +408,40 @@ class HTTP3Connection(SharedConnection):
         self._received(datagrams)
 
     def _received(self, datagrams: list[bytes]) -> None:
-        quic = self.quic
-        now = self.runtime.now()
-        addr = self.udp.peer_address
-        for data in datagrams:
-            quic.receive_datagram(data, addr, now)
+        self.h3.receive_datagrams(datagrams, self.udp.peer_address, self.runtime.now())
         self._process()
 
     def _process(self) -> None:
         """Dispatch QUIC and HTTP/3 events to the exchanges, then send what is due."""
-        quic, h3 = self.quic, self.h3
+        quic, h3, lib = self.quic, self.h3, self.lib
         while (event := quic.next_event()) is not None:
             kind = type(event)
-            if kind is HandshakeCompleted:
-                self._handshake_completed(cast(HandshakeCompleted, event))
-            elif kind is ConnectionTerminated:
-                self._terminated(cast(ConnectionTerminated, event))
+            if kind is lib.HandshakeCompleted:
+                self._handshake_completed(event)
+            elif kind is lib.ConnectionTerminated:
+                self._terminated(event)
                 return
-            elif kind is StreamReset:
-                ev = cast(StreamReset, event)
-                exchange = self.exchanges.get(ev.stream_id)
+            elif kind is lib.StreamReset:
+                exchange = self.exchanges.get(event.stream_id)
                 if exchange is not None:
-                    exchange._fail(self._reset_error(ev.error_code))
+                    exchange._fail(self._reset_error(event.error_code))
             for h3_event in h3.handle_event(event):
                 self._h3_event(h3_event)
         if self.error is None:
             self.flush_soon()
+            if self._out_of_streams and h3.can_open_stream():
+                self._out_of_streams = False
+                if self.on_change is not None:
+                    self.on_change(self)  # the server raised MAX_STREAMS: capacity again
         for exchange in self.exchanges.values():
             if exchange._send_waiter is not None:
                 exchange._notify_send()  # acknowledged data may have freed send buffer
 
-    def _handshake_completed(self, event: HandshakeCompleted) -> None:
+    def _handshake_completed(self, event: Any) -> None:
         self.handshake_done = True
         self.session_resumed = event.session_resumed
         self.early_data_accepted = event.early_data_accepted
-        limit = self.quic._remote_max_streams_bidi
+        limit = self.h3.peer_max_streams()
         if limit:
             self.max_streams = limit
         waiter = self._handshake
@@ -483,7 +450,7 @@ class HTTP3Connection(SharedConnection):
         if self.on_change is not None:
             self.on_change(self)
 
-    def _terminated(self, event: ConnectionTerminated) -> None:
+    def _terminated(self, event: Any) -> None:
         name = error_name(event.error_code)
         reason = f", {event.reason_phrase!r}" if event.reason_phrase else ""
         if not self.handshake_done:
@@ -509,7 +476,10 @@ class HTTP3Connection(SharedConnection):
         exchange = self.exchanges.get(event.stream_id)
         if exchange is None:
             return
-        if type(event) is HeadersReceived:
+        kind = type(event)
+        if kind is self.lib.InterimHeadersReceived:  # qh3's 1xx heads
+            self._head(exchange, event)
+        elif kind is self.lib.HeadersReceived:
             if exchange.head is not None:  # trailers
                 exchange.trailers = [
                     (k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers
@@ -528,7 +498,7 @@ class HTTP3Connection(SharedConnection):
                 exchange._notify()
             elif not exchange.collecting:
                 exchange._notify()
-        elif type(event) is DataReceived:
+        elif kind is self.lib.DataReceived:
             if event.data:
                 exchange.chunks.append((event.data, 0))
                 exchange.buffered += len(event.data)
@@ -537,7 +507,7 @@ class HTTP3Connection(SharedConnection):
             if not exchange.collecting or exchange.ended or exchange.buffered > exchange.limit:
                 exchange._notify()
 
-    def _head(self, exchange: H2Exchange, event: HeadersReceived) -> ResponseReceived | None:
+    def _head(self, exchange: H2Exchange, event: Any) -> ResponseReceived | None:
         status = None
         fields: list[tuple[str, str]] = []
         try:
@@ -556,7 +526,8 @@ class HTTP3Connection(SharedConnection):
             if seen > _MAX_INTERIM:
                 self._stream_error(exchange, f"more than {_MAX_INTERIM} interim (1xx) responses")
             return None
-        return ResponseReceived(exchange.stream_id, status, fields, bool(event.stream_ended))
+        ended = bool(getattr(event, "stream_ended", False))
+        return ResponseReceived(exchange.stream_id, status, fields, ended)
 
     def _stream_error(self, exchange: H2Exchange, what: str) -> None:
         exchange._fail(

@@ -21,6 +21,19 @@ PROXIES = True
 HTTP3 = True
 
 
+def describe() -> str:
+    """Which QUIC library HTTP/3 runs on here (``Http3Config(backend="auto")``)."""
+    from importlib.metadata import version
+
+    try:
+        from aioduct.quic import resolve_backend
+
+        backend = resolve_backend("auto")
+    except (ImportError, aioduct.AioductError):
+        return ""
+    return f"HTTP/3 on {backend} {version(backend)}"
+
+
 def unsupported(target: Target) -> str | None:
     if not hasattr(aioduct, "Client"):
         return "aioduct.Client is not implemented yet"
