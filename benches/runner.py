@@ -272,7 +272,7 @@ def run_pair(
             env=env,
             capture_output=True,
             text=True,
-            timeout=opts.warmup + opts.duration + 60,
+            timeout=opts.warmup + opts.duration + target.min_warmup + target.min_duration + 60,
         )
     except subprocess.TimeoutExpired:
         return PairResult(target.scenario, client, "error", reason="worker timed out")
@@ -336,7 +336,8 @@ def run(opts: Options) -> Report:
                     cpus = client_cpus(client, client_cpu, server_cpu)
                     runs[client].append(run_pair(target, client, opts, cpus, meter))
             rep.results += [_median(runs[c]) for c in opts.clients]
-            report.print_scenario(rep, scenario, opts.clients, opts.duration, out)
+            window = max(opts.duration, scenario.min_duration)
+            report.print_scenario(rep, scenario, opts.clients, window, out)
     rep.meta["total_s"] = round(time.perf_counter() - started, 1)
     report.print_summary(rep, opts.scenarios, opts.clients, out)
     if opts.json_path is not None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -145,8 +143,6 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
             print(f"aioduct-local: only {busy} of {count} workers own an origin", flush=True)
 
         content = streams.file_content(target.body_size) if target.kind == "multipart" else b""
-        workdir = tempfile.TemporaryDirectory(prefix="aioduct-bench-download-")
-        path = os.path.join(workdir.name, "file")  # the download scenarios' file
 
         def jobs() -> Iterator[Job]:
             i = 0
@@ -154,7 +150,11 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
                 yield _job(target, urls[i % len(urls)], i, path, content)
                 i += 1
 
-        with workdir, LocalEngine(workers=count, concurrency=per_worker, **options) as engine:
+        with (
+            streams.download_path() as download,
+            LocalEngine(workers=count, concurrency=per_worker, **options) as engine,
+        ):
+            path = str(download)  # the download scenarios' file (jobs() reads it late)
             EXTRA_CPU.append(lambda: processes_cpu(engine.pids))
             ready.set()
             first = True
