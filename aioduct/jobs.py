@@ -14,7 +14,7 @@ Response or to the exception it stands for (``Client(engine="local")`` needs bot
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -25,6 +25,9 @@ from .headers import Headers, header_field
 from .models import Request, Response, Timings
 from .url import URL
 from .validation import check_request
+
+if TYPE_CHECKING:
+    from .client import RequestOptions
 
 __all__ = ["Job", "JobError", "Result", "error_to_exception", "result_to_response"]
 
@@ -122,9 +125,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         msgspec.structs.force_setattr(self, "content", None)
         msgspec.structs.force_setattr(self, "json", None)
 
-    def request_options(self) -> dict[str, Any]:
+    def request_options(self) -> RequestOptions:
         """``Client.request`` keywords for this job: only what it sets."""
-        options: dict[str, Any] = {}
+        options: RequestOptions = {}
         if self.headers:
             options["headers"] = self.headers
         if self.body is not None:
@@ -241,7 +244,7 @@ def response_result(job: Job, response: Response, *, worker: int = -1, attempts:
         url=job.url,
         final_url=str(response.url) if response.url is not None else job.url,
         status=response.status,
-        headers=tuple(response.headers.multi_items()),
+        headers=tuple(response.headers._list),
         body=body,
         http_version=response.http_version,
         timings=response.timings,

@@ -35,6 +35,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar
 
 import msgspec
@@ -83,6 +84,10 @@ class JobRunner:
         self.worker = worker
         self._free = settings.concurrency
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        #: Jobs handed to :meth:`submit` and not yet taken by a lane.
+        self._queue: collections.deque[tuple[Job, Callable[[Result], object]]] = collections.deque()
+        #: The lanes, each with the ``done`` of the job it runs (None between jobs).
+        self._lanes: dict[asyncio.Task[None], Callable[[Result], object] | None] = {}
         self._gates: HostGates[asyncio.Future[None]] = HostGates(settings.per_host_concurrency)
         self._polite = self._gates.active
         self._retrying = client.config.retry is not None
@@ -92,24 +97,107 @@ class JobRunner:
 
         Retries, if configured, happen inside the request (the client's retry layer);
         the politeness gates stay around the whole job, retries included."""
-        try:
-            url = job_url(job)
-        except InvalidURL as exc:
-            return error_result(job, exc, worker=self.worker)
         if self._free > 0:
             self._free -= 1
         else:
             await self._wait_for_slot()
         try:
-            if not self._polite:
-                return await self._attempts(job, url)
-            await self._enter(url.origin)
-            try:
-                return await self._attempts(job, url)
-            finally:
-                self._leave(url.origin)
+            return await self._job(job)
         finally:
             self._release_slot()
+
+    async def _job(self, job: Job) -> Result:
+        """One job, within its host's gate (the caller holds a concurrency slot).
+
+        One coroutine from the URL check to the Result, calling the client's pipeline
+        coroutine itself (not ``Client.request``, which only awaits it): every coroutine
+        between a lane and the wire is resumed again at each I/O wait of the request.
+        """
+        try:
+            url = job_url(job)
+        except InvalidURL as exc:
+            return error_result(job, exc, worker=self.worker)
+        origin = url.origin if self._polite else None
+        if origin is not None:
+            await self._enter(origin)
+        try:
+            if job.save_to is not None:
+                return await self._download(job, url)
+            client = self.client
+            try:
+                response = await client._send(
+                    job.method, url, job.request_options(), client._engine
+                )
+            except AioductError as exc:
+                return error_result(job, exc, worker=self.worker, attempts=exc.attempts)
+            except (ValueError, TypeError) as exc:  # a job the client refuses to build
+                return error_result(job, InvalidURL(str(exc)), worker=self.worker)
+            except Exception as exc:  # a bug below us: the job still gets its Result
+                return error_result(job, exc, worker=self.worker)
+            # (response.attempts is only set by the retry layer: skip its lookup without one)
+            attempts = response.attempts if self._retrying else 1
+            result = response_result(job, response, worker=self.worker, attempts=attempts)
+            if not self.settings.keep_body:
+                result.body = None
+            return result
+        finally:
+            if origin is not None:
+                self._leave(origin)
+
+    # -- lanes: the bulk path --------------------------------------------------------------------
+
+    def submit(self, job: Job, done: Callable[[Result], object]) -> None:
+        """Queue ``job``; ``done(result)`` is called once it has finished.
+
+        The bulk engines' path. A task per job would cost, per job, a task, its first
+        step, a wait for a concurrency slot and a done callback -- each a trip through
+        the event loop, and on the io_uring loop (whose loop machinery is Python, where
+        uvloop's is C) more than the request itself took there. Instead up to
+        ``concurrency`` *lanes* -- tasks that each hold one slot -- take the queued jobs
+        one after another, and a lane ends when the queue is empty.
+        """
+        self._queue.append((job, done))
+        if self._free > 0:
+            self._free -= 1
+            self._start_lane()
+
+    @property
+    def queued(self) -> int:
+        """Jobs submitted and not yet started."""
+        return len(self._queue)
+
+    def _start_lane(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._lane())
+        self._lanes[task] = None
+
+    async def _lane(self) -> None:
+        queue, run, lanes = self._queue, self._job, self._lanes
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            while queue:
+                job, done = queue.popleft()
+                lanes[task] = done
+                done(await run(job))
+        finally:
+            del lanes[task]
+            self._release_slot()
+
+    async def withdraw(self, done: Callable[[Result], object] | None = None) -> None:
+        """Forget the submitted jobs whose ``done`` equals ``done`` (every job: ``None``):
+        queued ones are dropped, running ones cancelled; their ``done`` is not called."""
+        queue = self._queue
+        if done is None:
+            queue.clear()
+        else:
+            kept = [item for item in queue if item[1] != done]
+            queue.clear()
+            queue.extend(kept)
+        lanes = [lane for lane, job in self._lanes.items() if done is None or job == done]
+        for lane in lanes:
+            lane.cancel()
+        if lanes:
+            await asyncio.gather(*lanes, return_exceptions=True)
 
     # -- concurrency -----------------------------------------------------------------------------
     # A counter and a FIFO of futures rather than asyncio.Semaphore, whose uncontended
@@ -134,23 +222,10 @@ class JobRunner:
             if not waiter.done():
                 waiter.set_result(None)
                 return
-        self._free += 1
-
-    async def _attempts(self, job: Job, url: URL) -> Result:
-        if job.save_to is not None:
-            return await self._download(job, url)
-        try:
-            response = await self.client.request(job.method, url, **job.request_options())
-        except AioductError as exc:
-            return error_result(job, exc, worker=self.worker, attempts=exc.attempts)
-        except (ValueError, TypeError) as exc:  # a job the client refuses to build
-            return error_result(job, InvalidURL(str(exc)), worker=self.worker)
-        # (response.attempts is only ever set by the retry layer: skip its lookup without one)
-        attempts = response.attempts if self._retrying else 1
-        result = response_result(job, response, worker=self.worker, attempts=attempts)
-        if not self.settings.keep_body:
-            result.body = None
-        return result
+        if self._queue:  # submitted jobs are waiting: the slot becomes a lane
+            self._start_lane()
+        else:
+            self._free += 1
 
     async def _download(self, job: Job, url: URL) -> Result:
         """A ``save_to`` job: the whole range download here, in this worker."""
@@ -358,45 +433,43 @@ async def map_batches(
                 await result
 
 
-class _Tasks:
-    """The send engine's Submitter: each job a task on this loop (JobRunner paces them)."""
+class _Lanes:
+    """The send engine's Submitter: the runner's lanes (:meth:`JobRunner.submit`) on this
+    loop, with a ``process=`` function applied to each Result before it is delivered."""
 
     def __init__(self, runner: JobRunner, process: Process | None = None) -> None:
         self.runner = runner
         self.process = process
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.done: Callable[[Result], object] | None = None
 
     def submit(self, job: Job, sink: Sink) -> bool:
-        task = asyncio.get_running_loop().create_task(self._run(job, sink))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        done = self.done
+        if done is None:  # one map, one sink: its jobs are withdrawn together
+            done = self.done = sink if self.process is None else partial(self._deliver, sink)
+        self.runner.submit(job, done)
         return True
 
-    async def _run(self, job: Job, sink: Sink) -> None:
-        result = await self.runner.run(job)
-        if self.process is not None:
-            spec, function = self.process
-            result = processing.decoded(processing.run(function, spec, result))
-        sink(result)
+    def _deliver(self, sink: Sink, result: Result) -> None:
+        assert self.process is not None
+        spec, function = self.process
+        sink(processing.decoded(processing.run(function, spec, result)))
 
-    def submitted(self) -> None:  # each job is a task already
+    def submitted(self) -> None:  # the lanes take jobs as they come
         pass
 
     def wait_for_room(self, waiter: asyncio.Future[None]) -> None:  # always has room
         waiter.set_result(None)
 
     async def cancel(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.done is not None:
+            await self.runner.withdraw(self.done)
 
 
 async def amap_jobs(
     runner: JobRunner, jobs: JobsLike, process: Process | None = None
 ) -> AsyncGenerator[list[Result], None]:
-    """:func:`map_batches` with each job a task on this loop; unfinished ones are cancelled."""
-    tasks = _Tasks(runner, process)
+    """:func:`map_batches` on the runner's lanes in this loop; unfinished jobs are cancelled."""
+    tasks = _Lanes(runner, process)
     batches = map_batches(jobs, runner.settings.concurrency * _WINDOW_FACTOR, tasks)
     try:
         async for batch in batches:
@@ -609,6 +682,7 @@ class SendEngine(BulkEngine):
         return await self._runner.run(job)
 
     async def aclose(self) -> None:
+        await self._runner.withdraw()
         await self._client.aclose()
 
 

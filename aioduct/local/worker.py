@@ -26,7 +26,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from functools import partial
 
 from .. import processing
 from ..errors import ProcessError
@@ -139,7 +139,6 @@ class _Worker:
             config = config.replace(cache=config.cache.for_worker(hello.worker))
         self.client = Client(config=config)
         self.runner = JobRunner(self.client, hello.settings, worker=hello.worker)
-        self.tasks: set[asyncio.Task[Any]] = set()
         self.out = bytearray()
         self.flush_scheduled = False
         self.link: _Link | None = None
@@ -180,10 +179,7 @@ class _Worker:
         finally:
             if self.beat_handle is not None:
                 self.beat_handle.cancel()
-            for task in self.tasks:
-                task.cancel()
-            if self.tasks:
-                await asyncio.gather(*self.tasks, return_exceptions=True)
+            await self.runner.withdraw()
             await self.client.aclose()
             if link.transport is not None:
                 link.transport.close()
@@ -210,11 +206,9 @@ class _Worker:
             self.process_of[seqs[index]] = process
         for index, crashes in batch.crashes.items():
             self.crashes_of[seqs[index]] = crashes
-        loop = asyncio.get_running_loop()
+        submit, emit = self.runner.submit, self._emit
         for seq, job in zip(batch.seqs, batch.jobs, strict=True):
-            task = loop.create_task(self._run(seq, job))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            submit(job, partial(emit, seq))
 
     def _load(self, process: wire.Process) -> None:
         """Import a ``process=`` function and tell the parent whether that worked."""
@@ -228,9 +222,6 @@ class _Worker:
         wire.append_frame(self.out, wire.LOADED, wire.Loaded(process.id, error))
         self._schedule_flush()
 
-    async def _run(self, seq: int, job: Any) -> None:
-        self._emit(seq, await self.runner.run(job))
-
     def _emit(self, seq: int, result: Result) -> None:
         """Queue a job's Result for this turn's batch."""
         if self.crashes_of:
@@ -241,7 +232,7 @@ class _Worker:
                 result = self._process(process, result)
         region = self.region
         body = result.body
-        if region is not None and body is not None:
+        if region is not None and body is not None and len(body) >= region.threshold:
             position = region.put(body)
             if position is not None:
                 result.body = None

@@ -37,14 +37,17 @@ this module imports liburing, and a liburing built for other CPUs dies with SIGI
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
+import heapq
 import operator
 import signal
 import socket
 import threading
 import time
-from asyncio import events, proactor_events, protocols
+from asyncio import base_events, events, format_helpers, proactor_events, protocols
 from collections.abc import Callable, Coroutine
+from contextvars import copy_context
 from typing import Any, Final, TypeVar, TypeVarTuple, Unpack, cast
 
 from ._ring import DEFAULT_ENTRIES, os_error
@@ -58,6 +61,27 @@ _T = TypeVar("_T")
 #: fills one: the kernel had more queued, so a large body arrives in a few completions
 #: (each a Python callback chain and a task wake-up) instead of one per 64 KiB.
 _MAX_RECV_BUFFER: Final = 1024 * 1024
+#: BaseEventLoop's timer-heap rule: with more than this many timers of which more than
+#: this fraction are cancelled, rebuild the heap instead of popping them one by one.
+_MIN_TIMERS: Final = base_events._MIN_SCHEDULED_TIMER_HANDLES  # type: ignore[attr-defined]
+_CANCELLED_FRACTION: Final = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION  # type: ignore[attr-defined]
+_MAX_SELECT_TIMEOUT: Final = base_events.MAXIMUM_SELECT_TIMEOUT  # type: ignore[attr-defined]
+#: call_soon builds Handles field by field: only where Handle has exactly these fields.
+_BARE_HANDLES: Final = set(events.Handle.__slots__) == {
+    "_callback",
+    "_args",
+    "_cancelled",
+    "_loop",
+    "_source_traceback",
+    "_repr",
+    "__weakref__",
+    "_context",
+}
+_new_handle = object.__new__
+#: A tuple, not ``bytes | bytearray | memoryview``: that builds a union object per call.
+_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
+#: Protocol classes known to be BufferedProtocols (checked once per class, not per read).
+_BUFFERED: set[type] = set()
 _Ts = TypeVarTuple("_Ts")
 
 
@@ -204,8 +228,30 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
         self._data, self._spare = self._spare, self._data
         self._data_view, self._spare_view = self._spare_view, filled
         if not self._closing and not self._paused:
-            self._start_recv()  # the kernel fills the other buffer meanwhile
-        self._data_received(filled[:res], res)
+            # The kernel fills the other buffer meanwhile (_start_recv, inlined: this
+            # runs for every receive).
+            try:
+                self._read_fut = self._recv_op = self._proactor.recv_again(
+                    self._recv_op, self._data_view
+                )
+            except OSError as exc:
+                self._read_failed(exc)
+        protocol: Any = self._protocol
+        if type(protocol) in _BUFFERED and not self._paused:
+            # _data_received's common case, inlined: a BufferedProtocol with room.
+            try:
+                buf = protocol.get_buffer(res)
+                if len(buf) >= res:
+                    buf[:res] = filled[:res]
+                    protocol.buffer_updated(res)
+                else:
+                    protocols._feed_data_to_buffered_proto(protocol, filled[:res])  # type: ignore[attr-defined]
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+        else:
+            self._data_received(filled[:res], res)
         if grow and not self._paused:
             # (while paused, the undelivered bytes wait in the small one: grow later)
             self._spare = bytearray(len(self._data))
@@ -223,6 +269,7 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
             return
         protocol = self._protocol
         if isinstance(protocol, protocols.BufferedProtocol):
+            _BUFFERED.add(type(protocol))  # _on_recv delivers to it directly from now on
             try:
                 buf: Any = protocol.get_buffer(length)
                 if len(buf) >= length:
@@ -251,7 +298,7 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
     # -- writing -------------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not isinstance(data, bytes | bytearray | memoryview):
+        if not isinstance(data, _BYTES_LIKE):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__}")
         if self._eof_written:
             raise RuntimeError("write_eof() already called")
@@ -356,11 +403,91 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
         future resolved by a completion) comes through here, once per request or more."""
         if self._closed:  # type: ignore[attr-defined]
             raise RuntimeError("Event loop is closed")
-        if self._debug:  # type: ignore[attr-defined]
+        if self._debug or not _BARE_HANDLES:  # type: ignore[attr-defined]
             return super().call_soon(callback, *args, context=context)
-        handle = events.Handle(callback, args, self, context)
+        # Handle.__init__ without its frame (and its get_debug() call): the fields it
+        # would set, set here.
+        handle = _new_handle(events.Handle)
+        fields: Any = handle
+        fields._callback = callback
+        fields._args = args
+        fields._loop = self
+        fields._context = copy_context() if context is None else context
+        fields._cancelled = False
+        fields._repr = None
+        fields._source_traceback = None
         self._ready.append(handle)  # type: ignore[attr-defined]
         return handle
+
+    def _run_once(self) -> None:
+        """One turn of the loop: due timers, a wait for completions, the ready callbacks.
+
+        ``BaseEventLoop._run_once`` with the callbacks run from this frame rather than
+        through ``Handle._run`` (one Python frame less per callback: on this loop every
+        task wake-up is one), as uvloop's C loop does. Debug mode keeps the stock code
+        (slow-callback warnings, the current handle).
+        """
+        if self._debug:  # type: ignore[attr-defined]
+            super()._run_once()  # type: ignore[misc]
+            return
+        self._drop_cancelled_timers()
+        loop: Any = self  # the stock loop's private fields, which typeshed does not declare
+        scheduled: list[Any] = loop._scheduled
+        ready: collections.deque[Any] = loop._ready
+        timeout: float | None = None
+        if ready or loop._stopping:
+            timeout = 0
+        elif scheduled:
+            timeout = min(max(0.0, scheduled[0]._when - self.time()), _MAX_SELECT_TIMEOUT)
+        self._proactor.select(timeout)  # completions run their callbacks in there
+        if scheduled:
+            end = self.time() + loop._clock_resolution
+            while scheduled and scheduled[0]._when < end:
+                timer = heapq.heappop(scheduled)
+                timer._scheduled = False
+                ready.append(timer)
+        for _ in range(len(ready)):  # not those the callbacks add: next turn, after I/O
+            handle: Any = ready.popleft()
+            if handle._cancelled:
+                continue
+            try:
+                handle._context.run(handle._callback, *handle._args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._callback_failed(handle, exc)
+        handle = None  # no cycle through a traceback
+
+    def _drop_cancelled_timers(self) -> None:
+        loop: Any = self
+        scheduled: list[Any] = loop._scheduled
+        cancelled: int = loop._timer_cancelled_count
+        if not cancelled:
+            return
+        if len(scheduled) > _MIN_TIMERS and cancelled / len(scheduled) > _CANCELLED_FRACTION:
+            for timer in scheduled:  # many: rebuild the heap without them
+                if timer._cancelled:
+                    timer._scheduled = False
+            kept = [timer for timer in scheduled if not timer._cancelled]
+            heapq.heapify(kept)
+            loop._scheduled = kept
+            loop._timer_cancelled_count = 0
+            return
+        while scheduled and scheduled[0]._cancelled:  # few: pop those due first
+            loop._timer_cancelled_count -= 1
+            heapq.heappop(scheduled)._scheduled = False
+
+    def _callback_failed(self, handle: Any, exc: BaseException) -> None:
+        """What ``Handle._run`` reports when a callback raises."""
+        callback = format_helpers._format_callback_source(handle._callback, handle._args)
+        context: dict[str, Any] = {
+            "message": f"Exception in callback {callback}",
+            "exception": exc,
+            "handle": handle,
+        }
+        if handle._source_traceback:
+            context["source_traceback"] = handle._source_traceback
+        self.call_exception_handler(context)
 
     def set_debug(self, enabled: bool) -> None:
         super().set_debug(enabled)

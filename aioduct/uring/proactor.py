@@ -313,8 +313,7 @@ class UringProactor:
         if op.cancelled or op.ud in self._ops or op.future is not None:
             assert op.callback is not None
             return self.recv_into_cb(op.sock, view, op.callback)
-        self._check_open()
-        ud = self._last_ud = self._last_ud + 1
+        ud = self._last_ud = self._last_ud + 1  # (a closed ring: Ring.recv raises)
         op.ud = ud
         op.view = view
         ring = self._ring

@@ -66,6 +66,86 @@ def test_concurrency_is_a_ceiling_and_cancelled_waiters_give_their_slot_back(
     assert seen["peak"] == 2 and seen["total"] == 6
 
 
+def test_lanes_share_the_ceiling_with_run_and_withdraw_one_owner(
+    script_server: ScriptServer,
+) -> None:
+    """submit() runs jobs on at most `concurrency` lanes, counted with run() callers;
+    withdraw(done) drops and cancels that owner's jobs only, and every slot comes back."""
+    from aioduct.client import Client
+    from aioduct.runner import JobRunner, RunnerSettings
+
+    seen = slow_counting_route(script_server, "/hold")
+    url = script_server.url + "/hold"
+
+    async def main() -> None:
+        async with Client() as client:
+            runner = JobRunner(client, RunnerSettings(concurrency=3))
+            kept: list[aioduct.Result] = []
+            dropped: list[aioduct.Result] = []
+            all_kept = asyncio.Event()
+
+            def keep(result: aioduct.Result) -> None:
+                assert len(runner._lanes) + (not solo.done()) <= 3
+                kept.append(result)
+                if len(kept) == 6:
+                    all_kept.set()
+
+            solo = asyncio.create_task(runner.run(Job(url=url, id=-1)))
+            await asyncio.sleep(0)
+            for i in range(6):
+                runner.submit(Job(url=url, id=i), keep)
+                runner.submit(Job(url=url, id=100 + i), dropped.append)
+            assert runner.queued == 12 and len(runner._lanes) == 2  # run() holds the third
+            await asyncio.sleep(0.01)
+            assert runner.queued == 10  # each lane took one
+            assert seen["peak"] == 3
+            await runner.withdraw(dropped.append)
+            assert not dropped and runner.queued <= 5
+            assert all(done == keep for _, done in runner._queue)
+            assert (await solo).status == 200
+            await all_kept.wait()
+            assert sorted(r.id for r in kept) == list(range(6))  # type: ignore[type-var]
+            assert all(r.status == 200 for r in kept)
+            await asyncio.sleep(0)
+            assert runner._free == 3 and not runner._lanes and not runner.queued
+
+    asyncio.run(main())
+
+
+def test_a_bug_below_the_runner_becomes_that_jobs_error_result(nginx: Nginx) -> None:
+    """An unexpected exception in the pipeline (here a middleware bug) fails its job
+    with an InternalError Result; the lane goes on with the next jobs."""
+    from aioduct.client import Client
+    from aioduct.runner import JobRunner, RunnerSettings
+
+    async def buggy(request: aioduct.Request, call_next: object) -> aioduct.Response:
+        if "bug" in str(request.url):
+            raise RuntimeError("a bug in a middleware")
+        return await call_next(request)  # type: ignore[operator, no-any-return]
+
+    async def main() -> list[aioduct.Result]:
+        async with Client(middleware=[buggy]) as client:
+            runner = JobRunner(client, RunnerSettings(concurrency=1))
+            results: list[aioduct.Result] = []
+            finished = asyncio.Event()
+
+            def done(result: aioduct.Result) -> None:
+                results.append(result)
+                if len(results) == 3:
+                    finished.set()
+
+            for i, path in enumerate(["/small", "/small?bug", "/small"]):
+                runner.submit(Job(url=nginx.http_url + path, id=i), done)
+            await asyncio.wait_for(finished.wait(), 30)  # without the catch: job 1 never ends
+            return results
+
+    results = asyncio.run(main())
+    assert [r.status for r in results] == [200, 0, 200]
+    error = results[1].error
+    assert error is not None and error.kind == "InternalError"
+    assert "RuntimeError: a bug in a middleware" in error.message
+
+
 def test_per_host_rate_spaces_request_starts(script_server: ScriptServer) -> None:
     script_server.route_respond("/r", body=b"ok")
     with SendEngine(concurrency=10, per_host_rate=20.0) as engine:

@@ -49,6 +49,43 @@ def test_call_soon_call_later_ordering_and_timers(run_uring: RunUring) -> None:
     assert run_uring(main()) == ["soon-1", "soon-2", "later-20ms", "later-50ms"]
 
 
+def test_callbacks_that_raise_cancelled_handles_and_many_cancelled_timers(
+    run_uring: RunUring,
+) -> None:
+    """The loop's own turn (_run_once): a raising callback reaches the exception
+    handler as the stock loop reports it, cancelled handles and timers never run, and
+    a heap of mostly cancelled timers is rebuilt without them."""
+
+    def boom() -> None:
+        raise ValueError("boom")
+
+    async def main() -> tuple[list[dict[str, Any]], list[str], int]:
+        loop = asyncio.get_running_loop()
+        reported: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: reported.append(context))
+        ran: list[str] = []
+        failing = loop.call_soon(boom)
+        loop.call_soon(ran.append, "after")
+        loop.call_soon(ran.append, "cancelled").cancel()
+        timers = [loop.call_later(60 + i, ran.append, "never") for i in range(300)]
+        for timer in timers[:200]:
+            timer.cancel()
+        loop.call_later(0.01, ran.append, "timer")
+        await asyncio.sleep(0.05)
+        for timer in timers[200:]:
+            timer.cancel()
+        await asyncio.sleep(0)
+        assert reported and reported[0]["handle"] is failing
+        return reported, ran, len(loop._scheduled)  # type: ignore[attr-defined]
+
+    reported, ran, left = run_uring(main())
+    assert ran == ["after", "timer"]
+    assert len(reported) == 1 and isinstance(reported[0]["exception"], ValueError)
+    assert reported[0]["message"].startswith("Exception in callback ")
+    assert "boom" in reported[0]["message"]
+    assert left < 150  # the cancelled ones were dropped, not kept until due
+
+
 def test_call_soon_threadsafe_wakes_an_idle_loop(run_uring: RunUring) -> None:
     async def main() -> float:
         loop = asyncio.get_running_loop()
