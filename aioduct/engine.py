@@ -859,6 +859,7 @@ class Engine:
                 early_data=cfg.early_data and not pins,
                 on_ticket=keep_ticket,
             )
+            conn.expect_timeout = cfg.expect_continue_timeout
             try:
                 await conn.start(deadline)
             except ConnectError as exc:  # e.g. ICMP port unreachable: the next address

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from time import perf_counter
 from typing import Any, Final, Literal
 
@@ -352,7 +353,10 @@ class HTTP3Connection(SharedConnection):
             self.flush()
         else:
             self.flush_soon()
-        head, sent_at = await exchange.transmit(content, body_stream)
+        wait = None
+        if has_body and request.expect_continue:  # as on HTTP/2 (RFC 9110 §10.1.1)
+            wait = partial(self._await_continue, exchange, deadlines)
+        head, sent_at = await exchange.transmit(content, body_stream, wait)
         return exchange, head, sent_at
 
     def _give_back(self) -> None:
@@ -525,6 +529,9 @@ class HTTP3Connection(SharedConnection):
             seen = self._interim[exchange.stream_id] = self._interim.get(exchange.stream_id, 0) + 1
             if seen > _MAX_INTERIM:
                 self._stream_error(exchange, f"more than {_MAX_INTERIM} interim (1xx) responses")
+            elif status == 100 and not exchange.continued:
+                exchange.continued = True  # the body may go (Expect: 100-continue)
+                exchange._notify()
             return None
         ended = bool(getattr(event, "stream_ended", False))
         return ResponseReceived(exchange.stream_id, status, fields, ended)
