@@ -19,13 +19,14 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from benches.callgrind import client_options, instructions
 
 LOOPS = ("uring", "asyncio")
 
 
-def _run(loop: str, jobs: int, concurrency: int, url: str, options: dict[str, object]) -> None:
+def _run(loop: str, jobs: int, concurrency: int, url: str, options: dict[str, Any]) -> None:
     import aioduct.local.engine as local_engine
     from aioduct.jobs import Job
 
