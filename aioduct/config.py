@@ -226,7 +226,8 @@ class Http3Config(
     max_datagram_size: int = 1200
     """Largest UDP payload sent (1200 is what every path must carry: RFC 9000 §14)."""
     congestion_control: str = "reno"
-    """aioquic's congestion controller: ``"reno"`` or ``"cubic"``."""
+    """aioquic's congestion controller: ``"reno"`` or ``"cubic"`` (qh3 has one, its own,
+    and ignores this)."""
     qpack_max_table_capacity: int = 4096
     """Dynamic table size the client offers the server's QPACK encoder."""
     qpack_blocked_streams: int = 16
@@ -237,6 +238,10 @@ class Http3Config(
     race_delay: float = 0.3
     """With ``http3=True``: how long a QUIC handshake to an Alt-Svc alternative may take
     before the request goes over TCP instead (the alternative is then marked broken)."""
+    backend: str = "auto"
+    """The QUIC library: ``"qh3"`` (Rust packet path, ``aioduct[http3-fast]``),
+    ``"aioquic"`` (pure Python, ``aioduct[http3]``), or ``"auto"``: qh3 when installed,
+    else aioquic (see :mod:`aioduct.quic`)."""
 
     def __post_init__(self) -> None:
         _check_integers(
@@ -253,6 +258,8 @@ class Http3Config(
             raise ValueError(
                 f"congestion_control must be 'reno' or 'cubic', not {self.congestion_control!r}"
             )
+        if self.backend not in ("auto", "qh3", "aioquic"):
+            raise ValueError(f"backend must be 'auto', 'qh3' or 'aioquic', not {self.backend!r}")
 
 
 class CacheConfig(

@@ -132,6 +132,10 @@ class Engine:
         )
         #: QUIC session tickets per (host, port), for resumption and 0-RTT.
         self._quic_tickets: dict[tuple[str, int], Any] = {}
+        if config.http3 or config.http3_prior_knowledge:
+            from .quic import resolve_backend
+
+            resolve_backend(config.http3_config.backend)  # no QUIC library: say so now
         self._closed = False
 
     @property
@@ -812,7 +816,7 @@ class Engine:
         assert runtime is not None and self._resolver is not None
         if self._ssl_context is not None:
             raise ConnectError(
-                "HTTP/3 runs aioquic's own TLS, which cannot use an ssl.SSLContext: pass "
+                "HTTP/3 runs QUIC's own TLS, which cannot use an ssl.SSLContext: pass "
                 "verify='path/to/ca.pem' (or verify=True/False) instead of an SSLContext"
             )
         host, port = target
@@ -843,7 +847,7 @@ class Engine:
             key.host,
             verify=bool(verify),
             cafile=cafile,
-            # With pins, every QUIC handshake is a full one: aioquic's tickets do not
+            # With pins, every QUIC handshake is a full one: QUIC tickets do not
             # keep the server's certificate, and the pin needs it.
             session_ticket=None if pins else tickets.get(ticket_key),
         )
@@ -869,6 +873,7 @@ class Engine:
                 early_data=cfg.early_data and not pins,
                 on_ticket=keep_ticket,
             )
+            conn.expect_timeout = cfg.expect_continue_timeout
             try:
                 await conn.start(deadline)
             except ConnectError as exc:  # e.g. ICMP port unreachable: the next address

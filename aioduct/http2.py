@@ -440,6 +440,9 @@ class SharedConnection:
         #: Set once the connection is unusable; every stream then fails with it.
         self.error: AioductError | None = None
         self._flush_scheduled = False
+        #: Seconds to wait for ``100 Continue`` before sending a body anyway (the
+        #: engine sets the client's ``expect_continue_timeout``).
+        self.expect_timeout = 1.0
 
     # Provided by each protocol's connection:
     loop: asyncio.AbstractEventLoop | None
@@ -465,6 +468,23 @@ class SharedConnection:
         self._flush_scheduled = False
         if self.error is None:
             self.flush()
+
+    async def _await_continue(self, exchange: H2Exchange, deadlines: Deadlines) -> None:
+        """Wait for ``100 Continue``, a final response, or ``expect_timeout`` (then the
+        body goes anyway), as on HTTP/1.1 (RFC 9110 §10.1.1)."""
+        read_at = deadlines.for_read()
+        wait_at = deadlines.now() + self.expect_timeout
+        if read_at is not None and read_at < wait_at:
+            wait_at = read_at
+        while not exchange.continued and exchange.head is None:
+            if exchange.error is not None:
+                raise exchange.error
+            try:
+                await exchange._wait(wait_at)
+            except Expired:
+                if read_at is not None and wait_at >= read_at:
+                    raise deadlines.error("read", "waiting for 100 Continue") from None
+                return
 
 
 class HTTP2Connection(SharedConnection):
@@ -509,8 +529,6 @@ class HTTP2Connection(SharedConnection):
         self._last_received = runtime.now()
         #: The server's SETTINGS_MAX_CONCURRENT_STREAMS (cached: checked per checkout).
         self.max_streams = self.proto.max_concurrent_streams
-        #: Seconds to wait for ``100 Continue`` before sending a body anyway.
-        self.expect_timeout = 1.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -664,23 +682,6 @@ class HTTP2Connection(SharedConnection):
             wait = partial(self._await_continue, exchange, deadlines)
         head, sent_at = await exchange.transmit(content, body_stream, wait)
         return exchange, head, sent_at
-
-    async def _await_continue(self, exchange: H2Exchange, deadlines: Deadlines) -> None:
-        """Wait for ``100 Continue``, a final response, or ``expect_timeout`` (then the
-        body goes anyway), as on HTTP/1.1 (RFC 9110 §10.1.1)."""
-        read_at = deadlines.for_read()
-        wait_at = deadlines.now() + self.expect_timeout
-        if read_at is not None and read_at < wait_at:
-            wait_at = read_at
-        while not exchange.continued and exchange.head is None:
-            if exchange.error is not None:
-                raise exchange.error
-            try:
-                await exchange._wait(wait_at)
-            except Expired:
-                if read_at is not None and wait_at >= read_at:
-                    raise deadlines.error("read", "waiting for 100 Continue") from None
-                return
 
     # -- the reader task -------------------------------------------------------------------
 

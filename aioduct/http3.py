@@ -1,10 +1,11 @@
 """HTTP3Connection: HTTP/3 over QUIC, shared by concurrent requests like HTTP/2.
 
-QUIC is a sans-I/O state machine in aioquic (``QuicConnection`` takes datagrams and the
-time, gives datagrams and a timer; ``H3Connection`` turns stream data into HTTP/3
-events), so this module only moves datagrams through the runtime's
-:class:`~aioduct.runtimes.Datagrams` and dispatches events to per-request exchanges --
-the same :class:`~aioduct.http2.H2Exchange` objects HTTP/2 uses, driven through a small
+QUIC is a sans-I/O state machine in aioquic or qh3 (:mod:`aioduct.quic` adapts both;
+``QuicConnection`` takes datagrams and the time, gives datagrams and a timer;
+``H3Connection`` turns stream data into HTTP/3 events), so this module only moves
+datagrams through the runtime's :class:`~aioduct.runtimes.Datagrams` and dispatches
+events to per-request exchanges -- the same :class:`~aioduct.http2.H2Exchange` objects
+HTTP/2 uses, driven through a small
 adapter (:class:`_QuicStreams`) that gives them the operations they call on HTTP/2's
 protocol object. The engine, the pool and the streaming body therefore treat an HTTP/3
 connection exactly as a multiplexed HTTP/2 one.
@@ -14,53 +15,29 @@ until QUIC's next timer, feeds them in, and handles the timer when it fires: tha
 where loss recovery, ACKs and the idle timeout happen. On the blocking runtime the
 request waiting for its stream does the same inline (:meth:`read_inline`).
 
-Flow control follows the consumer as on HTTP/2 (:class:`_QuicConnection`): the
-server may run one window ahead of what the reader took, not of what arrived.
-A connection can move to a new local UDP socket (:meth:`HTTP3Connection.migrate`), on
-request or when a send error says the local path broke.
+Flow control follows the consumer as on HTTP/2 on aioquic (``AioquicQuic`` in
+:mod:`aioduct.quic`): the server may run one window ahead of what the reader took, not
+of what arrived. A connection can move to a new local UDP socket
+(:meth:`HTTP3Connection.migrate`), on request or when a send error says the local path
+broke.
 
-Failure boundaries follow HTTP/2's: a stream reset fails that request; a GOAWAY
-(:class:`_H3Connection` surfaces it) stops new requests and fails the streams it names
-as not processed; a connection close (idle timeout, the server's CONNECTION_CLOSE, a
-stateless reset, a protocol error) fails every stream in flight with the error code's
-name in the message; a request the server never saw (the connection was already
-closing, or GOAWAY named it) is retried on a new connection by the engine. Datagrams
-that do not decrypt are dropped by aioquic, so a peer sending garbage cannot wedge the
-client: at worst the idle timeout ends it.
+Failure boundaries follow HTTP/2's: a stream reset fails that request; a GOAWAY stops
+new requests and fails the streams it names as not processed; a connection close (idle
+timeout, the server's CONNECTION_CLOSE, a stateless reset, a protocol error) fails
+every stream in flight with the error code's name in the message; a request the server
+never saw (the connection was already closing, or GOAWAY named it) is retried on a new
+connection by the engine. Datagrams that do not decrypt are dropped by QUIC, so a peer
+sending garbage cannot wedge the client: at worst the idle timeout ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import ssl
 from collections.abc import Callable
+from functools import partial
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
-
-from aioquic._buffer import Buffer, BufferReadError
-from aioquic.h3.connection import (
-    H3_ALPN,
-    ErrorCode,
-    FrameError,
-    FrameType,
-    H3Connection,
-    IdError,
-    ProtocolError,
-    Setting,
-    StreamType,
-)
-from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    HandshakeCompleted,
-    QuicEvent,
-    StreamDataReceived,
-    StreamReset,
-)
-from aioquic.quic.packet import QuicErrorCode, QuicFrameType, pull_quic_transport_parameters
+from typing import Any, Final, Literal, cast
 
 from .config import Http3Config
 from .connection import StreamNotProcessed
@@ -69,11 +46,12 @@ from .http2 import H2Exchange, SharedConnection, StreamResetError, _expire, _wak
 from .models import Request
 from .pool import PoolKey
 from .protocol.http2 import ResponseReceived
+from .quic import ErrorCode, QuicErrorCode, load_backend
 from .runtimes import Datagrams, Expired, Runtime
 from .timeouts import Deadlines
 
-if TYPE_CHECKING:
-    from aioquic.tls import SessionTicket
+#: A QUIC session ticket: the backend library's own type (kept, never looked into).
+SessionTicket = Any
 
 __all__ = ["HTTP3Connection", "quic_configuration"]
 
@@ -84,15 +62,13 @@ _MAX_INTERIM: Final = 100
 _SAFE_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
 #: QuicConnectionState.CLOSING's value: this state and the later ones take no streams.
 _CLOSING_STATE: Final = 2
-#: Bytes of a partial HTTP/3 frame (a HEADERS frame arriving in pieces) that do not
-#: count against the stream window: a header block larger than a small window must
-#: still be able to arrive; past this allowance it waits for the reader like data.
-_FRAME_ALLOWANCE: Final = 64 * 1024
 #: Send errors that say the local path broke (the interface went down, the address
 #: went away, a firewall refused): the connection moves to a new UDP socket.
 _PATH_ERRNOS: Final = frozenset(
     (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL, errno.EPERM)
 )
+#: SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3, for HTTP/3 RFC 9220 §3).
+_ENABLE_CONNECT_PROTOCOL: Final = 0x8
 
 
 def error_name(code: int) -> str:
@@ -114,218 +90,24 @@ def quic_configuration(
     verify: bool | str,
     cafile: str | None,
     session_ticket: SessionTicket | None = None,
-) -> QuicConfiguration:
-    """aioquic's client configuration for one origin.
+) -> Any:
+    """The QUIC library's client configuration for one origin (``config.backend``'s).
 
-    aioquic runs its own TLS 1.3 (not the ``ssl`` module), so trust comes as files:
+    QUIC runs its own TLS 1.3 (not the ``ssl`` module), so trust comes as files:
     ``cafile`` is the CA bundle the TCP connections use (certifi's, or ``verify=``'s).
     """
-    quic = QuicConfiguration(
-        is_client=True,
-        alpn_protocols=H3_ALPN,
-        server_name=server_name,
-        verify_mode=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
+    return load_backend(config.backend).configuration(
+        server_name,
+        alpn=["h3"],
+        verify=bool(verify),
+        cafile=cafile,
         max_data=config.max_data,
         max_stream_data=config.max_stream_data,
         idle_timeout=config.idle_timeout,
         max_datagram_size=config.max_datagram_size,
-        congestion_control_algorithm=config.congestion_control,
+        congestion_control=config.congestion_control,
+        session_ticket=session_ticket,
     )
-    if verify and cafile is not None:
-        quic.load_verify_locations(cafile=cafile)
-    quic.session_ticket = session_ticket
-    return quic
-
-
-class _QuicConnection(QuicConnection):
-    """aioquic's QUIC connection, crediting receive windows as the reader consumes.
-
-    aioquic raises MAX_STREAM_DATA and MAX_DATA (doubling them) once half of a window
-    has *arrived*, whether or not anyone read it, so a slow reader of a streamed
-    response would buffer without bound. Here the limits follow what was consumed, as
-    HTTP/2's WINDOW_UPDATEs do: a stream may run ``max_stream_data`` ahead of what
-    QUIC delivered in order minus what its exchange still ``held`` unread (and what
-    HTTP/3 buffers of a partial frame past ``_FRAME_ALLOWANCE``); the connection
-    ``max_data`` ahead of all data received minus all held. Credit goes out once it
-    opens at least half a window. The two ``_write_*_limits`` hooks are where aioquic
-    decides this when it builds a packet; nothing else of aioquic's flow control changes.
-    """
-
-    def __init__(self, *, configuration: QuicConfiguration, **kwargs: Any) -> None:
-        super().__init__(configuration=configuration, **kwargs)
-        self.stream_window = configuration.max_stream_data
-        self.connection_window = configuration.max_data
-        #: Bytes handed to an exchange and not read yet, per stream and in total.
-        self.held: dict[int, int] = {}
-        self.held_total = 0
-        #: The HTTP/3 layer's streams (a partial frame past the allowance counts as held).
-        self.h3_streams: dict[int, Any] = {}
-        #: The server's disable_active_migration transport parameter (aioquic does
-        #: not keep it): then the client must not move to another local address.
-        self.migration_disabled = False
-
-    def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
-        if not from_session_ticket:
-            try:
-                params = pull_quic_transport_parameters(Buffer(data=data))
-            except ValueError:
-                pass  # aioquic's own parse below reports it
-            else:
-                self.migration_disabled = bool(params.disable_active_migration)
-        super()._parse_transport_parameters(data, from_session_ticket)
-
-    def stream_credit(self, stream: Any) -> int:
-        """The MAX_STREAM_DATA ``stream`` has earned (delivered, minus held, plus a window)."""
-        sid = stream.stream_id
-        h3 = self.h3_streams.get(sid)
-        pending = self.held.get(sid, 0)
-        if h3 is not None and len(h3.buffer) > _FRAME_ALLOWANCE:
-            pending += len(h3.buffer) - _FRAME_ALLOWANCE
-        return int(stream.receiver.starting_offset()) - pending + self.stream_window
-
-    def credit_due(self, stream_id: int) -> bool:
-        """Whether a MAX_STREAM_DATA or MAX_DATA is now worth sending."""
-        window = self.connection_window
-        max_data = self._local_max_data
-        if max_data.used - self.held_total + window - max_data.value >= window >> 1:
-            return True
-        stream = self._streams.get(stream_id)
-        return stream is not None and (
-            self.stream_credit(stream) - stream.max_stream_data_local >= self.stream_window >> 1
-        )
-
-    def _write_connection_limits(self, builder: Any, space: Any) -> None:
-        max_data = self._local_max_data
-        window = self.connection_window
-        credit = max_data.used - self.held_total + window
-        if credit - max_data.value >= window >> 1:
-            max_data.value = credit
-        used = max_data.used
-        max_data.used = 0  # keeps aioquic from doubling MAX_DATA on arrival
-        try:
-            super()._write_connection_limits(builder, space)  # MAX_DATA, MAX_STREAMS
-        finally:
-            max_data.used = used
-
-    def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
-        # Runs for every stream each time a packet is built: the common case (nothing
-        # delivered that could earn half a window, nothing unsent) returns at once.
-        limit = stream.max_stream_data_local
-        if not limit or stream.receiver.is_finished:  # zero: our own unidirectional ones
-            return
-        window = self.stream_window
-        if stream.receiver._buffer_start + window - limit >= window >> 1:  # delivered offset
-            credit = self.stream_credit(stream)
-            if credit - limit >= window >> 1:
-                stream.max_stream_data_local = credit
-        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
-            buf = builder.start_frame(
-                QuicFrameType.MAX_STREAM_DATA,
-                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
-                handler=self._on_max_stream_data_delivery,
-                handler_args=(stream,),
-            )
-            buf.push_uint_var(stream.stream_id)
-            buf.push_uint_var(stream.max_stream_data_local)
-            stream.max_stream_data_local_sent = stream.max_stream_data_local
-
-
-class _H3Connection(H3Connection):
-    """aioquic's HTTP/3 layer with the QPACK table size and blocked-stream limit we
-    offer the server (it has them fixed at 4096 and 16 otherwise), and the server's
-    GOAWAY surfaced: aioquic reads past a GOAWAY's payload, so the server's control
-    stream is followed here too, frame by frame (:meth:`_tap`), and each GOAWAY's
-    stream id goes to ``on_goaway``."""
-
-    def __init__(self, quic: QuicConnection, table_capacity: int, blocked_streams: int) -> None:
-        self._offer = (table_capacity, blocked_streams)
-        super().__init__(quic)
-        self.on_goaway: Callable[[int], None] | None = None
-        #: The server's control stream once its type is read; None before.
-        self._tap_control: int | None = None
-        #: Unparsed bytes per server unidirectional stream (only the control one after
-        #: its type), and payload bytes still to skip of the frame being passed over.
-        self._tap_pending: dict[int, bytes] = {}
-        self._tap_skip = 0
-        self._last_goaway: int | None = None
-
-    def handle_event(self, event: QuicEvent) -> list[H3Event]:
-        if type(event) is StreamDataReceived and event.stream_id & 3 == 3 and not self._is_done:
-            try:
-                self._tap(event.stream_id, event.data)
-            except ProtocolError as exc:  # as aioquic treats its own findings
-                self._is_done = True
-                self._quic.close(error_code=exc.error_code, reason_phrase=exc.reason_phrase)
-                return []
-        return super().handle_event(event)
-
-    def _tap(self, stream_id: int, data: bytes) -> None:
-        control = self._tap_control
-        if control is not None and stream_id != control:
-            return
-        pending = self._tap_pending
-        if stream_id not in pending and control is None and stream_id in self._stream:
-            return  # a server stream whose type was read already: not the control one
-        buf = Buffer(data=pending.pop(stream_id, b"") + data)
-        if control is None:
-            try:
-                kind = buf.pull_uint_var()
-            except BufferReadError:
-                pending[stream_id] = buf.data_slice(0, buf.capacity)
-                return
-            if kind != StreamType.CONTROL:
-                return
-            self._tap_control = stream_id
-        end = buf.capacity
-        while True:
-            if self._tap_skip:
-                step = min(self._tap_skip, end - buf.tell())
-                buf.seek(buf.tell() + step)
-                self._tap_skip -= step
-                if self._tap_skip:
-                    return
-            start = buf.tell()
-            try:
-                frame_type = buf.pull_uint_var()
-                length = buf.pull_uint_var()
-            except BufferReadError:
-                pending[stream_id] = buf.data_slice(start, end)
-                return
-            if frame_type != FrameType.GOAWAY:
-                self._tap_skip = length
-                continue
-            if length > 8:
-                raise FrameError("GOAWAY frame payload is longer than a stream id")
-            if end - buf.tell() < length:
-                pending[stream_id] = buf.data_slice(start, end)
-                return
-            payload = Buffer(data=buf.pull_bytes(length))
-            try:
-                goaway_id = payload.pull_uint_var()
-            except BufferReadError:
-                raise FrameError("GOAWAY frame payload is truncated") from None
-            if not payload.eof():
-                raise FrameError("GOAWAY frame payload has bytes after the stream id")
-            self._goaway(goaway_id)
-
-    def _goaway(self, goaway_id: int) -> None:
-        # RFC 9114 §5.2: a server's GOAWAY names a client-initiated bidirectional
-        # stream, and a later GOAWAY may only lower it.
-        if goaway_id & 3:
-            raise IdError(f"GOAWAY names stream {goaway_id}, not a request stream")
-        if self._last_goaway is not None and goaway_id > self._last_goaway:
-            raise IdError(f"GOAWAY raised the stream id from {self._last_goaway} to {goaway_id}")
-        self._last_goaway = goaway_id
-        if self.on_goaway is not None:
-            self.on_goaway(goaway_id)
-
-    def _init_connection(self) -> None:
-        # Runs at the end of H3Connection.__init__, before SETTINGS are sent.
-        import pylsqpack
-
-        self._max_table_capacity, self._blocked_streams = self._offer
-        self._decoder = pylsqpack.Decoder(*self._offer)
-        super()._init_connection()
 
 
 class _H3Exchange(H2Exchange):
@@ -371,12 +153,11 @@ class _QuicStreams:
         else:
             held.pop(stream_id, None)
         quic.held_total -= flow
-        return quic.credit_due(stream_id)
+        return bool(quic.credit_due(stream_id))
 
     def send_body(self, stream_id: int, data: memoryview, end: bool) -> int:
         conn = self._conn
-        stream = conn.quic._streams.get(stream_id)
-        if stream is not None and len(stream.sender._buffer) > conn.send_buffer_limit:
+        if conn.h3.send_buffered(stream_id) > conn.send_buffer_limit:
             return 0  # wait until the peer acknowledges some (the reader wakes us)
         conn.h3.send_data(stream_id, bytes(data), end_stream=end)
         return len(data)
@@ -385,20 +166,11 @@ class _QuicStreams:
         self._conn.h3.send_data(stream_id, b"", end_stream=True)
 
     def stream_is_open(self, stream_id: int) -> bool:
-        stream = self._conn.quic._streams.get(stream_id)
-        return stream is not None and not (
-            stream.sender.is_finished and stream.receiver.is_finished
-        )
+        return self._conn.h3.stream_is_open(stream_id)
 
     def reset(self, stream_id: int, _h2_code: int) -> None:
-        quic = self._conn.quic
-        stream = quic._streams.get(stream_id)
-        if stream is None or self._conn.error is not None:
-            return
-        if not stream.sender.is_finished:
-            quic.reset_stream(stream_id, _CANCELLED)
-        if not stream.receiver.is_finished:
-            quic.stop_stream(stream_id, _CANCELLED)
+        if self._conn.error is None:
+            self._conn.h3.abandon(stream_id, _CANCELLED)
 
 
 class HTTP3Connection(SharedConnection):
@@ -413,7 +185,7 @@ class HTTP3Connection(SharedConnection):
         key: PoolKey,
         runtime: Runtime,
         config: Http3Config,
-        quic_config: QuicConfiguration,
+        quic_config: Any,
         *,
         early_data: bool = False,
         on_ticket: Callable[[SessionTicket], None] | None = None,
@@ -423,11 +195,10 @@ class HTTP3Connection(SharedConnection):
         self.runtime = runtime
         self.config = config
         self.loop = asyncio.get_running_loop() if runtime.background else None
-        self.quic = _QuicConnection(configuration=quic_config, session_ticket_handler=on_ticket)
-        self.h3 = _H3Connection(
-            self.quic, config.qpack_max_table_capacity, config.qpack_blocked_streams
-        )
-        self.quic.h3_streams = self.h3._stream
+        #: The QUIC library (:mod:`aioduct.quic`): its connection and HTTP/3 layer.
+        self.lib = lib = load_backend(config.backend)
+        self.quic: Any = lib.connection(quic_config, on_ticket)
+        self.h3 = lib.h3(self.quic, config.qpack_max_table_capacity, config.qpack_blocked_streams)
         self.h3.on_goaway = self._goaway
         #: The stream id of the server's last GOAWAY: no new requests; this stream and
         #: later ones were not processed.
@@ -458,18 +229,14 @@ class HTTP3Connection(SharedConnection):
         self._reader: Any = None
         self._reader_deadline: float | None = None
         self.max_streams = 100  # until the transport parameters say
+        self._out_of_streams = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def peer_certificate_der(self) -> bytes | None:
         """The server's certificate (DER) from this connection's handshake, for pinning;
         ``None`` when the handshake presented none (a resumed session)."""
-        cert = getattr(self.quic.tls, "_peer_certificate", None)
-        if cert is None:
-            return None
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        return bytes(cert.public_bytes(Encoding.DER))
+        return self.h3.peer_certificate_der()
 
     async def start(self, deadline: float | None) -> None:
         """Send the first flight; return once the handshake completed -- or at once when
@@ -518,7 +285,9 @@ class HTTP3Connection(SharedConnection):
         return self.error is None and self.goaway_id is None and not self._closing()
 
     def has_capacity(self) -> bool:
-        return self.is_alive() and self.in_use < self.max_streams
+        # max_streams bounds streams open at once; the stream credit (MAX_STREAMS) is
+        # cumulative, and a server that is slow to raise it holds new requests back.
+        return self.is_alive() and self.in_use < self.max_streams and self.h3.can_open_stream()
 
     def is_ready(self) -> bool:
         return self.has_capacity()
@@ -670,7 +439,7 @@ class HTTP3Connection(SharedConnection):
             except BaseException:
                 self._give_back()
                 raise
-            if not settings.get(Setting.ENABLE_CONNECT_PROTOCOL):
+            if not settings.get(_ENABLE_CONNECT_PROTOCOL):
                 self._give_back()
                 raise RemoteProtocolError(
                     f"{self.key.host}:{self.key.port} does not take extended CONNECT over "
@@ -685,6 +454,10 @@ class HTTP3Connection(SharedConnection):
         if self.error is not None or self.goaway_id is not None or self._closing():
             self._give_back()
             raise StreamNotProcessed("the HTTP/3 connection stopped taking new requests")
+        if not self.h3.can_open_stream():  # the credit ran out while this one waited
+            self._out_of_streams = True
+            self._give_back()
+            raise StreamNotProcessed("the server allows no more streams on this connection yet")
         url = request.url
         content = request.content
         body_stream = request.stream
@@ -711,11 +484,16 @@ class HTTP3Connection(SharedConnection):
             self._give_back()
             raise
         exchange = _H3Exchange.opened(self, stream_id, deadlines, collect)
+        if not self.h3.can_open_stream():
+            self._out_of_streams = True  # _process tells the pool when MAX_STREAMS comes
         if has_body:
             self.flush()
         else:
             self.flush_soon()
-        head, sent_at = await exchange.transmit(content, body_stream)
+        wait = None
+        if has_body and request.expect_continue:  # as on HTTP/2 (RFC 9110 §10.1.1)
+            wait = partial(self._await_continue, exchange, deadlines)
+        head, sent_at = await exchange.transmit(content, body_stream, wait)
         return exchange, head, sent_at
 
     async def _peer_settings(self, deadlines: Deadlines) -> dict[int, int]:
@@ -741,7 +519,7 @@ class HTTP3Connection(SharedConnection):
                         handle.cancel()
         except Expired:
             raise deadlines.error("connect", "waiting for the server's HTTP/3 SETTINGS") from None
-        return settings
+        return dict(settings)
 
     def _give_back(self) -> None:
         self.in_use -= 1
@@ -812,34 +590,33 @@ class HTTP3Connection(SharedConnection):
         self._received(datagrams)
 
     def _received(self, datagrams: list[bytes]) -> None:
-        quic = self.quic
-        now = self.runtime.now()
-        addr = self.udp.peer_address
-        for data in datagrams:
-            quic.receive_datagram(data, addr, now)
+        self.h3.receive_datagrams(datagrams, self.udp.peer_address, self.runtime.now())
         if datagrams:
             self._heard_since_move = True
         self._process()
 
     def _process(self) -> None:
         """Dispatch QUIC and HTTP/3 events to the exchanges, then send what is due."""
-        quic, h3 = self.quic, self.h3
+        quic, h3, lib = self.quic, self.h3, self.lib
         while (event := quic.next_event()) is not None:
             kind = type(event)
-            if kind is HandshakeCompleted:
-                self._handshake_completed(cast(HandshakeCompleted, event))
-            elif kind is ConnectionTerminated:
-                self._terminated(cast(ConnectionTerminated, event))
+            if kind is lib.HandshakeCompleted:
+                self._handshake_completed(event)
+            elif kind is lib.ConnectionTerminated:
+                self._terminated(event)
                 return
-            elif kind is StreamReset:
-                ev = cast(StreamReset, event)
-                exchange = self.exchanges.get(ev.stream_id)
+            elif kind is lib.StreamReset:
+                exchange = self.exchanges.get(event.stream_id)
                 if exchange is not None:
-                    exchange._fail(self._reset_error(ev.error_code))
+                    exchange._fail(self._reset_error(event.error_code))
             for h3_event in h3.handle_event(event):
                 self._h3_event(h3_event)
         if self.error is None:
             self.flush_soon()
+            if self._out_of_streams and h3.can_open_stream():
+                self._out_of_streams = False
+                if self.on_change is not None:
+                    self.on_change(self)  # the server raised MAX_STREAMS: capacity again
         if self._settings_waiters and h3.received_settings is not None:
             for waiter in self._settings_waiters:
                 _wake(waiter)
@@ -847,11 +624,11 @@ class HTTP3Connection(SharedConnection):
             if exchange._send_waiter is not None:
                 exchange._notify_send()  # acknowledged data may have freed send buffer
 
-    def _handshake_completed(self, event: HandshakeCompleted) -> None:
+    def _handshake_completed(self, event: Any) -> None:
         self.handshake_done = True
         self.session_resumed = event.session_resumed
         self.early_data_accepted = event.early_data_accepted
-        limit = self.quic._remote_max_streams_bidi
+        limit = self.h3.peer_max_streams()
         if limit:
             self.max_streams = limit
         waiter = self._handshake
@@ -860,7 +637,7 @@ class HTTP3Connection(SharedConnection):
         if self.on_change is not None:
             self.on_change(self)
 
-    def _terminated(self, event: ConnectionTerminated) -> None:
+    def _terminated(self, event: Any) -> None:
         name = error_name(event.error_code)
         reason = f", {event.reason_phrase!r}" if event.reason_phrase else ""
         if not self.handshake_done:
@@ -904,7 +681,10 @@ class HTTP3Connection(SharedConnection):
         exchange = self.exchanges.get(event.stream_id)
         if exchange is None:
             return
-        if type(event) is HeadersReceived:
+        kind = type(event)
+        if kind is self.lib.InterimHeadersReceived:  # qh3's 1xx heads
+            self._head(exchange, event)
+        elif kind is self.lib.HeadersReceived:
             if exchange.head is not None:  # trailers
                 exchange.trailers = [
                     (k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers
@@ -923,7 +703,7 @@ class HTTP3Connection(SharedConnection):
                 exchange._notify()
             elif not exchange.collecting:
                 exchange._notify()
-        elif type(event) is DataReceived:
+        elif kind is self.lib.DataReceived:
             data = event.data
             if data:
                 if exchange.collecting:  # read_body() gathers it all: consumed on arrival
@@ -940,7 +720,7 @@ class HTTP3Connection(SharedConnection):
             if not exchange.collecting or exchange.ended or exchange.buffered > exchange.limit:
                 exchange._notify()
 
-    def _head(self, exchange: H2Exchange, event: HeadersReceived) -> ResponseReceived | None:
+    def _head(self, exchange: H2Exchange, event: Any) -> ResponseReceived | None:
         status = None
         fields: list[tuple[str, str]] = []
         try:
@@ -958,8 +738,12 @@ class HTTP3Connection(SharedConnection):
             seen = self._interim[exchange.stream_id] = self._interim.get(exchange.stream_id, 0) + 1
             if seen > _MAX_INTERIM:
                 self._stream_error(exchange, f"more than {_MAX_INTERIM} interim (1xx) responses")
+            elif status == 100 and not exchange.continued:
+                exchange.continued = True  # the body may go (Expect: 100-continue)
+                exchange._notify()
             return None
-        return ResponseReceived(exchange.stream_id, status, fields, bool(event.stream_ended))
+        ended = bool(getattr(event, "stream_ended", False))
+        return ResponseReceived(exchange.stream_id, status, fields, ended)
 
     def _stream_error(self, exchange: H2Exchange, what: str) -> None:
         exchange._fail(

@@ -37,6 +37,9 @@ FileTypes: TypeAlias = (
 _BCHARS: Final = frozenset(
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? "
 )
+#: An in-memory part up to this size is sent in one piece with its head; a larger one is
+#: sent as it is (not copied into a new buffer).
+_JOIN_MAX: Final = 64 * 1024
 _ESCAPES: Final = str.maketrans({'"': "%22", "\r": "%0D", "\n": "%0A", "\0": "%00"})
 
 
@@ -217,7 +220,12 @@ class Multipart(BodyStream):
             head = b"--" + boundary + b"\r\n" + part.head.encode()
             body = part.body
             if isinstance(body, bytes):
-                yield head + body + b"\r\n"
+                if len(body) <= _JOIN_MAX:
+                    yield head + body + b"\r\n"  # one write for a small part
+                else:  # a large one as it is: a copy of it would cost more than two writes
+                    yield head
+                    yield body
+                    yield b"\r\n"
                 continue
             yield head
             async for chunk in body:

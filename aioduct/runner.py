@@ -132,6 +132,8 @@ class JobRunner:
                 return error_result(job, exc, worker=self.worker, attempts=exc.attempts)
             except (ValueError, TypeError) as exc:  # a job the client refuses to build
                 return error_result(job, InvalidURL(str(exc)), worker=self.worker)
+            except Exception as exc:  # a bug below us: the job still gets its Result
+                return error_result(job, exc, worker=self.worker)
             # (response.attempts is only set by the retry layer: skip its lookup without one)
             attempts = response.attempts if self._retrying else 1
             result = response_result(job, response, worker=self.worker, attempts=attempts)

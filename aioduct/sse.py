@@ -122,6 +122,22 @@ class SSEDecoder:
             if buf.startswith(_BOM):
                 del buf[:3]
         events: list[ServerSentEvent] = []
+        if b"\r" not in buf:
+            # LF line ends only (what servers send): split the complete lines at once
+            # and decode them in one call (U+FFFD never stands for an LF, so the lines
+            # are the same), unless a line could be longer than max_event_size.
+            last = buf.rfind(b"\n")
+            if last < 0:
+                if len(buf) > self.max_event_size:
+                    self._too_large("line")
+                return events
+            if last <= self.max_event_size:
+                block = buf[:last].decode("utf-8", "replace")
+                del buf[: last + 1]
+                events = [e for e in map(self._line, block.split("\n")) if e is not None]
+                if len(buf) > self.max_event_size:
+                    self._too_large("line")
+                return events
         pos = 0
         end_of_buf = len(buf)
         search = _EOL.search

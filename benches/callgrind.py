@@ -24,6 +24,7 @@ import asyncio
 import importlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -78,15 +79,33 @@ def child(spec: dict[str, Any]) -> None:
         asyncio.run(coro)
 
 
-def instructions(args: list[str], out: Path) -> int:
+def client_options(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
+    """``--option NAME=VALUE`` arguments (values are JSON) as ClientConfig options."""
+    options: dict[str, Any] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq:
+            parser.error(f"--option takes NAME=VALUE, not {item!r}")
+        options[name] = json.loads(value)
+    return options
+
+
+def instructions(args: list[str], out: Path, *, worker: bool = False) -> int:
     """Total instructions (Ir) of ``python args...`` run under callgrind, from the repo.
 
-    PYTHONHASHSEED is fixed so dict and set layouts, and with them the counts, repeat.
+    ``worker=True`` instruments the local-engine worker that command starts instead of
+    the command itself (through ``AIODUCT_WORKER_PREFIX``; one worker, or the counts
+    of several would overwrite each other). PYTHONHASHSEED is fixed so dict and set
+    layouts, and with them the counts, repeat.
     """
     env = dict(os.environ, PYTHONHASHSEED="0")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    if worker:
+        env["AIODUCT_WORKER_PREFIX"] = shlex.join(valgrind)
+        valgrind = []
     proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, *args],
+        [*valgrind, sys.executable, *args],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -23,7 +23,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from benches.callgrind import instructions
+from benches.callgrind import client_options, instructions
 
 LOOPS = ("uvloop", "asyncio", "uring")
 
@@ -74,12 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         loop, jobs, lanes, url, options = args.child
         _child(loop, int(jobs), int(lanes), url, json.loads(options))
         return 0
-    options = {}
-    for item in args.option:
-        name, eq, value = item.partition("=")
-        if not eq:
-            parser.error(f"--option takes NAME=VALUE, not {item!r}")
-        options[name] = json.loads(value)
+    options = client_options(parser, args.option)
     from aioduct.testing.nginx import Nginx
 
     out = Path(tempfile.mkdtemp(prefix="aioduct-callgrind-jobs-"))

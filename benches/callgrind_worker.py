@@ -9,7 +9,7 @@ event loop, encoding result batches and writing them to the parent. Two runs, wi
 ``--base`` and ``--base + --jobs`` jobs; the difference divided by ``--jobs`` is one
 job's cost with start-up and shutdown cancelled out.
 
-    python -m benches.callgrind_worker [--loops uring,asyncio] [--jobs 4000] [--base 500]
+    python -m benches.callgrind_worker [--loops uring,asyncio] [--jobs 3000] [--base 500]
                                        [--concurrency 50] [--option NAME=VALUE ...]
 """
 
@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from benches.callgrind import REPO
+from benches.callgrind import client_options, instructions
 
 LOOPS = ("uring", "asyncio")
 
 
-def _run(loop: str, jobs: int, concurrency: int, url: str, options: dict[str, object]) -> None:
+def _run(loop: str, jobs: int, concurrency: int, url: str, options: dict[str, Any]) -> None:
     import aioduct.local.engine as local_engine
     from aioduct.jobs import Job
 
@@ -41,29 +39,10 @@ def _run(loop: str, jobs: int, concurrency: int, url: str, options: dict[str, ob
                 raise RuntimeError(f"job {result.id}: {result.status} {result.error}")
 
 
-def _instructions(loop: str, jobs: int, args: argparse.Namespace, url: str, out: Path) -> int:
-    import subprocess
-
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["AIODUCT_WORKER_PREFIX"] = shlex.join(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-    )
-    child = [sys.executable, "-m", "benches.callgrind_worker", "--child", loop, str(jobs)]
-    child += [str(args.concurrency), url, json.dumps(args.options)]
-    proc = subprocess.run(child, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{out.name}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
-    for line in out.read_text().splitlines():
-        if line.startswith(("totals:", "summary:")):
-            return int(line.split()[1])
-    raise RuntimeError(f"no totals in {out}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benches.callgrind_worker", description=__doc__)
     parser.add_argument("--loops", default=",".join(LOOPS), metavar="A,B")
-    parser.add_argument("--jobs", type=int, default=4000, help="measured jobs")
+    parser.add_argument("--jobs", type=int, default=3000, help="measured jobs")
     parser.add_argument("--base", type=int, default=500, help="jobs of the baseline run")
     parser.add_argument("--concurrency", type=int, default=50, help="the engine's concurrency")
     parser.add_argument(
@@ -75,23 +54,23 @@ def main(argv: list[str] | None = None) -> int:
         loop, jobs, concurrency, url, options = args.child
         _run(loop, int(jobs), int(concurrency), url, json.loads(options))
         return 0
-    args.options = {"cookies": False}
-    for item in args.option:
-        name, eq, value = item.partition("=")
-        if not eq:
-            parser.error(f"--option takes NAME=VALUE, not {item!r}")
-        args.options[name] = json.loads(value)
+    options = {"cookies": False, **client_options(parser, args.option)}
     from aioduct.testing.nginx import Nginx
 
     out = Path(tempfile.mkdtemp(prefix="aioduct-callgrind-worker-"))
     print(f"{'loop':8} {'instructions/job':>18}")
+    child = ["-m", "benches.callgrind_worker", "--child"]
     with Nginx(access_log=False, worker_processes=1) as nginx:
         url = nginx.http_url + "/small"
         for loop in [name for name in args.loops.split(",") if name]:
             if loop not in LOOPS:
                 parser.error(f"unknown loop {loop!r} (choose from {', '.join(LOOPS)})")
             low, high = (
-                _instructions(loop, jobs, args, url, out / f"{loop}.{jobs}")
+                instructions(
+                    [*child, loop, str(jobs), str(args.concurrency), url, json.dumps(options)],
+                    out / f"{loop}.{jobs}",
+                    worker=True,
+                )
                 for jobs in (args.base, args.base + args.jobs)
             )
             print(f"{loop:8} {(high - low) / args.jobs / 1000:17.1f}k", flush=True)

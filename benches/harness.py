@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benches.scenarios import Target
+from benches.streams import FORM_OVERHEAD, file_sha256
 
 Fetched = tuple[int, Any]  # (status, payload): bytes-like, str or decoded JSON per target.decode
 AsyncFetch = Callable[[], Awaitable[Fetched]]
@@ -69,7 +70,9 @@ def check(target: Target, status: int, payload: Any) -> None:
     """The per-response check, identical for every client (O(1) for bodies, == for text/JSON)."""
     if status != target.status:
         raise BadResponse(f"status {status}, expected {target.status}")
-    if target.decode == "json":
+    if target.kind != "request":
+        _check_stream(target, payload)
+    elif target.decode == "json":
         if payload != target.json_value:
             raise BadResponse(f"JSON {payload!r:.80} != reference")
     elif target.decode == "text":
@@ -79,11 +82,53 @@ def check(target: Target, status: int, payload: Any) -> None:
         raise BadResponse(f"body of {len(payload)} bytes, expected {target.length}")
 
 
+def _check_stream(target: Target, payload: Any) -> None:
+    """The per-response check of the streams-and-formats scenarios (benches.streams).
+
+    Payloads: ``sse`` the list of each event's data; ``multipart`` and ``upload_stream``
+    nginx's reply ``"POST <bytes received> <Transfer-Encoding>"`` (benches.streams);
+    ``body_stream`` the list of chunks read; ``download`` the path of the file written.
+    """
+    kind = target.kind
+    if kind == "sse":
+        if len(payload) != target.length:
+            raise BadResponse(f"{len(payload)} events, expected {target.length}")
+    elif kind == "multipart":
+        method, _, rest = str(payload).partition(" ")
+        received = rest.partition(" ")[0]
+        size = int(received) if received.isdigit() else -1
+        if method != "POST" or not target.length < size <= target.length + FORM_OVERHEAD:
+            raise BadResponse(f"nginx saw {payload!r:.80}: not a form with the file")
+    elif kind == "upload_stream":
+        if payload != target.text:  # every byte arrived, and it went chunked
+            raise BadResponse(f"nginx saw {payload!r:.80}, expected {target.text!r}")
+    elif kind == "body_stream":
+        if sum(map(len, payload)) != target.length:
+            raise BadResponse(f"chunks of {sum(map(len, payload))} bytes, not {target.length}")
+    elif kind == "download":
+        size = os.path.getsize(payload)
+        if size != target.length:
+            raise BadResponse(f"file of {size} bytes, expected {target.length}")
+
+
 def check_first(target: Target, status: int, payload: Any) -> None:
     """The full check, once per worker slot: also hashes raw bodies against the reference."""
     check(target, status, payload)
-    if target.decode == "bytes" and hashlib.sha256(payload).hexdigest() != target.sha256:
-        raise BadResponse("body bytes differ from the reference (sha256)")
+    kind = target.kind
+    if kind == "request":
+        if target.decode == "bytes" and hashlib.sha256(payload).hexdigest() != target.sha256:
+            raise BadResponse("body bytes differ from the reference (sha256)")
+    elif kind == "sse":
+        if list(payload) != target.json_value:
+            raise BadResponse("the events' data differ from the reference")
+    elif kind == "body_stream":
+        digest = hashlib.sha256()
+        for chunk in payload:
+            digest.update(chunk)
+        if digest.hexdigest() != target.sha256:
+            raise BadResponse("streamed bytes differ from the reference (sha256)")
+    elif kind == "download" and file_sha256(payload) != target.sha256:
+        raise BadResponse("the downloaded file differs from the reference (sha256)")
 
 
 class Tally:

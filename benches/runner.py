@@ -32,6 +32,8 @@ from aioduct.testing.proxies import ProxyProcess
 from benches import report
 from benches.clients import CLIENTS, DEFAULT_CLIENTS
 from benches.scenarios import (
+    BIG_FILE_PATH,
+    BIG_FILE_SIZE,
     GZIP_STATIC_PATH,
     SCENARIOS,
     Origins,
@@ -40,6 +42,7 @@ from benches.scenarios import (
     Transport,
     reference_target,
 )
+from benches.streams import sse_location, upload_locations, write_pattern
 from benches.worker import RESULT_PREFIX
 
 REPO = Path(__file__).resolve().parent.parent
@@ -269,7 +272,7 @@ def run_pair(
             env=env,
             capture_output=True,
             text=True,
-            timeout=opts.warmup + opts.duration + 60,
+            timeout=opts.warmup + opts.duration + target.min_warmup + target.min_duration + 60,
         )
     except subprocess.TimeoutExpired:
         return PairResult(target.scenario, client, "error", reason="worker timed out")
@@ -319,7 +322,8 @@ def run(opts: Options) -> Report:
     rep = Report(meta)
     report.print_header(rep.meta, out)
     started = time.perf_counter()
-    with bench_nginx(server_cpu) as (origins, meter):
+    big_file = any(SCENARIOS[name].path == BIG_FILE_PATH for name in opts.scenarios)
+    with bench_nginx(server_cpu, big_file=big_file) as (origins, meter):
         for name in opts.scenarios:
             scenario: Scenario = SCENARIOS[name]
             if scenario.transport not in origins.urls:
@@ -332,7 +336,8 @@ def run(opts: Options) -> Report:
                     cpus = client_cpus(client, client_cpu, server_cpu)
                     runs[client].append(run_pair(target, client, opts, cpus, meter))
             rep.results += [_median(runs[c]) for c in opts.clients]
-            report.print_scenario(rep, scenario, opts.clients, opts.duration, out)
+            window = max(opts.duration, scenario.min_duration)
+            report.print_scenario(rep, scenario, opts.clients, window, out)
     rep.meta["total_s"] = round(time.perf_counter() - started, 1)
     report.print_summary(rep, opts.scenarios, opts.clients, out)
     if opts.json_path is not None:
@@ -388,7 +393,9 @@ def _write_static(static: Path) -> str:
 
 
 @contextlib.contextmanager
-def bench_nginx(server_cpu: int | None) -> Iterator[tuple[Origins, LoadMeter]]:
+def bench_nginx(
+    server_cpu: int | None, *, big_file: bool = False
+) -> Iterator[tuple[Origins, LoadMeter]]:
     """nginx (1 worker, no access log, pinned to ``server_cpu``) with every bench origin.
 
     One origin per transport serves the standard locations plus the gzip scenario's file:
@@ -397,11 +404,18 @@ def bench_nginx(server_cpu: int | None) -> Iterator[tuple[Origins, LoadMeter]]:
     defaults; the h2 one answers 505 to anything but HTTP/2, so a client that fell back
     to HTTP/1.1 shows as errors). Each transport has MIRRORS more origins on other ports,
     so a client that shards by origin can use its workers; the others use the first one.
+    With ``big_file`` the download scenarios' 100 MB file is written into the temporary
+    directory first (made at bench time, removed with it).
     """
     workdir = Path(tempfile.mkdtemp(prefix="aioduct-bench-nginx-"))
     files = workdir / "files"  # where Nginx writes the standard locations' files
     tls = TLSMaterial.create(workdir / "tls")
     static = _write_static(workdir / "static")
+    static += f"\n        {sse_location(workdir / 'static')}"  # the sse_100 event stream
+    static += f"\n        {upload_locations()}"  # the multipart and upload scenarios
+    if big_file:
+        (files / "bytes").mkdir(parents=True, exist_ok=True)
+        write_pattern(files / "bytes" / BIG_FILE_PATH.rpartition("/")[2], BIG_FILE_SIZE)
     body = (
         "server_name localhost;\n"
         + locations_config(files, "http://127.0.0.1:9")

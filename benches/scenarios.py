@@ -20,11 +20,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from benches.streams import SSE_PATH, UPLOAD_PATH, reference_events
+
 Decode = Literal["bytes", "text", "json"]
+Kind = Literal["request", "sse", "multipart", "upload_stream", "body_stream", "download"]
+"""What a fetch does: one plain request (``request``), or a streams-and-formats shape
+(benches.streams): read a Server-Sent Events stream, POST a multipart form, POST a
+generator (chunked), read a body chunk by chunk, or download a file to disk."""
 Transport = Literal["http", "h2c", "https", "https_h2", "h3", "caddy_h2"]
 
 #: The pre-compressed file of the gzip scenario (nginx ``gzip_static``; see benches.runner).
 GZIP_STATIC_PATH = "/static/data.json"
+#: The 100 MB download, written at bench time into nginx's files (never committed).
+BIG_FILE_PATH = "/bytes/100m"
+BIG_FILE_SIZE = 100 << 20
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,15 @@ class Scenario:
     caddy: bool = False
     """Against Caddy rather than nginx (with `tls` and `http2`: the h2 baseline of the
     HTTP/3 scenarios, same server, same files)."""
+    kind: Kind = "request"
+    chunks: int = 0
+    """``download``: aioduct's ``download(chunks=N)``; 0 is one GET streamed to the file."""
+    min_warmup: float = 0.0
+    """A warm-up at least this long, so the first fetch's full check (hashing 100 MB)
+    is over before the measured window opens."""
+    min_duration: float = 0.0
+    """A measured window at least this long: a 100 MB download takes 0.1-0.8 s, and a
+    window of a handful of them would be mostly quantization."""
 
     @property
     def transport(self) -> Transport:
@@ -74,6 +92,8 @@ class Scenario:
         """The report's grouping: one summary table (and geomean) per group."""
         if self.gzip:
             return "content-encoding"
+        if self.kind != "request":
+            return "streams and formats"
         if self.proxy:
             return "proxy"
         return {
@@ -112,8 +132,23 @@ class Scenario:
         read = {"bytes": "read bytes", "text": "decode text", "json": "decode JSON"}[self.decode]
         if self.gzip:
             read = "gzip-encoded, return decoded bytes"
+        if self.kind != "request":
+            read = {
+                "sse": "parse 100 Server-Sent Events",
+                "multipart": "a multipart form with this file and a text field",
+                "upload_stream": "from a generator (unknown length: chunked)",
+                "body_stream": "read through the streaming API chunk by chunk",
+                "download": f"to a file with download(chunks={self.chunks}) (aioduct), "
+                "one stream (others)"
+                if self.chunks
+                else "to a file, one stream",
+            }[self.kind]
         return f"{self.method}{body} {self.path}, {read}, {shape}"
 
+
+#: The 100 MB downloads' windows: past the first (hashed) download, and long enough to
+#: hold a dozen downloads.
+_BIG: dict[str, Any] = {"min_warmup": 1.5, "min_duration": 6.0}
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -150,6 +185,16 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "caddy_h2_concurrent_10", "/small", concurrency=10, tls=True, http2=True, caddy=True
         ),
+        # Streams and formats (benches.streams; docs/benchmarks.md).
+        Scenario("sse_100", SSE_PATH, kind="sse"),
+        Scenario("multipart_small", UPLOAD_PATH, "bytes", "POST", 1024, kind="multipart"),
+        Scenario("multipart_1m", UPLOAD_PATH, "bytes", "POST", 1 << 20, kind="multipart"),
+        Scenario("upload_stream_1m", UPLOAD_PATH, "bytes", "POST", 1 << 20, kind="upload_stream"),
+        Scenario("body_stream_64k", "/bytes/64k", kind="body_stream"),
+        Scenario("chunk_download_1m", "/bytes/1m", kind="download", chunks=8),
+        Scenario("chunk_download_100m", BIG_FILE_PATH, kind="download", chunks=8, **_BIG),
+        Scenario("stream_download_1m", "/bytes/1m", kind="download"),
+        Scenario("stream_download_100m", BIG_FILE_PATH, kind="download", **_BIG),
     )
 }
 
@@ -208,6 +253,10 @@ class Target:
     """Send every request through this proxy (``http://`` or ``socks5h://``)."""
     h3: bool = False
     """HTTP/3 with prior knowledge (QUIC) to the URL's origin."""
+    kind: Kind = "request"
+    chunks: int = 0
+    min_warmup: float = 0.0
+    min_duration: float = 0.0
 
     @property
     def h2c(self) -> bool:
@@ -216,6 +265,7 @@ class Target:
 
     @property
     def body(self) -> bytes | None:
+        """The request body; in the multipart and upload scenarios, the file's content."""
         return b"x" * self.body_size if self.body_size else None
 
     @property
@@ -248,12 +298,21 @@ def _charset(content_type: str) -> str:
 
 
 def _fetch(
-    url: str, method: str, body: bytes | None, headers: Mapping[str, str] | None = None
+    url: str,
+    method: str,
+    body: bytes | None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    chunked: bool = False,
 ) -> tuple[http.client.HTTPResponse, bytes]:
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     try:
-        conn.request(method, parts.path, body=body, headers=dict(headers or {}))
+        if chunked and body is not None:
+            pieces = iter([body[: len(body) // 2], body[len(body) // 2 :]])
+            conn.request(method, parts.path, body=pieces, encode_chunked=True)
+        else:
+            conn.request(method, parts.path, body=body, headers=dict(headers or {}))
         resp = conn.getresponse()
         raw = resp.read()
     finally:
@@ -295,11 +354,23 @@ def reference_target(scenario: Scenario, origins: Origins | str) -> Target:
             )
     plain = origins.urls["http"].rstrip("/") + scenario.path
     body_out = b"x" * scenario.body_size if scenario.body_size else None
-    resp, raw = _fetch(plain, scenario.method, body_out)
+    resp, raw = _fetch(plain, scenario.method, body_out, chunked=scenario.kind == "upload_stream")
     content_type = resp.getheader("Content-Type", "")
     text = raw.decode(_charset(content_type)) if scenario.decode == "text" else None
     if scenario.gzip:
         _check_gzip_served(plain, raw)
+    json_value = json.loads(raw) if scenario.decode == "json" else None
+    length = len(text) if text is not None else len(raw)
+    if scenario.kind == "sse":
+        if "text/event-stream" not in content_type:
+            raise RuntimeError(f"{plain} is served as {content_type!r}, not text/event-stream")
+        json_value = reference_events(raw)  # the data of each event, in order
+        length = len(json_value)
+    elif scenario.kind == "upload_stream":
+        text = raw.decode()  # "POST 1048576 chunked": all of it arrived, chunked
+        length = scenario.body_size
+    elif scenario.kind == "multipart":
+        length = scenario.body_size  # the reply holds the form's length: file + overhead
     return Target(
         scenario=scenario.name,
         method=scenario.method,
@@ -311,15 +382,19 @@ def reference_target(scenario: Scenario, origins: Origins | str) -> Target:
         one_at_a_time=scenario.one_at_a_time,
         proxy_url=proxy_url,
         h3=scenario.h3,
+        kind=scenario.kind,
+        chunks=scenario.chunks,
+        min_warmup=scenario.min_warmup,
+        min_duration=scenario.min_duration,
         body_size=scenario.body_size,
         decode=scenario.decode,
         concurrency=scenario.concurrency,
         keepalive=scenario.keepalive,
         status=resp.status,
-        length=len(text) if text is not None else len(raw),
+        length=length,
         sha256=hashlib.sha256(raw).hexdigest(),
         text=text,
-        json_value=json.loads(raw) if scenario.decode == "json" else None,
+        json_value=json_value,
         mirrors=tuple(
             base.rstrip("/") + scenario.path for base in origins.mirrors.get(transport, ())
         ),

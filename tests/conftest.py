@@ -111,6 +111,15 @@ def bad_tls_servers(tls_ca: TLSMaterial) -> Iterator[BadTLSServers]:
         yield servers
 
 
+@pytest.fixture(params=["aioquic", "qh3"])
+def quic_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once per QUIC library (aioduct.quic): ``Http3Config(backend="auto")``
+    follows ``AIODUCT_HTTP3_BACKEND``, which the local engine's workers inherit."""
+    backend: str = request.param
+    monkeypatch.setenv("AIODUCT_HTTP3_BACKEND", backend)
+    return backend
+
+
 # -- "passed" means "ran" ----------------------------------------------------------------------
 # A test that needs a server binary or io_uring and skips for want of it has proven nothing:
 # the run fails unless AIODUCT_ALLOW_SKIP=1 says a partial run is what was wanted.

@@ -26,15 +26,17 @@ pytestmark = [
 ]
 
 
-def quick_run(scenarios: list[str], clients: Sequence[str]) -> tuple[Report, str]:
+def quick_run(
+    scenarios: list[str], clients: Sequence[str], duration: float = 0.2, warmup: float = 0.1
+) -> tuple[Report, str]:
     """A tiny run of the wall-clock harness: the report and the tables it printed."""
     out = io.StringIO()
     report = run(
         Options(
             scenarios=scenarios,
             clients=clients,
-            duration=0.2,
-            warmup=0.1,
+            duration=duration,
+            warmup=warmup,
             pin=False,  # do not crowd one CPU while other tests run in parallel
             json_path=None,
             out=out,
@@ -250,3 +252,99 @@ def test_bench_nginx_serves_every_transport() -> None:
     assert resp.getheader("Content-Encoding") == "gzip"
     assert gzip.decompress(encoded) == static_json()
     assert len(static_json()) > 60_000 and len(encoded) < len(static_json()) / 3
+
+
+#: The streams-and-formats scenarios (benches.streams).
+STREAM_SCENARIOS = [
+    "sse_100",
+    "multipart_small",
+    "multipart_1m",
+    "upload_stream_1m",
+    "body_stream_64k",
+    "chunk_download_1m",
+    "chunk_download_100m",
+    "stream_download_1m",
+    "stream_download_100m",
+]
+
+
+@pytest.mark.timeout(240)
+def test_runner_streams_and_formats_scenarios() -> None:
+    """Every streams-and-formats scenario, aioduct and a peer: the events parsed, the
+    form and the chunked upload received whole by nginx, the streamed body and the
+    downloaded file checked against the reference."""
+    scenarios = [s for s in STREAM_SCENARIOS if not s.endswith("100m")]
+    report, text = quick_run(scenarios, ("aioduct-asyncio", "aiohttp"), 0.3, 0.5)
+    assert [r.scenario for r in report.results] == [s for s in scenarios for _ in "ab"]
+    for r in report.results:
+        assert r.status == "ok", (r.scenario, r.client, r.reason)
+        assert r.errors == 0 and r.requests > 0, (r.scenario, r.client, r.first_error)
+        assert r.cpu_us > 0
+    assert "--- streams and formats ---" not in text  # one group: no group headings
+    assert "parse 100 Server-Sent Events" in text
+
+
+@pytest.mark.timeout(240)
+def test_runner_100_megabyte_downloads() -> None:
+    """The 100 MB file is made at bench time (in the run's temporary directory) and
+    downloaded in ranges (aioduct) and as one stream (aiohttp, and aioduct)."""
+    scenarios = [s for s in STREAM_SCENARIOS if s.endswith("100m")]
+    # Windows long enough for a 100 MB download on a busy machine (no timing asserted).
+    report, _ = quick_run(scenarios, ("aioduct-asyncio", "aiohttp"), 1.0, 0.5)
+    for r in report.results:
+        assert r.status == "ok", (r.scenario, r.client, r.reason)
+        assert r.errors == 0 and r.requests > 0, (r.scenario, r.client, r.first_error)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "client", ["aioduct-blocking", "httpx", "niquests", "pycurl", "pyreqwest", "requests"]
+)
+def test_every_client_runs_the_streams_scenarios(client: str) -> None:
+    """Each adapter's own way of parsing events, sending a form or a generator, reading
+    chunks and writing a file (the 1 MB shapes; the 100 MB ones only differ in size)."""
+    scenarios = ["sse_100", "multipart_small", "upload_stream_1m", "body_stream_64k"]
+    scenarios += ["chunk_download_1m", "stream_download_1m"]
+    report, _ = quick_run(scenarios, (client,), 0.3, 0.5)  # room for a slow first request
+    for r in report.results:
+        assert r.status == "ok", (r.scenario, r.reason)
+        assert r.errors == 0 and r.requests > 0, (r.scenario, r.first_error)
+
+
+@pytest.mark.timeout(120)
+def test_local_engine_streams_scenarios_or_why_not() -> None:
+    """The local engine parses the events of a Result, sends an aioduct.Multipart form as
+    a Job's body and downloads with ``save_to``; it has no streamed upload or body."""
+    skip_without_io_uring()
+    scenarios = ["sse_100", "multipart_small", "chunk_download_1m", "stream_download_1m"]
+    every = [*scenarios, "upload_stream_1m", "body_stream_64k"]
+    report, _ = quick_run(every, ["aioduct-local-1"], 0.3, 0.5)
+    got = {r.scenario: r for r in report.results}
+    for name in scenarios:
+        assert got[name].valid, (name, got[name].reason, got[name].first_error)
+    assert got["upload_stream_1m"].status == "n/a" and "Job" in got["upload_stream_1m"].reason
+    assert got["body_stream_64k"].status == "n/a"
+
+
+def test_bench_nginx_serves_the_streams_locations() -> None:
+    """The event stream is text/event-stream; /upload reports what arrived, and how."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from benches.runner import bench_nginx
+    from benches.streams import SSE_PATH, UPLOAD_PATH, event_stream, reference_events
+
+    with bench_nginx(None) as (origins, _meter):
+        parts = urlsplit(origins.urls["http"])
+        conn = http.client.HTTPConnection(parts.hostname, parts.port)
+        conn.request("GET", SSE_PATH)
+        resp = conn.getresponse()
+        assert resp.getheader("Content-Type") == "text/event-stream"
+        assert resp.read() == event_stream()
+        conn.request("POST", UPLOAD_PATH, body=iter([b"abc", b"de"]), encode_chunked=True)
+        assert conn.getresponse().read() == b"POST 5 chunked"
+        conn.request("POST", UPLOAD_PATH, body=b"abcdef")
+        assert conn.getresponse().read() == b"POST 6 "
+        conn.close()
+    events = reference_events(event_stream())
+    assert len(events) == 100 and events[9].count("\n") == 1  # two data lines joined

@@ -232,7 +232,7 @@ class _Worker:
                 result = self._process(process, result)
         region = self.region
         body = result.body
-        if region is not None and body is not None:
+        if region is not None and body is not None and len(body) >= region.threshold:
             position = region.put(body)
             if position is not None:
                 result.body = None

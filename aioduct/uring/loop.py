@@ -78,6 +78,8 @@ _BARE_HANDLES: Final = set(events.Handle.__slots__) == {
     "_context",
 }
 _new_handle = object.__new__
+#: A tuple, not ``bytes | bytearray | memoryview``: that builds a union object per call.
+_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 #: Protocol classes known to be BufferedProtocols (checked once per class, not per read).
 _BUFFERED: set[type] = set()
 _Ts = TypeVarTuple("_Ts")
@@ -296,7 +298,7 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
     # -- writing -------------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not isinstance(data, bytes | bytearray | memoryview):
+        if not isinstance(data, _BYTES_LIKE):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__}")
         if self._eof_written:
             raise RuntimeError("write_eof() already called")

@@ -92,6 +92,14 @@ CLIENTS: dict[str, ClientInfo] = {
             cpus="free",
         ),
         ClientInfo(
+            "aioduct-aioquic",
+            "benches.clients.aioduct_aioquic_client",
+            "aioduct",
+            "uvloop",
+            "aioduct-uvloop with HTTP/3 on aioquic (pure Python QUIC) instead of the default "
+            "(qh3 when installed); h3_* scenarios only",
+        ),
+        ClientInfo(
             "aiohttp",
             "benches.clients.aiohttp_client",
             "aiohttp",

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import aioduct
+from benches import streams
 from benches.clients.aioduct_common import client_options, unsupported_reason
 from benches.harness import Fetched, SyncFetch
 from benches.scenarios import Target
@@ -29,6 +31,11 @@ def unsupported(target: Target) -> str | None:
 def open_sync(target: Target) -> Iterator[SyncFetch]:
     with aioduct.BlockingClient(**client_options(target)) as client:
         url, body = target.url, target.body
+
+        if target.kind != "request":
+            with streams.download_path() as path:
+                yield stream_fetch(client, target, path)
+            return
 
         if target.method == "POST":
 
@@ -55,3 +62,58 @@ def open_sync(target: Target) -> Iterator[SyncFetch]:
                 return r.status, r.content
 
         yield fetch
+
+
+def stream_fetch(client: aioduct.BlockingClient, target: Target, path: Path) -> SyncFetch:
+    """As the async adapter's (aioduct_client.stream_fetch), with the blocking methods:
+    ``sse()``, ``files=``, a generator, ``stream()`` + ``iter_bytes()``, and
+    ``download(chunks=N)``, whose ranges this client fetches one after another."""
+    url, kind = target.url, target.kind
+
+    if kind == "sse":
+
+        def fetch() -> Fetched:
+            with client.sse(url, reconnect=False) as source:
+                assert source.response is not None  # (the stream ends it)
+                status = source.response.status
+                events = [event.data for event in source]
+            return status, events
+
+    elif kind == "multipart":
+        form = {streams.FORM_FIELD[0]: streams.FORM_FIELD[1]}
+        content = streams.file_content(target.body_size)
+
+        def fetch() -> Fetched:
+            files = {streams.FILE_FIELD: (streams.FILE_NAME, content, streams.FILE_TYPE)}
+            r = client.post(url, data=form, files=files)
+            return r.status, r.text
+
+    elif kind == "upload_stream":
+        chunks = streams.upload_chunks(target.body_size)
+
+        def fetch() -> Fetched:
+            r = client.post(url, content=streams.iterate(chunks))
+            return r.status, r.text
+
+    elif kind == "body_stream":
+
+        def fetch() -> Fetched:
+            with client.stream("GET", url) as r:
+                return r.status, list(r.iter_bytes())
+
+    elif target.chunks:
+        chunks_n = target.chunks
+
+        def fetch() -> Fetched:
+            client.download(url, path, chunks=chunks_n, resume=False)
+            return 200, path
+
+    else:
+
+        def fetch() -> Fetched:
+            with client.stream("GET", url) as r, open(path, "wb") as f:
+                for chunk in r.iter_bytes():
+                    f.write(chunk)
+                return r.status, path
+
+    return fetch

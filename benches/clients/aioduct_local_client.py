@@ -22,6 +22,8 @@ from typing import Any
 
 from aioduct import uring
 from aioduct.jobs import Job, Result, result_to_response
+from aioduct.sse import SSEDecoder
+from benches import streams
 from benches.clients.aioduct_common import tls_gzip_options, unsupported_reason
 from benches.harness import EXTRA_CPU, BadResponse, ReadyLoop, Tally, processes_cpu
 from benches.harness import check as check_response
@@ -35,6 +37,10 @@ HTTP3 = True
 
 
 def unsupported(target: Target) -> str | None:
+    if target.kind == "upload_stream":
+        return "a Job's body is bytes: the local engine sends no streamed (chunked) upload"
+    if target.kind == "body_stream":
+        return "the local engine's workers hand back whole bodies (Result.body), not streams"
     return uring.unavailable_reason() or unsupported_reason(target)
 
 
@@ -61,9 +67,55 @@ def spread_urls(target: Target, workers: int) -> tuple[list[str], int]:
     return cycle, len(groups)
 
 
-def _payload(target: Target, result: Result) -> Any:
+def _form(content: bytes) -> tuple[bytes, str]:
+    """A multipart form encoded by aioduct.Multipart (a Job's body is bytes): its parts
+    are in memory, so its async reader completes without suspending."""
+    from aioduct.multipart import Multipart
+
+    form = Multipart(
+        {streams.FORM_FIELD[0]: streams.FORM_FIELD[1]},
+        {streams.FILE_FIELD: (streams.FILE_NAME, content, streams.FILE_TYPE)},
+    )
+    reading = form.aread()
+    try:
+        reading.send(None)
+    except StopIteration as done:
+        return done.value, form.content_type
+    reading.close()
+    raise RuntimeError("an in-memory multipart form suspended while encoding")
+
+
+def _job(target: Target, url: str, i: int, path: str, content: bytes) -> Job:
+    """One job of the scenario: jobs of the streams-and-formats scenarios say what they
+    are (an SSE GET, a form, a download to ``path``) in the Job's own fields."""
+    kind = target.kind
+    if kind == "sse":
+        return Job(url=url, headers=_SSE_HEADERS, id=i)
+    if kind == "multipart":
+        body, content_type = _form(content)  # a new form (boundary) per job, as others
+        return Job(
+            url=url, method="POST", body=body, headers=(("Content-Type", content_type),), id=i
+        )
+    if kind == "download":
+        return Job(url=url, save_to=path, chunks=target.chunks or 1, id=i)
+    return Job(url=url, method=target.method, body=target.body, id=i)
+
+
+_SSE_HEADERS = (("Accept", "text/event-stream"), ("Cache-Control", "no-store"))
+
+
+def _payload(target: Target, result: Result, path: str = "") -> Any:
     if result.error is not None:
         raise BadResponse(f"{result.error.kind}: {result.error.message}")
+    if target.kind == "sse":
+        decoder = SSEDecoder()
+        events = [event.data for event in decoder.feed(result.body or b"")]
+        decoder.end()
+        return events
+    if target.kind == "multipart":
+        return (result.body or b"").decode()
+    if target.kind == "download":
+        return path
     if target.decode == "json":
         return json.loads(result.body or b"")
     if target.decode == "text":
@@ -90,14 +142,19 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
         if busy < count:
             print(f"aioduct-local: only {busy} of {count} workers own an origin", flush=True)
 
+        content = streams.file_content(target.body_size) if target.kind == "multipart" else b""
+
         def jobs() -> Iterator[Job]:
-            method, body_bytes = target.method, target.body
             i = 0
             while not stop.is_set():  # numbered here, as a crawler keeping its own ids does
-                yield Job(url=urls[i % len(urls)], method=method, body=body_bytes, id=i)
+                yield _job(target, urls[i % len(urls)], i, path, content)
                 i += 1
 
-        with LocalEngine(workers=count, concurrency=per_worker, **options) as engine:
+        with (
+            streams.download_path() as download,
+            LocalEngine(workers=count, concurrency=per_worker, **options) as engine,
+        ):
+            path = str(download)  # the download scenarios' file (jobs() reads it late)
             EXTRA_CPU.append(lambda: processes_cpu(engine.pids))
             ready.set()
             first = True
@@ -109,7 +166,7 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
                 results = engine.map(jobs())
             for result in results:
                 try:
-                    payload = _payload(target, result)
+                    payload = _payload(target, result, path)
                     if first:
                         check_first_response(target, result.status, payload)
                         first = False

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 
+from benches import streams
 from benches.harness import AsyncFetch, Fetched
 from benches.scenarios import Target
 
@@ -34,6 +36,11 @@ async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
     )
     async with client_cm as client:
         url, body = target.url, target.body
+
+        if target.kind != "request":
+            with streams.download_path() as path:
+                yield stream_fetch(client, target, path)
+            return
 
         if target.method == "POST":
 
@@ -60,3 +67,53 @@ async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
                 return r.status_code, r.content
 
         yield fetch
+
+
+def stream_fetch(client: httpx.AsyncClient, target: Target, path: Path) -> AsyncFetch:
+    """The streams-and-formats scenarios. httpx has no SSE parser (httpx-sse is another
+    package): ``aiter_lines()`` of a streamed response, parsed by the minimal rules of
+    benches.streams.LineEvents. Forms: ``files=``; generator: an async generator as
+    ``content=``; streaming: ``client.stream()`` + ``aiter_bytes()``."""
+    url, kind = target.url, target.kind
+
+    if kind == "sse":
+
+        async def fetch() -> Fetched:
+            async with client.stream("GET", url, headers={"Accept": "text/event-stream"}) as r:
+                parser = streams.LineEvents()
+                async for line in r.aiter_lines():
+                    parser.line(line)
+                return r.status_code, parser.events
+
+    elif kind == "multipart":
+        form = {streams.FORM_FIELD[0]: streams.FORM_FIELD[1]}
+        content = streams.file_content(target.body_size)
+
+        async def fetch() -> Fetched:
+            files = {streams.FILE_FIELD: (streams.FILE_NAME, content, streams.FILE_TYPE)}
+            r = await client.post(url, data=form, files=files)
+            return r.status_code, r.text
+
+    elif kind == "upload_stream":
+        chunks = streams.upload_chunks(target.body_size)
+
+        async def fetch() -> Fetched:
+            r = await client.post(url, content=streams.aiterate(chunks))
+            return r.status_code, r.text
+
+    elif kind == "body_stream":
+
+        async def fetch() -> Fetched:
+            async with client.stream("GET", url) as r:
+                return r.status_code, [chunk async for chunk in r.aiter_bytes()]
+
+    else:  # download: one stream into the file
+
+        async def fetch() -> Fetched:
+            async with client.stream("GET", url) as r:
+                with open(path, "wb") as f:  # noqa: ASYNC230
+                    async for chunk in r.aiter_bytes():
+                        f.write(chunk)
+                return r.status_code, path
+
+    return fetch

@@ -19,6 +19,8 @@ HTTP3 = True
 
 
 def unsupported(target: Target) -> str | None:
+    if target.kind != "request":
+        return "the streams scenarios are wired for the sync niquests adapter"
     return "no h2c (prior knowledge) mode in this adapter" if target.h2c else None
 
 

@@ -10,11 +10,14 @@ by default.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import niquests
 
+from benches import streams
 from benches.clients import quic_prior_knowledge, verify_per_request
 from benches.harness import Fetched, SyncFetch
 from benches.scenarios import Target
@@ -41,6 +44,11 @@ def open_sync(target: Target) -> Iterator[SyncFetch]:
         url, body = target.url, target.body
         get, post = verify_per_request(target, session.get, session.post)
 
+        if target.kind != "request":
+            with streams.download_path() as path:
+                yield stream_fetch(get, post, target, path)
+            return
+
         if target.method == "POST":
 
             def fetch() -> Fetched:
@@ -66,3 +74,60 @@ def open_sync(target: Target) -> Iterator[SyncFetch]:
                 return r.status_code or 0, r.content
 
         yield fetch
+
+
+def sse_url(url: str) -> str:
+    """niquests' own SSE: the ``psse://`` scheme (plain HTTP; ``sse://`` is TLS)."""
+    return ("sse://" + url[8:]) if url.startswith("https://") else "psse://" + url[7:]
+
+
+def stream_fetch(
+    get: Callable[..., Any], post: Callable[..., Any], target: Target, path: Path
+) -> SyncFetch:
+    """The streams-and-formats scenarios. SSE: niquests' own parser (the ``psse://``
+    scheme, ``r.extension.next_payload()``). Forms: ``files=``; generator: ``data=``
+    (chunked); streaming and downloads: ``stream=True`` + ``iter_content(64 KiB)``."""
+    url, kind = target.url, target.kind
+
+    if kind == "sse":
+        events_url = sse_url(url)
+
+        def fetch() -> Fetched:
+            r = get(events_url)
+            events = []
+            while (event := r.extension.next_payload()) is not None:
+                events.append(event.data)
+            r.extension.close()
+            return r.status_code or 0, events
+
+    elif kind == "multipart":
+        form = {streams.FORM_FIELD[0]: streams.FORM_FIELD[1]}
+        content = streams.file_content(target.body_size)
+
+        def fetch() -> Fetched:
+            files = {streams.FILE_FIELD: (streams.FILE_NAME, content, streams.FILE_TYPE)}
+            r = post(url, data=form, files=files)
+            return r.status_code or 0, r.text
+
+    elif kind == "upload_stream":
+        chunks = streams.upload_chunks(target.body_size)
+
+        def fetch() -> Fetched:
+            r = post(url, data=streams.iterate(chunks))
+            return r.status_code or 0, r.text
+
+    elif kind == "body_stream":
+
+        def fetch() -> Fetched:
+            with get(url, stream=True) as r:
+                return r.status_code or 0, list(r.iter_content(streams.STREAM_CHUNK))
+
+    else:  # download: one stream into the file
+
+        def fetch() -> Fetched:
+            with get(url, stream=True) as r, open(path, "wb") as f:
+                for chunk in r.iter_content(streams.STREAM_CHUNK):
+                    f.write(chunk)
+                return r.status_code or 0, path
+
+    return fetch

@@ -20,10 +20,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import pycurl  # type: ignore[import-untyped]
 
+from benches import streams
 from benches.harness import BadResponse, Fetched, SyncFetch, Tally, ThreadLoop, check, check_first
 from benches.scenarios import Target
 
@@ -86,6 +88,14 @@ def _payload(target: Target, c: pycurl.Curl, body: bytes) -> Any:
 
 @contextmanager
 def open_sync(target: Target) -> Iterator[SyncFetch]:
+    if target.kind != "request":
+        with streams.download_path() as path:
+            c = _stream_handle(target)
+            try:
+                yield stream_fetch(c, target, path)
+            finally:
+                c.close()
+        return
     c = _handle(target)
     try:
 
@@ -159,3 +169,88 @@ def multi_loop(target: Target) -> ThreadLoop:
             multi.close()
 
     return run
+
+
+def _stream_handle(target: Target) -> pycurl.Curl:
+    """The reused handle of the streams-and-formats scenarios (plain HTTP/1.1), tuned as
+    ``_handle``: no ``Expect:`` round trip, a 256 KiB receive buffer."""
+    c = pycurl.Curl()
+    c.setopt(pycurl.URL, target.url)
+    c.setopt(pycurl.NOSIGNAL, 1)
+    c.setopt(pycurl.HTTPHEADER, ["Expect:"])
+    c.setopt(pycurl.BUFFERSIZE, 256 * 1024)
+    return c
+
+
+def stream_fetch(c: pycurl.Curl, target: Target, path: Path) -> SyncFetch:
+    """The streams-and-formats scenarios. libcurl has no SSE parser: its WRITEFUNCTION
+    feeds each received chunk to the minimal parser of benches.streams.LineEvents. Forms:
+    ``HTTPPOST`` with a ``FORM_BUFFERPTR`` file part; generator: a ``READFUNCTION`` over
+    it with ``Transfer-Encoding: chunked``; streaming: a WRITEFUNCTION that keeps each
+    chunk; downloads: ``WRITEDATA`` = the open file (what the curl tool does)."""
+    kind = target.kind
+
+    if kind == "sse":
+        c.setopt(pycurl.HTTPHEADER, ["Expect:", "Accept: text/event-stream"])
+
+        def fetch() -> Fetched:
+            parser = streams.LineEvents()
+            c.setopt(pycurl.WRITEFUNCTION, parser.feed)
+            c.perform()
+            return c.getinfo(pycurl.RESPONSE_CODE), parser.events
+
+    elif kind == "multipart":
+        content = streams.file_content(target.body_size)
+        file_part = (
+            pycurl.FORM_BUFFER,
+            streams.FILE_NAME,
+            pycurl.FORM_BUFFERPTR,
+            content,
+            pycurl.FORM_CONTENTTYPE,
+            streams.FILE_TYPE,
+        )
+
+        def fetch() -> Fetched:
+            buf = BytesIO()
+            c.setopt(pycurl.WRITEDATA, buf)
+            c.setopt(pycurl.HTTPPOST, [streams.FORM_FIELD, (streams.FILE_FIELD, file_part)])
+            c.perform()
+            return c.getinfo(pycurl.RESPONSE_CODE), buf.getvalue().decode()
+
+    elif kind == "upload_stream":
+        chunks = streams.upload_chunks(target.body_size)
+        c.setopt(pycurl.POST, 1)
+        c.setopt(pycurl.HTTPHEADER, ["Expect:", "Transfer-Encoding: chunked"])
+
+        def fetch() -> Fetched:
+            pieces = streams.iterate(chunks)
+            rest = [b""]
+
+            def read(size: int) -> bytes:
+                data = rest[0] or next(pieces, b"")
+                rest[0] = data[size:]
+                return data[:size]
+
+            buf = BytesIO()
+            c.setopt(pycurl.WRITEDATA, buf)
+            c.setopt(pycurl.READFUNCTION, read)
+            c.perform()
+            return c.getinfo(pycurl.RESPONSE_CODE), buf.getvalue().decode()
+
+    elif kind == "body_stream":
+
+        def fetch() -> Fetched:
+            received: list[bytes] = []
+            c.setopt(pycurl.WRITEFUNCTION, received.append)
+            c.perform()
+            return c.getinfo(pycurl.RESPONSE_CODE), received
+
+    else:  # download: one stream into the file
+
+        def fetch() -> Fetched:
+            with open(path, "wb") as f:
+                c.setopt(pycurl.WRITEDATA, f)
+                c.perform()
+            return c.getinfo(pycurl.RESPONSE_CODE), path
+
+    return fetch

@@ -14,8 +14,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pyreqwest
-from pyreqwest.client import ClientBuilder
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.multipart import FormBuilder, PartBuilder
 
+from benches import streams
 from benches.harness import AsyncFetch, Fetched
 from benches.scenarios import Target
 
@@ -49,6 +51,11 @@ async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
     async with builder.build() as client:
         url, body = target.url, target.body
 
+        if target.kind != "request":
+            with streams.download_path() as path:
+                yield stream_fetch(client, target, path)
+            return
+
         if target.method == "POST":
             assert body is not None
 
@@ -75,3 +82,59 @@ async def open_async(target: Target) -> AsyncIterator[AsyncFetch]:
                 return r.status, await r.bytes()
 
         yield fetch
+
+
+def stream_fetch(client: Client, target: Target, path: Path) -> AsyncFetch:
+    """The streams-and-formats scenarios. pyreqwest has no SSE parser: the chunks of
+    ``build_streamed()``'s ``body_reader.read_chunk()``, parsed by the minimal rules of
+    benches.streams.LineEvents. Forms: ``FormBuilder`` with a ``PartBuilder.from_bytes``
+    file; generator: ``body_stream()`` of an async generator; streaming and downloads:
+    ``read_chunk()`` until it returns None."""
+    url, kind = target.url, target.kind
+
+    if kind == "sse":
+
+        async def fetch() -> Fetched:
+            request = client.get(url).header("Accept", "text/event-stream").build_streamed()
+            async with request as r:
+                parser = streams.LineEvents()
+                while (chunk := await r.body_reader.read_chunk()) is not None:
+                    parser.feed(bytes(chunk))
+                return r.status, parser.events
+
+    elif kind == "multipart":
+        content = streams.file_content(target.body_size)
+
+        async def fetch() -> Fetched:
+            part = PartBuilder.from_bytes(content).file_name(streams.FILE_NAME)
+            form = FormBuilder().text(*streams.FORM_FIELD)
+            form = form.part(streams.FILE_FIELD, part.mime(streams.FILE_TYPE))
+            r = await client.post(url).multipart(form).build().send()
+            return r.status, await r.text()
+
+    elif kind == "upload_stream":
+        chunks = streams.upload_chunks(target.body_size)
+
+        async def fetch() -> Fetched:
+            r = await client.post(url).body_stream(streams.aiterate(chunks)).build().send()
+            return r.status, await r.text()
+
+    elif kind == "body_stream":
+
+        async def fetch() -> Fetched:
+            async with client.get(url).build_streamed() as r:
+                chunks = []
+                while (chunk := await r.body_reader.read_chunk()) is not None:
+                    chunks.append(chunk)
+                return r.status, chunks
+
+    else:  # download: one stream into the file
+
+        async def fetch() -> Fetched:
+            async with client.get(url).build_streamed() as r:
+                with open(path, "wb") as f:  # noqa: ASYNC230
+                    while (chunk := await r.body_reader.read_chunk()) is not None:
+                        f.write(chunk)
+                return r.status, path
+
+    return fetch

@@ -39,3 +39,17 @@ def test_alt_svc_from_a_real_server(caddy: Caddy, tls_ca: TLSMaterial) -> None:
         second = client.get(caddy.url + "/small")
     assert first.http_version == "HTTP/2" and 'h3=":' in first.headers["alt-svc"]
     assert second.http_version == "HTTP/3" and second.content == b"Hello, World!"
+
+
+async def test_more_requests_than_the_initial_stream_credit(
+    caddy: Caddy, tls_ca: TLSMaterial
+) -> None:
+    # quic-go grants 100 request streams and raises MAX_STREAMS as they close: 250
+    # requests, 10 at a time, all go through (on one connection while the credit keeps up).
+    async with aioduct.Client(http3_prior_knowledge=True, verify=tls_ca.ca_pem_path) as client:
+
+        async def lane() -> set[bytes]:
+            return {(await client.get(caddy.url + "/small")).content for _ in range(25)}
+
+        seen = await asyncio.gather(*(lane() for _ in range(10)))
+    assert set().union(*seen) == {b"Hello, World!"}

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -218,3 +219,17 @@ def test_closing_lets_workers_exit_on_their_own(nginx: Nginx) -> None:
         procs = [slot.proc for slot in engine._slots]
     # STOP, then EOF: each worker finishes and exits 0 within the grace period; not -9.
     assert [p.returncode for p in procs if p is not None] == [0, 0]
+
+
+def test_workers_start_under_the_worker_prefix(
+    nginx: Nginx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AIODUCT_WORKER_PREFIX (for profilers) wraps each worker's command line."""
+    seen = tmp_path / "argv"
+    wrapper = tmp_path / "wrap.sh"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {seen}\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("AIODUCT_WORKER_PREFIX", f"{wrapper} ")
+    with LocalEngine(workers=1, loop="asyncio") as engine:
+        assert [r.status for r in engine.map([nginx.http_url + "/small"] * 3)] == [200] * 3
+    assert "-m aioduct.local.worker" in seen.read_text()

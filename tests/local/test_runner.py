@@ -112,6 +112,40 @@ def test_lanes_share_the_ceiling_with_run_and_withdraw_one_owner(
     asyncio.run(main())
 
 
+def test_a_bug_below_the_runner_becomes_that_jobs_error_result(nginx: Nginx) -> None:
+    """An unexpected exception in the pipeline (here a middleware bug) fails its job
+    with an InternalError Result; the lane goes on with the next jobs."""
+    from aioduct.client import Client
+    from aioduct.runner import JobRunner, RunnerSettings
+
+    async def buggy(request: aioduct.Request, call_next: object) -> aioduct.Response:
+        if "bug" in str(request.url):
+            raise RuntimeError("a bug in a middleware")
+        return await call_next(request)  # type: ignore[operator, no-any-return]
+
+    async def main() -> list[aioduct.Result]:
+        async with Client(middleware=[buggy]) as client:
+            runner = JobRunner(client, RunnerSettings(concurrency=1))
+            results: list[aioduct.Result] = []
+            finished = asyncio.Event()
+
+            def done(result: aioduct.Result) -> None:
+                results.append(result)
+                if len(results) == 3:
+                    finished.set()
+
+            for i, path in enumerate(["/small", "/small?bug", "/small"]):
+                runner.submit(Job(url=nginx.http_url + path, id=i), done)
+            await asyncio.wait_for(finished.wait(), 30)  # without the catch: job 1 never ends
+            return results
+
+    results = asyncio.run(main())
+    assert [r.status for r in results] == [200, 0, 200]
+    error = results[1].error
+    assert error is not None and error.kind == "InternalError"
+    assert "RuntimeError: a bug in a middleware" in error.message
+
+
 def test_per_host_rate_spaces_request_starts(script_server: ScriptServer) -> None:
     script_server.route_respond("/r", body=b"ok")
     with SendEngine(concurrency=10, per_host_rate=20.0) as engine:

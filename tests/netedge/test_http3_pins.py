@@ -1,5 +1,6 @@
-"""Pins hold over HTTP/3 too (aioquic's TLS, not the ssl module): checked on every QUIC
-handshake, which with pins is always a full one (no tickets, no 0-RTT before the check)."""
+"""Pins hold over HTTP/3 too (QUIC's own TLS, not the ssl module): checked on every QUIC
+handshake, which with pins is always a full one (no tickets, no 0-RTT before the check).
+Both QUIC libraries (aioquic, qh3) read the server certificate their own way."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from aioduct.testing.nginx import TLSMaterial
 from aioduct.tls import spki_sha256
 
 from .test_tls_trust import WRONG_PIN, server_der
+
+pytestmark = pytest.mark.usefixtures("quic_backend")
 
 
 @pytest.fixture

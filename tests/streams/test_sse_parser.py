@@ -163,3 +163,21 @@ def test_json_helper() -> None:
 def test_bad_limit() -> None:
     with pytest.raises(ValueError, match="max_event_size"):
         SSEDecoder(max_event_size=0)
+
+
+def test_long_terminated_line_is_refused() -> None:
+    decoder = SSEDecoder(max_event_size=100)
+    with pytest.raises(SSEError, match="line"):
+        decoder.feed(b"data: ok\n\n" + b"data: " + b"x" * 200 + b"\n\n")
+
+
+def test_lf_only_chunks_decode_as_single_lines_do() -> None:
+    """Complete LF-only lines are decoded in one call: invalid UTF-8 still becomes U+FFFD
+    within its own line, exactly as when each line arrives on its own."""
+    stream = b"data: caf\xc3\nid: \xff1\ndata: \xe2\x80\n\ndata: \xf0\x9f\x98\x80\n\n"
+    whole = SSEDecoder().feed(stream)
+    decoder, one_by_one = SSEDecoder(), []
+    for i in range(len(stream)):
+        one_by_one += decoder.feed(stream[i : i + 1])
+    assert whole == one_by_one
+    assert whole == [E(data="caf\ufffd\n\ufffd", id="\ufffd1"), E(data="\U0001f600", id="\ufffd1")]

@@ -88,6 +88,27 @@ def test_files_and_fields(script_server: ScriptServer, tmp_path: Path, post) -> 
     ]
 
 
+def test_large_in_memory_parts_arrive_whole(script_server: ScriptServer, post) -> None:  # type: ignore[no-untyped-def]
+    """Parts above the join limit are sent as they are, beside smaller ones joined with
+    their heads: the form is the same, byte for byte, with its exact Content-Length."""
+    reqs = echo(script_server)
+    big, edge = bytes(range(256)) * 4096, b"e" * (64 * 1024)  # 1 MiB; exactly the limit
+    post(
+        script_server.url + "/upload",
+        data={"note": "x"},
+        files={"big": ("big.bin", big), "edge": ("edge.bin", edge), "small": ("s", b"s")},
+    )
+    req = reqs[0]
+    assert int(req.header("content-length")) == len(req.body)
+    parts = parse_form(req.header("content-type"), req.body)
+    assert [(p[0], p[3]) for p in parts] == [
+        ("note", b"x"),
+        ("big", big),
+        ("edge", edge),
+        ("small", b"s"),
+    ]
+
+
 def test_unknown_size_goes_chunked(script_server: ScriptServer, post) -> None:  # type: ignore[no-untyped-def]
     reqs = echo(script_server)
     post(script_server.url + "/upload", files={"gen": ("g.txt", iter([b"ab", b"cd"]))})
