@@ -46,7 +46,7 @@ from .http2 import H2Exchange, SharedConnection, StreamResetError, _expire, _wak
 from .models import Request
 from .pool import PoolKey
 from .protocol.http2 import ResponseReceived
-from .quic import ErrorCode, QuicErrorCode, load_backend
+from .quic import ErrorCode, QuicErrorCode, check_goaway, load_backend
 from .runtimes import Datagrams, Expired, Runtime
 from .timeouts import Deadlines
 
@@ -609,7 +609,16 @@ class HTTP3Connection(SharedConnection):
                 exchange = self.exchanges.get(event.stream_id)
                 if exchange is not None:
                     exchange._fail(self._reset_error(event.error_code))
-            for h3_event in h3.handle_event(event):
+            try:
+                h3_events = h3.handle_event(event)
+            except ValueError:
+                # qh3 reads some control frames' fields without catching a short
+                # payload (a GOAWAY whose stream id is cut off): a frame error.
+                self._protocol_error(
+                    ErrorCode.H3_FRAME_ERROR, "a frame's payload ended inside one of its fields"
+                )
+                return
+            for h3_event in h3_events:
                 self._h3_event(h3_event)
         if self.error is None:
             self.flush_soon()
@@ -652,6 +661,21 @@ class HTTP3Connection(SharedConnection):
         # GOAWAY already failed those it did not), so they fail rather than go again.
         self._fail(error)
 
+    def _goaway_event(self, goaway_id: int) -> None:
+        """A GOAWAY the QUIC library reported as an event (qh3), checked as aioquic's."""
+        try:
+            check_goaway(self.h3, goaway_id)  # calls _goaway through h3.on_goaway
+        except ValueError as exc:
+            self._protocol_error(ErrorCode.H3_ID_ERROR, str(exc))
+
+    def _protocol_error(self, code: int, what: str) -> None:
+        """The server broke HTTP/3: close the connection with ``code``; streams fail."""
+        self.quic.close(error_code=code, reason_phrase=what)
+        self.flush()
+        self._fail(
+            RemoteProtocolError(f"the HTTP/3 connection failed: {error_name(code)}, {what!r}")
+        )
+
     def _goaway(self, goaway_id: int) -> None:
         """The server's GOAWAY (RFC 9114 §5.2): no new requests here; requests on
         ``goaway_id`` and later streams were not processed, and are retried on another
@@ -679,9 +703,12 @@ class HTTP3Connection(SharedConnection):
 
     def _h3_event(self, event: Any) -> None:
         exchange = self.exchanges.get(event.stream_id)
+        kind = type(event)
+        if kind is self.lib.GoawayReceived:  # qh3's (its stream id may be an exchange's)
+            self._goaway_event(event.stream_id)
+            return
         if exchange is None:
             return
-        kind = type(event)
         if kind is self.lib.InterimHeadersReceived:  # qh3's 1xx heads
             self._head(exchange, event)
         elif kind is self.lib.HeadersReceived:

@@ -34,9 +34,9 @@ What differs, and is adapted here (:class:`QuicBackend`):
   responses, so neither sends it and a server may push nothing (RFC 9114 §4.6).
 - session tickets are each library's own type; a client keeps one backend, so tickets
   never cross.
-- GOAWAY: qh3 reports it (``GoawayReceived``); aioquic reads past its payload, so its
-  HTTP/3 layer here follows the server's control stream itself. Both hand the stream
-  id to ``on_goaway``.
+- GOAWAY: qh3 reports it (``GoawayReceived``, applied by :mod:`aioduct.http3`);
+  aioquic reads past its payload, so its HTTP/3 layer here follows the server's control
+  stream itself and calls ``on_goaway``. Both go through :func:`check_goaway`.
 - receive flow control: on aioquic, windows are credited as the reader consumes
   (``held`` bytes, :func:`_load_aioquic`'s ``AioquicQuic``); qh3 credits in its core
   as data arrives (its ``held`` is kept but changes nothing, ``credit_due`` is False).
@@ -211,6 +211,9 @@ class QuicBackend:
         self.HeadersReceived: type = events["HeadersReceived"]
         self.DataReceived: type = events["DataReceived"]
         self.InterimHeadersReceived: type = events["InterimHeadersReceived"]
+        #: qh3's GOAWAY event (aioduct.http3 applies it through :func:`check_goaway`);
+        #: on aioquic no event is of it (its HTTP/3 layer calls ``on_goaway`` itself).
+        self.GoawayReceived: type = events["GoawayReceived"]
 
     def __repr__(self) -> str:
         return f"<QuicBackend {self.name}>"
@@ -616,6 +619,7 @@ def _load_aioquic() -> QuicBackend:
             "HeadersReceived": h3_events.HeadersReceived,
             "DataReceived": h3_events.DataReceived,
             "InterimHeadersReceived": _NoEvent,
+            "GoawayReceived": _NoEvent,
         },
     )
 
@@ -624,10 +628,9 @@ def _load_aioquic() -> QuicBackend:
 
 
 def _load_qh3() -> QuicBackend:
-    from qh3._hazmat import BufferReadError, QpackDecoder
+    from qh3._hazmat import QpackDecoder
     from qh3.h3 import events as h3_events
     from qh3.h3.connection import H3Connection
-    from qh3.h3.events import GoawayReceived
     from qh3.quic import events
     from qh3.quic.configuration import QuicConfiguration
     from qh3.quic.connection import QuicConnection, QuicConnectionError
@@ -710,37 +713,6 @@ def _load_qh3() -> QuicBackend:
             self._quic: Qh3Quic = quic
             self.on_goaway: Callable[[int], None] | None = None
 
-        def handle_event(self, event: Any) -> list[Any]:
-            try:
-                found = super().handle_event(event)
-            except BufferReadError:
-                # qh3 reads a control frame's fields without catching a short payload
-                # (a GOAWAY whose stream id is cut off): a frame error, not a crash of
-                # the connection's reader.
-                self._is_done = True
-                self._quic.close(
-                    error_code=ErrorCode.H3_FRAME_ERROR,
-                    reason_phrase="a frame's payload ended inside one of its fields",
-                )
-                return []
-            for h3_event in found:
-                if type(h3_event) is GoawayReceived:
-                    break
-            else:
-                return found
-            kept = []
-            for h3_event in found:
-                if type(h3_event) is not GoawayReceived:
-                    kept.append(h3_event)
-                    continue
-                try:  # to on_goaway, not to a stream
-                    check_goaway(self, h3_event.stream_id)
-                except ValueError as exc:
-                    self._is_done = True
-                    self._quic.close(error_code=ErrorCode.H3_ID_ERROR, reason_phrase=str(exc))
-                    return []
-            return kept
-
         def _init_connection(self) -> None:
             # Runs at the end of H3Connection.__init__, before SETTINGS are sent.
             self._max_table_capacity, self._blocked_streams = self._offer
@@ -814,6 +786,7 @@ def _load_qh3() -> QuicBackend:
             "HeadersReceived": h3_events.HeadersReceived,
             "DataReceived": h3_events.DataReceived,
             "InterimHeadersReceived": h3_events.InformationalHeadersReceived,
+            "GoawayReceived": h3_events.GoawayReceived,
         },
     )
 
