@@ -654,6 +654,17 @@ class Client(HTTPMethods[Coroutine[Any, Any, Response]]):
         self._closed = True
         await self._engine.aclose()
 
+    async def migrate_http3(self, local_address: str | None = None) -> int:
+        """Move the pooled HTTP/3 connections to new local UDP sockets, keeping their
+        QUIC connections and requests in flight (after a network change: RFC 9000 §9);
+        ``local_address`` picks the new interface. Returns how many moved (a server
+        that disabled migration keeps its connection where it is). The send engine
+        only: the local engine's workers move on a send error by themselves."""
+        engine = self._engine
+        if not isinstance(engine, Engine):
+            return 0
+        return await engine.migrate_http3(local_address)
+
     @property
     def hsts_store(self) -> HSTSStore | None:
         """The client's known HSTS hosts (``None`` with ``hsts=False``)."""
@@ -882,6 +893,14 @@ class BlockingClient(HTTPMethods[Response]):
 
     def request(self, method: str, url: URL | str, **options: Unpack[RequestOptions]) -> Response:
         return self._run(method, url, options, False)
+
+    def migrate_http3(self, local_address: str | None = None) -> int:
+        """Like :meth:`Client.migrate_http3`, for this thread's HTTP/3 connections."""
+        if self._portal is not None:
+            return self._portal.run(self._client.migrate_http3(local_address))
+        from .runtimes.blocking import run_sync
+
+        return run_sync(self._engine().migrate_http3(local_address))
 
     def build_request(
         self, method: str, url: URL | str, **options: Unpack[RequestOptions]

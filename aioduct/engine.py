@@ -205,6 +205,20 @@ class Engine:
     async def aclose(self) -> None:
         self.close()
 
+    async def migrate_http3(self, local_address: str | None = None) -> int:
+        """Move every pooled HTTP/3 connection to a new local UDP socket (see
+        :meth:`HTTP3Connection.migrate <aioduct.http3.HTTP3Connection.migrate>`); the
+        number moved."""
+        pool = self._pool
+        if pool is None:
+            return 0
+        moved = 0
+        for conn in pool.shared_connections():
+            migrate = getattr(conn, "migrate", None)
+            if migrate is not None and await migrate(local_address):
+                moved += 1
+        return moved
+
     # -- the pipeline --------------------------------------------------------------------------
 
     async def send(

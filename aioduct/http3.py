@@ -15,30 +15,38 @@ until QUIC's next timer, feeds them in, and handles the timer when it fires: tha
 where loss recovery, ACKs and the idle timeout happen. On the blocking runtime the
 request waiting for its stream does the same inline (:meth:`read_inline`).
 
-Failure boundaries follow HTTP/2's: a stream reset fails that request; a connection
-close (idle timeout, the server's CONNECTION_CLOSE, a stateless reset, a protocol
-error) fails every stream in flight with the error code's name in the message; a
-request the server never saw (the connection was already closing) is retried on a new
-connection by the engine. Datagrams that do not decrypt are dropped by QUIC, so a
-peer sending garbage cannot wedge the client: at worst the idle timeout ends it.
+Flow control follows the consumer as on HTTP/2 on aioquic (``AioquicQuic`` in
+:mod:`aioduct.quic`): the server may run one window ahead of what the reader took, not
+of what arrived. A connection can move to a new local UDP socket
+(:meth:`HTTP3Connection.migrate`), on request or when a send error says the local path
+broke.
+
+Failure boundaries follow HTTP/2's: a stream reset fails that request; a GOAWAY stops
+new requests and fails the streams it names as not processed; a connection close (idle
+timeout, the server's CONNECTION_CLOSE, a stateless reset, a protocol error) fails
+every stream in flight with the error code's name in the message; a request the server
+never saw (the connection was already closing, or GOAWAY named it) is retried on a new
+connection by the engine. Datagrams that do not decrypt are dropped by QUIC, so a peer
+sending garbage cannot wedge the client: at worst the idle timeout ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable
 from functools import partial
 from time import perf_counter
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from .config import Http3Config
 from .connection import StreamNotProcessed
 from .errors import AioductError, ConnectError, ReadError, RemoteProtocolError, WriteError
-from .http2 import H2Exchange, SharedConnection, StreamResetError, _expire
+from .http2 import H2Exchange, SharedConnection, StreamResetError, _expire, _wake
 from .models import Request
 from .pool import PoolKey
 from .protocol.http2 import ResponseReceived
-from .quic import ErrorCode, QuicErrorCode, load_backend
+from .quic import ErrorCode, QuicErrorCode, check_goaway, load_backend
 from .runtimes import Datagrams, Expired, Runtime
 from .timeouts import Deadlines
 
@@ -54,6 +62,13 @@ _MAX_INTERIM: Final = 100
 _SAFE_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
 #: QuicConnectionState.CLOSING's value: this state and the later ones take no streams.
 _CLOSING_STATE: Final = 2
+#: Send errors that say the local path broke (the interface went down, the address
+#: went away, a firewall refused): the connection moves to a new UDP socket.
+_PATH_ERRNOS: Final = frozenset(
+    (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL, errno.EPERM)
+)
+#: SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3, for HTTP/3 RFC 9220 §3).
+_ENABLE_CONNECT_PROTOCOL: Final = 0x8
 
 
 def error_name(code: int) -> str:
@@ -95,6 +110,21 @@ def quic_configuration(
     )
 
 
+class _H3Exchange(H2Exchange):
+    """HTTP/2's exchange, flushing after a read only when it earned the server credit
+    (a flush builds packets: too costly to do for every ~1 KB QUIC chunk read)."""
+
+    __slots__ = ()
+
+    def _take(self) -> bytes:
+        data, flow = self.chunks.popleft()
+        if flow:
+            conn = cast("HTTP3Connection", self._conn)
+            if conn.proto.acknowledge(self.stream_id, flow):
+                conn.flush()
+        return data
+
+
 class _Writer:
     """What an exchange asks of ``conn.stream`` when it sends: QUIC buffers every
     stream itself and paces it by flow and congestion control, so never paused."""
@@ -112,9 +142,18 @@ class _QuicStreams:
     def __init__(self, conn: HTTP3Connection) -> None:
         self._conn = conn
 
-    def acknowledge(self, stream_id: int, flow: int) -> None:
-        # QUIC credits stream and connection windows itself as data is delivered.
-        return None
+    def acknowledge(self, stream_id: int, flow: int) -> bool:
+        """``flow`` bytes of the stream were read: no longer held against its windows.
+        ``True`` when that makes a MAX_STREAM_DATA or MAX_DATA due."""
+        quic = self._conn.quic
+        held = quic.held
+        left = held.get(stream_id, 0) - flow
+        if left > 0:
+            held[stream_id] = left
+        else:
+            held.pop(stream_id, None)
+        quic.held_total -= flow
+        return bool(quic.credit_due(stream_id))
 
     def send_body(self, stream_id: int, data: memoryview, end: bool) -> int:
         conn = self._conn
@@ -160,6 +199,20 @@ class HTTP3Connection(SharedConnection):
         self.lib = lib = load_backend(config.backend)
         self.quic: Any = lib.connection(quic_config, on_ticket)
         self.h3 = lib.h3(self.quic, config.qpack_max_table_capacity, config.qpack_blocked_streams)
+        self.h3.on_goaway = self._goaway
+        #: The stream id of the server's last GOAWAY: no new requests; this stream and
+        #: later ones were not processed.
+        self.goaway_id: int | None = None
+        #: Times this connection moved to a new local UDP socket (:meth:`migrate`).
+        self.migrations = 0
+        #: A send error that broke the local path, waiting for :meth:`migrate` (set
+        #: until the move is done; a second one before the server answered fails).
+        self._broken_path: OSError | None = None
+        self._heard_since_move = True
+        self._ping_id = 0
+        self._mover: Any = None
+        #: Woken when the server's SETTINGS arrive (extended CONNECTs wait for them).
+        self._settings_waiters: list[asyncio.Future[None]] = []
         self.proto = _QuicStreams(self)
         self.stream = _Writer()
         self.send_buffer_limit = config.max_send_buf_size
@@ -229,7 +282,7 @@ class HTTP3Connection(SharedConnection):
                 handle.cancel()
 
     def is_alive(self) -> bool:
-        return self.error is None and not self._closing()
+        return self.error is None and self.goaway_id is None and not self._closing()
 
     def has_capacity(self) -> bool:
         # max_streams bounds streams open at once; the stream credit (MAX_STREAMS) is
@@ -251,6 +304,70 @@ class HTTP3Connection(SharedConnection):
             self._fail(ReadError("the HTTP/3 connection was closed by the client"))
         self.udp.close()
 
+    async def migrate(self, local_address: str | None = None) -> bool:
+        """Move this connection to a new local UDP socket (a new port; ``local_address``
+        picks the interface), keeping the QUIC connection and its streams in flight.
+
+        For a network change: the client switches to a fresh connection ID from the
+        server's (so the old and the new path cannot be linked, RFC 9000 §9.5) and
+        sends a PING on the new path, which the server validates and adopts. Returns
+        ``False`` and changes nothing before the handshake completed, once the
+        connection is closing, or when the server disabled active migration.
+        """
+        quic = self.quic
+        if (
+            not self.handshake_done
+            or self.error is not None
+            or self._closing()
+            or quic.migration_disabled
+        ):
+            return False
+        ip, port = self.udp.peer_address
+        try:
+            udp = await self.runtime.open_udp(ip, port, local_address=local_address)
+        except OSError as exc:
+            raise ConnectError(
+                f"cannot open a new UDP socket to move the HTTP/3 connection to: {exc}"
+            ) from None
+        if self.error is not None or self._closing():
+            udp.close()
+            return False
+        old, self.udp = self.udp, udp
+        self.migrations += 1
+        self._broken_path = None
+        self._heard_since_move = False
+        quic.change_connection_id()  # keeps the old one when the server gave no other
+        self._ping_id += 1
+        quic.send_ping(self._ping_id)  # a non-probing packet: the server moves over
+        old.wake()  # the reader waits on the old socket: it picks up the new one
+        old.close()
+        self.flush()
+        return True
+
+    def _path_broke(self, exc: OSError) -> bool:
+        """A send error: move to a new socket (in the background, or before the next
+        inline read) if it says the local path broke; ``False`` to fail instead."""
+        if (
+            exc.errno not in _PATH_ERRNOS
+            or not self.handshake_done
+            or self.quic.migration_disabled
+            or not self._heard_since_move  # the last move did not help
+        ):
+            return False
+        if self._broken_path is None:
+            self._broken_path = exc
+            if self.loop is not None:
+                self._mover = self.runtime.spawn(self._move_after(exc))
+        return True
+
+    async def _move_after(self, exc: OSError) -> None:
+        try:
+            moved = await self.migrate()
+        except AioductError:
+            moved = False
+        if not moved:
+            self._fail(WriteError(f"HTTP/3 connection failed while sending: {exc}"))
+
     def _fail(self, error: AioductError) -> None:
         if self.error is not None:
             return
@@ -262,6 +379,8 @@ class HTTP3Connection(SharedConnection):
         if handshake is not None and not handshake.done():
             handshake.set_exception(error)
             handshake.exception()
+        for waiter in self._settings_waiters:
+            _wake(waiter)  # the waiting request finds the error
         for exchange in list(self.exchanges.values()):
             exchange._fail(error)
         self.udp.close()
@@ -271,8 +390,14 @@ class HTTP3Connection(SharedConnection):
     def _release(self, exchange: H2Exchange) -> None:
         self.exchanges.pop(exchange.stream_id, None)
         self._interim.pop(exchange.stream_id, None)
+        held = self.quic.held.pop(exchange.stream_id, 0)
+        if held:
+            self.quic.held_total -= held  # unread, and nobody will read it now
         self.in_use -= 1
-        self.flush_soon()
+        if self.goaway_id is not None and not self.exchanges and self.error is None:
+            self.close()  # drained after GOAWAY
+        else:
+            self.flush_soon()
         if self.on_change is not None:
             self.on_change(self)
 
@@ -285,7 +410,8 @@ class HTTP3Connection(SharedConnection):
             for data, _addr in self.quic.datagrams_to_send(now=self.runtime.now()):
                 udp.send(data)
         except OSError as exc:
-            self._fail(WriteError(f"HTTP/3 connection failed while sending: {exc}"))
+            if not self._path_broke(exc):
+                self._fail(WriteError(f"HTTP/3 connection failed while sending: {exc}"))
             return
         waiting_until = self._reader_deadline
         timer = self.quic.get_timer()
@@ -308,15 +434,24 @@ class HTTP3Connection(SharedConnection):
         server may replay: RFC 9114 §10.9); any other waits for the handshake.
         """
         if protocol is not None:
-            self._give_back()
-            raise RemoteProtocolError("extended CONNECT over HTTP/3 is not supported yet")
+            try:
+                settings = await self._peer_settings(deadlines)
+            except BaseException:
+                self._give_back()
+                raise
+            if not settings.get(_ENABLE_CONNECT_PROTOCOL):
+                self._give_back()
+                raise RemoteProtocolError(
+                    f"{self.key.host}:{self.key.port} does not take extended CONNECT over "
+                    "HTTP/3 (no SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 9220)"
+                )
         if not self.handshake_done and request.method not in _SAFE_METHODS:
             try:
                 await self.wait_handshake(deadlines.for_connect())
             except BaseException:
                 self._give_back()
                 raise
-        if self.error is not None or self._closing():
+        if self.error is not None or self.goaway_id is not None or self._closing():
             self._give_back()
             raise StreamNotProcessed("the HTTP/3 connection stopped taking new requests")
         if not self.h3.can_open_stream():  # the credit ran out while this one waited
@@ -327,8 +462,10 @@ class HTTP3Connection(SharedConnection):
         content = request.content
         body_stream = request.stream
         has_body = bool(content) or body_stream is not None
-        fields = [
-            (b":method", request.method.encode()),
+        fields = [(b":method", request.method.encode())]
+        if protocol is not None:  # extended CONNECT (RFC 9220): a tunnel, not a request
+            fields.append((b":protocol", protocol.encode()))
+        fields += [
             (b":scheme", url.scheme.encode()),
             (b":authority", url.host_header.encode()),
             (b":path", url.target.encode()),
@@ -342,11 +479,11 @@ class HTTP3Connection(SharedConnection):
             fields.append((b"content-length", str(len(content)).encode()))
         try:
             stream_id = self.quic.get_next_available_stream_id()
-            self.h3.send_headers(stream_id, fields, end_stream=not has_body)
+            self.h3.send_headers(stream_id, fields, end_stream=not has_body and protocol is None)
         except BaseException:
             self._give_back()
             raise
-        exchange = H2Exchange.opened(self, stream_id, deadlines, collect)
+        exchange = _H3Exchange.opened(self, stream_id, deadlines, collect)
         if not self.h3.can_open_stream():
             self._out_of_streams = True  # _process tells the pool when MAX_STREAMS comes
         if has_body:
@@ -359,6 +496,31 @@ class HTTP3Connection(SharedConnection):
         head, sent_at = await exchange.transmit(content, body_stream, wait)
         return exchange, head, sent_at
 
+    async def _peer_settings(self, deadlines: Deadlines) -> dict[int, int]:
+        """The server's SETTINGS, which follow its handshake (extended CONNECT may be
+        sent only once they allow it: RFC 9220 §3)."""
+        deadline = deadlines.for_connect()
+        try:
+            await self.wait_handshake(deadline)
+            while (settings := self.h3.received_settings) is None:
+                if self.error is not None:
+                    raise self.error
+                if self.loop is None:
+                    await self.read_inline(deadline)
+                    continue
+                waiter = self.loop.create_future()
+                self._settings_waiters.append(waiter)
+                handle = self.loop.call_at(deadline, _expire, waiter) if deadline else None
+                try:
+                    await waiter
+                finally:
+                    self._settings_waiters.remove(waiter)
+                    if handle is not None:
+                        handle.cancel()
+        except Expired:
+            raise deadlines.error("connect", "waiting for the server's HTTP/3 SETTINGS") from None
+        return dict(settings)
+
     def _give_back(self) -> None:
         self.in_use -= 1
         if self.on_change is not None:
@@ -367,9 +529,9 @@ class HTTP3Connection(SharedConnection):
     # -- input -----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        udp = self.udp
         try:
             while True:
+                udp = self.udp  # migrate() may have replaced it
                 timer = self.quic.get_timer()
                 self._reader_deadline = timer
                 try:
@@ -378,6 +540,12 @@ class HTTP3Connection(SharedConnection):
                     self.quic.handle_timer(now=self.runtime.now())
                     self._process()
                     continue
+                except OSError as exc:
+                    # From a socket already replaced, or one that lost its path (the
+                    # move to a new socket is under way): read on.
+                    if udp is not self.udp or self._path_broke(exc):
+                        continue
+                    raise
                 finally:
                     self._reader_deadline = None
                 self._received(datagrams)
@@ -392,6 +560,15 @@ class HTTP3Connection(SharedConnection):
 
         Raises :class:`Expired` when ``deadline`` passes first.
         """
+        broken = self._broken_path
+        if broken is not None:
+            try:
+                moved = await self.migrate()
+            except AioductError:
+                moved = False
+            if not moved:
+                self._fail(WriteError(f"HTTP/3 connection failed while sending: {broken}"))
+                return
         timer = self.quic.get_timer()
         wait_until = (
             timer if deadline is None or (timer is not None and timer < deadline) else deadline
@@ -407,12 +584,15 @@ class HTTP3Connection(SharedConnection):
                 raise
             return
         except OSError as exc:
-            self._fail(ReadError(f"HTTP/3 connection failed while reading: {exc}"))
+            if not self._path_broke(exc):  # else the next call moves to a new socket
+                self._fail(ReadError(f"HTTP/3 connection failed while reading: {exc}"))
             return
         self._received(datagrams)
 
     def _received(self, datagrams: list[bytes]) -> None:
         self.h3.receive_datagrams(datagrams, self.udp.peer_address, self.runtime.now())
+        if datagrams:
+            self._heard_since_move = True
         self._process()
 
     def _process(self) -> None:
@@ -429,7 +609,16 @@ class HTTP3Connection(SharedConnection):
                 exchange = self.exchanges.get(event.stream_id)
                 if exchange is not None:
                     exchange._fail(self._reset_error(event.error_code))
-            for h3_event in h3.handle_event(event):
+            try:
+                h3_events = h3.handle_event(event)
+            except ValueError:
+                # qh3 reads some control frames' fields without catching a short
+                # payload (a GOAWAY whose stream id is cut off): a frame error.
+                self._protocol_error(
+                    ErrorCode.H3_FRAME_ERROR, "a frame's payload ended inside one of its fields"
+                )
+                return
+            for h3_event in h3_events:
                 self._h3_event(h3_event)
         if self.error is None:
             self.flush_soon()
@@ -437,6 +626,9 @@ class HTTP3Connection(SharedConnection):
                 self._out_of_streams = False
                 if self.on_change is not None:
                     self.on_change(self)  # the server raised MAX_STREAMS: capacity again
+        if self._settings_waiters and h3.received_settings is not None:
+            for waiter in self._settings_waiters:
+                _wake(waiter)
         for exchange in self.exchanges.values():
             if exchange._send_waiter is not None:
                 exchange._notify_send()  # acknowledged data may have freed send buffer
@@ -465,9 +657,42 @@ class HTTP3Connection(SharedConnection):
             error = ReadError(f"the server closed the HTTP/3 connection ({name}{reason})")
         else:
             error = RemoteProtocolError(f"the HTTP/3 connection failed: {name}{reason}")
-        # Whether the server processed the requests in flight is unknown (only an
-        # HTTP/3 GOAWAY would say), so they fail rather than being sent again.
+        # Whether the server processed the requests still in flight is unknown (a
+        # GOAWAY already failed those it did not), so they fail rather than go again.
         self._fail(error)
+
+    def _goaway_event(self, goaway_id: int) -> None:
+        """A GOAWAY the QUIC library reported as an event (qh3), checked as aioquic's."""
+        try:
+            check_goaway(self.h3, goaway_id)  # calls _goaway through h3.on_goaway
+        except ValueError as exc:
+            self._protocol_error(ErrorCode.H3_ID_ERROR, str(exc))
+
+    def _protocol_error(self, code: int, what: str) -> None:
+        """The server broke HTTP/3: close the connection with ``code``; streams fail."""
+        self.quic.close(error_code=code, reason_phrase=what)
+        self.flush()
+        self._fail(
+            RemoteProtocolError(f"the HTTP/3 connection failed: {error_name(code)}, {what!r}")
+        )
+
+    def _goaway(self, goaway_id: int) -> None:
+        """The server's GOAWAY (RFC 9114 §5.2): no new requests here; requests on
+        ``goaway_id`` and later streams were not processed, and are retried on another
+        connection (:class:`StreamNotProcessed`); earlier ones finish."""
+        self.goaway_id = goaway_id
+        for stream_id, exchange in list(self.exchanges.items()):
+            if stream_id >= goaway_id:
+                exchange._fail(
+                    StreamNotProcessed(
+                        f"the server sent HTTP/3 GOAWAY (stream {goaway_id}) before "
+                        "processing this request"
+                    )
+                )
+        if not self.exchanges:
+            self.close()
+        if self.on_change is not None:
+            self.on_change(self)
 
     def _reset_error(self, code: int) -> AioductError:
         if code == ErrorCode.H3_REQUEST_REJECTED:
@@ -478,9 +703,12 @@ class HTTP3Connection(SharedConnection):
 
     def _h3_event(self, event: Any) -> None:
         exchange = self.exchanges.get(event.stream_id)
+        kind = type(event)
+        if kind is self.lib.GoawayReceived:  # qh3's (its stream id may be an exchange's)
+            self._goaway_event(event.stream_id)
+            return
         if exchange is None:
             return
-        kind = type(event)
         if kind is self.lib.InterimHeadersReceived:  # qh3's 1xx heads
             self._head(exchange, event)
         elif kind is self.lib.HeadersReceived:
@@ -503,9 +731,17 @@ class HTTP3Connection(SharedConnection):
             elif not exchange.collecting:
                 exchange._notify()
         elif kind is self.lib.DataReceived:
-            if event.data:
-                exchange.chunks.append((event.data, 0))
-                exchange.buffered += len(event.data)
+            data = event.data
+            if data:
+                if exchange.collecting:  # read_body() gathers it all: consumed on arrival
+                    exchange.chunks.append((data, 0))
+                    exchange.buffered += len(data)
+                else:  # held against the windows until the reader takes it
+                    size = len(data)
+                    exchange.chunks.append((data, size))
+                    quic = self.quic
+                    quic.held[event.stream_id] = quic.held.get(event.stream_id, 0) + size
+                    quic.held_total += size
             if event.stream_ended:
                 exchange.ended = True
             if not exchange.collecting or exchange.ended or exchange.buffered > exchange.limit:

@@ -34,6 +34,12 @@ What differs, and is adapted here (:class:`QuicBackend`):
   responses, so neither sends it and a server may push nothing (RFC 9114 §4.6).
 - session tickets are each library's own type; a client keeps one backend, so tickets
   never cross.
+- GOAWAY: qh3 reports it (``GoawayReceived``, applied by :mod:`aioduct.http3`);
+  aioquic reads past its payload, so its HTTP/3 layer here follows the server's control
+  stream itself and calls ``on_goaway``. Both go through :func:`check_goaway`.
+- receive flow control: on aioquic, windows are credited as the reader consumes
+  (``held`` bytes, :func:`_load_aioquic`'s ``AioquicQuic``); qh3 credits in its core
+  as data arrives (its ``held`` is kept but changes nothing, ``credit_due`` is False).
 """
 
 from __future__ import annotations
@@ -63,6 +69,10 @@ BACKENDS: Final = ("qh3", "aioquic")
 #: The pip extra that installs each.
 _EXTRAS: Final = {"qh3": "http3-fast", "aioquic": "http3"}
 _ENV: Final = "AIODUCT_HTTP3_BACKEND"
+#: Bytes of a partial HTTP/3 frame (a HEADERS frame arriving in pieces) that do not
+#: count against the stream window on aioquic: a header block larger than a small
+#: window must still be able to arrive; past this it waits for the reader like data.
+_FRAME_ALLOWANCE: Final = 64 * 1024
 
 
 class ErrorCode(IntEnum):
@@ -137,6 +147,13 @@ class QuicLike(Protocol):
 class H3Adapter(Protocol):
     """A library's ``H3Connection`` with what aioduct adds to it (see :class:`QuicBackend`)."""
 
+    #: Called with the stream id of each valid GOAWAY from the server (:func:`check_goaway`).
+    on_goaway: Callable[[int], None] | None
+
+    @property
+    def received_settings(self) -> dict[int, int] | None:
+        """The server's SETTINGS once they arrived (extended CONNECT waits for them)."""
+
     def handle_event(self, event: Any) -> list[Any]: ...
 
     def send_headers(
@@ -194,6 +211,9 @@ class QuicBackend:
         self.HeadersReceived: type = events["HeadersReceived"]
         self.DataReceived: type = events["DataReceived"]
         self.InterimHeadersReceived: type = events["InterimHeadersReceived"]
+        #: qh3's GOAWAY event (aioduct.http3 applies it through :func:`check_goaway`);
+        #: on aioquic no event is of it (its HTTP/3 layer calls ``on_goaway`` itself).
+        self.GoawayReceived: type = events["GoawayReceived"]
 
     def __repr__(self) -> str:
         return f"<QuicBackend {self.name}>"
@@ -229,6 +249,21 @@ class QuicBackend:
             congestion_control=congestion_control,
             session_ticket=session_ticket,
         )
+
+
+def check_goaway(h3: Any, goaway_id: int) -> None:
+    """Apply a server's GOAWAY to ``h3`` (``on_goaway``), after RFC 9114 §5.2's checks:
+    it names a client-initiated bidirectional stream, and a later one may only lower
+    it (``ValueError`` saying which, for H3_ID_ERROR)."""
+    last = getattr(h3, "last_goaway", None)
+    if goaway_id & 3:
+        raise ValueError(f"GOAWAY names stream {goaway_id}, not a request stream")
+    if last is not None and goaway_id > last:
+        raise ValueError(f"GOAWAY raised the stream id from {last} to {goaway_id}")
+    h3.last_goaway = goaway_id
+    on_goaway = getattr(h3, "on_goaway", None)
+    if on_goaway is not None:
+        on_goaway(goaway_id)
 
 
 def _installed(name: str) -> bool:
@@ -293,11 +328,20 @@ def load_backend(choice: str) -> QuicBackend:
 
 def _load_aioquic() -> QuicBackend:
     import pylsqpack
+    from aioquic._buffer import Buffer, BufferReadError
     from aioquic.h3 import events as h3_events
-    from aioquic.h3.connection import H3Connection
+    from aioquic.h3.connection import (
+        FrameError,
+        FrameType,
+        H3Connection,
+        IdError,
+        ProtocolError,
+        StreamType,
+    )
     from aioquic.quic import events
     from aioquic.quic.configuration import QuicConfiguration
-    from aioquic.quic.connection import QuicConnection
+    from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
+    from aioquic.quic.packet import QuicFrameType, pull_quic_transport_parameters
 
     def configuration(
         *,
@@ -322,13 +366,187 @@ def _load_aioquic() -> QuicBackend:
         quic.session_ticket = session_ticket
         return quic
 
+    class AioquicQuic(QuicConnection):
+        """aioquic's QUIC connection, crediting receive windows as the reader consumes.
+
+        aioquic raises MAX_STREAM_DATA and MAX_DATA (doubling them) once half of a
+        window has *arrived*, whether or not anyone read it, so a slow reader of a
+        streamed response would buffer without bound. Here the limits follow what was
+        consumed, as HTTP/2's WINDOW_UPDATEs do: a stream may run ``max_stream_data``
+        ahead of what QUIC delivered in order minus what its exchange still ``held``
+        unread (and what HTTP/3 buffers of a partial frame past ``_FRAME_ALLOWANCE``);
+        the connection ``max_data`` ahead of all data received minus all held. Credit
+        goes out once it opens at least half a window. The two ``_write_*_limits``
+        hooks are where aioquic decides this when it builds a packet; nothing else of
+        aioquic's flow control changes.
+        """
+
+        def __init__(self, *, configuration: QuicConfiguration, **kwargs: Any) -> None:
+            super().__init__(configuration=configuration, **kwargs)
+            self.stream_window = configuration.max_stream_data
+            self.connection_window = configuration.max_data
+            #: Bytes handed to an exchange and not read yet, per stream and in total.
+            self.held: dict[int, int] = {}
+            self.held_total = 0
+            #: The HTTP/3 layer's streams (a partial frame past the allowance counts).
+            self.h3_streams: dict[int, Any] = {}
+            #: The server's disable_active_migration transport parameter (aioquic does
+            #: not keep it): then the client must not move to another local address.
+            self.migration_disabled = False
+
+        def _parse_transport_parameters(
+            self, data: bytes, from_session_ticket: bool = False
+        ) -> None:
+            if not from_session_ticket:
+                try:
+                    params = pull_quic_transport_parameters(Buffer(data=data))
+                except ValueError:
+                    pass  # aioquic's own parse below reports it
+                else:
+                    self.migration_disabled = bool(params.disable_active_migration)
+            super()._parse_transport_parameters(data, from_session_ticket)
+
+        def stream_credit(self, stream: Any) -> int:
+            """The MAX_STREAM_DATA ``stream`` earned (delivered, minus held, plus a window)."""
+            sid = stream.stream_id
+            h3 = self.h3_streams.get(sid)
+            pending = self.held.get(sid, 0)
+            if h3 is not None and len(h3.buffer) > _FRAME_ALLOWANCE:
+                pending += len(h3.buffer) - _FRAME_ALLOWANCE
+            return int(stream.receiver.starting_offset()) - pending + self.stream_window
+
+        def credit_due(self, stream_id: int) -> bool:
+            """Whether a MAX_STREAM_DATA or MAX_DATA is now worth sending."""
+            window = self.connection_window
+            max_data = self._local_max_data
+            if max_data.used - self.held_total + window - max_data.value >= window >> 1:
+                return True
+            stream = self._streams.get(stream_id)
+            return stream is not None and (
+                self.stream_credit(stream) - stream.max_stream_data_local >= self.stream_window >> 1
+            )
+
+        def _write_connection_limits(self, builder: Any, space: Any) -> None:
+            max_data = self._local_max_data
+            window = self.connection_window
+            credit = max_data.used - self.held_total + window
+            if credit - max_data.value >= window >> 1:
+                max_data.value = credit
+            used = max_data.used
+            max_data.used = 0  # keeps aioquic from doubling MAX_DATA on arrival
+            try:
+                super()._write_connection_limits(builder, space)  # MAX_DATA, MAX_STREAMS
+            finally:
+                max_data.used = used
+
+        def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
+            # Runs for every stream each time a packet is built: the common case
+            # (nothing delivered that could earn half a window, nothing unsent) returns
+            # at once.
+            limit = stream.max_stream_data_local
+            if not limit or stream.receiver.is_finished:  # zero: our own unidirectional
+                return
+            window = self.stream_window
+            if stream.receiver._buffer_start + window - limit >= window >> 1:
+                credit = self.stream_credit(stream)
+                if credit - limit >= window >> 1:
+                    stream.max_stream_data_local = credit
+            if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+                buf = builder.start_frame(
+                    QuicFrameType.MAX_STREAM_DATA,
+                    capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
+                    handler=self._on_max_stream_data_delivery,
+                    handler_args=(stream,),
+                )
+                buf.push_uint_var(stream.stream_id)
+                buf.push_uint_var(stream.max_stream_data_local)
+                stream.max_stream_data_local_sent = stream.max_stream_data_local
+
     class AioquicH3(H3Connection):
         """aioquic's HTTP/3 layer with the QPACK table size and blocked-stream limit we
-        offer the server (fixed at 4096 and 16 otherwise), and :class:`H3Adapter`."""
+        offer the server (fixed at 4096 and 16 otherwise), :class:`H3Adapter`, and the
+        server's GOAWAY surfaced: aioquic reads past a GOAWAY's payload, so the
+        server's control stream is followed here too, frame by frame (:meth:`_tap`),
+        and each GOAWAY's stream id goes to ``on_goaway``."""
 
         def __init__(self, quic: QuicConnection, table_capacity: int, blocked: int) -> None:
             self._offer = (table_capacity, blocked)
             super().__init__(quic)
+            self.on_goaway: Callable[[int], None] | None = None
+            if isinstance(quic, AioquicQuic):
+                quic.h3_streams = self._stream
+            #: The server's control stream once its type is read; None before.
+            self._tap_control: int | None = None
+            #: Unparsed bytes per server unidirectional stream (only the control one
+            #: after its type), and payload bytes to skip of the frame passed over.
+            self._tap_pending: dict[int, bytes] = {}
+            self._tap_skip = 0
+
+        def handle_event(self, event: Any) -> list[Any]:
+            if (
+                type(event) is events.StreamDataReceived
+                and event.stream_id & 3 == 3
+                and not self._is_done
+            ):
+                try:
+                    self._tap(event.stream_id, event.data)
+                except ProtocolError as exc:  # as aioquic treats its own findings
+                    self._is_done = True
+                    self._quic.close(error_code=exc.error_code, reason_phrase=exc.reason_phrase)
+                    return []
+            return super().handle_event(event)
+
+        def _tap(self, stream_id: int, data: bytes) -> None:
+            control = self._tap_control
+            if control is not None and stream_id != control:
+                return
+            pending = self._tap_pending
+            if stream_id not in pending and control is None and stream_id in self._stream:
+                return  # a server stream whose type was read already: not the control one
+            buf = Buffer(data=pending.pop(stream_id, b"") + data)
+            if control is None:
+                try:
+                    kind = buf.pull_uint_var()
+                except BufferReadError:
+                    pending[stream_id] = buf.data_slice(0, buf.capacity)
+                    return
+                if kind != StreamType.CONTROL:
+                    return
+                self._tap_control = stream_id
+            end = buf.capacity
+            while True:
+                if self._tap_skip:
+                    step = min(self._tap_skip, end - buf.tell())
+                    buf.seek(buf.tell() + step)
+                    self._tap_skip -= step
+                    if self._tap_skip:
+                        return
+                start = buf.tell()
+                try:
+                    frame_type = buf.pull_uint_var()
+                    length = buf.pull_uint_var()
+                except BufferReadError:
+                    pending[stream_id] = buf.data_slice(start, end)
+                    return
+                if frame_type != FrameType.GOAWAY:
+                    self._tap_skip = length
+                    continue
+                if length > 8:
+                    raise FrameError("GOAWAY frame payload is longer than a stream id")
+                if end - buf.tell() < length:
+                    pending[stream_id] = buf.data_slice(start, end)
+                    return
+                payload = Buffer(data=buf.pull_bytes(length))
+                try:
+                    goaway_id = payload.pull_uint_var()
+                except BufferReadError:
+                    raise FrameError("GOAWAY frame payload is truncated") from None
+                if not payload.eof():
+                    raise FrameError("GOAWAY frame payload has bytes after the stream id")
+                try:
+                    check_goaway(self, goaway_id)
+                except ValueError as exc:
+                    raise IdError(str(exc)) from None
 
         def _init_connection(self) -> None:
             # Runs at the end of H3Connection.__init__, before SETTINGS are sent.
@@ -387,7 +605,7 @@ def _load_aioquic() -> QuicBackend:
         """aioquic reports 1xx heads as HeadersReceived: no event is of this class."""
 
     def connection(configuration: Any, on_ticket: Callable[[Any], None] | None) -> Any:
-        return QuicConnection(configuration=configuration, session_ticket_handler=on_ticket)
+        return AioquicQuic(configuration=configuration, session_ticket_handler=on_ticket)
 
     return QuicBackend(
         "aioquic",
@@ -401,6 +619,7 @@ def _load_aioquic() -> QuicBackend:
             "HeadersReceived": h3_events.HeadersReceived,
             "DataReceived": h3_events.DataReceived,
             "InterimHeadersReceived": _NoEvent,
+            "GoawayReceived": _NoEvent,
         },
     )
 
@@ -442,7 +661,21 @@ def _load_qh3() -> QuicBackend:
     class Qh3Quic(QuicConnection):
         """qh3's connection, minus per-datagram Python work that only feeds a QUIC
         logger: without one, datagrams go to and from the Rust core directly (its
-        ``datagrams_to_send`` re-parses every packet header it sends, to log it)."""
+        ``datagrams_to_send`` re-parses every packet header it sends, to log it).
+
+        Its core credits receive windows as data arrives: ``held`` is kept for the
+        same bookkeeping as on aioquic but earns nothing (``credit_due`` is False)."""
+
+        held: dict[int, int]
+        held_total = 0
+        migration_disabled = False
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.held = {}
+
+        def credit_due(self, stream_id: int) -> bool:
+            return False
 
         def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
             core = self._core
@@ -478,6 +711,7 @@ def _load_qh3() -> QuicBackend:
             self._offer = (table_capacity, blocked)
             super().__init__(quic)
             self._quic: Qh3Quic = quic
+            self.on_goaway: Callable[[int], None] | None = None
 
         def _init_connection(self) -> None:
             # Runs at the end of H3Connection.__init__, before SETTINGS are sent.
@@ -552,6 +786,7 @@ def _load_qh3() -> QuicBackend:
             "HeadersReceived": h3_events.HeadersReceived,
             "DataReceived": h3_events.DataReceived,
             "InterimHeadersReceived": h3_events.InformationalHeadersReceived,
+            "GoawayReceived": h3_events.GoawayReceived,
         },
     )
 

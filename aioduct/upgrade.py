@@ -87,12 +87,14 @@ class H1Upgraded:
 
 
 class H2Tunnel:
-    """One HTTP/2 stream after an extended CONNECT; flow-controlled both ways."""
+    """One HTTP/2 stream after an extended CONNECT (or an HTTP/3 one: RFC 9220, the
+    same exchange); flow-controlled both ways."""
 
-    http_version = "HTTP/2"
+    http_version: str = "HTTP/2"
 
     def __init__(self, exchange: H2Exchange) -> None:
         exchange.tunnel = True
+        self.http_version = exchange._conn.http_version  # "HTTP/2" or "HTTP/3"
         self._exchange = exchange
         self._eof_sent = False
 

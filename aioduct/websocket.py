@@ -365,7 +365,7 @@ class WebSocket:
     async def _finish(self) -> None:
         """End the connection after the close handshake. Over HTTP/2 the stream ends
         with END_STREAM both ways (RFC 8441 §5), not with a reset."""
-        if self.http_version == "HTTP/2" and not self._remote_ended():
+        if self.http_version in ("HTTP/2", "HTTP/3") and not self._remote_ended():
             timeout = self.close_timeout
             deadline = None if timeout is None else self._runtime.now() + timeout
             try:
@@ -504,7 +504,7 @@ def _wants_h2(client: Client, url: URL | str) -> bool:
     cfg = client.config
     text = str(url).lower()
     if text.startswith("https://"):
-        return cfg.http2
+        return cfg.http2 or cfg.http3_prior_knowledge or cfg.http3  # RFC 8441 or RFC 9220
     if text.startswith("http://"):
         return cfg.http2_prior_knowledge
     return cfg.http2  # a relative URL against base_url: let the attempt decide

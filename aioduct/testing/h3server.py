@@ -11,6 +11,12 @@ stream reset, garbage datagrams, a low stream limit, 0-RTT refused. Built-in rou
 ``/echo``           200 with the request body (after reading all of it)
 ``/headers``        200 with the request's fields, one ``name: value`` per line
 ``/slow/MS``        200 ``slow`` after MS milliseconds
+``/peer``           200 ``host:port``: the client address the request came from
+``/ws...``          extended CONNECT ``:protocol websocket`` (RFC 9220): a WebSocket echo
+                    (text stays text); ``/ws/close/CODE`` closes with CODE at once; an
+                    offered subprotocol starting with ``echo`` is accepted
+``/goaway``         GOAWAY naming the next stream, then 200 ``goaway`` (the connection
+                    takes no more requests)
 anything else       404
 ==================  ===================================================================
 
@@ -30,7 +36,8 @@ from typing import Any, TypeVar
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer, serve
-from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection, Setting, encode_frame
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import HandshakeCompleted, ProtocolNegotiated, QuicEvent, StreamReset
@@ -55,9 +62,14 @@ class H3Request:
         pseudo = {k: v for k, v in fields if k.startswith(":")}
         self.method = pseudo.get(":method", "")
         self.path = pseudo.get(":path", "")
+        #: Extended CONNECT's ``:protocol`` (RFC 9220), or None.
+        self.protocol = pseudo.get(":protocol")
         self.headers = [(k, v) for k, v in fields if not k.startswith(":")]
         self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.reset_by_client: int | None = None
+        #: The client's address (host, port) as the request's packets came from it.
+        paths = conn._quic._network_paths
+        self.client_address: tuple[str, int] = paths[0].addr[:2] if paths else ("", 0)
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -97,9 +109,47 @@ class H3Request:
         self.conn.transmit()
 
 
+async def _websocket_echo(req: H3Request) -> None:
+    """The server side of a WebSocket over an HTTP/3 stream, framed by wsproto."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+
+    offered = [p.strip() for p in (req.header("sec-websocket-protocol") or "").split(",")]
+    chosen = next((p for p in offered if p.startswith("echo")), None)
+    req.send_headers(200, [("sec-websocket-protocol", chosen)] if chosen else [])
+    ws = Connection(ConnectionType.SERVER)
+    if req.path.startswith("/ws/close/"):
+        req.send_data(ws.send(CloseConnection(code=int(req.path[10:]))))
+    text: list[str] = []
+    data: list[bytes] = []
+    while (chunk := await req._chunks.get()) is not None:
+        ws.receive_data(chunk)
+        for event in ws.events():
+            if isinstance(event, TextMessage):
+                text.append(event.data)
+                if event.message_finished:
+                    req.send_data(ws.send(TextMessage("".join(text))))
+                    text.clear()
+            elif isinstance(event, BytesMessage):
+                data.append(bytes(event.data))
+                if event.message_finished:
+                    req.send_data(ws.send(BytesMessage(b"".join(data))))
+                    data.clear()
+            elif isinstance(event, Ping):
+                req.send_data(ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                if ws.state.name == "REMOTE_CLOSING":
+                    req.send_data(ws.send(event.response()))
+                req.send_data(b"", end=True)  # RFC 8441 §5: the stream ends after close
+                return
+    req.send_data(b"", end=True)
+
+
 async def _builtin(req: H3Request) -> None:
     path = req.path.split("?", 1)[0]
-    if path == "/small":
+    if req.method == "CONNECT" and req.protocol == "websocket" and path.startswith("/ws"):
+        await _websocket_echo(req)
+    elif path == "/small":
         req.respond(200, SMALL_BODY, [("content-type", "text/plain")])
     elif path.startswith("/bytes/") and path[7:].isdigit():
         size = int(path[7:])
@@ -110,11 +160,32 @@ async def _builtin(req: H3Request) -> None:
         await req.body()
         text = "".join(f"{k}: {v}\n" for k, v in req.fields)
         req.respond(200, text.encode())
+    elif path == "/peer":
+        host, port = req.client_address
+        req.respond(200, f"{host}:{port}".encode())
+    elif path == "/goaway":
+        req.conn.goaway(req.stream_id + 4)
+        req.respond(200, b"goaway")
     elif path.startswith("/slow/") and path[6:].isdigit():
         await asyncio.sleep(int(path[6:]) / 1000)
         req.respond(200, b"slow")
     else:
         req.respond(404, f"no such location: {path}\n".encode())
+
+
+class _ServerH3(H3Connection):
+    """aioquic's HTTP/3 server side, optionally without SETTINGS_ENABLE_CONNECT_PROTOCOL
+    (aioquic always sends it; a server without RFC 9220 does not)."""
+
+    def __init__(self, quic: Any, *, connect_protocol: bool) -> None:
+        self._connect_protocol = connect_protocol
+        super().__init__(quic)
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        if not self._connect_protocol:
+            settings.pop(Setting.ENABLE_CONNECT_PROTOCOL, None)
+        return settings
 
 
 class _H3Protocol(QuicConnectionProtocol):
@@ -134,7 +205,7 @@ class _H3Protocol(QuicConnectionProtocol):
     def quic_event_received(self, event: QuicEvent) -> None:
         srv = self.server
         if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
-            self.h3 = H3Connection(self._quic)
+            self.h3 = _ServerH3(self._quic, connect_protocol=srv.enable_connect_protocol)
             srv.connections_accepted += 1
             srv.conns.append(self)
         elif isinstance(event, HandshakeCompleted):
@@ -174,6 +245,17 @@ class _H3Protocol(QuicConnectionProtocol):
                 if event.stream_ended:
                     req._chunks.put_nowait(None)
 
+    def goaway(self, stream_id: int) -> None:
+        """Send GOAWAY: requests on ``stream_id`` and later streams are not processed."""
+        self.send_control(encode_frame(FrameType.GOAWAY, encode_uint_var(stream_id)))
+
+    def send_control(self, raw: bytes) -> None:
+        """Write raw bytes (frames, well formed or not) on the server's control stream."""
+        control = self.h3_connection()._local_control_stream_id
+        assert control is not None
+        self._quic.send_stream_data(control, raw)
+        self.transmit()
+
     def _open_requests(self) -> int:
         return sum(1 for sid in self.requests if self._quic._streams.get(sid) is not None)
 
@@ -182,7 +264,8 @@ class H3Server(LoopThreadServer):
     """An HTTP/3 server on 127.0.0.1 (UDP) whose behaviour tests script.
 
     ``max_streams`` is the peer limit on concurrent request streams;
-    ``early_data=False`` refuses 0-RTT (tickets still resume the session).
+    ``early_data=False`` refuses 0-RTT (tickets still resume the session);
+    ``enable_connect_protocol=False`` leaves extended CONNECT (RFC 9220) out of SETTINGS.
     """
 
     def __init__(
@@ -194,8 +277,10 @@ class H3Server(LoopThreadServer):
         max_streams: int = 128,
         early_data: bool = True,
         idle_timeout: float = 60.0,
+        enable_connect_protocol: bool = True,
     ) -> None:
         super().__init__()
+        self.enable_connect_protocol = enable_connect_protocol
         self.tls = tls
         self.host = host
         self.port = port
