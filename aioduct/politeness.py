@@ -7,7 +7,8 @@ flight at once. The bookkeeping lives here, written once, with no awaiting of it
   host's slots are all taken;
 * :meth:`HostGates.leave` gives a finished job's slot back, or hands it straight to the
   first queued job;
-* :meth:`HostGates.withdraw` takes back a queued job that will not run after all.
+* :meth:`HostGates.withdraw` takes back a queued job that will not run after all
+  (:meth:`HostGates.drop_where`: every queued job of a kind, e.g. one map's).
 
 A host whose slots are all free is forgotten: a crawl may touch millions of hosts, and
 an idle one costs no memory. (Pacing, ``per_host_rate``, is the client's rate-limit
@@ -17,7 +18,7 @@ layer: :class:`aioduct.RateLimit` with ``per_host=True``, see :mod:`aioduct.limi
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 __all__ = ["HostGates"]
@@ -87,6 +88,16 @@ class HostGates(Generic[Ticket]):
                 del host.queue[i]
                 return True
         return False
+
+    def drop_where(self, condition: Callable[[Ticket], bool]) -> int:
+        """Take back every queued ticket ``condition`` accepts (their jobs will not run);
+        returns how many. Queued tickets hold no slot, so nothing else changes."""
+        dropped = 0
+        for host in self._hosts.values():
+            kept = [ticket for ticket in host.queue if not condition(ticket)]
+            dropped += len(host.queue) - len(kept)
+            host.queue = deque(kept)
+        return dropped
 
     def __len__(self) -> int:
         """Hosts with state (slots taken or jobs queued)."""

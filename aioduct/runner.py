@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["BulkEngine", "JobRunner", "RunnerSettings", "SendEngine"]
 
 JobsLike = Iterable[Job | str] | AsyncIterable[Job | str]
+#: A submitted job, where its Result goes, and -- once it holds its host's slot -- its URL.
+_Queued = tuple[Job, Callable[[Result], object], URL | None]
 #: A loaded ``process=`` function and the spec it was imported from.
 Process = tuple[str, "processing.Function"]
 T = TypeVar("T")
@@ -84,11 +86,18 @@ class JobRunner:
         self.worker = worker
         self._free = settings.concurrency
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        #: Jobs handed to :meth:`submit` and not yet taken by a lane.
-        self._queue: collections.deque[tuple[Job, Callable[[Result], object]]] = collections.deque()
+        #: Jobs handed to :meth:`submit` and not yet taken by a lane; a job carries its
+        #: parsed URL once it holds its host's slot (handed over after it was parked).
+        self._queue: collections.deque[_Queued] = collections.deque()
         #: The lanes, each with the ``done`` of the job it runs (None between jobs).
         self._lanes: dict[asyncio.Task[None], Callable[[Result], object] | None] = {}
-        self._gates: HostGates[asyncio.Future[None]] = HostGates(settings.per_host_concurrency)
+        #: Per-host slots. A ``run()`` caller waits at its host's gate with a future; a
+        #: lane's job whose host is busy is *parked* there instead (its tuple is the
+        #: ticket) and the lane takes the next job, so one busy host does not hold every
+        #: lane while other hosts' jobs wait behind it.
+        self._gates: HostGates[asyncio.Future[None] | _Queued] = HostGates(
+            settings.per_host_concurrency
+        )
         self._polite = self._gates.active
         self._retrying = client.config.retry is not None
 
@@ -106,20 +115,25 @@ class JobRunner:
         finally:
             self._release_slot()
 
-    async def _job(self, job: Job) -> Result:
-        """One job, within its host's gate (the caller holds a concurrency slot).
+    async def _job(self, job: Job, held: URL | None = None) -> Result:
+        """One job, within its host's gate (the caller holds a concurrency slot; with
+        ``held``, the job's parsed URL, the job also holds its host's slot already).
 
         One coroutine from the URL check to the Result, calling the client's pipeline
         coroutine itself (not ``Client.request``, which only awaits it): every coroutine
         between a lane and the wire is resumed again at each I/O wait of the request.
         """
-        try:
-            url = job_url(job)
-        except InvalidURL as exc:
-            return error_result(job, exc, worker=self.worker)
-        origin = url.origin if self._polite else None
-        if origin is not None:
-            await self._enter(origin)
+        origin: Origin | None
+        if held is not None:
+            url, origin = held, held.origin
+        else:
+            try:
+                url = job_url(job)
+            except InvalidURL as exc:
+                return error_result(job, exc, worker=self.worker)
+            origin = url.origin if self._polite else None
+            if origin is not None:
+                await self._enter(origin)
         try:
             if job.save_to is not None:
                 return await self._download(job, url)
@@ -156,7 +170,7 @@ class JobRunner:
         ``concurrency`` *lanes* -- tasks that each hold one slot -- take the queued jobs
         one after another, and a lane ends when the queue is empty.
         """
-        self._queue.append((job, done))
+        self._queue.append((job, done, None))
         if self._free > 0:
             self._free -= 1
             self._start_lane()
@@ -171,14 +185,22 @@ class JobRunner:
         self._lanes[task] = None
 
     async def _lane(self) -> None:
-        queue, run, lanes = self._queue, self._job, self._lanes
+        queue, run, lanes, gates = self._queue, self._job, self._lanes, self._gates
         task = asyncio.current_task()
         assert task is not None
         try:
             while queue:
-                job, done = queue.popleft()
+                job, done, held = queue.popleft()
+                if held is None and self._polite:
+                    try:
+                        held = job_url(job)
+                    except InvalidURL as exc:
+                        done(error_result(job, exc, worker=self.worker))
+                        continue
+                    if not gates.enter(held.origin, (job, done, held)):
+                        continue  # parked: _leave queues it again with the slot
                 lanes[task] = done
-                done(await run(job))
+                done(await run(job, held))
         finally:
             del lanes[task]
             self._release_slot()
@@ -193,6 +215,9 @@ class JobRunner:
             kept = [item for item in queue if item[1] != done]
             queue.clear()
             queue.extend(kept)
+        self._gates.drop_where(  # parked jobs hold no slot: forgetting them is enough
+            lambda ticket: type(ticket) is tuple and (done is None or ticket[1] == done)
+        )
         lanes = [lane for lane, job in self._lanes.items() if done is None or job == done]
         for lane in lanes:
             lane.cancel()
@@ -271,6 +296,12 @@ class JobRunner:
 
     def _leave(self, origin: Origin) -> None:
         while (waiter := self._gates.leave(origin)) is not None:
+            if isinstance(waiter, tuple):  # a parked lane job: the slot is its now
+                self._queue.appendleft(waiter)
+                if self._free > 0:
+                    self._free -= 1
+                    self._start_lane()
+                return
             if not waiter.done():
                 waiter.set_result(None)
                 return

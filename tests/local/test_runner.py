@@ -40,6 +40,45 @@ def test_per_host_concurrency_is_a_ceiling(script_server: ScriptServer, nginx: N
     assert seen["total"] == 12 and seen["peak"] == 3
 
 
+def test_a_busy_host_does_not_hold_every_lane(script_server: ScriptServer, nginx: Nginx) -> None:
+    """With per-host limits, jobs of a host at its limit are parked, not waited for in
+    a lane: another host's jobs queued behind them run meanwhile, and the limit holds."""
+    seen = slow_counting_route(script_server, "/hold")
+    slow = [script_server.url + "/hold"] * 12  # 12 x 50 ms, 2 at a time: ~300 ms
+    fast = [nginx.http_url + "/small"] * 20
+    with SendEngine(concurrency=8, per_host_concurrency=2) as engine:
+        order = [r.url for r in engine.map(slow + fast)]
+    assert sorted(order) == sorted(slow + fast)
+    assert seen["peak"] == 2 and seen["total"] == 12
+    last_fast = max(i for i, url in enumerate(order) if url in fast)
+    # Waiting at the gate, the 8 lanes would all hold slow jobs until the last 6 started:
+    # every fast job would finish after at least 4 slow ones.
+    assert last_fast < order.index(slow[0]) + 3
+
+
+def test_withdraw_forgets_parked_jobs_too(script_server: ScriptServer) -> None:
+    from aioduct.client import Client
+    from aioduct.runner import JobRunner, RunnerSettings
+
+    slow_counting_route(script_server, "/hold")
+    url = script_server.url + "/hold"
+
+    async def main() -> None:
+        async with Client() as client:
+            runner = JobRunner(client, RunnerSettings(concurrency=4, per_host_concurrency=1))
+            got: list[aioduct.Result] = []
+            for i in range(3):
+                runner.submit(Job(url=url, id=i), got.append)
+            await asyncio.sleep(0.01)  # one runs, two are parked at the host's gate
+            assert runner.queued == 0 and len(runner._gates) == 1
+            await runner.withdraw(got.append)
+            await asyncio.sleep(0.1)  # long enough for the held request to have ended
+            assert not got and len(runner._gates) == 0 and not runner.queued
+            assert runner._free == 4 and not runner._lanes
+
+    asyncio.run(main())
+
+
 def test_concurrency_is_a_ceiling_and_cancelled_waiters_give_their_slot_back(
     script_server: ScriptServer,
 ) -> None:
@@ -101,7 +140,7 @@ def test_lanes_share_the_ceiling_with_run_and_withdraw_one_owner(
             assert seen["peak"] <= 3  # (how many arrived by now depends on the machine)
             await runner.withdraw(dropped.append)
             assert not dropped and runner.queued <= 5
-            assert all(done == keep for _, done in runner._queue)
+            assert all(item[1] == keep for item in runner._queue)
             assert (await solo).status == 200
             await all_kept.wait()
             assert sorted(r.id for r in kept) == list(range(6))  # type: ignore[type-var]

@@ -70,3 +70,15 @@ def test_nonsense_limits_are_refused() -> None:
     for rate in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="per_host_rate"):
             per_host_rate_limit(rate)
+
+
+def test_drop_where_takes_back_queued_tickets_of_one_kind() -> None:
+    gates: HostGates[str] = HostGates(1)
+    assert gates.enter("a", "a0") and gates.enter("b", "b0")
+    for ticket in ("a1-x", "a2-y", "a3-x"):
+        assert not gates.enter("a", ticket)
+    assert not gates.enter("b", "b1-x")
+    assert gates.drop_where(lambda ticket: ticket.endswith("-x")) == 3
+    assert gates.leave("a") == "a2-y"  # the one kept, still first in line
+    assert gates.leave("a") is None and gates.leave("b") is None
+    assert len(gates) == 0
