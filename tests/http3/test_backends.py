@@ -4,7 +4,6 @@ runs on aioquic and on qh3 (tests/http3/conftest.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,15 +12,7 @@ from aioduct.http3 import HTTP3Connection
 from aioduct.testing.h3server import H3Request, H3Server
 from aioduct.testing.nginx import TLSMaterial
 
-
-@pytest.fixture
-def h3(tls_ca: TLSMaterial) -> Iterator[H3Server]:
-    with H3Server(tls_ca.files) as srv:
-        yield srv
-
-
-def options(tls_ca: TLSMaterial, **more: object) -> dict[str, object]:
-    return {"http3_prior_knowledge": True, "verify": tls_ca.ca_pem_path, **more}
+from .conftest import options
 
 
 def h3_connections(client: aioduct.Client) -> list[HTTP3Connection]:

@@ -6,7 +6,6 @@ connection with H3_ID_ERROR / H3_FRAME_ERROR."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,15 +13,7 @@ import aioduct
 from aioduct.testing.h3server import H3Request, H3Server
 from aioduct.testing.nginx import TLSMaterial
 
-
-@pytest.fixture
-def h3(tls_ca: TLSMaterial) -> Iterator[H3Server]:
-    with H3Server(tls_ca.files) as srv:
-        yield srv
-
-
-def options(tls_ca: TLSMaterial, **more: object) -> dict[str, object]:
-    return {"http3_prior_knowledge": True, "verify": tls_ca.ca_pem_path, **more}
+from .conftest import options
 
 
 def open_connections(client: aioduct.Client) -> int:

@@ -6,7 +6,6 @@ server, having validated the new path, answers on it."""
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,15 +15,7 @@ from aioduct.runtimes import Datagrams
 from aioduct.testing.h3server import H3Server
 from aioduct.testing.nginx import TLSMaterial, deterministic_bytes
 
-
-@pytest.fixture
-def h3(tls_ca: TLSMaterial) -> Iterator[H3Server]:
-    with H3Server(tls_ca.files) as srv:
-        yield srv
-
-
-def options(tls_ca: TLSMaterial) -> dict[str, object]:
-    return {"http3_prior_knowledge": True, "verify": tls_ca.ca_pem_path}
+from .conftest import options
 
 
 def only_connection(engine: object) -> HTTP3Connection:

@@ -10,7 +10,6 @@ task dies with a KeyError when DATA arrives on a WebSocket stream it has finishe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,19 +18,11 @@ from aioduct.testing.asgi import ASGIServer, echo_websocket_app
 from aioduct.testing.h3server import H3Request, H3Server
 from aioduct.testing.nginx import TLSMaterial
 
-
-@pytest.fixture
-def h3(tls_ca: TLSMaterial) -> Iterator[H3Server]:
-    with H3Server(tls_ca.files) as srv:
-        yield srv
+from .conftest import options
 
 
 def wss(srv: H3Server) -> str:
     return srv.url.replace("https", "wss", 1)
-
-
-def options(tls_ca: TLSMaterial) -> dict[str, object]:
-    return {"http3_prior_knowledge": True, "verify": tls_ca.ca_pem_path}
 
 
 async def test_websocket_over_http3(h3: H3Server, tls_ca: TLSMaterial) -> None:
