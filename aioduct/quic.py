@@ -251,6 +251,31 @@ class QuicBackend:
         )
 
 
+def _client_configuration(
+    configuration_class: Callable[..., Any],
+    *,
+    server_name: str,
+    alpn: list[str],
+    verify: bool,
+    cafile: str | None,
+    session_ticket: Any,
+    **options: Any,
+) -> Any:
+    """A client ``QuicConfiguration`` of either library (the same class shape; each
+    backend adds its own ``options``: limits, congestion control, hostname checks)."""
+    quic = configuration_class(
+        is_client=True,
+        alpn_protocols=alpn,
+        server_name=server_name,
+        verify_mode=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
+        **options,
+    )
+    if verify and cafile is not None:
+        quic.load_verify_locations(cafile=cafile)
+    quic.session_ticket = session_ticket
+    return quic
+
+
 def check_goaway(h3: Any, goaway_id: int) -> None:
     """Apply a server's GOAWAY to ``h3`` (``on_goaway``), after RFC 9114 §5.2's checks:
     it names a client-initiated bidirectional stream, and a later one may only lower
@@ -343,28 +368,10 @@ def _load_aioquic() -> QuicBackend:
     from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
     from aioquic.quic.packet import QuicFrameType, pull_quic_transport_parameters
 
-    def configuration(
-        *,
-        server_name: str,
-        alpn: list[str],
-        verify: bool,
-        cafile: str | None,
-        congestion_control: str,
-        session_ticket: Any,
-        **limits: Any,
-    ) -> QuicConfiguration:
-        quic = QuicConfiguration(
-            is_client=True,
-            alpn_protocols=alpn,
-            server_name=server_name,
-            verify_mode=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
-            congestion_control_algorithm=congestion_control,
-            **limits,
+    def configuration(*, congestion_control: str, **options: Any) -> Any:
+        return _client_configuration(
+            QuicConfiguration, congestion_control_algorithm=congestion_control, **options
         )
-        if verify and cafile is not None:
-            quic.load_verify_locations(cafile=cafile)
-        quic.session_ticket = session_ticket
-        return quic
 
     class AioquicQuic(QuicConnection):
         """aioquic's QUIC connection, crediting receive windows as the reader consumes.
@@ -637,26 +644,13 @@ def _load_qh3() -> QuicBackend:
 
     def configuration(
         *,
-        server_name: str,
-        alpn: list[str],
-        verify: bool,
-        cafile: str | None,
         congestion_control: str,  # qh3's core has one controller: not selectable
-        session_ticket: Any,
-        **limits: Any,
-    ) -> QuicConfiguration:
-        quic = QuicConfiguration(
-            is_client=True,
-            alpn_protocols=alpn,
-            server_name=server_name,
-            verify_mode=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
-            verify_hostname=verify,
-            **limits,
+        verify: bool,
+        **options: Any,
+    ) -> Any:
+        return _client_configuration(
+            QuicConfiguration, verify=verify, verify_hostname=verify, **options
         )
-        if verify and cafile is not None:
-            quic.load_verify_locations(cafile=cafile)
-        quic.session_ticket = session_ticket
-        return quic
 
     class Qh3Quic(QuicConnection):
         """qh3's connection, minus per-datagram Python work that only feeds a QUIC
