@@ -562,12 +562,8 @@ class HTTP3Connection(SharedConnection):
         """
         broken = self._broken_path
         if broken is not None:
-            try:
-                moved = await self.migrate()
-            except AioductError:
-                moved = False
-            if not moved:
-                self._fail(WriteError(f"HTTP/3 connection failed while sending: {broken}"))
+            await self._move_after(broken)  # what a reader task does in the background
+            if self.error is not None:
                 return
         timer = self.quic.get_timer()
         wait_until = (
