@@ -195,25 +195,33 @@ class QuicBackend:
         name: str,
         *,
         configuration: Callable[..., Any],
-        connection: Callable[[Any, Callable[[Any], None] | None], QuicLike],
+        connection_class: Callable[..., QuicLike],
         h3: Callable[[Any, int, int], H3Adapter],
-        events: dict[str, type],
+        quic_events: Any,
+        h3_events: Any,
+        interim: type,
+        goaway: type,
     ) -> None:
         self.name = name
         self._configuration = configuration
-        self.connection = connection
-        """``connection(configuration, on_ticket)``: a client ``QuicConnection``."""
+        self._connection_class = connection_class
         self.h3 = h3
         """``h3(quic, qpack_table_capacity, qpack_blocked_streams)``: its HTTP/3 layer."""
-        self.HandshakeCompleted: type = events["HandshakeCompleted"]
-        self.ConnectionTerminated: type = events["ConnectionTerminated"]
-        self.StreamReset: type = events["StreamReset"]
-        self.HeadersReceived: type = events["HeadersReceived"]
-        self.DataReceived: type = events["DataReceived"]
-        self.InterimHeadersReceived: type = events["InterimHeadersReceived"]
-        #: qh3's GOAWAY event (aioduct.http3 applies it through :func:`check_goaway`);
-        #: on aioquic no event is of it (its HTTP/3 layer calls ``on_goaway`` itself).
-        self.GoawayReceived: type = events["GoawayReceived"]
+        # The two libraries' event modules have the same names for these...
+        self.HandshakeCompleted: type = quic_events.HandshakeCompleted
+        self.ConnectionTerminated: type = quic_events.ConnectionTerminated
+        self.StreamReset: type = quic_events.StreamReset
+        self.HeadersReceived: type = h3_events.HeadersReceived
+        self.DataReceived: type = h3_events.DataReceived
+        # ...and differ here: 1xx heads (aioquic reports them as HeadersReceived), and
+        #: qh3's GOAWAY event (aioduct.http3 applies it through :func:`check_goaway`;
+        #: aioquic has none: its HTTP/3 layer calls ``on_goaway`` itself).
+        self.InterimHeadersReceived: type = interim
+        self.GoawayReceived: type = goaway
+
+    def connection(self, configuration: Any, on_ticket: Callable[[Any], None] | None) -> Any:
+        """A client ``QuicConnection`` (``on_ticket`` receives session tickets)."""
+        return self._connection_class(configuration=configuration, session_ticket_handler=on_ticket)
 
     def __repr__(self) -> str:
         return f"<QuicBackend {self.name}>"
@@ -611,23 +619,15 @@ def _load_aioquic() -> QuicBackend:
     class _NoEvent:
         """aioquic reports 1xx heads as HeadersReceived: no event is of this class."""
 
-    def connection(configuration: Any, on_ticket: Callable[[Any], None] | None) -> Any:
-        return AioquicQuic(configuration=configuration, session_ticket_handler=on_ticket)
-
     return QuicBackend(
         "aioquic",
         configuration=configuration,
-        connection=connection,
+        connection_class=AioquicQuic,
         h3=AioquicH3,
-        events={
-            "HandshakeCompleted": events.HandshakeCompleted,
-            "ConnectionTerminated": events.ConnectionTerminated,
-            "StreamReset": events.StreamReset,
-            "HeadersReceived": h3_events.HeadersReceived,
-            "DataReceived": h3_events.DataReceived,
-            "InterimHeadersReceived": _NoEvent,
-            "GoawayReceived": _NoEvent,
-        },
+        quic_events=events,
+        h3_events=h3_events,
+        interim=_NoEvent,
+        goaway=_NoEvent,
     )
 
 
@@ -765,23 +765,15 @@ def _load_qh3() -> QuicBackend:
             cert = self._quic.get_peercert()
             return None if cert is None else bytes(cert.public_bytes())
 
-    def connection(configuration: Any, on_ticket: Callable[[Any], None] | None) -> Any:
-        return Qh3Quic(configuration=configuration, session_ticket_handler=on_ticket)
-
     return QuicBackend(
         "qh3",
         configuration=configuration,
-        connection=connection,
+        connection_class=Qh3Quic,
         h3=Qh3H3,
-        events={
-            "HandshakeCompleted": events.HandshakeCompleted,
-            "ConnectionTerminated": events.ConnectionTerminated,
-            "StreamReset": events.StreamReset,
-            "HeadersReceived": h3_events.HeadersReceived,
-            "DataReceived": h3_events.DataReceived,
-            "InterimHeadersReceived": h3_events.InformationalHeadersReceived,
-            "GoawayReceived": h3_events.GoawayReceived,
-        },
+        quic_events=events,
+        h3_events=h3_events,
+        interim=h3_events.InformationalHeadersReceived,
+        goaway=h3_events.GoawayReceived,
     )
 
 
