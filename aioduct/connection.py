@@ -9,9 +9,11 @@ in the pool, policy in the engine.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Final, Literal
 
+from .bodybuffers import DIRECT_MAX, DIRECT_MIN, BodyBuffers
 from .errors import AioductError, BodyTooLarge, ReadError, RemoteProtocolError, WriteError
 from .models import Request
 from .pool import PoolKey
@@ -88,6 +90,7 @@ class HTTP11Connection:
     """A keep-alive HTTP/1.1 connection (see module docstring)."""
 
     __slots__ = (
+        "body_buffers",
         "body_withheld",
         "codec",
         "expect_timeout",
@@ -140,6 +143,9 @@ class HTTP11Connection:
         #: On a connection to a forwarding proxy: requests go in absolute form, with
         #: these fields added (``Proxy-Authorization``); ``None`` elsewhere.
         self.forward: tuple[tuple[str, str], ...] | None = None
+        #: Where bodies of known length are received whole (see :meth:`read_body`);
+        #: ``None``: as they arrive.
+        self.body_buffers: BodyBuffers | None = None
 
     def is_ready(self) -> bool:
         return self.stream.is_reusable()
@@ -386,8 +392,20 @@ class HTTP11Connection:
         return body
 
     async def read_body(self, deadlines: Deadlines, max_size: int | None) -> bytes:
-        """The whole response body, read as it arrives (see :meth:`buffered_body`)."""
+        """The whole response body, read as it arrives (see :meth:`buffered_body`).
+
+        A Content-Length body of ``DIRECT_MIN`` to ``DIRECT_MAX`` bytes on a stream that
+        receives into a caller's buffer goes into one buffer of its length instead
+        (:mod:`aioduct.bodybuffers`): the loop receives straight into it.
+        """
         codec = self.codec
+        buffers = self.body_buffers
+        if buffers is not None:
+            left = codec.length_body_left()
+            if DIRECT_MIN <= left <= DIRECT_MAX:
+                read_into = getattr(self.stream, "read_into", None)
+                if read_into is not None:
+                    return await self._read_body_into(buffers, read_into, deadlines, max_size)
         parts: list[bytes] = []
         size = 0
         while True:
@@ -407,6 +425,43 @@ class HTTP11Connection:
         if len(parts) == 1:
             return parts[0]
         return b"".join(parts)
+
+    async def _read_body_into(
+        self,
+        buffers: BodyBuffers,
+        read_into: Callable[[memoryview, Callable[[], float | None]], Awaitable[int]],
+        deadlines: Deadlines,
+        max_size: int | None,
+    ) -> bytes:
+        codec = self.codec
+        length = codec.length_body_left()
+        part = codec.take_buffered_body()
+        if max_size is not None and length > max_size:
+            raise BodyTooLarge(
+                f"response body of {length} bytes (Content-Length) exceeds "
+                f"max_body_size={max_size} bytes"
+            )
+        view = buffers.take(length)
+        try:
+            start = len(part)
+            view[:start] = part
+            del part
+            try:
+                got = await read_into(view[start:], deadlines.for_read)
+            except (Expired, OSError) as exc:
+                raise self._read_error(exc, deadlines, False) from None
+            codec.body_received(got)
+            if got < length - start:
+                codec.receive_data(b"")
+                codec.next_event()  # raises: the body is truncated
+                raise RemoteProtocolError("peer closed connection inside the body")
+            event = codec.next_event()
+            assert type(event) is EndOfMessage
+            self.trailers = event.trailers
+            return buffers.finish(view)
+        except BaseException:
+            buffers.abandon(view)
+            raise
 
     @property
     def reusable(self) -> bool:

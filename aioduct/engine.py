@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from .altsvc import AltSvcCache, AltSvcLayer
 from .auth import with_request_auth
 from .bodies import is_replayable
+from .bodybuffers import BodyBuffers
 from .config import ClientConfig, Timeout
 from .connection import HTTP11Connection, NoStreamCapacity, StaleConnection, StreamNotProcessed
 from .decompress import decode_body, response_codings
@@ -116,6 +117,9 @@ class Engine:
         #: from the config and, with ``trust_env``, the environment as it is now.
         self.proxies = proxy_router(config) if proxies is True else proxies or None
         self.layers = layers
+        #: Where HTTP/1.1 bodies of known length are received (a local-engine worker
+        #: puts its shared-memory ring here).
+        self.body_buffers: BodyBuffers = BodyBuffers()
         self._ssl_context = ssl_context
         self._redirect_policy = redirect_policy
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -732,6 +736,7 @@ class Engine:
         )
         if step is not None and step.forward is not None:
             conn.forward = step.forward
+        conn.body_buffers = self.body_buffers
         conn.setup_timings = (dns_time, connect_time, tls_time, address)
         conn.session_key = session_key
         return conn

@@ -796,6 +796,48 @@ class ClientCodec:
             return b""
         return None
 
+    def length_body_left(self) -> int:
+        """Bytes of a Content-Length body not yet handed out, or -1 for any other state.
+
+        With :meth:`take_buffered_body` and :meth:`body_received`, a caller that knows
+        how much is coming can receive the body into one buffer of its own (one copy
+        instead of a ``bytes`` per read, their slices and a join).
+        """
+        return self._remaining if self._reader is ClientCodec._read_length else -1
+
+    def take_buffered_body(self) -> memoryview:
+        """The buffered part of a Content-Length body (at most all of it), consumed.
+
+        The view is only valid until the next :meth:`receive_data`: copy it at once.
+        """
+        if self._reader is not ClientCodec._read_length:
+            raise LocalProtocolError("take_buffered_body() outside a Content-Length body")
+        pos = self._pos
+        end = min(len(self._buf), pos + self._remaining)
+        if end <= pos:
+            return memoryview(b"")
+        self._remaining -= end - pos
+        self._pos = self._scan = end
+        if not self._remaining:
+            self._reader = ClientCodec._read_end
+        return memoryview(self._buf)[pos:end]
+
+    def body_received(self, count: int) -> None:
+        """``count`` more bytes of the Content-Length body arrived outside the codec.
+
+        When that completes the body, the next event is :class:`EndOfMessage`; after
+        an EOF (``receive_data(b"")``) with bytes still missing, the next event raises
+        the error for a truncated body, as if the bytes had come through the codec.
+        """
+        if self._reader is not ClientCodec._read_length or not 0 <= count <= self._remaining:
+            raise LocalProtocolError(
+                f"body_received({count}) with {self.length_body_left()} body bytes expected"
+            )
+        self._started = True
+        self._remaining -= count
+        if not self._remaining:
+            self._reader = ClientCodec._read_end
+
     # -- cycle state ---------------------------------------------------------------------------
 
     @property

@@ -73,6 +73,10 @@ class AsyncioStream(asyncio.BufferedProtocol):
         self._buf = _new_buffer()
         self._view = memoryview(self._buf)
         self._size = 0
+        #: While :meth:`read_into` waits: the caller's buffer the loop receives into,
+        #: how much of it is filled, and how much was filled when its timer was armed.
+        self._dest: memoryview | None = None
+        self._dest_size = self._dest_mark = 0
         self._eof = False
         self._closed = False
         self._error: BaseException | None = None
@@ -95,6 +99,8 @@ class AsyncioStream(asyncio.BufferedProtocol):
         self._transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self._dest is not None:
+            return self._dest[self._dest_size :]
         if len(self._buf) - self._size < _MIN_FREE:
             grown = bytearray(max(2 * len(self._buf), self._size + max(sizehint, _MIN_FREE)))
             grown[: self._size] = self._view[: self._size]
@@ -103,6 +109,16 @@ class AsyncioStream(asyncio.BufferedProtocol):
         return self._view[self._size :]
 
     def buffer_updated(self, nbytes: int) -> None:
+        dest = self._dest
+        if dest is not None:
+            # read_into() waits for the whole of it: wake it only when it is full (a
+            # receive larger than the rest is split by the loop: what follows the
+            # body goes to the receive buffer, where the codec sees it).
+            self._dest_size += nbytes
+            if self._dest_size >= len(dest):
+                self._dest = None
+                self._wake()
+            return
         self._size += nbytes
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -158,7 +174,11 @@ class AsyncioStream(asyncio.BufferedProtocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if self._loop.time() >= self._deadline:
+        if self._dest is not None and self._dest_size != self._dest_mark:
+            # read_into() got bytes since it armed the timer: not silence. It
+            # computes its next deadline from now.
+            waiter.set_result(None)
+        elif self._loop.time() >= self._deadline:
             waiter.set_exception(Expired())
         else:
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
@@ -234,6 +254,46 @@ class AsyncioStream(asyncio.BufferedProtocol):
             self._reading_paused = False
             self._transport.resume_reading()
         return data
+
+    async def read_into(self, view: memoryview, deadline: Callable[[], float | None]) -> int:
+        """Fill ``view`` (writable bytes) with the next ``len(view)`` bytes received.
+
+        Returns how many arrived: ``len(view)``, or fewer if the peer closed first. The
+        loop receives straight into ``view`` (no ``bytes`` per receive) and the caller
+        is woken once, when it is full. ``deadline()`` is called for each wait: a
+        limit on silence, since a timer that fires after progress starts a new wait.
+        """
+        want = len(view)
+        got = min(self._size, want)
+        if got:
+            view[:got] = self._view[:got]
+            rest = self._size - got
+            if rest:  # bytes beyond the body (a misbehaving server): keep them
+                self._view[:rest] = self._view[got : self._size]
+            self._size = rest
+            if self._reading_paused and self._transport is not None:
+                self._reading_paused = False
+                self._transport.resume_reading()
+        if got == want:
+            return got
+        self._dest_size = got
+        self._dest = view
+        try:
+            while self._dest is not None and not (self._eof or self._closed):
+                waiter = self._waiter = self._loop.create_future()
+                self._dest_mark = self._dest_size
+                when = deadline()
+                if when is not None:
+                    self._arm(when)
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+        finally:
+            self._dest = None  # never receive into the caller's buffer once it returned
+        if self._dest_size < want and self._error is not None:
+            raise self._error
+        return self._dest_size
 
     def is_reusable(self) -> bool:
         transport = self._transport
@@ -339,6 +399,10 @@ class AsyncioTLSStream(AsyncioStream):
         return new
 
     # -- protocol callbacks ------------------------------------------------------------------
+
+    #: Plaintext comes out of the TLS layer, not the loop: :meth:`read_into` is not
+    #: offered (the connection reads the body with ``read``).
+    read_into = None  # type: ignore[assignment]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._raw_view
