@@ -138,7 +138,7 @@ class _Slot:
         self.pairs = PairReader()
         self.region: shm.ParentRegion | None = None
         self.freed = 0
-        """The ring position the last FREE frame reported."""
+        """The count of bodies read the last FREE frame reported."""
         self.out = bytearray()
         self.outbox = outbox
         """Its jobs assigned since the last send (the dispatcher's)."""
@@ -155,8 +155,8 @@ class _Slot:
         self.dirty = False
         out = self.out
         region = self.region
-        if region is not None and region.read_to > self.freed:
-            self.freed = region.read_to
+        if region is not None and region.taken > self.freed:
+            self.freed = region.taken
             wire.append_frame(out, wire.FREE, self.freed)
         batch = self.outbox.take()
         if batch is not None:

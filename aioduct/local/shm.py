@@ -32,10 +32,14 @@ creates a fresh one for the replacement.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import mmap
 import os
+from collections import deque
 from typing import Final
+
+from ..bodybuffers import BodyBuffers
 
 __all__ = ["DEFAULT_SIZE", "DEFAULT_THRESHOLD", "ParentRegion", "Ring", "WorkerRegion"]
 
@@ -51,12 +55,16 @@ def supported() -> bool:
 
 
 class Ring:
-    """The allocator of a worker's ring: positions handed out and returned in order.
+    """The allocator of a worker's ring: positions handed out in order, returned in any.
 
+    A body received into the ring holds its space from the start of its receive, and
+    bodies received at the same time finish (and reach the parent) in any order, so
+    space comes back out of order: each span is released on its own (:meth:`release`),
+    and the reusable part of the ring ends where the oldest span still held begins.
     Pure arithmetic (no memory), so its rules are tested on their own.
     """
 
-    __slots__ = ("freed", "head", "size")
+    __slots__ = ("_ends", "_order", "_released", "freed", "head", "size")
 
     def __init__(self, size: int) -> None:
         if size <= 0:
@@ -65,11 +73,19 @@ class Ring:
         self.head = 0
         """The next position to hand out."""
         self.freed = 0
-        """Everything before this position is read by the parent."""
+        """Everything before this position is released."""
+        self._order: deque[int] = deque()  # positions of the spans held, oldest first
+        self._ends: dict[int, int] = {}  # position -> end, of every span held
+        self._released: set[int] = set()  # spans released while an older one is held
 
     @property
     def used(self) -> int:
         return self.head - self.freed
+
+    @property
+    def held(self) -> int:
+        """Spans handed out and not released."""
+        return len(self._ends) - len(self._released)
 
     def alloc(self, length: int) -> int | None:
         """The position of ``length`` contiguous bytes, or None if they do not fit now."""
@@ -87,14 +103,30 @@ class Ring:
         if head + length - self.freed > size:
             return None
         self.head = head + length
+        self._order.append(head)
+        self._ends[head] = head + length
         return head
 
+    def release(self, position: int) -> None:
+        """The span at ``position`` is free again (read by the parent, or never used)."""
+        if position not in self._ends or position in self._released:
+            raise ValueError(f"no span held at {position}")
+        self._released.add(position)
+        order, ends, released = self._order, self._ends, self._released
+        while order and order[0] in released:
+            first = order.popleft()
+            released.discard(first)
+            self.freed = ends.pop(first)
+        if not order:
+            self.freed = self.head  # (a skipped lap end counts as used until now)
+
     def free(self, position: int) -> None:
-        """The parent has read everything before ``position``."""
+        """Release every span that ends at or before ``position``."""
         if position > self.head:
             raise ValueError(f"freed up to {position}, beyond the head {self.head}")
-        if position > self.freed:
-            self.freed = position
+        for start in [p for p, end in self._ends.items() if end <= position]:
+            if start not in self._released:
+                self.release(start)
 
 
 def _create(size: int, name: str) -> tuple[int, mmap.mmap]:
@@ -110,20 +142,20 @@ def _create(size: int, name: str) -> tuple[int, mmap.mmap]:
 class ParentRegion:
     """The parent's side of one worker's ring: creates it, copies bodies out of it."""
 
-    __slots__ = ("fd", "map", "read_to", "size")
+    __slots__ = ("fd", "map", "size", "taken")
 
     def __init__(self, size: int, name: str) -> None:
         self.size = size
         self.fd, self.map = _create(size, name)
-        self.read_to = 0
-        """The end of the last body copied out (what the next ``FREE`` frame reports)."""
+        self.taken = 0
+        """Bodies copied out so far (what the next ``FREE`` frame reports)."""
 
     def take(self, position: int, length: int) -> bytes:
         """A copy of the body at ``position`` (the space goes back on the next FREE)."""
         offset = position % self.size
         if offset + length > self.size or length < 0:
             raise ValueError(f"a body at {position} of {length} bytes is outside the ring")
-        self.read_to = position + length
+        self.taken += 1
         return self.map[offset : offset + length]
 
     def close_fd(self) -> None:
@@ -141,15 +173,20 @@ class ParentRegion:
 class WorkerRegion:
     """The worker's side of the ring: places bodies and learns what was read."""
 
-    __slots__ = ("map", "ring", "threshold")
+    __slots__ = ("map", "read", "ring", "sent", "threshold", "view")
 
     def __init__(self, fd: int, size: int, threshold: int) -> None:
         try:
             self.map = mmap.mmap(fd, size)
         finally:
             os.close(fd)
+        self.view = memoryview(self.map)
         self.ring = Ring(size)
         self.threshold = threshold
+        self.sent: deque[int] = deque()
+        """Positions of the bodies sent to the parent and not yet read, in sent order."""
+        self.read = 0
+        """Bodies the parent has read (the last ``FREE`` frame)."""
 
     def put(self, body: bytes) -> int | None:
         """Copy ``body`` into the ring and return its position (None: send it inline)."""
@@ -160,9 +197,91 @@ class WorkerRegion:
         if position is None:
             return None
         offset = position % self.ring.size
-        self.map[offset : offset + length] = body
+        self.view[offset : offset + length] = body
         return position
 
+    def send(self, position: int) -> None:
+        """The body at ``position`` goes to the parent in the next Result batch."""
+        self.sent.append(position)
+
+    def parent_read(self, count: int) -> None:
+        """A ``FREE`` frame: the parent has read ``count`` bodies in all, in sent order."""
+        sent, release = self.sent, self.ring.release
+        while self.read < count and sent:
+            release(sent.popleft())
+            self.read += 1
+
     def close(self) -> None:
+        self.view.release()
         with contextlib.suppress(BufferError):
             self.map.close()
+
+
+class RingBodyBuffers(BodyBuffers):
+    """Receive large bodies straight into the ring (a worker's :class:`BodyBuffers`).
+
+    The connection receives a Content-Length body into the span :meth:`take` hands
+    out; :meth:`finish` still makes the ``bytes`` the Response keeps (layers and
+    ``process=`` functions see a plain body), and remembers where its bytes already
+    are, so that the worker sends the position instead of copying the body again
+    (:meth:`claim`). A span whose body does not become its job's Result body (a
+    redirect hop's, a body decompressed or replaced, a failed one) goes back at once.
+    Bodies the ring has no room for get an ordinary buffer.
+    """
+
+    __slots__ = ("_placed", "_spans", "region")
+
+    def __init__(self, region: WorkerRegion) -> None:
+        super().__init__()
+        self.region = region
+        self._spans: dict[int, int] = {}  # id(view) -> position, of spans being received
+        #: per task: the bodies received into the ring (body, position), not yet claimed
+        self._placed: dict[asyncio.Task[object] | None, list[tuple[bytes, int]]] = {}
+
+    def take(self, length: int) -> memoryview:
+        region = self.region
+        position = region.ring.alloc(length) if length >= region.threshold else None
+        if position is None:
+            return super().take(length)
+        offset = position % region.ring.size
+        view = region.view[offset : offset + length]
+        self._spans[id(view)] = position
+        return view
+
+    def finish(self, view: memoryview) -> bytes:
+        position = self._spans.pop(id(view), None)
+        if position is None:
+            return super().finish(view)
+        body = view.tobytes()
+        task = asyncio.current_task()
+        placed = self._placed.get(task)
+        if placed is None:
+            placed = self._placed[task] = []
+        placed.append((body, position))
+        return body
+
+    def abandon(self, view: memoryview) -> None:
+        position = self._spans.pop(id(view), None)
+        if position is None:
+            super().abandon(view)
+        else:
+            self.region.ring.release(position)
+
+    def claim(self, body: bytes | None) -> int | None:
+        """Where ``body`` (this task's job's Result body) already is in the ring, if it
+        is; every other body this task received into the ring is released."""
+        placed = self._placed
+        if not placed:
+            return None
+        found = None
+        release = self.region.ring.release
+        for body_, position in placed.pop(asyncio.current_task(), ()):
+            if body_ is body and found is None:
+                found = position
+            else:
+                release(position)
+        if placed:  # bodies of tasks that ended without a Result here (cancelled)
+            for task in [task for task in placed if task is None or task.done()]:
+                for _, position in placed.pop(task):
+                    release(position)
+        return found

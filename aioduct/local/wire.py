@@ -72,7 +72,8 @@ HELLO: Final = 1
 JOBS: Final = 2
 #: Parent → worker: finish the jobs in hand, then exit.
 STOP: Final = 3
-#: Parent → worker: shared-memory bodies up to this ring position are copied out (an int).
+#: Parent → worker: this many shared-memory bodies are copied out so far, in the order
+#: the worker sent them (an int).
 FREE: Final = 4
 #: Parent → worker: import a ``process=`` function (a :class:`Process`).
 PROCESS: Final = 5

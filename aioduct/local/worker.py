@@ -33,7 +33,7 @@ from ..errors import ProcessError
 from ..jobs import Result
 from . import wire
 from .pairs import PairWriter
-from .shm import WorkerRegion
+from .shm import RingBodyBuffers, WorkerRegion
 
 __all__ = ["main"]
 
@@ -130,6 +130,7 @@ class _Link(asyncio.Protocol):
 class _Worker:
     def __init__(self, hello: wire.Hello, loop_kind: str) -> None:
         from ..client import Client
+        from ..engine import Engine
         from ..runner import JobRunner
 
         self.hello = hello
@@ -155,6 +156,10 @@ class _Worker:
         self.region = (
             WorkerRegion(shared.fd, shared.size, shared.threshold) if shared is not None else None
         )
+        #: Large Content-Length bodies are received straight into the ring.
+        self.ring_bodies = RingBodyBuffers(self.region) if self.region is not None else None
+        if self.ring_bodies is not None and isinstance(self.client._engine, Engine):
+            self.client._engine.body_buffers = self.ring_bodies
         #: process id -> (spec, function, or why it could not be imported)
         self.functions: dict[int, tuple[str, processing.Function | ProcessError]] = {}
         #: seq -> process id, for the jobs in hand that have one
@@ -192,7 +197,7 @@ class _Worker:
                 self._run_batch(payload)  # type: ignore[arg-type]
             elif kind == wire.FREE:
                 if self.region is not None:
-                    self.region.ring.free(payload)  # type: ignore[arg-type]
+                    self.region.parent_read(payload)  # type: ignore[arg-type]
             elif kind == wire.PROCESS:
                 self._load(payload)  # type: ignore[arg-type]
             elif kind == wire.STOP:
@@ -231,10 +236,17 @@ class _Worker:
             if process:
                 result = self._process(process, result)
         region = self.region
-        body = result.body
-        if region is not None and body is not None and len(body) >= region.threshold:
-            position = region.put(body)
+        if region is not None:
+            body = result.body
+            assert self.ring_bodies is not None
+            # Received into the ring already? (Any other body this job received there
+            # is released.)
+            position = self.ring_bodies.claim(body)
+            if position is None and body is not None:
+                position = region.put(body)
             if position is not None:
+                assert body is not None
+                region.send(position)
                 result.body = None
                 self.bodies.append((len(self.results), position, len(body)))
         self.headers.append(self.pairs.numbers(result.headers))

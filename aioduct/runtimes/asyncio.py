@@ -29,6 +29,10 @@ _INITIAL_BUFFER: Final = 64 * 1024
 #: Linux only; elsewhere quick_ack() does nothing.
 _TCP_QUICKACK: Final[int | None] = getattr(socket, "TCP_QUICKACK", None)
 _MIN_FREE: Final = 16 * 1024
+#: What read_head takes of more than _HEAD_READ_ALL buffered bytes (see there): a
+#: response head, and then some.
+_HEAD_READ: Final = 64 * 1024
+_HEAD_READ_ALL: Final = 256 * 1024
 #: Stop reading from the socket while this much is received but not yet consumed.
 _READ_HIGH_WATER: Final = 4 * 1024 * 1024
 _WRITE_HIGH_WATER: Final = 256 * 1024
@@ -72,7 +76,9 @@ class AsyncioStream(asyncio.BufferedProtocol):
         self._transport: asyncio.Transport | None = None
         self._buf = _new_buffer()
         self._view = memoryview(self._buf)
-        self._size = 0
+        # Received bytes not yet read are _buf[_start:_size]; _start is 0 whenever the
+        # buffer is empty (only read_head leaves bytes behind).
+        self._start = self._size = 0
         #: While :meth:`read_into` waits: the caller's buffer the loop receives into,
         #: how much of it is filled, and how much was filled when its timer was armed.
         self._dest: memoryview | None = None
@@ -102,6 +108,10 @@ class AsyncioStream(asyncio.BufferedProtocol):
         if self._dest is not None:
             return self._dest[self._dest_size :]
         if len(self._buf) - self._size < _MIN_FREE:
+            if self._start:
+                self._compact()
+            if len(self._buf) - self._size >= _MIN_FREE:
+                return self._view[self._size :]
             grown = bytearray(max(2 * len(self._buf), self._size + max(sizehint, _MIN_FREE)))
             grown[: self._size] = self._view[: self._size]
             self._buf = grown
@@ -123,7 +133,7 @@ class AsyncioStream(asyncio.BufferedProtocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if self._size > _READ_HIGH_WATER and not self._reading_paused:
+        if self._size - self._start > _READ_HIGH_WATER and not self._reading_paused:
             assert self._transport is not None
             self._reading_paused = True
             self._transport.pause_reading()
@@ -248,12 +258,50 @@ class AsyncioStream(asyncio.BufferedProtocol):
                 if self._error is not None:
                     raise self._error
                 return b""
-        data = self._view[: self._size].tobytes()
-        self._size = 0
+        data = self._view[self._start : self._size].tobytes()
+        self._start = self._size = 0
         if self._reading_paused and self._transport is not None:
             self._reading_paused = False
             self._transport.resume_reading()
         return data
+
+    async def read_head(self, deadline: float | None) -> bytes:
+        """Like :meth:`read`, but of a large amount only the first ``_HEAD_READ`` bytes:
+        the first read of a response, whose head says how to read the rest. A large
+        body received with its head stays here for :meth:`read_into` (copied once,
+        into the caller's buffer) instead of becoming ``bytes`` first."""
+        if not self._size:  # (read's code, not a call to it: one coroutine per request)
+            if self._eof or self._closed:
+                if self._error is not None:
+                    raise self._error
+                return b""
+            waiter = self._waiter = self._loop.create_future()
+            if deadline is not None:
+                self._arm(deadline)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+            if not self._size:
+                if self._error is not None:
+                    raise self._error
+                return b""
+        start, size = self._start, self._size
+        if size - start > _HEAD_READ_ALL:
+            end = self._start = start + _HEAD_READ
+            return self._view[start:end].tobytes()
+        data = self._view[start:size].tobytes()
+        self._start = self._size = 0
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return data
+
+    def _compact(self) -> None:
+        """Move the unread bytes to the front of the buffer (after a read_head)."""
+        start, size = self._start, self._size
+        self._view[: size - start] = self._view[start:size]
+        self._start, self._size = 0, size - start
 
     async def read_into(self, view: memoryview, deadline: Callable[[], float | None]) -> int:
         """Fill ``view`` (writable bytes) with the next ``len(view)`` bytes received.
@@ -264,13 +312,14 @@ class AsyncioStream(asyncio.BufferedProtocol):
         limit on silence, since a timer that fires after progress starts a new wait.
         """
         want = len(view)
-        got = min(self._size, want)
+        start = self._start
+        got = min(self._size - start, want)
         if got:
-            view[:got] = self._view[:got]
-            rest = self._size - got
-            if rest:  # bytes beyond the body (a misbehaving server): keep them
-                self._view[:rest] = self._view[got : self._size]
-            self._size = rest
+            view[:got] = self._view[start : start + got]
+            if start + got < self._size:  # bytes beyond the body (a misbehaving server)
+                self._start = start + got
+            else:
+                self._start = self._size = 0
             if self._reading_paused and self._transport is not None:
                 self._reading_paused = False
                 self._transport.resume_reading()
@@ -323,7 +372,7 @@ class AsyncioStream(asyncio.BufferedProtocol):
         # recycles nothing the second time.
         self._buf = bytearray()
         self._view = memoryview(self._buf)
-        self._size = 0
+        self._start = self._size = 0
 
     @property
     def alpn_protocol(self) -> str | None:
@@ -386,13 +435,13 @@ class AsyncioTLSStream(AsyncioStream):
             raise stream._error or ConnectionResetError("connection closed before TLS")
         new = cls(stream._loop, transport, tls)
         if stream._size:
-            tls.receive_data(stream._view[: stream._size].tobytes())
+            tls.receive_data(stream._view[stream._start : stream._size].tobytes())
         if stream._eof:
             tls.receive_data(b"")
         new._raw_view = stream._view
         stream._buf = bytearray()
         stream._view = memoryview(stream._buf)
-        stream._size = 0
+        stream._start = stream._size = 0
         stream._transport = None
         stream._closed = True
         transport.set_protocol(new)

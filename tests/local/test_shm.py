@@ -54,8 +54,9 @@ def test_a_body_crosses_from_the_worker_mapping_to_the_parent() -> None:
         body = os.urandom(40000)
         assert worker.put(body) == 0
         assert worker.put(body) is None  # it would wrap onto the unread first body
-        assert parent.take(0, len(body)) == body and parent.read_to == 40000
-        worker.ring.free(parent.read_to)  # what a FREE frame does
+        worker.send(0)
+        assert parent.take(0, len(body)) == body and parent.taken == 1
+        worker.parent_read(parent.taken)  # what a FREE frame does
         position = worker.put(body[::-1])
         assert position == 1 << 16  # the ring was empty: offset 0 of the next lap
         assert parent.take(position, len(body)) == body[::-1]
