@@ -444,6 +444,13 @@ class HTTP11Connection:
         part = codec.take_buffered_body()
         if max_size is not None and length > max_size:
             raise BodyTooLarge(f"response body exceeds max_body_size={max_size} bytes")
+        rest = self.stream.take_buffered(length - len(part))  # type: ignore[attr-defined]
+        if rest is not None:  # all here already: one copy, no buffer of its own
+            codec.body_received(len(rest))
+            event = codec.next_event()
+            assert type(event) is EndOfMessage
+            self.trailers = event.trailers
+            return b"".join((part, rest))
         view = buffers.take(length)
         try:
             start = len(part)

@@ -83,6 +83,7 @@ class AsyncioStream(asyncio.BufferedProtocol):
         #: how much of it is filled, and how much was filled when its timer was armed.
         self._dest: memoryview | None = None
         self._dest_size = self._dest_mark = 0
+        self._into_dest = False  # the buffer get_buffer handed out is _dest's
         self._eof = False
         self._closed = False
         self._error: BaseException | None = None
@@ -105,8 +106,10 @@ class AsyncioStream(asyncio.BufferedProtocol):
         self._transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._dest is not None:
-            return self._dest[self._dest_size :]
+        dest = self._dest
+        if dest is not None and len(dest) - self._dest_size > _MIN_FREE:
+            self._into_dest = True
+            return dest[self._dest_size : len(dest) - _MIN_FREE]
         if len(self._buf) - self._size < _MIN_FREE:
             if self._start:
                 self._compact()
@@ -119,20 +122,19 @@ class AsyncioStream(asyncio.BufferedProtocol):
         return self._view[self._size :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        dest = self._dest
-        if dest is not None:
-            # read_into() waits for the whole of it: wake it only when it is full (a
-            # receive larger than the rest is split by the loop: what follows the
-            # body goes to the receive buffer, where the codec sees it).
+        if self._into_dest:
+            # read_into() waits for the whole of it: it is woken when the rest is in the
+            # receive buffer. (The last _MIN_FREE bytes always go there, so that bytes
+            # a server sends beyond the body arrive with them and are seen.)
+            self._into_dest = False
             self._dest_size += nbytes
-            if self._dest_size >= len(dest):
-                self._dest = None
-                self._wake()
             return
         self._size += nbytes
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            dest = self._dest
+            if dest is None or self._size - self._start >= len(dest) - self._dest_size:
+                waiter.set_result(None)
         if self._size - self._start > _READ_HIGH_WATER and not self._reading_paused:
             assert self._transport is not None
             self._reading_paused = True
@@ -184,7 +186,7 @@ class AsyncioStream(asyncio.BufferedProtocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if self._dest is not None and self._dest_size != self._dest_mark:
+        if self._dest is not None and self._dest_size + self._size - self._start != self._dest_mark:
             # read_into() got bytes since it armed the timer: not silence. It
             # computes its next deadline from now.
             waiter.set_result(None)
@@ -307,30 +309,24 @@ class AsyncioStream(asyncio.BufferedProtocol):
         """Fill ``view`` (writable bytes) with the next ``len(view)`` bytes received.
 
         Returns how many arrived: ``len(view)``, or fewer if the peer closed first. The
-        loop receives straight into ``view`` (no ``bytes`` per receive) and the caller
-        is woken once, when it is full. ``deadline()`` is called for each wait: a
-        limit on silence, since a timer that fires after progress starts a new wait.
+        loop receives straight into ``view`` (no ``bytes`` per receive; only its last
+        ``_MIN_FREE`` bytes pass through the receive buffer) and the caller is woken
+        once, when all of it is there. ``deadline()`` is called for each wait: a limit
+        on silence, since a timer that fires after progress starts a new wait.
         """
         want = len(view)
-        start = self._start
-        got = min(self._size - start, want)
-        if got:
-            view[:got] = self._view[start : start + got]
-            if start + got < self._size:  # bytes beyond the body (a misbehaving server)
-                self._start = start + got
-            else:
-                self._start = self._size = 0
-            if self._reading_paused and self._transport is not None:
-                self._reading_paused = False
-                self._transport.resume_reading()
+        got = self._fill(view, 0)
         if got == want:
             return got
         self._dest_size = got
         self._dest = view
         try:
-            while self._dest is not None and not (self._eof or self._closed):
+            while not (self._eof or self._closed):
+                filled = self._dest_size + self._size - self._start
+                if filled >= want:
+                    break
                 waiter = self._waiter = self._loop.create_future()
-                self._dest_mark = self._dest_size
+                self._dest_mark = filled
                 when = deadline()
                 if when is not None:
                     self._arm(when)
@@ -340,9 +336,45 @@ class AsyncioStream(asyncio.BufferedProtocol):
                     self._waiter = None
         finally:
             self._dest = None  # never receive into the caller's buffer once it returned
-        if self._dest_size < want and self._error is not None:
+            self._into_dest = False
+        got = self._fill(view, self._dest_size)
+        if got < want and self._error is not None:
             raise self._error
-        return self._dest_size
+        return got
+
+    def take_buffered(self, count: int) -> memoryview | None:
+        """The next ``count`` bytes if all of them are buffered (consumed), else None.
+
+        The view is valid until the loop runs again: copy it at once.
+        """
+        start = self._start
+        if self._size - start < count:
+            return None
+        view = self._view[start : start + count]
+        if start + count < self._size:
+            self._start = start + count
+        else:
+            self._start = self._size = 0
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return view
+
+    def _fill(self, view: memoryview, offset: int) -> int:
+        """Copy buffered bytes into ``view[offset:]``; returns how much of it is filled."""
+        start = self._start
+        count = min(self._size - start, len(view) - offset)
+        if count > 0:
+            view[offset : offset + count] = self._view[start : start + count]
+            if start + count < self._size:  # bytes beyond the body (a misbehaving server)
+                self._start = start + count
+            else:
+                self._start = self._size = 0
+            if self._reading_paused and self._transport is not None:
+                self._reading_paused = False
+                self._transport.resume_reading()
+            return offset + count
+        return offset
 
     def is_reusable(self) -> bool:
         transport = self._transport
