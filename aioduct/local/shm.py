@@ -5,19 +5,30 @@ the kernel copies it through a socket buffer a few dozen kilobytes at a time, th
 wakes for each piece, joins them into a frame and decodes the frame into ``bytes``. The
 parent is the one process every worker shares, so that is the cost that stops the engine
 from scaling. Instead the parent creates one ``memfd`` per worker and maps it; the worker
-maps the same pages, copies each large body into them and sends only ``(position,
-length)`` in its Result batch. The parent copies the body out once, into the ``bytes`` the
-caller gets (``result.body`` stays plain ``bytes``: ``.decode()``, hashing, ``json.loads``,
+maps the same pages, puts each large body there and sends only ``(position, length)`` in
+its Result batch. The parent copies the body out once, into the ``bytes`` the caller gets
+(``result.body`` stays plain ``bytes``: ``.decode()``, hashing, ``json.loads``,
 ``msgspec`` encoding all work as before), and tells the worker with a ``FREE`` frame how
-far it has read.
+many bodies it has read.
 
-Why a ring: the parent reads Result batches in the order the worker wrote them, and
-copies every body out while it decodes the batch, so space is always returned in the
-order it was handed out. Returning space is then one number -- the ring position up to
-which everything is read -- and allocating is two additions; there is no free list and no
-fragmentation. Positions count bytes from the start and only grow; ``position % size``
-is the offset in the mapping. A body never wraps around the end: it starts the next lap
-instead, and the bytes skipped count as used until the parent has read past them.
+How a body gets there: an HTTP/1.1 body with a Content-Length of 64 KiB to 64 MiB is
+*received* into the ring (:class:`RingBodyBuffers`, the worker's
+:class:`~aioduct.bodybuffers.BodyBuffers`): the connection takes a span of its length
+when the head has arrived and the loop receives into it. The Response still gets its own
+``bytes`` (one copy out of the span: layers and ``process=`` functions see an ordinary
+body), and when that body becomes the job's Result body the worker sends the span's
+position instead of copying it again. Any other body of at least the threshold (chunked,
+TLS, HTTP/2, decoded, smaller) is copied in when its Result is sent (:meth:`WorkerRegion.put`).
+
+Why a ring, and why spans come back out of order: positions count bytes from the start
+and only grow; ``position % size`` is the offset in the mapping, and allocating is two
+additions. A body never wraps around the end: it starts the next lap instead, and the
+bytes skipped count as used until the span before them is free. Bodies received at the
+same time finish in any order, and a span is released when the parent has read it, or at
+once when its body failed (reset, truncated, timed out, too large) or did not become its
+job's Result body (a decoded one, for instance); the reusable part of the ring ends
+where the oldest span still held begins (:class:`Ring`). The parent reads bodies in the
+order they were sent, so a ``FREE`` frame is one number: bodies read so far.
 
 Why copy out rather than hand the caller a view of the mapping: a view is not ``bytes``
 (on Python 3.11 no Python type can be both), and its lifetime would be the caller's to
@@ -25,9 +36,9 @@ decide: a caller keeping every Result would fill the ring. One copy costs the pa
 ~60-90 µs per MB here; pushing the body through the socket cost ~900 µs.
 
 The ring never blocks anything: a body larger than the ring, or one arriving while the
-parent has not read enough of the ring to make room, travels inline in its frame like a
-small body. A worker that dies takes nothing with it: the parent drops its mapping and
-creates a fresh one for the replacement.
+ring has no room, is received into an ordinary buffer and travels inline in its frame
+like a small body. A worker that dies takes nothing with it: the parent drops its mapping
+and creates a fresh one for the replacement.
 """
 
 from __future__ import annotations

@@ -25,7 +25,13 @@ class Expired(Exception):
 
 
 class Stream(Protocol):
-    """A connected byte stream (TCP, possibly with TLS)."""
+    """A connected byte stream (TCP, possibly with TLS).
+
+    A stream may offer more, which :class:`~aioduct.connection.HTTP11Connection` uses
+    when present: ``read_head(deadline)`` (a first read that leaves a large body
+    buffered), ``read_into(view, deadline_fn)`` and ``take_buffered(count)`` (a body of
+    known length received into one buffer; see :mod:`aioduct.bodybuffers`).
+    """
 
     writing_paused: bool
     """True while queued bytes are above the high-water mark: call :meth:`drain`."""
