@@ -236,18 +236,18 @@ class RingBodyBuffers(BodyBuffers):
     ``process=`` functions see a plain body), and remembers where its bytes already
     are, so that the worker sends the position instead of copying the body again
     (:meth:`claim`). A span whose body does not become its job's Result body (a
-    redirect hop's, a body decompressed or replaced, a failed one) goes back at once.
+    body decompressed or replaced, a failed one) goes back at once.
     Bodies the ring has no room for get an ordinary buffer.
     """
 
-    __slots__ = ("_placed", "_spans", "region")
+    __slots__ = ("_spans", "placed", "region")
 
     def __init__(self, region: WorkerRegion) -> None:
         super().__init__()
         self.region = region
         self._spans: dict[int, int] = {}  # id(view) -> position, of spans being received
         #: per task: the bodies received into the ring (body, position), not yet claimed
-        self._placed: dict[asyncio.Task[object] | None, list[tuple[bytes, int]]] = {}
+        self.placed: dict[asyncio.Task[object] | None, list[tuple[bytes, int]]] = {}
 
     def take(self, length: int) -> memoryview:
         region = self.region
@@ -265,9 +265,9 @@ class RingBodyBuffers(BodyBuffers):
             return super().finish(view)
         body = view.tobytes()
         task = asyncio.current_task()
-        placed = self._placed.get(task)
+        placed = self.placed.get(task)
         if placed is None:
-            placed = self._placed[task] = []
+            placed = self.placed[task] = []
         placed.append((body, position))
         return body
 
@@ -281,7 +281,7 @@ class RingBodyBuffers(BodyBuffers):
     def claim(self, body: bytes | None) -> int | None:
         """Where ``body`` (this task's job's Result body) already is in the ring, if it
         is; every other body this task received into the ring is released."""
-        placed = self._placed
+        placed = self.placed
         if not placed:
             return None
         found = None

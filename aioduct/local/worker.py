@@ -238,15 +238,16 @@ class _Worker:
         region = self.region
         if region is not None:
             body = result.body
-            assert self.ring_bodies is not None
+            ring_bodies = self.ring_bodies
+            assert ring_bodies is not None
             # Received into the ring already? (Any other body this job received there
-            # is released.)
-            position = self.ring_bodies.claim(body)
-            if position is None and body is not None:
+            # is released.) A small body was not: two checks, no call.
+            position = ring_bodies.claim(body) if ring_bodies.placed else None
+            if position is None and body is not None and len(body) >= region.threshold:
                 position = region.put(body)
             if position is not None:
                 assert body is not None
-                region.send(position)
+                region.sent.append(position)
                 result.body = None
                 self.bodies.append((len(self.results), position, len(body)))
         self.headers.append(self.pairs.numbers(result.headers))
