@@ -160,6 +160,8 @@ class _Worker:
         self.ring_bodies = RingBodyBuffers(self.region) if self.region is not None else None
         if self.ring_bodies is not None and isinstance(self.client._engine, Engine):
             self.client._engine.body_buffers = self.ring_bodies
+        #: The ring's bodies received and not yet claimed (the dict itself, for _emit).
+        self.placed = self.ring_bodies.placed if self.ring_bodies is not None else {}
         #: process id -> (spec, function, or why it could not be imported)
         self.functions: dict[int, tuple[str, processing.Function | ProcessError]] = {}
         #: seq -> process id, for the jobs in hand that have one
@@ -238,11 +240,9 @@ class _Worker:
         region = self.region
         if region is not None:
             body = result.body
-            ring_bodies = self.ring_bodies
-            assert ring_bodies is not None
             # Received into the ring already? (Any other body this job received there
             # is released.) A small body was not: two checks, no call.
-            position = ring_bodies.claim(body) if ring_bodies.placed else None
+            position = self.ring_bodies.claim(body) if self.placed else None  # type: ignore[union-attr]
             if position is None and body is not None and len(body) >= region.threshold:
                 position = region.put(body)
             if position is not None:

@@ -106,10 +106,8 @@ class AsyncioStream(asyncio.BufferedProtocol):
         self._transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        dest = self._dest
-        if dest is not None and len(dest) - self._dest_size > _MIN_FREE:
-            self._into_dest = True
-            return dest[self._dest_size : len(dest) - _MIN_FREE]
+        if self._dest is not None:
+            return self._dest_buffer(sizehint)
         if len(self._buf) - self._size < _MIN_FREE:
             if self._start:
                 self._compact()
@@ -122,23 +120,50 @@ class AsyncioStream(asyncio.BufferedProtocol):
         return self._view[self._size :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._into_dest:
-            # read_into() waits for the whole of it: it is woken when the rest is in the
-            # receive buffer. (The last _MIN_FREE bytes always go there, so that bytes
-            # a server sends beyond the body arrive with them and are seen.)
-            self._into_dest = False
-            self._dest_size += nbytes
+        if self._dest is not None:
+            self._dest_updated(nbytes)
             return
         self._size += nbytes
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            dest = self._dest
-            if dest is None or self._size - self._start >= len(dest) - self._dest_size:
-                waiter.set_result(None)
-        if self._size - self._start > _READ_HIGH_WATER and not self._reading_paused:
+            waiter.set_result(None)
+        # (_size, not _size - _start: a little early at worst, and cheaper)
+        if self._size > _READ_HIGH_WATER and not self._reading_paused:
             assert self._transport is not None
             self._reading_paused = True
             self._transport.pause_reading()
+
+    def _dest_buffer(self, sizehint: int) -> memoryview:
+        """get_buffer while :meth:`read_into` waits: its buffer, but for the last
+        ``_MIN_FREE`` bytes, which go through the receive buffer so that bytes a server
+        sends beyond the body arrive with them and are seen there."""
+        dest = self._dest
+        assert dest is not None
+        if len(dest) - self._dest_size > _MIN_FREE:
+            self._into_dest = True
+            return dest[self._dest_size : len(dest) - _MIN_FREE]
+        self._dest = None  # (get_buffer's own path, then back)
+        try:
+            return self.get_buffer(sizehint)
+        finally:
+            self._dest = dest
+
+    def _dest_updated(self, nbytes: int) -> None:
+        """buffer_updated while :meth:`read_into` waits: wake it once all is there."""
+        if self._into_dest:
+            self._into_dest = False
+            self._dest_size += nbytes
+            return
+        self._size += nbytes
+        dest = self._dest
+        assert dest is not None
+        waiter = self._waiter
+        if (
+            waiter is not None
+            and not waiter.done()
+            and self._size - self._start >= len(dest) - self._dest_size
+        ):
+            waiter.set_result(None)
 
     def eof_received(self) -> bool:
         self._eof = True
