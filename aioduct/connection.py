@@ -98,7 +98,6 @@ class HTTP11Connection:
         "holds_slot",
         "idle_since",
         "key",
-        "read_head",
         "requests_sent",
         "session_key",
         "setup_timings",
@@ -119,11 +118,6 @@ class HTTP11Connection:
         expect_timeout: float = 1.0,
     ) -> None:
         self.stream = stream
-        #: The first read of a response: a stream that can leaves a large body behind
-        #: for read_into (see :meth:`read_body`).
-        self.read_head: Callable[[float | None], Awaitable[bytes]] = getattr(
-            stream, "read_head", stream.read
-        )
         #: Seconds to wait for ``100 Continue`` before sending a body anyway.
         self.expect_timeout = expect_timeout
         #: The last request's body was not sent: the server answered its
@@ -212,7 +206,7 @@ class HTTP11Connection:
         # Awaiting the stream directly rather than through _receive() saves a coroutine
         # on every request; failures are translated by the same helpers.
         try:
-            data = await self.read_head(deadlines.for_read())
+            data = await stream.read_head(deadlines.for_read())
         except (Expired, OSError) as exc:
             raise self._read_error(exc, deadlines, reused) from None
         if not data:

@@ -535,6 +535,9 @@ class NestedTLSStream:
                 self._eof = True
                 return b""
 
+    #: The first read of a response is an ordinary read here.
+    read_head = read
+
     def is_reusable(self) -> bool:
         return not self._closed and not self._eof and self._inner.is_reusable()
 

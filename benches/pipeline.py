@@ -49,6 +49,8 @@ class MemoryStream:
         data, self._pending = self._pending, b""
         return data
 
+    read_head = read
+
     def is_reusable(self) -> bool:
         return True
 

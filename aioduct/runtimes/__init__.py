@@ -28,9 +28,8 @@ class Stream(Protocol):
     """A connected byte stream (TCP, possibly with TLS).
 
     A stream may offer more, which :class:`~aioduct.connection.HTTP11Connection` uses
-    when present: ``read_head(deadline)`` (a first read that leaves a large body
-    buffered), ``read_into(view, deadline_fn)`` and ``take_buffered(count)`` (a body of
-    known length received into one buffer; see :mod:`aioduct.bodybuffers`).
+    when present: ``read_into(view, deadline_fn)`` and ``take_buffered(count)`` (a body
+    of known length received into one buffer; see :mod:`aioduct.bodybuffers`).
     """
 
     writing_paused: bool
@@ -44,6 +43,10 @@ class Stream(Protocol):
 
     async def read(self, deadline: float | None) -> bytes:
         """The bytes received so far (waiting for some); ``b""`` once the peer closed."""
+
+    async def read_head(self, deadline: float | None) -> bytes:
+        """The first read of a response: :meth:`read`, or of a large amount only the
+        first part (the rest stays buffered for a body read in one piece)."""
 
     def is_reusable(self) -> bool:
         """Open, no EOF seen, and no unsolicited bytes waiting: safe to send a new request."""

@@ -225,6 +225,9 @@ class BlockingStream:
             self._eof = True
         return data
 
+    #: The first read of a response is an ordinary read here.
+    read_head = read
+
     def quick_ack(self) -> None:
         """Acknowledge what was received now (TCP_QUICKACK, Linux): see
         :meth:`aioduct.runtimes.asyncio.AsyncioStream.quick_ack` -- without it an HTTP/2
