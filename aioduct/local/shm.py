@@ -20,15 +20,14 @@ body), and when that body becomes the job's Result body the worker sends the spa
 position instead of copying it again. Any other body of at least the threshold (chunked,
 TLS, HTTP/2, decoded, smaller) is copied in when its Result is sent (:meth:`WorkerRegion.put`).
 
-Why a ring, and why spans come back out of order: positions count bytes from the start
-and only grow; ``position % size`` is the offset in the mapping, and allocating is two
-additions. A body never wraps around the end: it starts the next lap instead, and the
-bytes skipped count as used until the span before them is free. Bodies received at the
-same time finish in any order, and a span is released when the parent has read it, or at
-once when its body failed (reset, truncated, timed out, too large) or did not become its
-job's Result body (a decoded one, for instance); the reusable part of the ring ends
-where the oldest span still held begins (:class:`Ring`). The parent reads bodies in the
-order they were sent, so a ``FREE`` frame is one number: bodies read so far.
+Why spans come back out of order, and what that asks of the allocator: bodies received
+at the same time finish in any order, and a span is released when the parent has read
+it, or at once when its body failed (reset, truncated, timed out) or did not become its
+job's Result body (a decoded one, for instance). A ring that reclaims space in order
+would let one slowly received body hold back all the space handed out after it, and the
+region would fill behind it; so the allocator (:class:`Ring`, a ring no more) is first
+fit over a short list of free extents, merged as spans come back. The parent reads
+bodies in the order they were sent, so a ``FREE`` frame is one number: bodies read so far.
 
 Why copy out rather than hand the caller a view of the mapping: a view is not ``bytes``
 (on Python 3.11 no Python type can be both), and its lifetime would be the caller's to
@@ -44,6 +43,7 @@ and creates a fresh one for the replacement.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import mmap
 import os
@@ -66,78 +66,64 @@ def supported() -> bool:
 
 
 class Ring:
-    """The allocator of a worker's ring: positions handed out in order, returned in any.
+    """The allocator of a worker's region: spans handed out and returned in any order.
 
-    A body received into the ring holds its space from the start of its receive, and
-    bodies received at the same time finish (and reach the parent) in any order, so
-    space comes back out of order: each span is released on its own (:meth:`release`),
-    and the reusable part of the ring ends where the oldest span still held begins.
-    Pure arithmetic (no memory), so its rules are tested on their own.
+    First fit over a sorted list of free extents, merged when space comes back: a body
+    received slowly holds only its own span, never the space after it (as a ring's
+    in-order reclamation would), and the lowest offsets are reused first, so a region
+    that keeps up only ever touches its first pages. The free list stays as short as
+    the number of spans held. Pure arithmetic (no memory), so its rules are tested on
+    their own.
     """
 
-    __slots__ = ("_ends", "_order", "_released", "freed", "head", "size")
+    __slots__ = ("_free", "_held", "size", "used")
 
     def __init__(self, size: int) -> None:
         if size <= 0:
             raise ValueError(f"a ring needs a positive size, not {size}")
         self.size = size
-        self.head = 0
-        """The next position to hand out."""
-        self.freed = 0
-        """Everything before this position is released."""
-        self._order: deque[int] = deque()  # positions of the spans held, oldest first
-        self._ends: dict[int, int] = {}  # position -> end, of every span held
-        self._released: set[int] = set()  # spans released while an older one is held
-
-    @property
-    def used(self) -> int:
-        return self.head - self.freed
+        self.used = 0
+        """Bytes in spans held."""
+        self._free: list[list[int]] = [[0, size]]  # [start, end) extents, sorted, apart
+        self._held: dict[int, int] = {}  # start -> end, of every span held
 
     @property
     def held(self) -> int:
         """Spans handed out and not released."""
-        return len(self._ends) - len(self._released)
+        return len(self._held)
 
     def alloc(self, length: int) -> int | None:
-        """The position of ``length`` contiguous bytes, or None if they do not fit now."""
-        size = self.size
-        if length > size or length <= 0:
+        """The offset of ``length`` contiguous bytes, or None if they do not fit now."""
+        if length <= 0 or length > self.size - self.used:
             return None
-        head = self.head
-        if head == self.freed and head % size:
-            # Empty: start over at offset 0, so a ring that keeps up only ever touches
-            # its first pages (each page written once is memory the worker holds).
-            head = self.freed = head + size - head % size
-        offset = head % size
-        if offset + length > size:
-            head += size - offset  # never wrap a body: skip to the next lap
-        if head + length - self.freed > size:
-            return None
-        self.head = head + length
-        self._order.append(head)
-        self._ends[head] = head + length
-        return head
+        free = self._free
+        for i, extent in enumerate(free):
+            start, end = extent
+            if end - start >= length:
+                if end - start == length:
+                    del free[i]
+                else:
+                    extent[0] = start + length
+                self._held[start] = start + length
+                self.used += length
+                return start
+        return None
 
     def release(self, position: int) -> None:
         """The span at ``position`` is free again (read by the parent, or never used)."""
-        if position not in self._ends or position in self._released:
+        end = self._held.pop(position, None)
+        if end is None:
             raise ValueError(f"no span held at {position}")
-        self._released.add(position)
-        order, ends, released = self._order, self._ends, self._released
-        while order and order[0] in released:
-            first = order.popleft()
-            released.discard(first)
-            self.freed = ends.pop(first)
-        if not order:
-            self.freed = self.head  # (a skipped lap end counts as used until now)
-
-    def free(self, position: int) -> None:
-        """Release every span that ends at or before ``position``."""
-        if position > self.head:
-            raise ValueError(f"freed up to {position}, beyond the head {self.head}")
-        for start in [p for p, end in self._ends.items() if end <= position]:
-            if start not in self._released:
-                self.release(start)
+        self.used -= end - position
+        free = self._free
+        i = bisect.bisect_left(free, position, key=lambda extent: extent[0])
+        if i < len(free) and free[i][0] == end:  # merge with the extent after it
+            free[i][0] = position
+        else:
+            free.insert(i, [position, end])
+        if i and free[i - 1][1] == position:  # and with the one before it
+            free[i - 1][1] = free[i][1]
+            del free[i]
 
 
 def _create(size: int, name: str) -> tuple[int, mmap.mmap]:
@@ -207,8 +193,7 @@ class WorkerRegion:
         position = self.ring.alloc(length)
         if position is None:
             return None
-        offset = position % self.ring.size
-        self.view[offset : offset + length] = body
+        self.view[position : position + length] = body
         return position
 
     def send(self, position: int) -> None:
@@ -254,8 +239,7 @@ class RingBodyBuffers(BodyBuffers):
         position = region.ring.alloc(length) if length >= region.threshold else None
         if position is None:
             return super().take(length)
-        offset = position % region.ring.size
-        view = region.view[offset : offset + length]
+        view = region.view[position : position + length]
         self._spans[id(view)] = position
         return view
 
