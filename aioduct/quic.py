@@ -39,7 +39,9 @@ What differs, and is adapted here (:class:`QuicBackend`):
   stream itself and calls ``on_goaway``. Both go through :func:`check_goaway`.
 - receive flow control: on aioquic, windows are credited as the reader consumes
   (``held`` bytes, :func:`_load_aioquic`'s ``AioquicQuic``); qh3 credits in its core
-  as data arrives (its ``held`` is kept but changes nothing, ``credit_due`` is False).
+  as data arrives, with no hook to hold it back (its ``held`` is kept but earns
+  nothing, ``credit_due`` is False; ``credits_on_arrival`` is True), so
+  :mod:`aioduct.http3` bounds what a stream may hold unread instead.
 """
 
 from __future__ import annotations
@@ -408,6 +410,8 @@ def _load_aioquic() -> QuicBackend:
             #: The server's disable_active_migration transport parameter (aioquic does
             #: not keep it): then the client must not move to another local address.
             self.migration_disabled = False
+            #: Windows follow the reader here: unread data is bounded by them.
+            self.credits_on_arrival = False
 
         def _parse_transport_parameters(
             self, data: bytes, from_session_ticket: bool = False
@@ -663,6 +667,9 @@ def _load_qh3() -> QuicBackend:
         held: dict[int, int]
         held_total = 0
         migration_disabled = False
+        #: Unread data is not held back by the windows here: :mod:`aioduct.http3`
+        #: bounds it itself (a stream past the bound fails, see ``unread_limit``).
+        credits_on_arrival = True
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
