@@ -551,7 +551,11 @@ class HTTP3Connection(SharedConnection):
                 try:
                     datagrams = await udp.recv(timer)
                 except Expired:
-                    self.quic.handle_timer(now=self.runtime.now())
+                    now = self.runtime.now()
+                    moved = self.quic.get_timer()
+                    if moved is not None and timer is not None and moved > max(timer, now):
+                        continue  # a send while we waited did it (an ACK that was due)
+                    self.quic.handle_timer(now=now)
                     self._process()
                     continue
                 except OSError as exc:

@@ -678,6 +678,14 @@ def _load_qh3() -> QuicBackend:
         def credit_due(self, stream_id: int) -> bool:
             return False
 
+        def send_stream_data(self, stream_id: int, data: Any, end_stream: bool = False) -> None:
+            # qh3's HTTP/3 layer writes its QPACK encoder and decoder streams after every
+            # header block, with nothing to say when no dynamic table is used (the
+            # usual case): two empty writes per request, each a full trip into the core.
+            if stream_id & 3 == 2 and not end_stream and not len(data):
+                return  # our own unidirectional streams exist from the start: a no-op
+            super().send_stream_data(stream_id, data, end_stream)
+
         def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
             core = self._core
             if core is None or self._quic_logger is not None:
