@@ -62,6 +62,8 @@ async def test_paused_reader_of_a_huge_body_is_bounded(
                 # Nothing reads: the stream fails once it holds more than the bound.
                 await _pause_until(r, lambda: exchange.error is not None, peak)
                 assert exchange.error is not None
+                # What it held is dropped at once, not when the reader comes back.
+                assert unread(r)[0] == 0
                 # The other streams of the connection are not affected.
                 small = await asyncio.gather(*(client.get(f"{h3.url}/small") for _ in range(5)))
                 assert all(s.status == 200 and s.http_version == "HTTP/3" for s in small)
