@@ -53,7 +53,7 @@ from .timeouts import Deadlines
 #: A QUIC session ticket: the backend library's own type (kept, never looked into).
 SessionTicket = Any
 
-__all__ = ["HTTP3Connection", "quic_configuration"]
+__all__ = ["HTTP3Connection", "quic_configuration", "unread_limit"]
 
 #: H3_REQUEST_CANCELLED (RFC 9114 §8.1): how we abandon a stream we no longer read.
 _CANCELLED: Final = ErrorCode.H3_REQUEST_CANCELLED
@@ -108,6 +108,14 @@ def quic_configuration(
         congestion_control=config.congestion_control,
         session_ticket=session_ticket,
     )
+
+
+def unread_limit(config: Http3Config) -> int:
+    """Bytes one streamed HTTP/3 response may hold received but unread on a QUIC library
+    that credits the server as data arrives (qh3): two stream windows, one the server
+    may have in flight when the reader stops plus one of slack. Past it the stream
+    fails (``2 * max_data`` bounds the whole connection the same way)."""
+    return 2 * config.max_stream_data
 
 
 class _H3Exchange(H2Exchange):
@@ -230,6 +238,12 @@ class HTTP3Connection(SharedConnection):
         self._reader_deadline: float | None = None
         self.max_streams = 100  # until the transport parameters say
         self._out_of_streams = False
+        #: Unread bytes a stream (and the whole connection) may hold when the QUIC
+        #: library credits the server as data arrives (qh3): past them the stream fails
+        #: (:meth:`_overflow`). With reader-driven credit (aioquic) the windows bound it.
+        self.unread_limit = unread_limit(config)
+        self.unread_total_limit = 2 * config.max_data
+        self._bounds_unread = bool(getattr(self.quic, "credits_on_arrival", False))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -537,7 +551,11 @@ class HTTP3Connection(SharedConnection):
                 try:
                     datagrams = await udp.recv(timer)
                 except Expired:
-                    self.quic.handle_timer(now=self.runtime.now())
+                    now = self.runtime.now()
+                    moved = self.quic.get_timer()
+                    if moved is not None and timer is not None and moved > max(timer, now):
+                        continue  # a send while we waited did it (an ACK that was due)
+                    self.quic.handle_timer(now=now)
                     self._process()
                     continue
                 except OSError as exc:
@@ -732,16 +750,57 @@ class HTTP3Connection(SharedConnection):
                 if exchange.collecting:  # read_body() gathers it all: consumed on arrival
                     exchange.chunks.append((data, 0))
                     exchange.buffered += len(data)
-                else:  # held against the windows until the reader takes it
+                elif exchange.error is None:  # held against the windows until read
                     size = len(data)
                     exchange.chunks.append((data, size))
                     quic = self.quic
-                    quic.held[event.stream_id] = quic.held.get(event.stream_id, 0) + size
+                    sid = event.stream_id
+                    held = quic.held[sid] = quic.held.get(sid, 0) + size
                     quic.held_total += size
+                    if self._bounds_unread and (
+                        held > self.unread_limit or quic.held_total > self.unread_total_limit
+                    ):
+                        self._overflow(exchange if held > self.unread_limit else None)
+                        return
             if event.stream_ended:
                 exchange.ended = True
             if not exchange.collecting or exchange.ended or exchange.buffered > exchange.limit:
                 exchange._notify()
+
+    def _overflow(self, exchange: H2Exchange | None) -> None:
+        """A streamed response holds more unread data than :func:`unread_limit` allows
+        (or the connection more than ``2 * max_data``: then the stream holding most
+        fails). The QUIC library (qh3) credited the server as the data arrived, so
+        nothing held it back: fail the stream, drop what it held, and stop the server
+        sending it (STOP_SENDING, RESET_STREAM). The connection and its other streams
+        carry on."""
+        quic = self.quic
+        if exchange is None:
+            sid = max(quic.held, key=quic.held.__getitem__)
+            exchange = self.exchanges[sid]
+            what = (
+                f"the HTTP/3 connection holds {quic.held_total} bytes received but not "
+                f"read, more than 2 * Http3Config.max_data ({self.unread_total_limit}); "
+                f"stream {sid} holds the most"
+            )
+        else:
+            sid = exchange.stream_id
+            what = (
+                f"HTTP/3 stream {sid} holds {quic.held[sid]} bytes received but not "
+                f"read, more than 2 * Http3Config.max_stream_data ({self.unread_limit})"
+            )
+        exchange.chunks.clear()
+        quic.held_total -= quic.held.pop(sid, 0)
+        exchange._fail(
+            ReadError(
+                f"{what}: the {self.lib.name} QUIC backend credits the server as data "
+                "arrives, so a reader that falls this far behind is cut off. Read the "
+                "body faster, raise Http3Config.max_stream_data / max_data, or use "
+                "Http3Config(backend='aioquic'), which credits the server only as the "
+                "reader consumes (a paused reader then just pauses the server)"
+            )
+        )
+        self.h3.abandon(sid, _CANCELLED)
 
     def _head(self, exchange: H2Exchange, event: Any) -> ResponseReceived | None:
         status = None

@@ -76,9 +76,17 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Ranges a ``save_to`` download fetches at once."""
 
     def __post_init__(self) -> None:
-        # Runs for every job a map() builds, mostly a bare GET: the common case (no
-        # headers, no body, "GET") is checked first without building anything.
+        # Runs for every job a map() builds, mostly a bare GET: that case returns at once.
         headers = self.headers
+        if (
+            headers == ()
+            and self.method == "GET"
+            and self.body is None
+            and self.content is None
+            and self.json is None
+            and self.timeout is None
+        ):
+            return
         if (type(headers) is not tuple or headers) and not (
             isinstance(headers, tuple) and all(type(h) is tuple for h in headers)
         ):

@@ -39,7 +39,9 @@ What differs, and is adapted here (:class:`QuicBackend`):
   stream itself and calls ``on_goaway``. Both go through :func:`check_goaway`.
 - receive flow control: on aioquic, windows are credited as the reader consumes
   (``held`` bytes, :func:`_load_aioquic`'s ``AioquicQuic``); qh3 credits in its core
-  as data arrives (its ``held`` is kept but changes nothing, ``credit_due`` is False).
+  as data arrives, with no hook to hold it back (its ``held`` is kept but earns
+  nothing, ``credit_due`` is False; ``credits_on_arrival`` is True), so
+  :mod:`aioduct.http3` bounds what a stream may hold unread instead.
 """
 
 from __future__ import annotations
@@ -408,6 +410,8 @@ def _load_aioquic() -> QuicBackend:
             #: The server's disable_active_migration transport parameter (aioquic does
             #: not keep it): then the client must not move to another local address.
             self.migration_disabled = False
+            #: Windows follow the reader here: unread data is bounded by them.
+            self.credits_on_arrival = False
 
         def _parse_transport_parameters(
             self, data: bytes, from_session_ticket: bool = False
@@ -663,6 +667,9 @@ def _load_qh3() -> QuicBackend:
         held: dict[int, int]
         held_total = 0
         migration_disabled = False
+        #: Unread data is not held back by the windows here: :mod:`aioduct.http3`
+        #: bounds it itself (a stream past the bound fails, see ``unread_limit``).
+        credits_on_arrival = True
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -670,6 +677,14 @@ def _load_qh3() -> QuicBackend:
 
         def credit_due(self, stream_id: int) -> bool:
             return False
+
+        def send_stream_data(self, stream_id: int, data: Any, end_stream: bool = False) -> None:
+            # qh3's HTTP/3 layer writes its QPACK encoder and decoder streams after every
+            # header block, with nothing to say when no dynamic table is used (the
+            # usual case): two empty writes per request, each a full trip into the core.
+            if stream_id & 3 == 2 and not end_stream and not len(data):
+                return  # our own unidirectional streams exist from the start: a no-op
+            super().send_stream_data(stream_id, data, end_stream)
 
         def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
             core = self._core

@@ -21,7 +21,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final, cast
 
 from ..protocol.tls import MAX_RECORD_PLAINTEXT, TLSLayer
-from . import Expired, unique_addresses
+from . import Datagrams, Expired, unique_addresses
+from .udp import LoopDatagrams, open_socket
 
 __all__ = ["AsyncioRuntime", "AsyncioStream", "AsyncioTLSStream"]
 
@@ -787,10 +788,14 @@ class AsyncioRuntime:
                 _set_keepalive(sock, keepalive)
         return stream
 
-    async def open_udp(
-        self, ip: str, port: int, *, local_address: str | None = None
-    ) -> AsyncioDatagrams:
+    async def open_udp(self, ip: str, port: int, *, local_address: str | None = None) -> Datagrams:
         loop = self._loop
+        sock, gro = open_socket(ip, port, local_address)
+        try:
+            # Drained in bursts by one reader callback (aioduct.runtimes.udp)...
+            return LoopDatagrams(loop, sock, gro, (ip, port))
+        except NotImplementedError:  # ...on loops that have add_reader (not io_uring's)
+            sock.close()
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         _transport, endpoint = await loop.create_datagram_endpoint(
             lambda: AsyncioDatagrams(loop),

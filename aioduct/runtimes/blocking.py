@@ -24,6 +24,7 @@ from typing import Any, Final, NoReturn, TypeVar
 
 from ..protocol.tls import MAX_RECORD_PLAINTEXT, Bytes, TLSLayer
 from . import Expired, unique_addresses
+from .udp import drain, open_socket
 
 __all__ = ["BlockingRuntime", "BlockingStream", "run_sync"]
 
@@ -299,11 +300,12 @@ class BlockingDatagrams:
     no-op.
     """
 
-    __slots__ = ("_peer", "_sock")
+    __slots__ = ("_gro", "_peer", "_sock")
 
-    def __init__(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+    def __init__(self, sock: socket.socket, peer: tuple[str, int], gro: int = 0) -> None:
         self._sock = sock
         self._peer = peer
+        self._gro = gro
 
     def send(self, data: bytes) -> None:
         try:
@@ -317,11 +319,7 @@ class BlockingDatagrams:
         sock = self._sock
         out: list[bytes] = []
         while True:
-            try:
-                out.append(sock.recv(65536))
-                continue
-            except (BlockingIOError, InterruptedError):
-                pass
+            self._gro = drain(sock, out, self._gro)
             if out:
                 return out
             timeout = None if deadline is None else deadline - time.monotonic()
@@ -400,17 +398,8 @@ class BlockingRuntime:
     async def open_udp(
         self, ip: str, port: int, *, local_address: str | None = None
     ) -> BlockingDatagrams:
-        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            if local_address:
-                sock.bind((local_address, 0))
-            sock.connect((ip, port))
-        except BaseException:
-            sock.close()
-            raise
-        return BlockingDatagrams(sock, (ip, port))
+        sock, gro = open_socket(ip, port, local_address)
+        return BlockingDatagrams(sock, (ip, port), gro)
 
     async def start_tls(
         self,
