@@ -269,7 +269,17 @@ class AsyncioStream(asyncio.BufferedProtocol):
         if self._closed:
             raise self._error or ConnectionResetError("connection closed while sending")
 
-    async def read(self, deadline: float | None) -> bytes:
+    def read_head(self, deadline: float | None) -> Coroutine[Any, Any, bytes]:
+        """Like :meth:`read`, but of a large amount only the first ``_HEAD_READ`` bytes:
+        the first read of a response, whose head says how to read the rest. A large
+        body received with its head stays here for :meth:`read_into` (copied once,
+        into the caller's buffer) instead of becoming ``bytes`` first.
+
+        (A plain method returning :meth:`read`'s coroutine: no coroutine of its own to
+        resume at every wait.)"""
+        return self.read(deadline, True)
+
+    async def read(self, deadline: float | None, head: bool = False) -> bytes:
         if not self._size:
             if self._eof or self._closed:
                 if self._error is not None:
@@ -286,36 +296,8 @@ class AsyncioStream(asyncio.BufferedProtocol):
                 if self._error is not None:
                     raise self._error
                 return b""
-        data = self._view[self._start : self._size].tobytes()
-        self._start = self._size = 0
-        if self._reading_paused and self._transport is not None:
-            self._reading_paused = False
-            self._transport.resume_reading()
-        return data
-
-    async def read_head(self, deadline: float | None) -> bytes:
-        """Like :meth:`read`, but of a large amount only the first ``_HEAD_READ`` bytes:
-        the first read of a response, whose head says how to read the rest. A large
-        body received with its head stays here for :meth:`read_into` (copied once,
-        into the caller's buffer) instead of becoming ``bytes`` first."""
-        if not self._size:  # (read's code, not a call to it: one coroutine per request)
-            if self._eof or self._closed:
-                if self._error is not None:
-                    raise self._error
-                return b""
-            waiter = self._waiter = self._loop.create_future()
-            if deadline is not None:
-                self._arm(deadline)
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-            if not self._size:
-                if self._error is not None:
-                    raise self._error
-                return b""
         start, size = self._start, self._size
-        if size - start > _HEAD_READ_ALL:
+        if head and size - start > _HEAD_READ_ALL:
             end = self._start = start + _HEAD_READ
             return self._view[start:end].tobytes()
         data = self._view[start:size].tobytes()
