@@ -156,7 +156,6 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
         ):
             path = str(download)  # the download scenarios' file (jobs() reads it late)
             EXTRA_CPU.append(lambda: processes_cpu(engine.pids))
-            ready.set()
             first = True
             if target.one_at_a_time:
                 results: Iterator[Result] = (
@@ -165,6 +164,8 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
             else:
                 results = engine.map(jobs())
             for result in results:
+                if first:  # ready once the workers answer, not once they are spawned:
+                    ready.set()  # starting them (imports, pinning) is not the warm-up
                 try:
                     payload = _payload(target, result, path)
                     if first:
