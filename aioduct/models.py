@@ -38,7 +38,10 @@ T = TypeVar("T")
 Portal = Callable[[Awaitable[Any]], Any]
 
 
-class Timings(msgspec.Struct, frozen=True, omit_defaults=True):
+# gc=False: only numbers and a string, so never part of a reference cycle; one is made
+# per response (and decoded per Result in the local engine's parent), and untracked
+# objects neither trigger nor lengthen the collector's passes.
+class Timings(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """How long each phase of a request took, in seconds.
 
     ``dns``, ``connect`` and ``tls`` are ``None`` when the phase did not happen: a literal
