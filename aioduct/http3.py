@@ -761,7 +761,9 @@ class HTTP3Connection(SharedConnection):
                         held > self.unread_limit or quic.held_total > self.unread_total_limit
                     ):
                         self._overflow(exchange if held > self.unread_limit else None)
-                        return
+                        if exchange.error is not None:
+                            return
+                        # (another stream held the most and failed: this one goes on)
             if event.stream_ended:
                 exchange.ended = True
             if not exchange.collecting or exchange.ended or exchange.buffered > exchange.limit:

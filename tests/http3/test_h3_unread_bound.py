@@ -138,3 +138,44 @@ async def test_streams_of_one_connection_bound_together(
             return  # (the paused readers hold the connection window: nothing else flows)
         small = await client.get(f"{h3.url}/small")
         assert small.status == 200 and h3.connections_accepted == 1
+
+
+def _tripping_config(quic_backend: str) -> tuple[aioduct.Http3Config, int]:
+    """A config and a body size held whole just under the connection's bound (qh3);
+    on aioquic the connection window would hold a second stream back: a large one."""
+    max_data = 64 * 1024 if quic_backend == "qh3" else CONNECTION_WINDOW
+    config = aioduct.Http3Config(max_stream_data=STREAM_WINDOW, max_data=max_data)
+    return config, 2 * 64 * 1024 - 50
+
+
+async def _held_whole(big: aioduct.Response) -> None:
+    exchange = big._body
+    assert exchange is not None
+    for _ in range(500):  # the whole big body arrives, unread
+        if exchange.ended or exchange.error is not None:  # type: ignore[attr-defined]
+            return
+        await asyncio.sleep(0.01)
+
+
+async def _read(r: aioduct.Response) -> bytes:
+    got = b""
+    async for chunk in r.aiter_raw():
+        got += chunk
+    return got
+
+
+async def test_a_stream_tripping_the_connection_bound_for_another_still_ends(
+    h3: H3Server, tls_ca: TLSMaterial, quic_backend: str
+) -> None:
+    """The connection's bound trips on a small stream's last data, but the stream
+    failed is the one holding the most: the small stream must still see its end (its
+    event was cut short after the overflow: no end, no wake, its reader waited until
+    the read timeout)."""
+    config, big_size = _tripping_config(quic_backend)
+    async with (
+        aioduct.Client(**options(tls_ca, http3_config=config, read_timeout=5)) as client,  # type: ignore[arg-type]
+        client.stream("GET", f"{h3.url}/bytes/{big_size}") as big,
+    ):
+        await _held_whole(big)
+        async with client.stream("GET", f"{h3.url}/bytes/100") as small:
+            assert await _read(small) == deterministic_bytes(100)
