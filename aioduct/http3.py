@@ -793,15 +793,18 @@ class HTTP3Connection(SharedConnection):
             )
         exchange.chunks.clear()
         quic.held_total -= quic.held.pop(sid, 0)
-        exchange._fail(
-            ReadError(
-                f"{what}: the {self.lib.name} QUIC backend credits the server as data "
-                "arrives, so a reader that falls this far behind is cut off. Read the "
-                "body faster, raise Http3Config.max_stream_data / max_data, or use "
-                "Http3Config(backend='aioquic'), which credits the server only as the "
-                "reader consumes (a paused reader then just pauses the server)"
-            )
+        error = ReadError(
+            f"{what}: the {self.lib.name} QUIC backend credits the server as data "
+            "arrives, so a reader that falls this far behind is cut off. Read the "
+            "body faster, raise Http3Config.max_stream_data / max_data, or use "
+            "Http3Config(backend='aioquic'), which credits the server only as the "
+            "reader consumes (a paused reader then just pauses the server)"
         )
+        if exchange.error is None:
+            # Even on a stream that has ended (which _fail leaves alone): its data is
+            # gone, and its reader must not take what it read for the whole body.
+            exchange.error = error
+        exchange._fail(error)
         self.h3.abandon(sid, _CANCELLED)
 
     def _head(self, exchange: H2Exchange, event: Any) -> ResponseReceived | None:

@@ -179,3 +179,25 @@ async def test_a_stream_tripping_the_connection_bound_for_another_still_ends(
         await _held_whole(big)
         async with client.stream("GET", f"{h3.url}/bytes/100") as small:
             assert await _read(small) == deterministic_bytes(100)
+
+
+async def test_a_complete_stream_cut_off_by_the_bound_is_not_read_as_complete(
+    h3: H3Server, tls_ca: TLSMaterial, quic_backend: str
+) -> None:
+    """The stream the connection's bound fails may have received its whole body
+    already: what it held is dropped, so its reader must get the error, never a
+    shorter body that ends cleanly (the ended stream kept no error: silent truncation)."""
+    config, big_size = _tripping_config(quic_backend)
+    async with (
+        aioduct.Client(**options(tls_ca, http3_config=config, read_timeout=5)) as client,  # type: ignore[arg-type]
+        client.stream("GET", f"{h3.url}/bytes/{big_size}") as big,
+    ):
+        await _held_whole(big)
+        async with client.stream("GET", f"{h3.url}/bytes/100") as small:
+            await _read(small)
+        try:
+            body = await _read(big)
+        except aioduct.ReadError as exc:
+            assert "Http3Config.max_data" in str(exc)
+        else:
+            assert body == deterministic_bytes(big_size)
