@@ -333,9 +333,13 @@ class AsyncioStream(asyncio.BufferedProtocol):
                 filled = self._dest_size + self._size - self._start
                 if filled >= want:
                     break
+                when = deadline()
+                if when is not None and when <= self._loop.time():
+                    # Past it already (the request's total deadline): progress restarts
+                    # only the wait for silence, so the timer below would not expire.
+                    raise Expired()
                 waiter = self._waiter = self._loop.create_future()
                 self._dest_mark = filled
-                when = deadline()
                 if when is not None:
                     self._arm(when)
                 try:

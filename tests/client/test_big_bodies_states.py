@@ -200,3 +200,40 @@ def test_bodiless_responses_announcing_a_large_length(srv: ScriptServer, loop: s
         assert srv.connections_accepted <= 2
 
     run(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_total_timeout_holds_while_a_body_keeps_arriving(srv: ScriptServer, loop: str) -> None:
+    """A body that arrives steadily for longer than the request's total timeout fails
+    at that timeout: progress restarts the wait for silence (read_timeout), never the
+    total. (With a busy loop there were always new bytes when the timer fired, so the
+    body was read to its end, however long it took.)"""
+    body = payload(3 << 20)
+
+    @srv.route("/steady")
+    async def steady(conn: Conn, req: ServerRequest) -> None:
+        await conn.send(head(len(body)))
+        try:
+            for i in range(0, len(body), 4096):
+                await conn.send(body[i : i + 4096])
+                await conn.sleep(0.0005)
+        except (PeerClosed, OSError):
+            pass
+
+    async def hog(stop: asyncio.Event) -> None:
+        while not stop.is_set():  # every loop turn takes a while: bytes are always there
+            time.sleep(0.004)  # noqa: ASYNC251
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        busy = asyncio.ensure_future(hog(stop))
+        try:
+            async with aioduct.Client(timeout=aioduct.Timeout(total=0.5, read=None)) as client:
+                with pytest.raises(aioduct.TotalTimeout):
+                    await client.get(srv.url + "/steady")
+        finally:
+            stop.set()
+            await busy
+
+    run(loop, main)
