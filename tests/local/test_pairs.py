@@ -19,6 +19,9 @@ def test_pairs_go_once_then_by_number() -> None:
     assert [reader.headers(n) for n in numbers] == [first, second]
     assert writer.numbers(first) == [0, 1] and writer.take() == (3, [])  # nothing new
     assert reader.headers([1, 0])[0] is reader.headers([1])[0]  # the same pair objects
+    twice = (("Set-Cookie", "a=1"), ("Server", "nginx"), ("Set-Cookie", "a=1"))
+    assert writer.numbers(twice) == [3, 0, 3]  # a new pair twice in one response: one number
+    assert writer.take() == (3, [("Set-Cookie", "a=1")])
 
 
 def test_a_full_table_starts_over_at_the_next_batch(monkeypatch: pytest.MonkeyPatch) -> None:
