@@ -269,7 +269,7 @@ class HTTP11Connection:
             if reused:
                 raise StaleConnection(f"reused connection failed while sending: {exc}") from None
             raise WriteError(f"connection failed while sending the request: {exc}") from None
-        read_at = deadlines.for_read()
+        read_at = deadlines.read_at()
         wait_at = deadlines.now() + self.expect_timeout
         if read_at is not None and read_at < wait_at:
             wait_at = read_at

@@ -472,7 +472,7 @@ class SharedConnection:
     async def _await_continue(self, exchange: H2Exchange, deadlines: Deadlines) -> None:
         """Wait for ``100 Continue``, a final response, or ``expect_timeout`` (then the
         body goes anyway), as on HTTP/1.1 (RFC 9110 §10.1.1)."""
-        read_at = deadlines.for_read()
+        read_at = deadlines.read_at()
         wait_at = deadlines.now() + self.expect_timeout
         if read_at is not None and read_at < wait_at:
             wait_at = read_at

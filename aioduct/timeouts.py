@@ -11,7 +11,7 @@ from __future__ import annotations
 from time import perf_counter
 
 from .errors import ConnectTimeout, ReadTimeout, TimeoutError, TotalTimeout, WriteTimeout
-from .runtimes import Runtime
+from .runtimes import Expired, Runtime
 
 __all__ = ["Deadlines"]
 
@@ -60,12 +60,32 @@ class Deadlines:
         return self._at(self.connect)
 
     def for_read(self) -> float | None:
+        """The deadline of the next read; raises :class:`~aioduct.runtimes.Expired` once
+        the total deadline has passed.
+
+        A read returns at once when bytes are there, and a timer armed in the past fires
+        only on the loop's next turn, after the I/O that is ready: so a server that keeps
+        sending would outlast the total deadline for ever if no read checked it. Checked
+        only where the total is the nearer limit (no cost in the usual case).
+        """
         # _at() inlined: computed on every read of every response.
         limit, total_at = self.read, self.total_at
         if limit is None:
+            if total_at is not None and self.now() >= total_at:
+                raise Expired()
             return total_at
-        when = self.now() + limit
-        return when if total_at is None or when < total_at else total_at
+        now = self.now()
+        when = now + limit
+        if total_at is None or when < total_at:
+            return when
+        if now >= total_at:
+            raise Expired()
+        return total_at
+
+    def read_at(self) -> float | None:
+        """:meth:`for_read`'s deadline without its check, for a wait that handles its
+        own expiry (a bounded wait for ``100 Continue``)."""
+        return self._at(self.read)
 
     def for_write(self) -> float | None:
         return self._at(self.write)
