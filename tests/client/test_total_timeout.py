@@ -13,6 +13,7 @@ truncation instead of TotalTimeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -99,3 +100,38 @@ def test_blocking_client_total_timeout_holds_against_a_steady_sender(
         pytest.raises(aioduct.TotalTimeout, match=r"timeout=0\.5s"),
     ):
         client.get(script_server.url + "/steady?length")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("loop", LOOPS)
+def test_http2_total_timeout_holds_against_a_steady_sender(loop: str) -> None:
+    """HTTP/2 waits for the connection's reader task, not on the socket; the contract
+    holds there too. (This one passed before the fix as well: the server's sends are
+    paced by flow control, so the reader's waits give the timer its turn.)"""
+    from aioduct.testing.h2server import H2Request, H2Server
+
+    with H2Server() as srv:
+
+        @srv.route("/steady")
+        async def steady(req: H2Request) -> None:
+            req.send_headers(200)
+            end = time.monotonic() + SECONDS
+            with contextlib.suppress(Exception):  # the client resets the stream
+                while time.monotonic() < end:
+                    await req.send_data(CHUNK)
+                    await asyncio.sleep(0.0005)
+                await req.send_data(b"", end_stream=True)
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            busy = asyncio.ensure_future(hog(stop))
+            try:
+                timeout = aioduct.Timeout(total=0.5, read=None)
+                async with aioduct.Client(timeout=timeout, http2_prior_knowledge=True) as client:
+                    with pytest.raises(aioduct.TotalTimeout, match=r"timeout=0\.5s"):
+                        await client.get(srv.url + "/steady")
+            finally:
+                stop.set()
+                await busy
+
+        run(loop, main)
