@@ -363,13 +363,7 @@ class AsyncioStream(asyncio.BufferedProtocol):
         if self._size - start < count:
             return None
         view = self._view[start : start + count]
-        if start + count < self._size:
-            self._start = start + count
-        else:
-            self._start = self._size = 0
-        if self._reading_paused and self._transport is not None:
-            self._reading_paused = False
-            self._transport.resume_reading()
+        self._consume(start, count)
         return view
 
     def _fill(self, view: memoryview, offset: int) -> int:
@@ -378,15 +372,20 @@ class AsyncioStream(asyncio.BufferedProtocol):
         count = min(self._size - start, len(view) - offset)
         if count > 0:
             view[offset : offset + count] = self._view[start : start + count]
-            if start + count < self._size:  # bytes beyond the body (a misbehaving server)
-                self._start = start + count
-            else:
-                self._start = self._size = 0
-            if self._reading_paused and self._transport is not None:
-                self._reading_paused = False
-                self._transport.resume_reading()
+            self._consume(start, count)
             return offset + count
         return offset
+
+    def _consume(self, start: int, count: int) -> None:
+        """``count`` buffered bytes from ``start`` on were taken: drop them, and read
+        again if a full buffer had paused reading."""
+        if start + count < self._size:  # more is buffered (after a body: a bad server)
+            self._start = start + count
+        else:
+            self._start = self._size = 0
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
 
     def is_reusable(self) -> bool:
         transport = self._transport

@@ -21,7 +21,7 @@ import pytest
 import aioduct
 from aioduct.testing.server import Conn, PeerClosed, ScriptServer, ServerRequest
 
-from .test_big_bodies import LOOPS, run
+from .test_big_bodies import LOOPS, head, payload, run
 
 CHUNK = b"x" * 4096
 SECONDS = 2.0  # how long the server keeps sending: 4x the total timeout
@@ -82,6 +82,40 @@ def test_total_timeout_holds_against_a_steady_sender(
                                 pass
                     else:
                         await client.get(url)
+        finally:
+            stop.set()
+            await busy
+
+    run(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_total_timeout_holds_while_a_big_body_keeps_arriving(
+    script_server: ScriptServer, loop: str
+) -> None:
+    """A body that arrives steadily for longer than the request's total timeout fails
+    at that timeout: progress restarts the wait for silence (read_timeout), never the
+    total. (With a busy loop there were always new bytes when the timer fired, so the
+    body was read to its end, however long it took.)"""
+    body = payload(3 << 20)
+
+    @script_server.route("/steady-body")
+    async def steady(conn: Conn, req: ServerRequest) -> None:
+        await conn.send(head(len(body)))
+        try:
+            for i in range(0, len(body), 4096):
+                await conn.send(body[i : i + 4096])
+                await conn.sleep(0.0005)
+        except (PeerClosed, OSError):
+            pass
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        busy = asyncio.ensure_future(hog(stop))
+        try:
+            async with aioduct.Client(timeout=aioduct.Timeout(total=0.5, read=None)) as client:
+                with pytest.raises(aioduct.TotalTimeout):
+                    await client.get(script_server.url + "/steady-body")
         finally:
             stop.set()
             await busy
