@@ -160,6 +160,16 @@ def file_content(size: int) -> bytes:
     return deterministic_bytes(size)
 
 
+def form_fields() -> dict[str, str]:
+    """The plain form field, as the requests-style APIs take it (``data=``)."""
+    return {FORM_FIELD[0]: FORM_FIELD[1]}
+
+
+def form_files(content: bytes) -> dict[str, tuple[str, bytes, str]]:
+    """The file field, as the requests-style APIs take it (``files=``)."""
+    return {FILE_FIELD: (FILE_NAME, content, FILE_TYPE)}
+
+
 #: Where downloads go when it exists: tmpfs (RAM), so the download rows measure the
 #: clients and not the disk's writeback of a few GB of repeated 100 MB files.
 _SHM: Final = Path("/dev/shm")

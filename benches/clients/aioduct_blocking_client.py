@@ -80,11 +80,11 @@ def stream_fetch(client: aioduct.BlockingClient, target: Target, path: Path) -> 
             return status, events
 
     elif kind == "multipart":
-        form = {streams.FORM_FIELD[0]: streams.FORM_FIELD[1]}
+        form = streams.form_fields()
         content = streams.file_content(target.body_size)
 
         def fetch() -> Fetched:
-            files = {streams.FILE_FIELD: (streams.FILE_NAME, content, streams.FILE_TYPE)}
+            files = streams.form_files(content)
             r = client.post(url, data=form, files=files)
             return r.status, r.text
 

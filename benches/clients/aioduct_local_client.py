@@ -73,8 +73,8 @@ def _form(content: bytes) -> tuple[bytes, str]:
     from aioduct.multipart import Multipart
 
     form = Multipart(
-        {streams.FORM_FIELD[0]: streams.FORM_FIELD[1]},
-        {streams.FILE_FIELD: (streams.FILE_NAME, content, streams.FILE_TYPE)},
+        streams.form_fields(),
+        streams.form_files(content),
     )
     reading = form.aread()
     try:

@@ -86,11 +86,11 @@ def stream_fetch(client: httpx.AsyncClient, target: Target, path: Path) -> Async
                 return r.status_code, parser.events
 
     elif kind == "multipart":
-        form = {streams.FORM_FIELD[0]: streams.FORM_FIELD[1]}
+        form = streams.form_fields()
         content = streams.file_content(target.body_size)
 
         async def fetch() -> Fetched:
-            files = {streams.FILE_FIELD: (streams.FILE_NAME, content, streams.FILE_TYPE)}
+            files = streams.form_files(content)
             r = await client.post(url, data=form, files=files)
             return r.status_code, r.text
 

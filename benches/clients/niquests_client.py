@@ -101,11 +101,11 @@ def stream_fetch(
             return r.status_code or 0, events
 
     elif kind == "multipart":
-        form = {streams.FORM_FIELD[0]: streams.FORM_FIELD[1]}
+        form = streams.form_fields()
         content = streams.file_content(target.body_size)
 
         def fetch() -> Fetched:
-            files = {streams.FILE_FIELD: (streams.FILE_NAME, content, streams.FILE_TYPE)}
+            files = streams.form_files(content)
             r = post(url, data=form, files=files)
             return r.status_code or 0, r.text
 
