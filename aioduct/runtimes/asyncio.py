@@ -320,7 +320,9 @@ class AsyncioStream(asyncio.BufferedProtocol):
         loop receives straight into ``view`` (no ``bytes`` per receive; only its last
         ``_MIN_FREE`` bytes pass through the receive buffer) and the caller is woken
         once, when all of it is there. ``deadline()`` is called for each wait: a limit
-        on silence, since a timer that fires after progress starts a new wait.
+        on silence, since a timer that fires after progress starts a new wait; it
+        raises :class:`Expired` itself once a total deadline has passed
+        (:meth:`~aioduct.timeouts.Deadlines.for_read`).
         """
         want = len(view)
         got = self._fill(view, 0)
@@ -333,11 +335,9 @@ class AsyncioStream(asyncio.BufferedProtocol):
                 filled = self._dest_size + self._size - self._start
                 if filled >= want:
                     break
+                # (deadline() raises Expired once the request's total deadline has
+                # passed: progress restarts only the wait for silence below.)
                 when = deadline()
-                if when is not None and when <= self._loop.time():
-                    # Past it already (the request's total deadline): progress restarts
-                    # only the wait for silence, so the timer below would not expire.
-                    raise Expired()
                 waiter = self._waiter = self._loop.create_future()
                 self._dest_mark = filled
                 if when is not None:
