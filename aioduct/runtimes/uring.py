@@ -106,13 +106,18 @@ class UringStream(AsyncioStream):
         waiter = self._waiter
         if waiter is None or waiter.done() or self._interrupted:
             return
-        if self._dest_size + self._size - self._start != self._dest_mark:
-            waiter.set_result(None)
-        elif self._loop.time() >= self._deadline:
-            # Silent as far as this process can see; the kernel knows better.
+        progress = self._dest_size + self._size - self._start != self._dest_mark
+        if progress or self._loop.time() >= self._deadline:
+            # The receive in flight may hold bytes that came in this wait: ask for them
+            # now (also after visible progress), so that they count for this wait and
+            # not for the next -- silence is never stretched past two read timeouts.
             transport: Any = self._transport
             self._interrupted = transport is not None and transport.interrupt_direct()
-            if not self._interrupted:
+            if self._interrupted:
+                pass  # direct_done() gives the verdict
+            elif progress:
+                waiter.set_result(None)
+            else:
                 waiter.set_exception(Expired())
         else:
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
