@@ -45,7 +45,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from ._import import liburing_import_lock
 
@@ -76,6 +76,12 @@ from liburing import (
 )
 
 from ._probe import UringUnavailable, explain_setup_errno
+
+#: The two liburing calls of the proactor's hottest path (re-arming a transport's
+#: receive, :meth:`UringProactor.recv_again`), which prepares its entry itself: a
+#: Python call to :meth:`Ring.recv` there cost more than the preparation.
+get_sqe: Final = io_uring_get_sqe
+prep_recv: Final = io_uring_prep_recv
 
 __all__ = [
     "DEFAULT_ENTRIES",
@@ -460,6 +466,46 @@ class Ring:
         if ready:
             self.generation += 1
         return done
+
+    def dispatch(
+        self,
+        table: dict[int, Any],
+        slow: Callable[[Any, int], None],
+        failed: Callable[[BaseException, Any], None],
+    ) -> int:
+        """:meth:`reap` with the caller's dispatch written in: the event loop's hot path.
+
+        Each completion's ``user_data`` is popped from ``table`` (unknown ones are
+        dropped); an entry whose ``direct`` attribute is a callable gets
+        ``direct(res)`` right here, any other ``slow(entry, res)``. An exception from
+        ``direct`` goes to ``failed(exc, entry)`` and reaping goes on. One Python call
+        per completion instead of two (a handler, then the callback): on a loop that
+        reaps a completion or more per request, that was a tenth of its own cost.
+        """
+        ring = self._ring
+        if ring is None:
+            return 0
+        cqe = self._cqe
+        count = 0
+        pop = table.pop
+        while io_uring_peek_cqe(ring, cqe) == 0:
+            entry = pop(cqe.user_data, None)
+            res = cqe.res
+            io_uring_cqe_seen(ring, cqe)
+            count += 1
+            if entry is None:  # a cancel request's own completion, or an unknown id
+                continue
+            direct = entry.direct
+            if direct is None:
+                slow(entry, res)
+                continue
+            try:
+                direct(res)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                failed(exc, entry)
+        return count
 
     def reap(self, handler: Callable[[int, int], None]) -> int:
         """Call ``handler(user_data, res)`` for every ready completion; never waits."""

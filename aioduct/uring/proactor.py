@@ -54,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from ._ring import DEFAULT_ENTRIES, Ring, Sqe, make_sockaddr, os_error
+from ._ring import DEFAULT_ENTRIES, IGNORED, Ring, Sqe, get_sqe, make_sockaddr, os_error, prep_recv
 
 __all__ = ["SleepStats", "UringProactor"]
 
@@ -91,6 +91,7 @@ class _Op:
     __slots__ = (
         "callback",
         "cancelled",
+        "direct",
         "extra",
         "fd",
         "finish",
@@ -120,6 +121,9 @@ class _Op:
         self.ud = ud
         self.future = future
         self.callback = callback
+        #: What :meth:`Ring.dispatch` calls with the result: the callback of a live
+        #: callback op without a ``finish`` step; ``None`` sends it through ``_complete``.
+        self.direct = callback if finish is None else None
         self.sock = sock
         self.fd = fd
         self.view = view
@@ -310,16 +314,28 @@ class UringProactor:
 
     def recv_again(self, op: _Op, view: memoryview) -> _Op:
         """Receive into ``view`` with the completed callback op ``op`` (same socket)."""
-        if op.cancelled or op.ud in self._ops or op.future is not None:
+        ops = self._ops
+        ud = op.ud
+        if op.cancelled or ud in ops or op.future is not None:
             assert op.callback is not None
             return self.recv_into_cb(op.sock, view, op.callback)
-        ud = self._last_ud = self._last_ud + 1  # (a closed ring: Ring.recv raises)
-        op.ud = ud
-        op.view = view
+        # The same user_data again: its one completion was reaped, and an op is only
+        # cancelled while in flight (a cancelled op is never re-armed, see above).
+        # Ring.recv, written out (a closed ring: get_sqe(None) raises TypeError).
         ring = self._ring
-        op.sqe = ring.recv(ud, op.fd, view, 0)
+        sqe = get_sqe(ring._ring)
+        if not sqe:
+            sqe = ring._sqe()
+        try:
+            prep_recv(sqe, op.fd, view, len(view), 0)
+        except BaseException:
+            ring.neutralize(sqe, IGNORED)
+            raise
+        sqe.user_data = ud
+        op.view = view
+        op.sqe = sqe
         op.gen = ring.generation
-        self._ops[ud] = op
+        ops[ud] = op
         return op
 
     def send_cb(self, conn: socket.socket, data: Any, callback: Callable[[int], object]) -> _Op:
@@ -532,6 +548,11 @@ class UringProactor:
         op = self._ops.pop(user_data, None)
         if op is None:  # a cancel request's own completion, or an unknown id
             return
+        self._finish(op, res)
+
+    def _finish(self, op: _Op, res: int) -> None:
+        """A reaped completion's delivery (:meth:`Ring.dispatch` makes the common case,
+        a live callback op, itself)."""
         if op.cancelled:
             if op.cancelled == _CANCEL_SENT and res >= 0 and op.finish == self._finish_accept:
                 os.close(res)  # cancelled too late: the connection was accepted anyway
@@ -577,6 +598,7 @@ class UringProactor:
         ring = self._ring
         if ring.closed:
             return
+        op.direct = None  # its completion goes through _finish, which drops it
         if op.sqe is not None and op.gen == ring.generation:
             op.cancelled = _NEUTRALIZED
             ring.neutralize(op.sqe, op.ud)
@@ -597,7 +619,8 @@ class UringProactor:
         """
         ring = self._ring
         ring.submit()
-        if not ring.reap(self._complete) and timeout != 0:
+        ops, finish, report = self._ops, self._finish, self._report
+        if not ring.dispatch(ops, finish, report) and timeout != 0:
             stats = self.sleep_stats
             stats.sleeps += 1
             stats.asleep = True
@@ -605,7 +628,7 @@ class UringProactor:
             stats.asleep = False
             if expired:
                 stats.timed_out += 1
-            if ring.reap(self._complete):
+            if ring.dispatch(ops, finish, report):
                 stats.woken_by_completion += 1
         ring.submit()  # entries prepared by completions (short sends, re-armed polls)
         results = self._results
