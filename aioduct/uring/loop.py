@@ -468,8 +468,12 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
             handle: Any = ready.popleft()
             if handle._cancelled:
                 continue
+            args = handle._args
             try:
-                handle._context.run(handle._callback, *handle._args)
+                if len(args) == 1:  # a task wake-up or a future's callback: no *args tuple
+                    handle._context.run(handle._callback, args[0])
+                else:
+                    handle._context.run(handle._callback, *args)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
