@@ -217,6 +217,16 @@ def make_timespec(seconds: float) -> TimeSpec:
     return timespec(seconds)
 
 
+class _NoEntry:
+    """What :meth:`Ring.dispatch` finds for a completion nobody waits for."""
+
+    __slots__ = ()
+    direct = None
+
+
+_NO_ENTRY: Final = _NoEntry()
+
+
 class Ring:
     """One io_uring instance: prepare, submit, reap. Single-threaded by design.
 
@@ -489,15 +499,14 @@ class Ring:
         count = 0
         pop = table.pop
         while io_uring_peek_cqe(ring, cqe) == 0:
-            entry = pop(cqe.user_data, None)
+            entry = pop(cqe.user_data, _NO_ENTRY)
             res = cqe.res
             io_uring_cqe_seen(ring, cqe)
             count += 1
-            if entry is None:  # a cancel request's own completion, or an unknown id
-                continue
             direct = entry.direct
             if direct is None:
-                slow(entry, res)
+                if entry is not _NO_ENTRY:  # (a cancel request's own completion, or such)
+                    slow(entry, res)
                 continue
             try:
                 direct(res)

@@ -299,18 +299,17 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
     # -- writing -------------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        sock = self._sock
         if (
             self._write_fut is None
             and type(data) is bytes
-            and sock is not None
             and self.eager_send
-            and not (self._eof_written or self._conn_lost or self._empty_waiter is not None)
+            and not (self._conn_lost or self._eof_written or self._empty_waiter is not None)
         ):
             # The common case, with the checks below it passes in one test: bytes on an
-            # idle connection (a request), which the kernel usually takes whole.
+            # idle connection (a request), which the kernel usually takes whole. (No
+            # _conn_lost: close() has not begun, so the socket is still there.)
             try:
-                sent = sock.send(data)
+                sent = self._sock.send(data)  # type: ignore[union-attr]
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:

@@ -316,7 +316,7 @@ class UringProactor:
         """Receive into ``view`` with the completed callback op ``op`` (same socket)."""
         ops = self._ops
         ud = op.ud
-        if op.cancelled or ud in ops or op.future is not None:
+        if op.cancelled or ud in ops:  # (a callback op: recv_into_cb's, never a future's)
             assert op.callback is not None
             return self.recv_into_cb(op.sock, view, op.callback)
         # The same user_data again (a fresh one per receive cost ~1k instructions per
@@ -332,7 +332,7 @@ class UringProactor:
         if not sqe:
             sqe = ring._sqe()
         try:
-            prep_recv(sqe, op.fd, view, len(view), 0)
+            prep_recv(sqe, op.fd, view, len(view))
         except BaseException:
             ring.neutralize(sqe, IGNORED)
             raise
