@@ -328,7 +328,7 @@ class UringProactor:
         # Ring._sqe raises for a closed ring).
         ring = self._ring
         handle = ring._ring
-        sqe = get_sqe(handle) if handle is not None else None
+        sqe: Any = get_sqe(handle) if handle is not None else None
         if not sqe:
             sqe = ring._sqe()
         try:
