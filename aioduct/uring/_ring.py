@@ -67,8 +67,10 @@ from liburing import (
     io_uring_prep_recv,
     io_uring_prep_send,
     io_uring_prep_timeout,
+    io_uring_put_sqe,
     io_uring_queue_exit,
     io_uring_queue_init,
+    io_uring_sqe,
     io_uring_sq_ready,
     io_uring_submit,
     sockaddr,
@@ -77,11 +79,11 @@ from liburing import (
 
 from ._probe import UringUnavailable, explain_setup_errno
 
-#: The two liburing calls of the proactor's hottest path (re-arming a transport's
-#: receive, :meth:`UringProactor.recv_again`), which prepares its entry itself: a
-#: Python call to :meth:`Ring.recv` there cost more than the preparation.
-get_sqe: Final = io_uring_get_sqe
-prep_recv: Final = io_uring_prep_recv
+#: The liburing call of the proactor's hottest path (re-arming a transport's receive,
+#: :meth:`UringProactor.recv_again`): it copies an entry made by :meth:`Ring.recv_copy`
+#: into the submission queue. ``put_sqe(raw, copy)`` with ``raw = Ring.raw`` (never
+#: ``None``: the binding would crash) returns ``False`` when the queue is full.
+put_sqe: Final = io_uring_put_sqe
 
 __all__ = [
     "DEFAULT_ENTRIES",
@@ -396,6 +398,25 @@ class Ring:
             raise
         sqe.user_data = user_data  # type: ignore[union-attr]
         return sqe
+
+    def recv_copy(self, user_data: int, fd: int, buf: memoryview, flags: int = 0) -> Sqe:
+        """A receive entry like :meth:`recv`'s, in memory of its own instead of the queue.
+
+        Put into the queue with :data:`put_sqe` -- as often as needed: the same receive
+        into the same buffer is the same 64 bytes every time, and copying them costs a
+        tenth of preparing them (a new entry object, the buffer's validation). The
+        caller keeps ``buf`` alive and unresized while the copy may still be put. An
+        entry put this way cannot be :meth:`neutralize`-d (nothing refers to its slot).
+        """
+        sqe = io_uring_sqe(1)
+        io_uring_prep_recv(sqe, fd, buf, len(buf), flags)
+        sqe.user_data = user_data
+        return sqe
+
+    @property
+    def raw(self) -> object | None:
+        """The binding's ring object (for :data:`put_sqe`); ``None`` once closed."""
+        return self._ring
 
     def send(self, user_data: int, fd: int, buf: memoryview, flags: int = 0) -> Sqe:
         """Send ``buf`` (non-empty, pinned); the completion says how many bytes went."""

@@ -54,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from ._ring import DEFAULT_ENTRIES, IGNORED, Ring, Sqe, get_sqe, make_sockaddr, os_error, prep_recv
+from ._ring import DEFAULT_ENTRIES, Ring, Sqe, make_sockaddr, os_error, put_sqe
 
 __all__ = ["SleepStats", "UringProactor"]
 
@@ -91,6 +91,7 @@ class _Op:
     __slots__ = (
         "callback",
         "cancelled",
+        "copies",
         "direct",
         "extra",
         "fd",
@@ -131,6 +132,8 @@ class _Op:
         self.finish = finish
         self.cancelled = _LIVE
         self.progress = 0
+        #: recv_again's entries for this op: [view, copy, view, copy] (or None).
+        self.copies: list[Any] | None = None
         self.sqe: Sqe | None = None
         self.gen = -1
 
@@ -324,24 +327,43 @@ class UringProactor:
         # and being rebuilt). Safe: its completion was reaped, so no entry of the ring
         # carries it any more, and a cancel request targeting it was queued before this
         # entry -- the kernel handles entries in order, so it cannot reach this one.
-        # Then Ring.recv, written out (never get_sqe(None): that crashes the binding;
-        # Ring._sqe raises for a closed ring).
+        # The entry is a copy made once per buffer (Ring.recv_copy): a transport
+        # alternates between two buffers, so two copies serve every receive, and putting
+        # one into the queue costs ~2k instructions less than preparing an entry there.
+        copies = op.copies
+        if copies is not None and view is copies[0]:
+            copy = copies[1]
+        elif copies is not None and view is copies[2]:
+            copy = copies[3]
+        else:
+            copy = self._recv_copy(op, view)
         ring = self._ring
-        handle = ring._ring
-        sqe: Any = get_sqe(handle) if handle is not None else None
-        if not sqe:
-            sqe = ring._sqe()
-        try:
-            prep_recv(sqe, op.fd, view, len(view))
-        except BaseException:
-            ring.neutralize(sqe, IGNORED)
-            raise
-        sqe.user_data = ud
+        raw = ring.raw
+        if raw is None:
+            raise RuntimeError("UringProactor is closed")
+        if not put_sqe(raw, copy):  # the queue is full: hand it to the kernel, retry
+            ring.submit()
+            if not put_sqe(raw, copy):
+                ring._sqe()  # raises BlockingIOError, explaining
         op.view = view
-        op.sqe = sqe
+        op.sqe = None  # (a copy: _cancel submits it before cancelling, see there)
         op.gen = ring.generation
         ops[ud] = op
         return op
+
+    def _recv_copy(self, op: _Op, view: memoryview) -> Sqe:
+        """Make (and keep) ``op``'s receive entry for ``view``, replacing the copy for
+        a buffer the transport no longer uses (it alternates between two, and replaces
+        both when they grow; the copies' views keep their buffers alive meanwhile)."""
+        copy = self._ring.recv_copy(op.ud, op.fd, view)
+        copies = op.copies
+        if copies is None:
+            op.copies = [view, copy, None, None]
+        elif copies[0] is op.view:  # the buffer the last receive filled: used next
+            copies[2:] = [view, copy]
+        else:
+            copies[:2] = [view, copy]
+        return copy
 
     def send_cb(self, conn: socket.socket, data: Any, callback: Callable[[int], object]) -> _Op:
         """Send all of ``data`` (non-empty); then ``callback(total or -errno)``."""
@@ -604,12 +626,24 @@ class UringProactor:
         if ring.closed:
             return
         op.direct = None  # its completion goes through _finish, which drops it
-        if op.sqe is not None and op.gen == ring.generation:
-            op.cancelled = _NEUTRALIZED
-            ring.neutralize(op.sqe, op.ud)
-        else:
-            op.cancelled = _CANCEL_SENT
-            ring.cancel(op.ud)
+        if op.gen == ring.generation:  # prepared, not handed to the kernel yet
+            if op.sqe is not None:
+                op.cancelled = _NEUTRALIZED
+                ring.neutralize(op.sqe, op.ud)
+                op.sqe = None
+                return
+            # A copied entry (recv_again) has no slot to rewrite: hand it to the kernel
+            # now, while its fd still names this socket (the caller closes it next, and
+            # the number may be reused before the next submission), then cancel it
+            # there. Only a kernel refusing the submission leaves it queued (the cancel
+            # request follows it, so it is withdrawn as soon as it is issued).
+            if ring.usable_here():
+                try:
+                    ring.submit()
+                except OSError as exc:  # pragma: no cover - the kernel refused work
+                    logger.debug("io_uring: cannot submit before cancelling (%s)", exc)
+        op.cancelled = _CANCEL_SENT
+        ring.cancel(op.ud)
         op.sqe = None
 
     # -- the event loop's hooks ----------------------------------------------------------------
