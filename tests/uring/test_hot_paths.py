@@ -303,3 +303,61 @@ def test_call_soon_arguments_contexts_and_closed_or_debug_loops(run_uring: RunUr
     loop.close()
     with pytest.raises(RuntimeError, match="closed"):
         loop.call_soon(print)
+
+
+def test_cancelling_a_copied_receive_before_submission_spares_the_next_socket(
+    run_uring: RunUring,
+) -> None:
+    """recv_again's entry is a copy, which cannot be rewritten into a NOP: cancelled
+    before the loop submitted it, it is handed to the kernel at once (its fd still
+    the old socket's) and cancelled there -- so a socket that reuses the fd number
+    right after the close keeps its bytes."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        proactor: Any = loop._proactor  # type: ignore[attr-defined]
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        got: list[int] = []
+        arrived = asyncio.Event()
+        buffers = [memoryview(bytearray(16)), memoryview(bytearray(16))]
+
+        def on_recv(res: int) -> None:
+            got.append(res)
+            arrived.set()
+
+        op = proactor.recv_into_cb(a, buffers[0], on_recv)
+        b.send(b"one")
+        await asyncio.wait_for(arrived.wait(), 5)
+        for round_ in range(3):  # the copies are made once, then reused
+            generation = proactor._ring.generation
+            proactor.recv_again(op, buffers[(round_ + 1) % 2])
+            assert op.sqe is None and op.gen == generation  # queued, not submitted
+            assert op.cancel()
+            assert proactor._ring.generation > generation  # submitted by the cancel
+            for _ in range(1000):
+                if proactor.in_flight == 0:
+                    break
+                await asyncio.sleep(0.001)
+            assert proactor.in_flight == 0
+            op = proactor.recv_into_cb(a, buffers[0], on_recv)
+            b.send(b"again")
+            arrived.clear()
+            await asyncio.wait_for(arrived.wait(), 5)
+        assert got == [3, 5, 5, 5]
+        generation = proactor._ring.generation
+        proactor.recv_again(op, buffers[1])
+        assert op.cancel() and proactor._ring.generation > generation
+        fd = a.fileno()
+        a.close()
+        b.close()
+        c, d = socket.socketpair()  # (most likely c takes fd's number)
+        with c, d:
+            d.send(b"for c")
+            for _ in range(20):
+                await asyncio.sleep(0.001)
+            c.setblocking(False)
+            assert c.recv(100) == b"for c", f"fd {fd} reused as {c.fileno()}"
+        assert got == [3, 5, 5, 5]
+
+    run_uring(main())
