@@ -17,16 +17,24 @@ measured, that halved the loop's cost per round trip), and datagram calls that n
 peer address (``recvfrom``, ``sendto``) use a ring poll followed by a non-blocking
 syscall.
 
+What a request costs here is Python, so the per-request path is written for it:
+:meth:`Ring.dispatch` reaps and calls a live callback op's callback itself (one Python
+call per completion); a transport's receive keeps its op and ``user_data`` from one
+receive to the next (:meth:`UringProactor.recv_again`), and its entry is a copy made
+once per buffer and put into the queue (:meth:`Ring.recv_copy`), not prepared anew.
+
 The rules that keep memory safe (the compio/monoio discipline):
 
 * every in-flight operation is an :class:`_Op` in ``self._ops`` keyed by its
   ``user_data``; it pins the buffer (as a ``memoryview``, which also stops a
   ``bytearray`` from being resized), the socket and the kernel address until its
   completion is reaped -- also after cancellation;
-* cancelling an operation the kernel has not seen yet rewrites its entry into a NOP;
-  one the kernel has seen gets an ``IORING_OP_ASYNC_CANCEL`` and keeps its buffer until
-  its own completion arrives, which may still report success (a cancelled ``accept``
-  that succeeded has its new fd closed);
+* cancelling an operation the kernel has not seen yet rewrites its entry into a NOP --
+  or, for a copied entry (which has no slot to rewrite), submits it at once, while its
+  fd still names the socket the caller is about to close, and cancels it there; one the
+  kernel has seen gets an ``IORING_OP_ASYNC_CANCEL`` and keeps its buffer until its own
+  completion arrives, which may still report success (a cancelled ``accept`` that
+  succeeded has its new fd closed);
 * ``close()`` cancels everything, reaps until nothing is in flight (bounded), and only
   then tears the ring down; operations that never completed keep their buffers forever
   rather than risk the kernel writing into freed memory.
@@ -216,6 +224,9 @@ class UringProactor:
 
     def __init__(self, entries: int = DEFAULT_ENTRIES, mode: str | None = None) -> None:
         self._ring = Ring(entries, mode)
+        #: The binding's ring for put_sqe (Ring.raw without a property call per
+        #: receive); None from _teardown on, so nothing is put into a ring torn down.
+        self._raw: object | None = self._ring.raw
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ops: dict[int, _Op] = {}
         self._last_ud = 1  # user_data 0 is refused by liburing, 1 is Ring's IGNORED
@@ -338,7 +349,7 @@ class UringProactor:
         else:
             copy = self._recv_copy(op, view)
         ring = self._ring
-        raw = ring.raw
+        raw = self._raw
         if raw is None:
             raise RuntimeError("UringProactor is closed")
         if not put_sqe(raw, copy):  # the queue is full: hand it to the kernel, retry
@@ -738,6 +749,7 @@ class UringProactor:
         self._ops.clear()
 
     def _teardown(self) -> None:
+        self._raw = None
         self._ring.close()
         self._wakeup = None
         self._wakeup_op = None
