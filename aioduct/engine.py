@@ -19,7 +19,9 @@ one loop.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+from threading import get_ident
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -82,6 +84,17 @@ _ONE_READ: Final = 16384
 _HTTP_VERSIONS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 #: Times a request the server did not process (GOAWAY, REFUSED_STREAM) is sent again.
 _MAX_UNPROCESSED_RETRIES: Final = 3
+#: Forks of this process so far (counted in each child): an engine bound to a loop in the
+#: parent is not bound to anything in a child, whatever the copied loop's state says.
+_forks: Final = [0]
+
+
+def _forked() -> None:
+    _forks[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 if TYPE_CHECKING:
     # Imported lazily at runtime: h2 costs ~25 ms to import and HTTP/1.1-only programs
@@ -123,6 +136,8 @@ class Engine:
         self._ssl_context = ssl_context
         self._redirect_policy = redirect_policy
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The thread that loop ran in when last seen, and the process's fork count then.
+        self._bound_to: tuple[int, int] = (0, -1)
         #: A runtime of its own (the blocking one) instead of the running loop's.
         self._fixed_runtime = runtime
         self._runtime: Runtime | None = None
@@ -164,9 +179,18 @@ class Engine:
 
                 raise ClientClosed("the client is closed")
             return self._make_pool(self._fixed_runtime)
-        loop = asyncio.get_running_loop()
-        if self._loop is loop:
+        loop = self._loop
+        if loop is not None and self._bound_to == (get_ident(), _forks[0]) and loop.is_running():
+            # The loop this engine is bound to runs in this thread (of this process), so
+            # it is the running loop: one loop runs per thread at a time. Found without
+            # get_running_loop(), which on CPython 3.11 makes a getpid() system call,
+            # once per request otherwise.
             assert self._runtime is not None and self._pool is not None
+            return self._runtime, self._pool
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:  # the same loop, running in another thread now
+            assert self._runtime is not None and self._pool is not None
+            self._bound_to = (get_ident(), _forks[0])
             return self._runtime, self._pool
         if self._loop is not None and not self._loop.is_closed():
             raise RuntimeError(
@@ -178,6 +202,7 @@ class Engine:
 
             raise ClientClosed("the client is closed")
         self._loop = loop
+        self._bound_to = (get_ident(), _forks[0])
         return self._make_pool(default_runtime())
 
     def _make_pool(self, runtime: Runtime) -> tuple[Runtime, ConnectionPool[Connection]]:

@@ -37,6 +37,8 @@ SyncOpen = Callable[[Target], AbstractContextManager[SyncFetch]]
 #: CPU seconds of processes a client started (its own process is measured anyway), added to
 #: every snapshot: a multi-process client is charged for all of its processes.
 EXTRA_CPU: list[Callable[[], float]] = []
+#: Of those, the seconds spent in the kernel (system time), for the user/kernel split.
+EXTRA_SYS: list[Callable[[], float]] = []
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -59,6 +61,18 @@ def processes_cpu(pids: list[int]) -> float:
         except OSError:
             continue
         total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
+def processes_sys(pids: list[int]) -> float:
+    """System (kernel) CPU seconds of live processes, from ``/proc/PID/stat`` (ticks)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[12]) / _TICK
     return total
 
 
@@ -154,13 +168,16 @@ class Snapshot:
     ok: int
     extra: float = 0.0
     """The part of ``cpu`` used by processes the client started (EXTRA_CPU)."""
+    sys: float = 0.0
+    """The part of ``cpu`` spent in the kernel (the client's and EXTRA_SYS)."""
 
     @classmethod
     def take(cls, tallies: list[Tally]) -> Snapshot:
         ru = resource.getrusage(resource.RUSAGE_SELF)
         extra = sum(measure() for measure in EXTRA_CPU)
         cpu = ru.ru_utime + ru.ru_stime + extra
-        return cls(time.perf_counter(), cpu, sum(t.ok for t in tallies), extra)
+        sys = ru.ru_stime + sum(measure() for measure in EXTRA_SYS)
+        return cls(time.perf_counter(), cpu, sum(t.ok for t in tallies), extra, sys)
 
 
 @dataclass
@@ -174,12 +191,22 @@ class Measurement:
     first_error: str | None
     extra_cpu_s: float = 0.0
     """Of ``cpu_s``, what processes the client started used (the local engine's workers)."""
+    sys_cpu_s: float = 0.0
+    """Of ``cpu_s``, the kernel's part (system time; the workers' counted in 10 ms ticks)."""
 
     @classmethod
     def between(cls, a: Snapshot, b: Snapshot, tallies: list[Tally]) -> Measurement:
         first = next((t.first_error for t in tallies if t.first_error), None)
         errors = sum(t.errors for t in tallies)
-        return cls(b.ok - a.ok, b.wall - a.wall, b.cpu - a.cpu, errors, first, b.extra - a.extra)
+        return cls(
+            b.ok - a.ok,
+            b.wall - a.wall,
+            b.cpu - a.cpu,
+            errors,
+            first,
+            b.extra - a.extra,
+            b.sys - a.sys,
+        )
 
 
 async def measure_async(

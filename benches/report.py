@@ -73,7 +73,9 @@ def print_header(meta: dict[str, Any], out: TextIO) -> None:
         f"timing   {meta['warmup_s']} s warm-up, then {meta['duration_s']} s measured per pair"
         + (f", median of {meta['repeat']} interleaved runs" if meta["repeat"] > 1 else ""),
         "columns  CPU µs/req = user+sys of the whole client process (all its threads) in the"
-        " measured window / requests; other = CPUs busy with other processes meanwhile (noise)",
+        " measured window / requests (a local engine's workers included); of it sys = the"
+        " kernel's part (sockets, TCP on loopback); other = CPUs busy with other processes"
+        " meanwhile (noise)",
         "clients",
         *(f"  {name:16} {config}" for name, config in meta["clients"].items()),
     ]
@@ -111,6 +113,7 @@ def print_scenario(
             "req/s",
             "latency µs" if sequential else "",
             "CPU µs/req",
+            "of it sys",
             f"vs {BASELINE}",
             f"vs {OURS}",
             "errors",
@@ -132,6 +135,7 @@ def print_scenario(
                     f"{r.rps:,.0f}",
                     f"{1e6 / r.rps:,.0f}" if sequential else "",
                     f"{r.cpu_us:.1f}",
+                    f"{r.sys_cpu_us:.1f}",
                     _ratio(r.rps, base),
                     _ratio(r.rps, ours),
                     str(r.errors),
@@ -142,7 +146,7 @@ def print_scenario(
             continue
         label = "n/a" if r.status == "n/a" else "error"
         errors = str(r.errors) if r.errors else "—"
-        rows.append((client, label, "", "—", "—", "—", errors, _load(r.other_load), ""))
+        rows.append((client, label, "", "—", "—", "—", "—", errors, _load(r.other_load), ""))
         notes.append(f"  {client}: {r.reason or r.first_error or 'no requests completed'}")
     if not sequential:
         rows = [row[:2] + row[3:] for row in rows]

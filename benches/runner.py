@@ -92,6 +92,7 @@ class PairResult:
     samples_rps: list[float] = field(default_factory=list)  # every run when --repeat > 1
     other_load: float | None = None  # CPUs used by other processes meanwhile (LoadMeter)
     extra_cpu_s: float = 0.0  # of cpu_s, the client's own child processes (local workers)
+    sys_cpu_s: float = 0.0  # of cpu_s, the kernel's part (system time)
 
     @property
     def valid(self) -> bool:
@@ -105,6 +106,11 @@ class PairResult:
     @property
     def cpu_us(self) -> float:
         return self.cpu_s / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def sys_cpu_us(self) -> float:
+        """Kernel (system) CPU µs per request, of :attr:`cpu_us`."""
+        return self.sys_cpu_s / self.requests * 1e6 if self.requests else 0.0
 
     @property
     def extra_cpu_us(self) -> float:

@@ -25,7 +25,15 @@ from aioduct.jobs import Job, Result, result_to_response
 from aioduct.sse import SSEDecoder
 from benches import streams
 from benches.clients.aioduct_common import tls_gzip_options, unsupported_reason
-from benches.harness import EXTRA_CPU, BadResponse, ReadyLoop, Tally, processes_cpu
+from benches.harness import (
+    EXTRA_CPU,
+    EXTRA_SYS,
+    BadResponse,
+    ReadyLoop,
+    Tally,
+    processes_cpu,
+    processes_sys,
+)
 from benches.harness import check as check_response
 from benches.harness import check_first as check_first_response
 from benches.scenarios import Target
@@ -156,6 +164,7 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
         ):
             path = str(download)  # the download scenarios' file (jobs() reads it late)
             EXTRA_CPU.append(lambda: processes_cpu(engine.pids))
+            EXTRA_SYS.append(lambda: processes_sys(engine.pids))
             first = True
             if target.one_at_a_time:
                 results: Iterator[Result] = (
