@@ -368,12 +368,15 @@ class Ring:
             self.submit()
             sqe = io_uring_get_sqe(ring)
             if not sqe:
-                raise BlockingIOError(
-                    "the io_uring submission queue is full and the kernel accepts no more "
-                    "entries; too many operations in flight for a ring of "
-                    f"{self.entries} entries"
-                )
+                raise self.queue_full()
         return sqe
+
+    def queue_full(self) -> BlockingIOError:
+        """The error for a submission queue that stays full after a submission."""
+        return BlockingIOError(
+            "the io_uring submission queue is full and the kernel accepts no more "
+            f"entries; too many operations in flight for a ring of {self.entries} entries"
+        )
 
     def _prepared(self, sqe: Sqe, user_data: int) -> Sqe:
         sqe.user_data = user_data  # type: ignore[attr-defined]

@@ -355,7 +355,7 @@ class UringProactor:
         if not put_sqe(raw, copy):  # the queue is full: hand it to the kernel, retry
             ring.submit()
             if not put_sqe(raw, copy):
-                ring._sqe()  # raises BlockingIOError, explaining
+                raise ring.queue_full()
         op.view = view
         op.sqe = None  # (a copy: _cancel submits it before cancelling, see there)
         op.gen = ring.generation

@@ -361,3 +361,41 @@ def test_cancelling_a_copied_receive_before_submission_spares_the_next_socket(
         assert got == [3, 5, 5, 5]
 
     run_uring(main())
+
+
+def test_a_copied_receive_waits_for_room_in_a_full_queue() -> None:
+    """recv_again into a full submission queue hands the queue to the kernel first."""
+    reason = uring.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    from aioduct.uring._ring import IGNORED
+    from aioduct.uring.proactor import UringProactor
+
+    proactor = UringProactor(2)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    got: list[int] = []
+    buffers = [memoryview(bytearray(8)), memoryview(bytearray(8))]
+    try:
+
+        def wait_for(count: int) -> None:
+            for _ in range(100):
+                if len(got) >= count:
+                    return
+                proactor.select(0.05)
+            raise AssertionError(f"{got} after 5 s")
+
+        op = proactor.recv_into_cb(a, buffers[0], got.append)
+        b.send(b"x")
+        wait_for(1)
+        proactor._ring.nop(IGNORED)
+        proactor._ring.nop(IGNORED)  # the queue (2 entries) is full now
+        assert proactor._ring.pending() == 2
+        assert proactor.recv_again(op, buffers[1]) is op
+        b.send(b"yz")
+        wait_for(2)
+        assert got == [1, 2] and bytes(buffers[1][:2]) == b"yz"
+    finally:
+        proactor.close()
+        a.close()
+        b.close()
