@@ -77,8 +77,8 @@ _BARE_HANDLES: Final = set(events.Handle.__slots__) == {
     "__weakref__",
     "_context",
 }
-_new_handle = object.__new__
 _Handle: Final = events.Handle
+_new_handle = object.__new__
 #: A tuple, not ``bytes | bytearray | memoryview``: that builds a union object per call.
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 #: Protocol classes known to be BufferedProtocols (checked once per class, not per read).

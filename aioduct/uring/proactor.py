@@ -362,6 +362,13 @@ class UringProactor:
         ops[ud] = op
         return op
 
+    def send_cb(self, conn: socket.socket, data: Any, callback: Callable[[int], object]) -> _Op:
+        """Send all of ``data`` (non-empty); then ``callback(total or -errno)``."""
+        view = _readable_view(data)
+        op = self._new_op(None, conn, view, _SEND_FLAGS, self._finish_send, callback)
+        self._track(op, self._ring.send(op.ud, op.fd, view, _SEND_FLAGS))
+        return op
+
     def _recv_copy(self, op: _Op, view: memoryview) -> Sqe:
         """Make (and keep) ``op``'s receive entry for ``view``, replacing the copy for
         a buffer the transport no longer uses (it alternates between two, and replaces
@@ -375,13 +382,6 @@ class UringProactor:
         else:
             copies[:2] = [view, copy]
         return copy
-
-    def send_cb(self, conn: socket.socket, data: Any, callback: Callable[[int], object]) -> _Op:
-        """Send all of ``data`` (non-empty); then ``callback(total or -errno)``."""
-        view = _readable_view(data)
-        op = self._new_op(None, conn, view, _SEND_FLAGS, self._finish_send, callback)
-        self._track(op, self._ring.send(op.ud, op.fd, view, _SEND_FLAGS))
-        return op
 
     # -- operations ----------------------------------------------------------------------------
 
