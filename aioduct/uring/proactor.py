@@ -97,7 +97,7 @@ class _Op:
     """
 
     __slots__ = (
-        "callback",
+        "_callback",
         "cancelled",
         "copies",
         "direct",
@@ -129,9 +129,10 @@ class _Op:
         self.owner = owner
         self.ud = ud
         self.future = future
-        self.callback = callback
+        self._callback = callback
         #: What :meth:`Ring.dispatch` calls with the result: the callback of a live
-        #: callback op without a ``finish`` step; ``None`` sends it through ``_complete``.
+        #: callback op without a ``finish`` step; ``None`` sends it through ``_finish``.
+        #: Kept in step with ``callback`` (its setter) and ``cancel``.
         self.direct = callback if finish is None else None
         self.sock = sock
         self.fd = fd
@@ -144,6 +145,17 @@ class _Op:
         self.copies: list[Any] | None = None
         self.sqe: Sqe | None = None
         self.gen = -1
+
+    @property
+    def callback(self) -> Callable[[int], object] | None:
+        """What the completion is delivered to (callback ops); may be replaced in flight."""
+        return self._callback
+
+    @callback.setter
+    def callback(self, callback: Callable[[int], object] | None) -> None:
+        self._callback = callback
+        if self.finish is None and not self.cancelled:
+            self.direct = callback  # (Ring.dispatch calls ``direct``, not ``callback``)
 
     def cancel(self) -> bool:
         """Withdraw the operation; its callback will not run. ``False`` if already over."""

@@ -399,3 +399,27 @@ def test_a_copied_receive_waits_for_room_in_a_full_queue() -> None:
         proactor.close()
         a.close()
         b.close()
+
+
+def test_a_callback_replaced_in_flight_gets_the_completion(run_uring: RunUring) -> None:
+    """An op's callback may be swapped while it is in flight (a transport redirecting
+    a receive it interrupts): the completion goes to the new one."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        proactor: Any = loop._proactor  # type: ignore[attr-defined]
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        with a, b:
+            old: list[int] = []
+            new: list[int] = []
+            arrived = asyncio.Event()
+            buf = memoryview(bytearray(8))
+            op = proactor.recv_into_cb(a, buf, old.append)
+            await asyncio.sleep(0.01)  # in the kernel now
+            op.callback = lambda res: (new.append(res), arrived.set())
+            b.send(b"abc")
+            await asyncio.wait_for(arrived.wait(), 5)
+            assert old == [] and new == [3]
+
+    run_uring(main())
