@@ -723,6 +723,8 @@ class AsyncioRuntime:
     __slots__ = ("_loop", "name", "now")
 
     background = True
+    #: The stream (protocol) class of :meth:`open_tcp`'s connections.
+    stream_type: type[AsyncioStream] = AsyncioStream
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
@@ -757,10 +759,11 @@ class AsyncioRuntime:
     ) -> AsyncioStream:
         loop = self._loop
         local_addr = (local_address, 0) if local_address else None
+        stream_type = self.stream_type
         try:
             async with asyncio.timeout_at(deadline):
                 _transport, stream = await loop.create_connection(
-                    lambda: AsyncioStream(loop), ip, port, local_addr=local_addr
+                    lambda: stream_type(loop), ip, port, local_addr=local_addr
                 )
         except TimeoutError:
             raise Expired() from None

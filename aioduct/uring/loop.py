@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import functools
 import heapq
 import operator
@@ -61,6 +62,8 @@ _T = TypeVar("_T")
 #: fills one: the kernel had more queued, so a large body arrives in a few completions
 #: (each a Python callback chain and a task wake-up) instead of one per 64 KiB.
 _MAX_RECV_BUFFER: Final = 1024 * 1024
+#: The same for a protocol that receives large bodies directly (see receive_direct).
+_DIRECT_RECV_BUFFER: Final = 64 * 1024
 #: BaseEventLoop's timer-heap rule: with more than this many timers of which more than
 #: this fraction are cancelled, rebuild the heap instead of popping them one by one.
 _MIN_TIMERS: Final = base_events._MIN_SCHEDULED_TIMER_HANDLES  # type: ignore[attr-defined]
@@ -79,6 +82,7 @@ _BARE_HANDLES: Final = set(events.Handle.__slots__) == {
 }
 _Handle: Final = events.Handle
 _new_handle = object.__new__
+_ECANCELED: Final = -errno.ECANCELED
 #: A tuple, not ``bytes | bytearray | memoryview``: that builds a union object per call.
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 #: Protocol classes known to be BufferedProtocols (checked once per class, not per read).
@@ -147,6 +151,11 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
 
     #: Try a direct non-blocking send before handing a write to the ring.
     eager_send = True
+    # Direct receives (see receive_direct): wanted by the protocol, the op, and what
+    # _read_fut holds meanwhile (class defaults: most connections never use them).
+    _direct_wanted = False
+    _direct_op: Any = None
+    _direct_handle: _DirectReceive | None = None
 
     # Attributes of the stock classes that typeshed does not declare.
     _loop: UringEventLoop
@@ -190,7 +199,10 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
     def _loop_reading(self, fut: Any = None) -> None:
         # Scheduled by the stock __init__ and resume_reading(): start receiving.
         if self._read_fut is None and not self._closing and not self._paused:
-            self._start_recv()
+            if self._direct_wanted:
+                self._start_direct()
+            else:
+                self._start_recv()
 
     def _start_recv(self) -> None:
         try:
@@ -219,7 +231,7 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
             self._data_received(b"", 0)
             return
         filled = self._data_view
-        grow = res == len(filled) and res < _MAX_RECV_BUFFER
+        grow = res == len(filled) and res < _MAX_RECV_BUFFER and self._may_grow(res)
         if grow:
             # The filled buffer is delivered (copied) below and then left behind; the
             # other one was not the target of any receive, so both can be replaced.
@@ -257,6 +269,133 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
             # (while paused, the undelivered bytes wait in the small one: grow later)
             self._spare = bytearray(len(self._data))
             self._spare_view = memoryview(self._spare)
+
+    # -- direct receives (into the protocol's destination) ----------------------------------
+
+    def receive_direct(self) -> None:
+        """Receive straight into the protocol's destination from now on.
+
+        For a protocol that knows a large amount is coming (``AsyncioStream.read_into``
+        on this loop, :class:`aioduct.runtimes.uring.UringStream`): instead of a receive
+        into this transport's buffer and a copy into ``get_buffer()``, one
+        ``MSG_WAITALL`` receive (:meth:`UringProactor.recv_all_cb`) into
+        ``protocol.direct_region()``, completing once when it is full. A plain receive
+        in flight is interrupted first (its bytes, if any, are delivered as usual).
+        ``protocol.direct_done(nbytes)`` reports each direct receive's end -- after
+        which the kernel no longer writes into the region -- and returns the next
+        region, or ``None`` to go back to plain receives (``nbytes == -1``: ended by
+        end of stream or an error, no next region).
+        """
+        if self._closing:
+            return
+        self._direct_wanted = True
+        op = self._read_fut
+        if op is None:
+            if not self._paused:
+                self._start_direct()
+        elif op is self._recv_op:
+            # Its completion comes to _on_recv_direct instead (_on_recv, the path of
+            # every other receive, knows nothing of direct receives).
+            op.callback = self._on_recv_direct
+            self._proactor.interrupt(op)
+
+    def _on_recv_direct(self, res: int) -> None:
+        """The completion of the plain receive that receive_direct() interrupted."""
+        self._read_fut = None
+        op = self._recv_op
+        op.callback = self._on_recv
+        if res < 0:
+            if res != _ECANCELED:
+                self._read_failed(os_error(res))
+                return
+        elif res == 0:
+            self._data_received(b"", 0)
+            return
+        else:
+            # As _on_recv delivers (the paused path keeps the bytes in _spare).
+            filled = self._data_view
+            self._data, self._spare = self._spare, self._data
+            self._data_view, self._spare_view = self._spare_view, filled
+            self._data_received(filled[:res], res)
+        if not self._closing and not self._paused and self._read_fut is None:
+            if self._direct_wanted:
+                self._start_direct()
+            else:
+                self._start_recv()
+
+    def end_direct(self) -> bool:
+        """Back to plain receives; ``True`` if a direct receive is still in flight.
+
+        That receive is interrupted; until ``protocol.direct_done()`` reports its end,
+        the kernel may still write into the region.
+        """
+        self._direct_wanted = False
+        return self.interrupt_direct()
+
+    def interrupt_direct(self) -> bool:
+        """End the direct receive in flight early (its completion reports what came).
+
+        ``False`` if none is in flight.
+        """
+        op = self._direct_op
+        return op is not None and self._proactor.interrupt(op)
+
+    def _start_direct(self) -> None:
+        region = self._protocol.direct_region()  # type: ignore[attr-defined]
+        if region is None:
+            self._direct_wanted = False
+            self._start_recv()
+            return
+        try:
+            assert self._sock is not None
+            self._direct_op = self._proactor.recv_all_cb(
+                self._sock, region, self._on_direct, self._direct_op
+            )
+        except OSError as exc:
+            self._direct_wanted = False
+            self._protocol.direct_done(-1)  # type: ignore[attr-defined]
+            self._read_failed(exc)
+            return
+        handle = self._direct_handle
+        if handle is None:
+            handle = self._direct_handle = _DirectReceive(self)
+        self._read_fut = handle
+
+    def _on_direct(self, res: int) -> None:
+        if self._read_fut is self._direct_handle:  # (not after close/abort)
+            self._read_fut = None
+        protocol: Any = self._protocol
+        if res == 0:  # end of stream
+            self._direct_wanted = False
+            protocol.direct_done(-1)
+            self._data_received(b"", 0)
+            return
+        if res < 0 and res != _ECANCELED:
+            self._direct_wanted = False
+            protocol.direct_done(-1)
+            self._read_failed(os_error(res))
+            return
+        try:
+            region = protocol.direct_done(max(res, 0))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.direct_done() call failed.")
+            return
+        if region is None:
+            self._direct_wanted = False
+        if self._closing or self._paused or self._read_fut is not None:
+            return
+        if self._direct_wanted:
+            self._start_direct()
+        else:
+            self._start_recv()
+
+    def _may_grow(self, size: int) -> bool:
+        """Whether receive buffers of ``size`` may grow: not past 64 KiB for a protocol
+        that has large bodies received directly (receive_direct), where every byte of a
+        body that a receive into them takes before the direct receive starts is copied."""
+        return size < _DIRECT_RECV_BUFFER or not hasattr(self._protocol, "direct_region")
 
     def _data_received(self, data: Any, length: int) -> None:
         if self._paused:
@@ -393,6 +532,21 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
     def _loop_writing(self, f: Any = None, data: Any = None) -> None:  # pragma: no cover
         # Only the stock write() calls this; ours never does.
         raise AssertionError("_UringSocketTransport does not use _loop_writing")
+
+
+class _DirectReceive:
+    """What ``_read_fut`` holds while a direct receive is in flight: the stock
+    ``close()``/``abort()`` cancel it, and for a receive into the protocol's memory
+    that must be an interrupt (the completion still runs, so the protocol learns when
+    the kernel is done with its buffer), not a withdrawal."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: _UringSocketTransport) -> None:
+        self._transport = transport
+
+    def cancel(self) -> bool:
+        return self._transport.interrupt_direct()
 
 
 class _UringDatagramTransport(_LinuxCloseMixin, proactor_events._ProactorDatagramTransport):  # type: ignore[name-defined,misc]

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import select
@@ -76,6 +77,7 @@ _SEND_FLAGS: Final = socket.MSG_NOSIGNAL
 _ACCEPT_FLAGS: Final = socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
 _DONTWAIT: Final = socket.MSG_DONTWAIT
 _WAKEUP_READ: Final = 4096
+_WAITALL: Final = socket.MSG_WAITALL
 
 # Op.cancelled states.
 _LIVE: Final = 0
@@ -85,6 +87,46 @@ _NEUTRALIZED: Final = 2  # the entry became a NOP before the kernel saw it
 #: Buffers of operations a closed ring never reported back: kept alive for the life of
 #: the process, because the kernel may still own them.
 _ABANDONED: list[object] = []
+
+
+@functools.cache
+def waitall_reports_progress() -> bool:
+    """Whether a ``MSG_WAITALL`` receive that ends early reports the bytes it received.
+
+    Linux 6.x does (a cancelled or failed receive completes with its partial count);
+    a kernel that reported ``-ECANCELED`` instead would hide bytes already taken from
+    the socket, so :meth:`UringProactor.recv_all_cb` uses plain receives there. Asked
+    once per process, on a socket pair and a small ring of its own: a one-byte
+    receive of two, cancelled once the byte is in.
+    """
+    try:
+        ring = Ring(4, "plain")
+    except (OSError, ValueError, RuntimeError):
+        return False
+    a, b = socket.socketpair()
+    results: dict[int, int] = {}
+    view = memoryview(bytearray(2))
+    try:
+        ring.recv(2, a.fileno(), view, _WAITALL)
+        ring.submit()
+        b.send(b"x")
+        deadline = time.monotonic() + 1.0
+        ring.wait(0.005)  # the kernel copies the byte in (and waits for the next)
+        ring.reap(results.__setitem__)
+        ring.cancel(2)
+        ring.submit()
+        while 2 not in results and time.monotonic() < deadline:
+            ring.wait(0.05)
+            ring.reap(results.__setitem__)
+        return results.get(2) == 1 and view[0] == ord("x")
+    except OSError:
+        return False
+    finally:
+        if 2 not in results:  # the kernel may still own the buffer: never free it
+            _ABANDONED.append(view)
+        ring.close()
+        a.close()
+        b.close()
 
 
 class _Op:
@@ -373,6 +415,52 @@ class UringProactor:
         op.gen = ring.generation
         ops[ud] = op
         return op
+
+    def recv_all_cb(
+        self,
+        conn: socket.socket,
+        view: memoryview,
+        callback: Callable[[int], object],
+        op: _Op | None = None,
+    ) -> _Op:
+        """Receive all of ``view`` in one operation; then ``callback(nbytes or -errno)``.
+
+        With ``MSG_WAITALL`` (where :func:`waitall_reports_progress`) the kernel
+        completes it only once ``view`` is full, at end of stream or on an error -- one
+        completion for what would otherwise be one per segment burst -- and reports the
+        bytes received so far when it ends early (:meth:`interrupt`). Elsewhere it is a
+        plain receive that may come back short. ``op``: a completed op of this method
+        to reuse.
+        """
+        flags = _WAITALL if waitall_reports_progress() else 0
+        if op is None or op.cancelled or op.ud in self._ops or op.future is not None:
+            op = self._new_op(None, conn, view, None, None, callback)
+            self._track(op, self._ring.recv(op.ud, op.fd, view, flags))
+            return op
+        ud = self._last_ud = self._last_ud + 1
+        op.ud = ud
+        op.view = view
+        ring = self._ring
+        op.sqe = ring.recv(ud, op.fd, view, flags)
+        op.gen = ring.generation
+        self._ops[ud] = op
+        return op
+
+    def interrupt(self, op: _Op) -> bool:
+        """Ask the kernel to end ``op`` early; unlike ``cancel()`` its callback still runs.
+
+        The completion then reports what the operation did until it ended -- for a
+        receive, the bytes already in its buffer (or ``-ECANCELED`` if none) -- and the
+        buffer stays pinned until it arrives. The request may find the operation done
+        already; that completion is delivered as usual. ``False`` if ``op`` is not in
+        flight.
+        """
+        if op.cancelled or self._ops.get(op.ud) is not op or self._ring.closed:
+            return False
+        # Also for an entry not submitted yet: the kernel takes entries in order, so
+        # the cancel request finds the receive issued before it.
+        self._ring.cancel(op.ud)
+        return True
 
     def send_cb(self, conn: socket.socket, data: Any, callback: Callable[[int], object]) -> _Op:
         """Send all of ``data`` (non-empty); then ``callback(total or -errno)``."""

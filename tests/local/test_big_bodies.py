@@ -159,3 +159,53 @@ def test_a_length_above_max_body_size_takes_no_space(
     with LocalEngine(workers=1, loop=loop_kind, max_body_size=len(good)) as engine:
         results = list(engine.map(jobs))  # exactly at the limit
     assert all(r.body == good for r in results)
+
+
+def test_bodies_after_reads_that_ended_mid_receive_are_intact(
+    script_server: ScriptServer, loop_kind: str
+) -> None:
+    """A body that times out (read_timeout, or the job's total timeout) while the
+    worker's loop receives it into a span: the span goes to the next body only once the
+    kernel is done with it. The stalled servers resume while the next bodies are
+    received into the same spans (first fit): their bytes must not land there."""
+    size = 1 << 20
+    bodies = [payload(size, 200 + i) for i in range(6)]
+
+    @script_server.route("/stall")
+    async def stall(conn: Conn, req: ServerRequest) -> None:
+        await conn.send(head(size) + b"x" * 200_000)
+        await conn.sleep(0.8)
+        await conn.send(b"\xaa" * (size - 200_000))
+
+    @script_server.route("/slow")
+    async def slow(conn: Conn, req: ServerRequest) -> None:
+        await conn.send(head(size) + b"x" * 1000)
+        for _ in range(40):  # never silent for long, never done in time
+            await conn.sleep(0.05)
+            await conn.send(b"\xbb" * 20_000)
+
+    @script_server.route("/body")
+    async def body(conn: Conn, req: ServerRequest) -> None:
+        data = bodies[int(req.query)]
+        await conn.send(head(size) + data[:1000])
+        for i in range(1000, size, 150_000):
+            await conn.sleep(0.04)
+            await conn.send(data[i : i + 150_000])
+
+    failing = [
+        Job(url=script_server.url + "/stall", id="stall"),
+        Job(url=script_server.url + "/slow", id="slow", timeout=0.4),
+    ]
+    goods = [Job(url=f"{script_server.url}/body?{i}", id=i) for i in range(len(bodies))]
+    with LocalEngine(
+        workers=1, loop=loop_kind, concurrency=1, shm_size=2 * size + 4096, read_timeout=0.3
+    ) as engine:
+        for job in failing:
+            (result,) = engine.map([job])
+            assert result.error is not None and result.body is None, result
+            assert result.error.kind.endswith("Timeout"), result.error
+            results = list(engine.map(goods[:3] if job.id == "stall" else goods[3:]))
+            for r in results:
+                assert r.error is None and r.body == bodies[int(str(r.id))], r.id
+        shared = engine.stats.shared_bodies
+    assert shared == len(bodies)
