@@ -80,6 +80,7 @@ _BARE_HANDLES: Final = set(events.Handle.__slots__) == {
     "__weakref__",
     "_context",
 }
+_Handle: Final = events.Handle
 _new_handle = object.__new__
 _ECANCELED: Final = -errno.ECANCELED
 #: A tuple, not ``bytes | bytearray | memoryview``: that builds a union object per call.
@@ -437,6 +438,25 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
     # -- writing -------------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if (
+            self._write_fut is None
+            and type(data) is bytes
+            and self.eager_send
+            and not (self._conn_lost or self._eof_written or self._empty_waiter is not None)
+        ):
+            # The common case, with the checks below it passes in one test: bytes on an
+            # idle connection (a request), which the kernel usually takes whole. (No
+            # _conn_lost: close() has not begun, so the socket is still there.)
+            try:
+                sent = self._sock.send(data)  # type: ignore[union-attr]
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._write_failed(exc)
+                return
+            if sent != len(data):  # (b"": 0 == 0, nothing to do, as below)
+                self._start_send(data[sent:])
+            return
         if not isinstance(data, _BYTES_LIKE):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__}")
         if self._eof_written:
@@ -555,23 +575,20 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
     ) -> events.Handle:
         """asyncio's call_soon in one frame instead of three: every task wake-up (a
         future resolved by a completion) comes through here, once per request or more."""
-        if self._closed:  # type: ignore[attr-defined]
-            raise RuntimeError("Event loop is closed")
-        if self._debug or not _BARE_HANDLES:  # type: ignore[attr-defined]
+        if not self._plain_soon:  # closed (the stock code raises), or debug mode
             return super().call_soon(callback, *args, context=context)
         # Handle.__init__ without its frame (and its get_debug() call): the fields it
         # would set, set here.
-        handle = _new_handle(events.Handle)
-        fields: Any = handle
-        fields._callback = callback
-        fields._args = args
-        fields._loop = self
-        fields._context = copy_context() if context is None else context
-        fields._cancelled = False
-        fields._repr = None
-        fields._source_traceback = None
+        handle: Any = _new_handle(_Handle)
+        handle._callback = callback
+        handle._args = args
+        handle._loop = self
+        handle._context = copy_context() if context is None else context
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
         self._ready.append(handle)  # type: ignore[attr-defined]
-        return handle
+        return handle  # type: ignore[no-any-return]
 
     def _run_once(self) -> None:
         """One turn of the loop: due timers, a wait for completions, the ready callbacks.
@@ -604,8 +621,12 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
             handle: Any = ready.popleft()
             if handle._cancelled:
                 continue
+            args = handle._args
             try:
-                handle._context.run(handle._callback, *handle._args)
+                if len(args) == 1:  # a task wake-up or a future's callback: no *args tuple
+                    handle._context.run(handle._callback, args[0])
+                else:
+                    handle._context.run(handle._callback, *args)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
@@ -645,6 +666,9 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
 
     def set_debug(self, enabled: bool) -> None:
         super().set_debug(enabled)
+        #: call_soon may build its Handle itself: open, not in debug mode (one check
+        #: instead of two per call; close() clears it too).
+        self._plain_soon = _BARE_HANDLES and not enabled and not self.is_closed()
         # Every Future asks its loop get_debug(): answer from C, not a Python frame.
         self.get_debug = functools.partial(operator.truth, enabled)  # type: ignore[method-assign]
 
@@ -772,6 +796,7 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
             for sig in list(self._signal_handlers):
                 self.remove_signal_handler(sig)
         super().close()
+        self._plain_soon = False
 
 
 class UringEventLoopPolicy(events.BaseDefaultEventLoopPolicy):

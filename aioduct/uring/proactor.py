@@ -17,16 +17,24 @@ measured, that halved the loop's cost per round trip), and datagram calls that n
 peer address (``recvfrom``, ``sendto``) use a ring poll followed by a non-blocking
 syscall.
 
+What a request costs here is Python, so the per-request path is written for it:
+:meth:`Ring.dispatch` reaps and calls a live callback op's callback itself (one Python
+call per completion); a transport's receive keeps its op and ``user_data`` from one
+receive to the next (:meth:`UringProactor.recv_again`), and its entry is a copy made
+once per buffer and put into the queue (:meth:`Ring.recv_copy`), not prepared anew.
+
 The rules that keep memory safe (the compio/monoio discipline):
 
 * every in-flight operation is an :class:`_Op` in ``self._ops`` keyed by its
   ``user_data``; it pins the buffer (as a ``memoryview``, which also stops a
   ``bytearray`` from being resized), the socket and the kernel address until its
   completion is reaped -- also after cancellation;
-* cancelling an operation the kernel has not seen yet rewrites its entry into a NOP;
-  one the kernel has seen gets an ``IORING_OP_ASYNC_CANCEL`` and keeps its buffer until
-  its own completion arrives, which may still report success (a cancelled ``accept``
-  that succeeded has its new fd closed);
+* cancelling an operation the kernel has not seen yet rewrites its entry into a NOP --
+  or, for a copied entry (which has no slot to rewrite), submits it at once, while its
+  fd still names the socket the caller is about to close, and cancels it there; one the
+  kernel has seen gets an ``IORING_OP_ASYNC_CANCEL`` and keeps its buffer until its own
+  completion arrives, which may still report success (a cancelled ``accept`` that
+  succeeded has its new fd closed);
 * ``close()`` cancels everything, reaps until nothing is in flight (bounded), and only
   then tears the ring down; operations that never completed keep their buffers forever
   rather than risk the kernel writing into freed memory.
@@ -55,7 +63,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from ._ring import DEFAULT_ENTRIES, Ring, Sqe, make_sockaddr, os_error
+from ._ring import DEFAULT_ENTRIES, Ring, Sqe, make_sockaddr, os_error, put_sqe
 
 __all__ = ["SleepStats", "UringProactor"]
 
@@ -131,8 +139,10 @@ class _Op:
     """
 
     __slots__ = (
-        "callback",
+        "_callback",
         "cancelled",
+        "copies",
+        "direct",
         "extra",
         "fd",
         "finish",
@@ -161,7 +171,11 @@ class _Op:
         self.owner = owner
         self.ud = ud
         self.future = future
-        self.callback = callback
+        self._callback = callback
+        #: What :meth:`Ring.dispatch` calls with the result: the callback of a live
+        #: callback op without a ``finish`` step; ``None`` sends it through ``_finish``.
+        #: Kept in step with ``callback`` (its setter) and ``cancel``.
+        self.direct = callback if finish is None else None
         self.sock = sock
         self.fd = fd
         self.view = view
@@ -169,8 +183,21 @@ class _Op:
         self.finish = finish
         self.cancelled = _LIVE
         self.progress = 0
+        #: recv_again's entries for this op: [view, copy, view, copy] (or None).
+        self.copies: list[Any] | None = None
         self.sqe: Sqe | None = None
         self.gen = -1
+
+    @property
+    def callback(self) -> Callable[[int], object] | None:
+        """What the completion is delivered to (callback ops); may be replaced in flight."""
+        return self._callback
+
+    @callback.setter
+    def callback(self, callback: Callable[[int], object] | None) -> None:
+        self._callback = callback
+        if self.finish is None and not self.cancelled:
+            self.direct = callback  # (Ring.dispatch calls ``direct``, not ``callback``)
 
     def cancel(self) -> bool:
         """Withdraw the operation; its callback will not run. ``False`` if already over."""
@@ -251,6 +278,9 @@ class UringProactor:
 
     def __init__(self, entries: int = DEFAULT_ENTRIES, mode: str | None = None) -> None:
         self._ring = Ring(entries, mode)
+        #: The binding's ring for put_sqe (Ring.raw without a property call per
+        #: receive); None from _teardown on, so nothing is put into a ring torn down.
+        self._raw: object | None = self._ring.raw
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ops: dict[int, _Op] = {}
         self._last_ud = 1  # user_data 0 is refused by liburing, 1 is Ring's IGNORED
@@ -352,16 +382,38 @@ class UringProactor:
 
     def recv_again(self, op: _Op, view: memoryview) -> _Op:
         """Receive into ``view`` with the completed callback op ``op`` (same socket)."""
-        if op.cancelled or op.ud in self._ops or op.future is not None:
+        ops = self._ops
+        ud = op.ud
+        if op.cancelled or ud in ops:  # (a callback op: recv_into_cb's, never a future's)
             assert op.callback is not None
             return self.recv_into_cb(op.sock, view, op.callback)
-        ud = self._last_ud = self._last_ud + 1  # (a closed ring: Ring.recv raises)
-        op.ud = ud
-        op.view = view
+        # The same user_data again (a fresh one per receive cost ~1k instructions per
+        # request: a new int object, and the registry dict filling with deleted slots
+        # and being rebuilt). Safe: its completion was reaped, so no entry of the ring
+        # carries it any more, and a cancel request targeting it was queued before this
+        # entry -- the kernel handles entries in order, so it cannot reach this one.
+        # The entry is a copy made once per buffer (Ring.recv_copy): a transport
+        # alternates between two buffers, so two copies serve every receive, and putting
+        # one into the queue costs ~2k instructions less than preparing an entry there.
+        copies = op.copies
+        if copies is not None and view is copies[0]:
+            copy = copies[1]
+        elif copies is not None and view is copies[2]:
+            copy = copies[3]
+        else:
+            copy = self._recv_copy(op, view)
         ring = self._ring
-        op.sqe = ring.recv(ud, op.fd, view, 0)
+        raw = self._raw
+        if raw is None:
+            raise RuntimeError("UringProactor is closed")
+        if not put_sqe(raw, copy):  # the queue is full: hand it to the kernel, retry
+            ring.submit()
+            if not put_sqe(raw, copy):
+                raise ring.queue_full()
+        op.view = view
+        op.sqe = None  # (a copy: _cancel submits it before cancelling, see there)
         op.gen = ring.generation
-        self._ops[ud] = op
+        ops[ud] = op
         return op
 
     def recv_all_cb(
@@ -416,6 +468,20 @@ class UringProactor:
         op = self._new_op(None, conn, view, _SEND_FLAGS, self._finish_send, callback)
         self._track(op, self._ring.send(op.ud, op.fd, view, _SEND_FLAGS))
         return op
+
+    def _recv_copy(self, op: _Op, view: memoryview) -> Sqe:
+        """Make (and keep) ``op``'s receive entry for ``view``, replacing the copy for
+        a buffer the transport no longer uses (it alternates between two, and replaces
+        both when they grow; the copies' views keep their buffers alive meanwhile)."""
+        copy = self._ring.recv_copy(op.ud, op.fd, view)
+        copies = op.copies
+        if copies is None:
+            op.copies = [view, copy, None, None]
+        elif copies[0] is op.view:  # the buffer the last receive filled: used next
+            copies[2:] = [view, copy]
+        else:
+            copies[:2] = [view, copy]
+        return copy
 
     # -- operations ----------------------------------------------------------------------------
 
@@ -620,6 +686,11 @@ class UringProactor:
         op = self._ops.pop(user_data, None)
         if op is None:  # a cancel request's own completion, or an unknown id
             return
+        self._finish(op, res)
+
+    def _finish(self, op: _Op, res: int) -> None:
+        """A reaped completion's delivery (:meth:`Ring.dispatch` makes the common case,
+        a live callback op, itself)."""
         if op.cancelled:
             if op.cancelled == _CANCEL_SENT and res >= 0 and op.finish == self._finish_accept:
                 os.close(res)  # cancelled too late: the connection was accepted anyway
@@ -665,12 +736,25 @@ class UringProactor:
         ring = self._ring
         if ring.closed:
             return
-        if op.sqe is not None and op.gen == ring.generation:
-            op.cancelled = _NEUTRALIZED
-            ring.neutralize(op.sqe, op.ud)
-        else:
-            op.cancelled = _CANCEL_SENT
-            ring.cancel(op.ud)
+        op.direct = None  # its completion goes through _finish, which drops it
+        if op.gen == ring.generation:  # prepared, not handed to the kernel yet
+            if op.sqe is not None:
+                op.cancelled = _NEUTRALIZED
+                ring.neutralize(op.sqe, op.ud)
+                op.sqe = None
+                return
+            # A copied entry (recv_again) has no slot to rewrite: hand it to the kernel
+            # now, while its fd still names this socket (the caller closes it next, and
+            # the number may be reused before the next submission), then cancel it
+            # there. Only a kernel refusing the submission leaves it queued (the cancel
+            # request follows it, so it is withdrawn as soon as it is issued).
+            if ring.usable_here():
+                try:
+                    ring.submit()
+                except OSError as exc:  # pragma: no cover - the kernel refused work
+                    logger.debug("io_uring: cannot submit before cancelling (%s)", exc)
+        op.cancelled = _CANCEL_SENT
+        ring.cancel(op.ud)
         op.sqe = None
 
     # -- the event loop's hooks ----------------------------------------------------------------
@@ -685,7 +769,8 @@ class UringProactor:
         """
         ring = self._ring
         ring.submit()
-        if not ring.reap(self._complete) and timeout != 0:
+        ops, finish, report = self._ops, self._finish, self._report
+        if not ring.dispatch(ops, finish, report) and timeout != 0:
             stats = self.sleep_stats
             stats.sleeps += 1
             stats.asleep = True
@@ -693,7 +778,7 @@ class UringProactor:
             stats.asleep = False
             if expired:
                 stats.timed_out += 1
-            if ring.reap(self._complete):
+            if ring.dispatch(ops, finish, report):
                 stats.woken_by_completion += 1
         ring.submit()  # entries prepared by completions (short sends, re-armed polls)
         results = self._results
@@ -764,6 +849,7 @@ class UringProactor:
         self._ops.clear()
 
     def _teardown(self) -> None:
+        self._raw = None
         self._ring.close()
         self._wakeup = None
         self._wakeup_op = None
