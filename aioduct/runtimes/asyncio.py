@@ -330,29 +330,38 @@ class AsyncioStream(asyncio.BufferedProtocol):
             return got
         self._dest_size = got
         self._dest = view
-        try:
-            while not (self._eof or self._closed):
-                filled = self._dest_size + self._size - self._start
-                if filled >= want:
-                    break
-                # (deadline() raises Expired once the request's total deadline has
-                # passed: progress restarts only the wait for silence below.)
-                when = deadline()
-                waiter = self._waiter = self._loop.create_future()
-                self._dest_mark = filled
-                if when is not None:
-                    self._arm(when)
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
-        finally:
-            self._dest = None  # never receive into the caller's buffer once it returned
-            self._into_dest = False
+        await self._receive_into(want, deadline)
         got = self._fill(view, self._dest_size)
         if got < want and self._error is not None:
             raise self._error
         return got
+
+    async def _receive_into(self, want: int, deadline: Callable[[], float | None]) -> None:
+        """The waits of :meth:`read_into`; the destination is never received into once
+        they end, however they end (a loop may override how it receives)."""
+        try:
+            await self._wait_filled(want, deadline)
+        finally:
+            self._dest = None  # never receive into the caller's buffer once it returned
+            self._into_dest = False
+
+    async def _wait_filled(self, want: int, deadline: Callable[[], float | None]) -> None:
+        """Wait until the destination holds ``want`` bytes, or the stream ended."""
+        while not (self._eof or self._closed):
+            filled = self._dest_size + self._size - self._start
+            if filled >= want:
+                return
+            # (deadline() raises Expired once the request's total deadline has
+            # passed: progress restarts only the wait for silence below.)
+            when = deadline()
+            waiter = self._waiter = self._loop.create_future()
+            self._dest_mark = filled
+            if when is not None:
+                self._arm(when)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
 
     def take_buffered(self, count: int) -> memoryview | None:
         """The next ``count`` bytes if all of them are buffered (consumed), else None.

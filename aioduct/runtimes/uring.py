@@ -123,34 +123,17 @@ class UringStream(AsyncioStream):
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
             self._timer_at = self._deadline
 
-    # -- Stream API --------------------------------------------------------------------------
+    # -- read_into's waits --------------------------------------------------------------------
 
-    async def read_into(self, view: memoryview, deadline: Callable[[], float | None]) -> int:
-        """:meth:`AsyncioStream.read_into`, received directly (see the class)."""
+    async def _receive_into(self, want: int, deadline: Callable[[], float | None]) -> None:
+        """:meth:`AsyncioStream._receive_into`, received directly (see the class)."""
         transport: Any = self._transport
-        if len(view) < 2 * _MIN_FREE or not hasattr(transport, "receive_direct"):
-            return await super().read_into(view, deadline)
-        want = len(view)
-        got = self._fill(view, 0)
-        if got == want:
-            return got
-        self._dest_size = got
-        self._dest = view
+        if want < 2 * _MIN_FREE or not hasattr(transport, "receive_direct"):
+            await super()._receive_into(want, deadline)
+            return
         try:
             transport.receive_direct()
-            while not (self._eof or self._closed):
-                filled = self._dest_size + self._size - self._start
-                if filled >= want:
-                    break
-                when = deadline()  # (raises Expired past the total deadline)
-                waiter = self._waiter = self._loop.create_future()
-                self._dest_mark = filled
-                if when is not None:
-                    self._arm(when)
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
+            await self._wait_filled(want, deadline)
         except GeneratorExit:  # the task is destroyed with its loop: nothing to wait for
             self._end_direct(transport)
             raise
@@ -160,10 +143,6 @@ class UringStream(AsyncioStream):
             raise
         if self._end_direct(transport):
             await self._settle()
-        got = self._fill(view, self._dest_size)
-        if got < want and self._error is not None:
-            raise self._error
-        return got
 
     def _end_direct(self, transport: Any) -> bool:
         """Stop receiving into the caller's buffer; whether the kernel still may."""

@@ -9,7 +9,7 @@ build does not support). Probe tests do not use it and run everywhere.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -18,6 +18,19 @@ from aioduct import uring
 
 T = TypeVar("T")
 RunUring = Callable[..., Any]
+
+
+@pytest.fixture
+def ring() -> Iterator[Any]:
+    """A bare 8-entry :class:`~aioduct.uring._ring.Ring` (tests that need io_uring skip
+    through their module's ``pytestmark`` before asking for it)."""
+    from aioduct.uring._ring import Ring
+
+    r = Ring(8)
+    try:
+        yield r
+    finally:
+        r.close()
 
 
 @pytest.fixture

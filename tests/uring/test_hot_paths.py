@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,17 +20,6 @@ from .conftest import RunUring
 pytestmark = pytest.mark.skipif(
     not uring.is_available(), reason=uring.unavailable_reason() or "io_uring is usable"
 )
-
-
-@pytest.fixture
-def ring() -> Iterator[Any]:
-    from aioduct.uring._ring import Ring
-
-    r = Ring(8)
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 class Entry:
@@ -86,6 +75,39 @@ def test_dispatch_lets_system_exit_through(ring: Any) -> None:
         ring.dispatch({5: Entry(leave)}, lambda entry, res: None, lambda exc, entry: None)
 
 
+class Receiving:
+    """A socket pair whose ``a`` end has had one receive through the proactor (of
+    ``b"one"``, into ``buffers[0]``); ``got`` collects every completion's result."""
+
+    def __init__(self, proactor: Any) -> None:
+        self.a, self.b = socket.socketpair()
+        self.a.setblocking(False)
+        self.got: list[int] = []
+        self.arrived = asyncio.Event()
+        self.buffers = [memoryview(bytearray(16)), memoryview(bytearray(16))]
+        self.op = proactor.recv_into_cb(self.a, self.buffers[0], self.on_recv)
+
+    def on_recv(self, res: int) -> None:
+        self.got.append(res)
+        self.arrived.set()
+
+    @classmethod
+    async def start(cls, proactor: Any) -> Receiving:
+        r = cls(proactor)
+        r.b.send(b"one")
+        await asyncio.wait_for(r.arrived.wait(), 5)
+        return r
+
+
+async def settled(proactor: Any) -> None:
+    """Wait (up to ~1 s) until no operation is in flight, then check that none is."""
+    for _ in range(1000):
+        if proactor.in_flight == 0:
+            break
+        await asyncio.sleep(0.001)
+    assert proactor.in_flight == 0
+
+
 def test_a_rearmed_receive_keeps_its_id_and_can_be_cancelled(run_uring: RunUring) -> None:
     """recv_again reuses the op (and its user_data); a cancel after the re-arm
     withdraws that receive, whose callback then never runs, and a new one works."""
@@ -93,20 +115,9 @@ def test_a_rearmed_receive_keeps_its_id_and_can_be_cancelled(run_uring: RunUring
     async def main() -> None:
         loop = asyncio.get_running_loop()
         proactor: Any = loop._proactor  # type: ignore[attr-defined]
-        a, b = socket.socketpair()
-        a.setblocking(False)
-        with a, b:
-            got: list[int] = []
-            arrived = asyncio.Event()
-            buffers = [memoryview(bytearray(16)), memoryview(bytearray(16))]
-
-            def on_recv(res: int) -> None:
-                got.append(res)
-                arrived.set()
-
-            op = proactor.recv_into_cb(a, buffers[0], on_recv)
-            b.send(b"one")
-            await asyncio.wait_for(arrived.wait(), 5)
+        r = await Receiving.start(proactor)
+        with r.a, r.b:
+            op, got, arrived, buffers, b = r.op, r.got, r.arrived, r.buffers, r.b
             assert got == [3] and bytes(buffers[0][:3]) == b"one"
             ud = op.ud
             again = proactor.recv_again(op, buffers[1])
@@ -118,11 +129,7 @@ def test_a_rearmed_receive_keeps_its_id_and_can_be_cancelled(run_uring: RunUring
 
             proactor.recv_again(op, buffers[0])
             assert op.cancel()
-            for _ in range(1000):
-                if proactor.in_flight == 0:
-                    break
-                await asyncio.sleep(0.001)
-            assert proactor.in_flight == 0
+            await settled(proactor)
             b.send(b"three")
             await asyncio.sleep(0.01)
             assert got == [3, 3]  # the cancelled receive delivered nothing
@@ -316,31 +323,16 @@ def test_cancelling_a_copied_receive_before_submission_spares_the_next_socket(
     async def main() -> None:
         loop = asyncio.get_running_loop()
         proactor: Any = loop._proactor  # type: ignore[attr-defined]
-        a, b = socket.socketpair()
-        a.setblocking(False)
-        got: list[int] = []
-        arrived = asyncio.Event()
-        buffers = [memoryview(bytearray(16)), memoryview(bytearray(16))]
-
-        def on_recv(res: int) -> None:
-            got.append(res)
-            arrived.set()
-
-        op = proactor.recv_into_cb(a, buffers[0], on_recv)
-        b.send(b"one")
-        await asyncio.wait_for(arrived.wait(), 5)
+        r = await Receiving.start(proactor)
+        a, b, op, got, arrived, buffers = r.a, r.b, r.op, r.got, r.arrived, r.buffers
         for round_ in range(3):  # the copies are made once, then reused
             generation = proactor._ring.generation
             proactor.recv_again(op, buffers[(round_ + 1) % 2])
             assert op.sqe is None and op.gen == generation  # queued, not submitted
             assert op.cancel()
             assert proactor._ring.generation > generation  # submitted by the cancel
-            for _ in range(1000):
-                if proactor.in_flight == 0:
-                    break
-                await asyncio.sleep(0.001)
-            assert proactor.in_flight == 0
-            op = proactor.recv_into_cb(a, buffers[0], on_recv)
+            await settled(proactor)
+            op = proactor.recv_into_cb(a, buffers[0], r.on_recv)
             b.send(b"again")
             arrived.clear()
             await asyncio.wait_for(arrived.wait(), 5)

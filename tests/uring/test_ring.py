@@ -6,7 +6,6 @@ import errno
 import select
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,17 +15,6 @@ from aioduct import uring
 pytestmark = pytest.mark.skipif(
     not uring.is_available(), reason=uring.unavailable_reason() or "io_uring is usable"
 )
-
-
-@pytest.fixture
-def ring() -> Iterator[Any]:
-    from aioduct.uring._ring import Ring
-
-    r = Ring(8)
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def wait_for(ring: Any, count: int, timeout: float = 2.0) -> dict[int, int]:
