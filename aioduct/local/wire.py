@@ -10,9 +10,10 @@ public :class:`~aioduct.Job`/:class:`~aioduct.Result` encodings).
 
 Jobs and Results travel in batches: a :class:`JobBatch` carries every job the parent
 handed a worker since its last send, a :class:`ResultBatch` every Result a worker
-finished in one turn of its loop. The parent's cost per result is what limits how many
-workers it can feed, and most of it is per call, not per byte: one ``decode`` of a
-batch of 50 Results costs about a third of 50 single decodes plus their frame handling.
+finished in one turn of its loop (or, for a small batch, within a millisecond). The
+parent's cost per result is what limits how many workers it can feed, and most of it is
+per call, not per byte: one ``decode`` of a batch of 50 Results costs about a third of 50
+single decodes plus their frame handling.
 Each job carries the parent's sequence number for it (``JobBatch.seqs``), and its Result
 comes back under the same number, so the parent matches them without trusting
 user-chosen ids to be unique.

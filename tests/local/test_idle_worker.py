@@ -57,7 +57,7 @@ def test_an_idle_worker_picks_up_each_job_without_a_timer(
         asyncio.set_event_loop(loop)
         started.set()
         try:
-            loop.run_until_complete(_Worker(hello, "uring").serve(child, []))
+            loop.run_until_complete(_Worker(hello, "uring", loop).serve(child, []))
         finally:
             loop.close()
 
