@@ -197,6 +197,10 @@ class _Worker:
         finally:
             if self.beat_handle is not None:
                 self.beat_handle.cancel()
+            if self.results and link.transport is not None and not link.transport.is_closing():
+                self._flush()  # Results held back (see _turn_ended) are answers too
+            elif self.hold_handle is not None:
+                self.hold_handle.cancel()
             await self.runner.withdraw()
             await self.client.aclose()
             if link.transport is not None:
