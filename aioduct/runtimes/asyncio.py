@@ -22,7 +22,7 @@ from typing import Any, Final, cast
 
 from ..protocol.tls import MAX_RECORD_PLAINTEXT, TLSLayer
 from . import Datagrams, Expired, unique_addresses
-from .udp import LoopDatagrams, open_socket
+from .udp import DatagramQueue, LoopDatagrams, open_socket
 
 __all__ = ["AsyncioRuntime", "AsyncioStream", "AsyncioTLSStream"]
 
@@ -652,16 +652,14 @@ class AsyncioTLSStream(AsyncioStream):
         return self._tls.ssl_object
 
 
-class AsyncioDatagrams(asyncio.DatagramProtocol):
-    """A connected UDP endpoint as :class:`~aioduct.runtimes.Datagrams`."""
+class AsyncioDatagrams(asyncio.DatagramProtocol, DatagramQueue):
+    """A connected UDP endpoint as :class:`~aioduct.runtimes.Datagrams` (for a loop
+    without ``add_reader``: the io_uring one; the others use :class:`LoopDatagrams`)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        DatagramQueue.__init__(self)
         self._loop = loop
         self._transport: asyncio.DatagramTransport | None = None
-        self._queue: list[bytes] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self._error: OSError | None = None
-        self._closed = False
         self._peer: tuple[str, int] = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -687,11 +685,6 @@ class AsyncioDatagrams(asyncio.DatagramProtocol):
         self._closed = True
         self.wake()
 
-    def wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def send(self, data: bytes) -> None:
         transport = self._transport
         if transport is None or self._closed:
@@ -700,11 +693,7 @@ class AsyncioDatagrams(asyncio.DatagramProtocol):
 
     async def recv(self, deadline: float | None) -> list[bytes]:
         if not self._queue:
-            if self._error is not None:
-                error, self._error = self._error, None
-                raise error
-            if self._closed:
-                raise ConnectionResetError("the UDP socket is closed")
+            self._check_open()
             waiter = self._waiter = self._loop.create_future()
             handle = self._loop.call_at(deadline, _expire, waiter) if deadline else None
             try:

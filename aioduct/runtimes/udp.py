@@ -26,7 +26,7 @@ from typing import Final
 
 from . import Expired
 
-__all__ = ["LoopDatagrams", "drain", "open_socket"]
+__all__ = ["DatagramQueue", "LoopDatagrams", "drain", "open_socket"]
 
 #: Linux's UDP socket options (``<linux/udp.h>``; Python 3.11's socket module has
 #: neither name).
@@ -112,7 +112,34 @@ def drain(sock: socket.socket, out: list[bytes], gro: int) -> int:
     return state
 
 
-class LoopDatagrams:
+class DatagramQueue:
+    """What an event loop's :class:`~aioduct.runtimes.Datagrams` keeps between the loop
+    and its reader: the datagrams received, the reader's waiter, a pending socket error
+    (ICMP), and whether the socket closed."""
+
+    __slots__ = ("_closed", "_error", "_queue", "_waiter")
+
+    def __init__(self) -> None:
+        self._queue: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: OSError | None = None
+        self._closed = False
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _check_open(self) -> None:
+        """Nothing is queued: raise the socket's pending error, or that it closed."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if self._closed:
+            raise ConnectionResetError("the UDP socket is closed")
+
+
+class LoopDatagrams(DatagramQueue):
     """A connected UDP socket on an event loop with ``add_reader`` (asyncio's selector
     loops, uvloop) as :class:`~aioduct.runtimes.Datagrams`.
 
@@ -122,32 +149,16 @@ class LoopDatagrams:
     one; one that fires before the current deadline re-arms for it.
     """
 
-    __slots__ = (
-        "_alarm",
-        "_alarm_at",
-        "_closed",
-        "_deadline",
-        "_error",
-        "_expired",
-        "_gro",
-        "_loop",
-        "_peer",
-        "_queue",
-        "_sock",
-        "_waiter",
-    )
+    __slots__ = ("_alarm", "_alarm_at", "_deadline", "_expired", "_gro", "_loop", "_peer", "_sock")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, sock: socket.socket, gro: int, peer: tuple[str, int]
     ) -> None:
+        super().__init__()
         self._loop = loop
         self._sock = sock
         self._gro = gro
         self._peer = peer
-        self._queue: list[bytes] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self._error: OSError | None = None
-        self._closed = False
         self._deadline: float | None = None
         self._expired = False
         self._alarm: asyncio.TimerHandle | None = None
@@ -178,11 +189,6 @@ class LoopDatagrams:
             self._alarm = self._loop.call_at(deadline, self._on_alarm)
             self._alarm_at = deadline
 
-    def wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def send(self, data: bytes) -> None:
         if self._closed:
             raise self._error or ConnectionResetError("the UDP socket is closed")
@@ -193,11 +199,7 @@ class LoopDatagrams:
 
     async def recv(self, deadline: float | None) -> list[bytes]:
         if not self._queue:
-            if self._error is not None:
-                error, self._error = self._error, None
-                raise error
-            if self._closed:
-                raise ConnectionResetError("the UDP socket is closed")
+            self._check_open()
             loop = self._loop
             if deadline is not None:
                 if deadline <= loop.time():
