@@ -8,7 +8,8 @@ server, while the connection and its other streams carry on."""
 from __future__ import annotations
 
 import asyncio
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 
@@ -164,13 +165,12 @@ async def _read(r: aioduct.Response) -> bytes:
     return got
 
 
-async def test_a_stream_tripping_the_connection_bound_for_another_still_ends(
+@asynccontextmanager
+async def _tripped(
     h3: H3Server, tls_ca: TLSMaterial, quic_backend: str
-) -> None:
-    """The connection's bound trips on a small stream's last data, but the stream
-    failed is the one holding the most: the small stream must still see its end (its
-    event was cut short after the overflow: no end, no wake, its reader waited until
-    the read timeout)."""
+) -> AsyncIterator[tuple[aioduct.Response, bytes, int]]:
+    """A big stream held whole, then a small one read to its end, whose last data trips
+    the connection's bound: yields the big stream, the small one's body, the big size."""
     config, big_size = _tripping_config(quic_backend)
     async with (
         aioduct.Client(**options(tls_ca, http3_config=config, read_timeout=5)) as client,  # type: ignore[arg-type]
@@ -178,7 +178,19 @@ async def test_a_stream_tripping_the_connection_bound_for_another_still_ends(
     ):
         await _held_whole(big)
         async with client.stream("GET", f"{h3.url}/bytes/100") as small:
-            assert await _read(small) == deterministic_bytes(100)
+            small_body = await _read(small)
+        yield big, small_body, big_size
+
+
+async def test_a_stream_tripping_the_connection_bound_for_another_still_ends(
+    h3: H3Server, tls_ca: TLSMaterial, quic_backend: str
+) -> None:
+    """The connection's bound trips on a small stream's last data, but the stream
+    failed is the one holding the most: the small stream must still see its end (its
+    event was cut short after the overflow: no end, no wake, its reader waited until
+    the read timeout)."""
+    async with _tripped(h3, tls_ca, quic_backend) as (_, small_body, _):
+        assert small_body == deterministic_bytes(100)
 
 
 async def test_a_complete_stream_cut_off_by_the_bound_is_not_read_as_complete(
@@ -187,14 +199,7 @@ async def test_a_complete_stream_cut_off_by_the_bound_is_not_read_as_complete(
     """The stream the connection's bound fails may have received its whole body
     already: what it held is dropped, so its reader must get the error, never a
     shorter body that ends cleanly (the ended stream kept no error: silent truncation)."""
-    config, big_size = _tripping_config(quic_backend)
-    async with (
-        aioduct.Client(**options(tls_ca, http3_config=config, read_timeout=5)) as client,  # type: ignore[arg-type]
-        client.stream("GET", f"{h3.url}/bytes/{big_size}") as big,
-    ):
-        await _held_whole(big)
-        async with client.stream("GET", f"{h3.url}/bytes/100") as small:
-            await _read(small)
+    async with _tripped(h3, tls_ca, quic_backend) as (big, _, big_size):
         try:
             body = await _read(big)
         except aioduct.ReadError as exc:
