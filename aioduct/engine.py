@@ -201,6 +201,9 @@ class Engine:
             from .errors import ClientClosed
 
             raise ClientClosed("the client is closed")
+        if self._pool is not None:
+            # Connections of the closed loop: nothing can use them again.
+            self._pool.close()
         self._loop = loop
         self._bound_to = (get_ident(), _forks[0])
         return self._make_pool(default_runtime())

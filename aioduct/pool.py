@@ -306,6 +306,18 @@ class ConnectionPool(Generic[C]):
         if self._waiters:
             self._wake_waiters()
 
+    def _close_idle(self) -> None:
+        """Close every connection no request is using."""
+        for stack in self._idle.values():
+            for conn in stack:
+                self._forget(conn)
+        self._idle.clear()
+        for conn in self.shared_connections():
+            # Busy connections finish their streams first (see _shared_changed).
+            if cast(MultiplexedConnection, conn).in_use <= 0:
+                self._unlist(conn)
+                self._forget(conn)
+
     def _ensure_reaper(self) -> None:
         if (
             self._reaper is None
@@ -478,21 +490,19 @@ class ConnectionPool(Generic[C]):
                 self.evict_expired()
         finally:
             self._reaper = None
+            if not self._closed:
+                # Cancelled, and not by close(): the loop is ending (asyncio.run() and
+                # Runner cancel every task before closing it). Idle connections would
+                # outlive their loop, and on uvloop their sockets could never be closed
+                # afterwards; close them while the loop still runs.
+                self._close_idle()
 
     # -- shutdown ------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close every idle connection and refuse further checkouts."""
         self._closed = True
-        for stack in self._idle.values():
-            for conn in stack:
-                self._forget(conn)
-        self._idle.clear()
-        for conn in self.shared_connections():
-            # Busy connections finish their streams first (see _shared_changed).
-            if cast(MultiplexedConnection, conn).in_use <= 0:
-                self._unlist(conn)
-                self._forget(conn)
+        self._close_idle()
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(ClientClosed("the client was closed while waiting"))

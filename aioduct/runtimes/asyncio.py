@@ -15,6 +15,7 @@ on ours, costs several Python calls per record, and cannot resume a saved sessio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import Callable, Coroutine
@@ -67,6 +68,25 @@ def _spare(buf: bytearray) -> None:
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(Expired())
+
+
+def _release_orphan(transport: asyncio.Transport) -> None:
+    """Close the socket of ``transport`` whose event loop has closed.
+
+    A client can outlive the loop it pooled connections on (``asyncio.run()`` twice with
+    one client). ``abort()`` would schedule the clean-up on that loop, which never runs
+    again, and raises "Event loop is closed"; so run the clean-up here: asyncio's
+    selector and proactor transports and the io_uring loop's close their socket in
+    ``_call_connection_lost``. uvloop's transports have no such method, and their
+    ``abort()`` does not raise on a closed loop.
+    """
+    lost = getattr(transport, "_call_connection_lost", None)
+    if lost is None:
+        transport.abort()
+        return
+    with contextlib.suppress(RuntimeError):
+        transport.abort()  # marks it closing; its call_soon raises on the closed loop
+    lost(None)
 
 
 class AsyncioStream(asyncio.BufferedProtocol):
@@ -412,7 +432,10 @@ class AsyncioStream(asyncio.BufferedProtocol):
             self._timer = None
         transport = self._transport
         if transport is not None and not transport.is_closing():
-            transport.abort()
+            if self._loop.is_closed():
+                _release_orphan(transport)
+            else:
+                transport.abort()
         self._closed = True
         self._recycle_buffer()
 
