@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,6 +113,53 @@ def _job(target: Target, url: str, i: int, path: str, content: bytes) -> Job:
 _SSE_HEADERS = (("Accept", "text/event-stream"), ("Cache-Control", "no-store"))
 
 
+def _jobs(
+    target: Target, urls: list[str], stop: threading.Event, path: str, content: bytes
+) -> Iterator[Job]:
+    """The scenario's jobs until the measurement ends, numbered here, as a crawler
+    keeping its own ids does."""
+    i = 0
+    while not stop.is_set():
+        yield _job(target, urls[i % len(urls)], i, path, content)
+        i += 1
+
+
+def _take(target: Target, result: Result, path: str, tally: Tally) -> None:
+    """What the bench does with each Result: check it, count it."""
+    try:
+        check_response(target, result.status, _payload(target, result, path))
+        tally.ok += 1
+    except Exception as exc:
+        tally.fail(exc)
+
+
+def own_cost(target: Target, seconds: float = 0.2) -> float | None:
+    """The CPU µs this client's own loop spends per Result, outside the engine: its job
+    generator and its per-Result check, run over a canned Result of the scenario's
+    shape (``None`` for scenarios whose checks read more than the body's length).
+
+    The parent's CPU per result includes this caller's work; ``--scaling`` takes it out
+    to show what the engine itself costs. It is measured with warm caches, so it errs
+    low: the engine's figure derived from it errs high.
+    """
+    if target.kind != "request" or target.decode != "bytes":
+        return None
+    canned = Result(id=0, url=target.url, final_url=target.url, status=target.status)
+    canned.body = b"x" * target.length
+    tally = Tally()
+    jobs = _jobs(target, [target.url], threading.Event(), "", b"")
+    count, start, deadline = 0, time.process_time(), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(1000):
+            next(jobs)
+            _take(target, canned, "", tally)
+        count += 1000
+    spent = time.process_time() - start
+    if tally.errors:
+        raise RuntimeError(f"the canned Result fails the bench's own check: {tally.first_error}")
+    return spent / count * 1e6
+
+
 def _payload(target: Target, result: Result, path: str = "") -> Any:
     if result.error is not None:
         raise BadResponse(f"{result.error.kind}: {result.error.message}")
@@ -152,12 +200,6 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
 
         content = streams.file_content(target.body_size) if target.kind == "multipart" else b""
 
-        def jobs() -> Iterator[Job]:
-            i = 0
-            while not stop.is_set():  # numbered here, as a crawler keeping its own ids does
-                yield _job(target, urls[i % len(urls)], i, path, content)
-                i += 1
-
         with (
             streams.download_path() as download,
             LocalEngine(workers=count, concurrency=per_worker, **options) as engine,
@@ -166,24 +208,23 @@ def bulk_loop(target: Target, workers: int | None) -> ReadyLoop:
             EXTRA_CPU.append(lambda: processes_cpu(engine.pids))
             EXTRA_SYS.append(lambda: processes_sys(engine.pids))
             first = True
+            jobs = _jobs(target, urls, stop, path, content)
             if target.one_at_a_time:
                 results: Iterator[Result] = (
-                    engine.request(job.method, job.url, body=job.body) for job in jobs()
+                    engine.request(job.method, job.url, body=job.body) for job in jobs
                 )
             else:
-                results = engine.map(jobs())
+                results = engine.map(jobs)
             for result in results:
                 if first:  # ready once the workers answer, not once they are spawned:
                     ready.set()  # starting them (imports, pinning) is not the warm-up
-                try:
-                    payload = _payload(target, result, path)
-                    if first:
-                        check_first_response(target, result.status, payload)
+                    try:
+                        check_first_response(target, result.status, _payload(target, result, path))
                         first = False
-                    else:
-                        check_response(target, result.status, payload)
-                    tally.ok += 1
-                except Exception as exc:
-                    tally.fail(exc)
+                        tally.ok += 1
+                    except Exception as exc:
+                        tally.fail(exc)
+                    continue
+                _take(target, result, path, tally)
 
     return ReadyLoop(body)
