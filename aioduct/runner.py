@@ -36,6 +36,7 @@ from collections.abc import (
     Mapping,
 )
 from functools import partial
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar
 
 import msgspec
@@ -317,11 +318,17 @@ _WINDOW_FACTOR: Final = 2
 Sink = Callable[[Result], None]
 
 
+#: Start the leading jobs of a list that fit, in order (their Results go to the sink);
+#: returns how many were started.
+SubmitMany = Callable[[list[Job], Sink], int]
+
+
 class Submitter(Protocol):
     """Where :func:`map_batches` sends jobs: one engine's way of running them."""
 
-    def submit(self, job: Job, sink: Sink) -> bool:
-        """Start ``job`` (its Result goes to ``sink``), or return False: no room for it now."""
+    def submit(self, jobs: list[Job], sink: Sink) -> int:
+        """Start the leading ``jobs`` there is room for, in order (their Results go to
+        ``sink``); returns how many were started."""
 
     def submitted(self) -> None:
         """Jobs were submitted since the last call: send them on their way."""
@@ -333,13 +340,13 @@ class Submitter(Protocol):
 class Window:
     """One map's jobs in flight: at most ``size`` unanswered (running, or finished and
     not yet taken), pulled from the source only as room appears -- so an endless
-    generator of URLs is fine. A job the engine has no room for is held at the head of
-    the line: no job is pulled past it until it fits.
+    generator of URLs is fine. Jobs the engine has no room for are held at the head of
+    the line: no job is pulled past them until they fit.
     """
 
     __slots__ = ("done", "exhausted", "held", "number", "outstanding", "sink", "size", "submit")
 
-    def __init__(self, size: int, submit: Callable[[Job, Sink], bool]) -> None:
+    def __init__(self, size: int, submit: SubmitMany) -> None:
         self.size = size
         self.submit = submit
         self.number = 0
@@ -348,64 +355,60 @@ class Window:
         self.sink: Sink = self.done.append
         """Where the engine puts Results (a bound ``append``: the cheapest call there is)."""
         self.outstanding = 0
-        self.held: Job | None = None
+        self.held: list[Job] = []
         self.exhausted = False
 
     def fill(self, source: Iterator[Job | str]) -> int:
-        """Submit jobs from ``source`` (Jobs or URL strings) until the window is full, one
-        is held or it ends; returns how many went. The loop the parent runs for every
-        job: kept flat."""
-        if not self._retry_held():
-            return 0
-        submit, sink = self.submit, self.sink
-        number, room = self.number, self.size - self.outstanding
-        sent = 0
-        try:
-            while sent < room and not self.exhausted:
-                item = next(source, _END)
-                if item is _END:
-                    self.exhausted = True
-                    break
-                job = Job(url=item, id=number) if type(item) is str else _numbered(item, number)
-                number += 1
-                if not submit(job, sink):
-                    self.held = job
-                    break
-                sent += 1
-        finally:
-            self.number = number
-            self.outstanding += sent
-        return sent
+        """Submit jobs from ``source`` (Jobs or URL strings) until the window is full,
+        some are held or it ends; returns how many went (held ones included). Run for
+        every batch of jobs the parent hands out, so the items come in one ``islice``
+        and go in one call."""
+        sent = self._retry_held()
+        room = self.size - self.outstanding
+        if self.held or self.exhausted or room <= 0:
+            return sent
+        items = list(islice(source, room))
+        if len(items) < room:
+            self.exhausted = True
+        return sent + self._offer(items)
 
     async def afill(self, source: AsyncIterator[Job | str]) -> int:
         """:meth:`fill` from an async source."""
-        if not self._retry_held():
-            return 0
-        sent = 0
-        while not self.exhausted and self.outstanding < self.size:
+        sent = self._retry_held()
+        room = self.size - self.outstanding
+        if self.held or self.exhausted or room <= 0:
+            return sent
+        items: list[Job | str] = []
+        while len(items) < room:
             item = await anext(source, _END)
             if item is _END:
                 self.exhausted = True
                 break
-            job = _numbered(item, self.number)
-            self.number += 1
-            if not self.submit(job, self.sink):
-                self.held = job
-                break
-            self.outstanding += 1
-            sent += 1
+            items.append(item)
+        return sent + self._offer(items)
+
+    def _retry_held(self) -> int:
+        """Offer the held jobs again; how many went."""
+        held = self.held
+        if not held:
+            return 0
+        sent = self.submit(held, self.sink)
+        self.outstanding += sent
+        del held[:sent]
         return sent
 
-    def _retry_held(self) -> bool:
-        """Offer the held job again; False while it still does not fit."""
-        job = self.held
-        if job is None:
-            return True
-        if not self.submit(job, self.sink):
-            return False
-        self.held = None
-        self.outstanding += 1
-        return True
+    def _offer(self, items: list[Job | str]) -> int:
+        number = self.number
+        self.number = number + len(items)
+        jobs = [
+            Job(url=item, id=n) if type(item) is str else _numbered(item, n)
+            for n, item in enumerate(items, number)
+        ]
+        sent = self.submit(jobs, self.sink)
+        self.outstanding += sent
+        if sent < len(jobs):
+            self.held = jobs[sent:]
+        return sent
 
     def take(self) -> list[Result]:
         """The Results finished since the last call, in completion order."""
@@ -417,7 +420,7 @@ class Window:
     @property
     def finished(self) -> bool:
         """Every job was pulled and every Result taken."""
-        return self.exhausted and self.outstanding == 0 and self.held is None
+        return self.exhausted and self.outstanding == 0 and not self.held
 
 
 async def map_batches(
@@ -452,7 +455,7 @@ async def map_batches(
             if flow.finished:
                 return
             wake = loop.create_future()
-            if flow.held is not None:
+            if flow.held:
                 engine.wait_for_room(wake)
             await wake
             wake = None
@@ -473,12 +476,14 @@ class _Lanes:
         self.process = process
         self.done: Callable[[Result], object] | None = None
 
-    def submit(self, job: Job, sink: Sink) -> bool:
+    def submit(self, jobs: list[Job], sink: Sink) -> int:
         done = self.done
         if done is None:  # one map, one sink: its jobs are withdrawn together
             done = self.done = sink if self.process is None else partial(self._deliver, sink)
-        self.runner.submit(job, done)
-        return True
+        submit = self.runner.submit
+        for job in jobs:
+            submit(job, done)
+        return len(jobs)
 
     def _deliver(self, sink: Sink, result: Result) -> None:
         assert self.process is not None

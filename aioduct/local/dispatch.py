@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from itertools import repeat
 from typing import Final
 
 import msgspec
@@ -196,11 +197,43 @@ class Dispatcher:
         outbox.jobs.append(job)
         return True
 
+    def assign_many(self, jobs: list[Job], sink: Sink, process: int = 0) -> int:
+        """:meth:`assign` each of ``jobs`` in order until one does not fit; returns how
+        many were assigned. With one worker every job goes to the same table and
+        outbox, so they are added in a few C-level calls instead of a call per job."""
+        if self.workers > 1:
+            assigned = 0
+            for job in jobs:
+                if not self.assign(job, sink, process):
+                    break
+                assigned += 1
+            return assigned
+        table = self.in_flight[0]
+        count = min(len(jobs), self.window - len(table))
+        if count <= 0:
+            return 0
+        if count < len(jobs):
+            jobs = jobs[:count]
+        first = self._seq + 1
+        self._seq += count
+        seqs = range(first, first + count)
+        table.update(zip(seqs, zip(jobs, repeat(sink), repeat(0), repeat(process)), strict=True))
+        outbox = self.outboxes[0]
+        if process:
+            start = len(outbox.jobs)
+            outbox.processes.update(zip(range(start, start + count), repeat(process)))
+        outbox.seqs.extend(seqs)
+        outbox.jobs.extend(jobs)
+        return count
+
     def complete(self, worker: int, seqs: list[int], results: list[Result]) -> None:
         """Hand each Result to the sink of its job (Results of unknown jobs are dropped).
 
         The parent's cost per result is what bounds how many workers it can feed, so
         this is one dict pop and one call per Result; the counters move per batch.
+        (Doing it in C-level passes -- ``map`` over the pops, one sink's calls by
+        ``map`` -- costs more on CPython 3.11 for batches of 50: 20.3k -> 20.8k
+        instructions per result.)
         """
         table = self.in_flight[worker]
         delivered = errors = 0

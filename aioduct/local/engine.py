@@ -57,6 +57,7 @@ from ..runner import (
     BulkEngine,
     JobsLike,
     RunnerSettings,
+    SubmitMany,
     Window,
     bulk_config,
     map_batches,
@@ -650,7 +651,7 @@ class LocalEngine(BulkEngine):
                 self._due(slot)
 
     def _submitter(self, process: int) -> _Submitter:
-        assign = self._dispatcher.assign
+        assign = self._dispatcher.assign_many
         return _Submitter(partial(assign, process=process) if process else assign, self)
 
     def _register(self, spec: processing.Spec) -> int:
@@ -788,7 +789,7 @@ class _Submitter:
 
     __slots__ = ("engine", "submit")
 
-    def __init__(self, submit: Callable[[Job, Sink], bool], engine: LocalEngine) -> None:
+    def __init__(self, submit: SubmitMany, engine: LocalEngine) -> None:
         self.submit = submit
         self.engine = engine
 

@@ -11,7 +11,7 @@ from aioduct.errors import ConnectError, ReadTimeout, TLSError, WorkerCrashed
 from aioduct.local import wire
 from aioduct.local.dispatch import Dispatcher
 from aioduct.retries import parse_retry_after
-from aioduct.runner import RunnerSettings
+from aioduct.runner import RunnerSettings, Window
 
 
 def frames_bytes() -> bytes:
@@ -83,6 +83,66 @@ def test_window_completion_and_attempts() -> None:
     d.complete(worker, [a], [Result(id=1, url="http://a/1")])  # already done: dropped
     assert len(got) == 1 and d.stats.completed == 1 and d.stats.errors == 0
     assert d.stats.submitted == 2
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_assign_many_is_assign_job_by_job(workers: int) -> None:
+    """The batched path (one worker: a few C-level calls) keeps exactly what assigning
+    each job in turn keeps: numbers, tables, outboxes, process ids, and where it stops."""
+    jobs = [Job(url=f"http://h{i % 5}.example/{i}", id=i) for i in range(40)]
+    one, many = Dispatcher(workers, window=6), Dispatcher(workers, window=6)
+    sink: list[Result] = []
+    taken = 0
+    for job in jobs:
+        if not one.assign(job, sink.append, process=2):
+            break
+        taken += 1
+    assert many.assign_many(jobs, sink.append, process=2) == taken
+    assert many.in_flight == one.in_flight and many._seq == one._seq
+    for a, b in zip(many.outboxes, one.outboxes, strict=True):
+        assert a.take() == b.take()
+    assert many.assign_many(jobs[taken:], sink.append) == 0  # the same job is refused again
+    assert many.assign_many([], sink.append) == 0
+
+
+def test_window_holds_what_does_not_fit_and_counts_it_when_it_goes() -> None:
+    """Jobs an engine has no room for wait at the head of the line, no item is pulled
+    past them, and fill() counts them when they go (a driver sends only on a count)."""
+    accepted: list[Job] = []
+    capacity = [3]
+
+    def submit(jobs: list[Job], sink: object) -> int:
+        n = min(len(jobs), capacity[0])
+        capacity[0] -= n
+        accepted.extend(jobs[:n])
+        return n
+
+    pulled: list[int] = []
+
+    def source():  # type: ignore[no-untyped-def]
+        for i in range(12):
+            pulled.append(i)
+            yield f"http://a.example/{i}" if i % 2 else Job(url=f"http://b.example/{i}")
+
+    window = Window(5, submit)
+    items = source()
+    assert window.fill(items) == 3 and len(window.held) == 2 and pulled == [0, 1, 2, 3, 4]
+    assert window.fill(items) == 0 and pulled == [0, 1, 2, 3, 4]  # nothing past the held
+    capacity[0] = 1
+    assert window.fill(items) == 1 and len(window.held) == 1
+    capacity[0] = 100
+    assert window.fill(items) == 1 and not window.held  # the last held one; window full
+    assert [job.id for job in accepted] == [0, 1, 2, 3, 4]
+    assert [job.url for job in accepted] == [f"http://{'ba'[i % 2]}.example/{i}" for i in range(5)]
+    window.done.extend([Result(id=0, url="u")] * 2)
+    assert len(window.take()) == 2 and window.fill(items) == 2 and pulled[-1] == 6
+    window.done.extend([Result(id=0, url="u")] * 5)
+    window.take()
+    assert window.fill(items) == 5 and not window.exhausted  # the source's end not seen yet
+    window.done.extend([Result(id=0, url="u")] * 5)
+    window.take()
+    assert window.fill(items) == 0 and window.exhausted and window.finished
+    assert [job.id for job in accepted] == list(range(12))
 
 
 def test_a_dead_workers_jobs_are_resent_then_given_up() -> None:
