@@ -17,7 +17,6 @@ set, runs on the worker that holds them (an origin still maps to a single worker
 
 from __future__ import annotations
 
-import re
 import zlib
 from itertools import repeat
 from typing import Final
@@ -33,7 +32,6 @@ __all__ = ["Dispatcher", "EngineStats", "InFlight", "Outbox", "Sink"]
 
 #: How many dead workers one job may outlive before it fails with WorkerCrashed.
 DEFAULT_MAX_CRASHES: Final = 2
-_AUTHORITY: Final = re.compile(r"[^/?#]*")
 #: "origin": a host's jobs all go to one worker; "balanced": to the least busy worker.
 SHARDINGS: Final = ("origin", "balanced")
 #: URL prefixes whose shard is remembered (a crawl may touch millions of hosts).
@@ -148,20 +146,31 @@ class Dispatcher:
     def shard(self, job: Job) -> int:
         if self.workers == 1:
             return 0
-        if self.balanced:  # the worker with the fewest jobs in hand
-            tables = self.in_flight
-            return min(range(self.workers), key=lambda i: len(tables[i]))
+        if self.balanced:
+            return self._least_busy()
         url = job.url
-        # Cache by the URL's text up to its path: parsing every URL would cost more
-        # than everything else the parent does per job.
-        scheme_end = url.find("://")
-        end = _AUTHORITY.match(url, scheme_end + 3).end() if scheme_end >= 0 else len(url)  # type: ignore[union-attr]
-        prefix = url[:end]
+        end = url.find("/", url.find("://") + 3)
+        prefix = url[:end] if end > 0 else url
         shard = self._shards.get(prefix)
-        if shard is None:
-            if len(self._shards) >= _SHARD_CACHE:
-                self._shards.clear()
-            shard = self._shards[prefix] = zlib.crc32(self._key(url).encode()) % self.workers
+        return self._new_shard(prefix, url) if shard is None else shard
+
+    def _least_busy(self) -> int:
+        tables = self.in_flight
+        return min(range(self.workers), key=lambda i: len(tables[i]))
+
+    def _new_shard(self, prefix: str, url: str) -> int:
+        """The shard of ``url``, remembered for every URL of its ``prefix``: parsing
+        every URL would cost more than everything else the parent does per job.
+
+        The prefix is the URL up to the first ``/`` after ``://`` (the whole URL when
+        there is none): its authority, and perhaps a query or fragment when a ``?`` or
+        ``#`` comes first, so URLs with the same prefix have the same origin (and the
+        same site). URLs of one origin may have several prefixes (``HTTP://Host`` and
+        ``http://host``): each is computed once, from the URL parsed, to the same shard.
+        """
+        if len(self._shards) >= _SHARD_CACHE:
+            self._shards.clear()
+        shard = self._shards[prefix] = zlib.crc32(self._key(url).encode()) % self.workers
         return shard
 
     def has_room(self, worker: int) -> bool:
@@ -179,35 +188,51 @@ class Dispatcher:
 
     def assign(self, job: Job, sink: Sink, process: int = 0) -> bool:
         """Put ``job`` in the outbox of the worker for its origin, or return False when
-        that worker's window is full (nothing is recorded then).
-
-        Run once per job, so it does the least it can: one call, no counter but the
-        sequence number (``stats.submitted`` is derived from it).
-        """
-        worker = 0 if self.workers == 1 else self.shard(job)
-        table = self.in_flight[worker]
-        if len(table) >= self.window:
-            return False
-        self._seq = seq = self._seq + 1
-        table[seq] = (job, sink, 0, process)
-        outbox = self.outboxes[worker]
-        if process:
-            outbox.processes[len(outbox.jobs)] = process
-        outbox.seqs.append(seq)
-        outbox.jobs.append(job)
-        return True
+        that worker's window is full (nothing is recorded then)."""
+        return self.assign_many([job], sink, process) == 1
 
     def assign_many(self, jobs: list[Job], sink: Sink, process: int = 0) -> int:
         """:meth:`assign` each of ``jobs`` in order until one does not fit; returns how
-        many were assigned. With one worker every job goes to the same table and
-        outbox, so they are added in a few C-level calls instead of a call per job."""
-        if self.workers > 1:
-            assigned = 0
+        many were assigned.
+
+        Run for every batch of jobs the parent hands out, so it does the least it can
+        per job: no counter but the sequence number (``stats.submitted`` is derived
+        from it), the shard looked up by the URL's ``scheme://authority`` inline, and
+        with one worker the table and outbox filled by C-level ``update``/``extend``.
+        """
+        if self.workers == 1:
+            return self._assign_to_one(jobs, sink, process)
+        in_flight, outboxes, window = self.in_flight, self.outboxes, self.window
+        shards, balanced = self._shards, self.balanced
+        seq = self._seq
+        assigned = 0
+        try:
             for job in jobs:
-                if not self.assign(job, sink, process):
+                if balanced:
+                    worker = self._least_busy()
+                else:
+                    url = job.url
+                    end = url.find("/", url.find("://") + 3)
+                    prefix = url[:end] if end > 0 else url
+                    worker = shards.get(prefix)  # type: ignore[assignment]
+                    if worker is None:
+                        worker = self._new_shard(prefix, url)
+                table = in_flight[worker]
+                if len(table) >= window:
                     break
+                seq += 1
+                table[seq] = (job, sink, 0, process)
+                outbox = outboxes[worker]
+                if process:
+                    outbox.processes[len(outbox.jobs)] = process
+                outbox.seqs.append(seq)
+                outbox.jobs.append(job)
                 assigned += 1
-            return assigned
+        finally:
+            self._seq = seq
+        return assigned
+
+    def _assign_to_one(self, jobs: list[Job], sink: Sink, process: int) -> int:
         table = self.in_flight[0]
         count = min(len(jobs), self.window - len(table))
         if count <= 0:

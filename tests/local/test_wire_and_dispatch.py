@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import zlib
 
 import pytest
 
 from aioduct import ClientConfig, Job, Result, RetryConfig
 from aioduct.errors import ConnectError, ReadTimeout, TLSError, WorkerCrashed
 from aioduct.local import wire
-from aioduct.local.dispatch import Dispatcher
+from aioduct.local.dispatch import Dispatcher, origin_key
 from aioduct.retries import parse_retry_after
 from aioduct.runner import RunnerSettings, Window
 
@@ -65,6 +66,34 @@ def test_jobs_are_sharded_by_origin() -> None:
     spread = {d.shard(Job(url=f"http://h{i}.example/")) for i in range(64)}
     assert spread == {0, 1, 2, 3}
     assert d.shard(Job(url="not a url")) in range(4)  # the worker reports InvalidURL
+
+
+def test_the_shard_cache_never_mixes_origins() -> None:
+    """Shards are cached by the URL's text up to its first ``/`` after ``://``; every
+    URL must still land where its own origin's parse puts it, whatever comes first
+    (a query, a fragment, no path at all, userinfo, case, ports)."""
+    urls = [
+        "http://a.example?q=http://b.example/",
+        "http://b.example/",
+        "http://a.example#x/y",
+        "http://a.example",
+        "https://a.example/",
+        "http://A.EXAMPLE:80/p",
+        "http://user:pw@c.example:8080/p?x#y",
+        "http://c.example:8080",
+        "http://[::1]:8080/x",
+        "not a url",
+        "foo/bar",
+        # Origins whose text starts alike: a prefix cut short would mix them up.
+        *(f"http://h.example{tail}/x" for tail in ("", ".net", ".org", ":81", ":8081", "x")),
+        *(f"http://h.example{tail}?/x" for tail in ("", ".net", ":81")),
+        "http://h.exampl/x",
+        "http://h.example",
+    ]
+    for workers in (2, 3, 7):
+        d = Dispatcher(workers, window=8)
+        for url in urls * 3:  # later rounds read the cache
+            assert d.shard(Job(url=url)) == zlib.crc32(origin_key(url).encode()) % workers, url
 
 
 def test_window_completion_and_attempts() -> None:
