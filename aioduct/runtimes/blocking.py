@@ -31,6 +31,11 @@ __all__ = ["BlockingRuntime", "BlockingStream", "run_sync"]
 T = TypeVar("T")
 
 _RECV_SIZE: Final = 256 * 1024
+#: What the first read of a response takes at most: the head, and a small body with it.
+#: A larger body stays in the kernel for read_into, which receives it into its buffer;
+#: and a 64 KiB ``bytes`` comes from the heap, where glibc puts a 256 KiB one into a
+#: fresh mapping (mmap, page faults, munmap) on every read.
+_HEAD_READ: Final = 64 * 1024
 
 
 def run_sync(awaitable: Awaitable[T]) -> T:
@@ -149,14 +154,25 @@ class BlockingStream:
                 continue  # the kernel timeout ticked: re-check the deadline
             view = view[sent:]
 
-    def _recv_raw(self, deadline: float | None) -> bytes:
+    def _recv_raw(self, deadline: float | None, size: int = _RECV_SIZE) -> bytes:
         sock = self._sock
         while True:
             self._recv_timeout.arm(sock, deadline)
             try:
-                return sock.recv(_RECV_SIZE)
+                return sock.recv(size)
             except BlockingIOError:
                 continue  # the kernel timeout ticked: re-check the deadline
+
+    def _recv_raw_into(self, view: memoryview, deadline: float | None) -> int:
+        """Receive into ``view`` until it is full (``MSG_WAITALL``), the peer closes or
+        the kernel timeout ticks after some bytes arrived; how many arrived."""
+        sock = self._sock
+        while True:
+            self._recv_timeout.arm(sock, deadline)
+            try:
+                return sock.recv_into(view, 0, socket.MSG_WAITALL)
+            except BlockingIOError:
+                continue  # nothing before the kernel timeout: re-check the deadline
 
     # -- TLS ---------------------------------------------------------------------------------
 
@@ -182,6 +198,10 @@ class BlockingStream:
         buffer = self._buffer
         assert buffer is not None
         view = memoryview(buffer)
+        return bytes(view[: self._read_tls_into(tls, view, deadline)])
+
+    def _read_tls_into(self, tls: TLSLayer, view: memoryview, deadline: float | None) -> int:
+        """Plaintext decrypted straight into ``view``: how much (0 once the peer closed)."""
         data: bytes | None = None  # ciphertext to hand over first, if any
         while True:
             if data is None and not tls.pending_plaintext():
@@ -191,9 +211,9 @@ class BlockingStream:
             if tls.bytes_to_send:  # e.g. a key update's answer
                 self._send_raw(tls.data_to_send(), deadline)
             if n:
-                return bytes(view[:n])
+                return n
             if tls.closed:
-                return b""
+                return 0
 
     # -- Stream API --------------------------------------------------------------------------
 
@@ -226,8 +246,49 @@ class BlockingStream:
             self._eof = True
         return data
 
-    #: The first read of a response is an ordinary read here.
-    read_head = read
+    async def read_head(self, deadline: float | None) -> bytes:
+        """The first read of a response: at most ``_HEAD_READ`` bytes of plain TCP (the
+        rest of a large body is left to :meth:`read_into`); over TLS, :meth:`read`."""
+        if self._tls is not None:
+            return await self.read(deadline)
+        if self._out:
+            self._flush(deadline)
+        if self._eof:
+            return b""
+        data = self._recv_raw(deadline, _HEAD_READ)
+        if not data:
+            self._eof = True
+        return data
+
+    async def read_into(self, view: memoryview, deadline: Callable[[], float | None]) -> int:
+        """Fill ``view`` with the next ``len(view)`` bytes; fewer only if the peer closed.
+
+        Plain TCP receives straight into ``view``, all of it in one blocking
+        ``recv_into`` when the bytes keep coming; TLS decrypts records straight into
+        it. ``deadline()`` is asked again after every receive that brought something,
+        so a read timeout limits silence, not the whole body (as on the event loops).
+        """
+        if self._out:
+            self._flush(deadline())
+        want = len(view)
+        got = 0
+        tls = self._tls
+        while got < want and not self._eof:
+            rest = view[got:]
+            n = (
+                self._recv_raw_into(rest, deadline())
+                if tls is None
+                else self._read_tls_into(tls, rest, deadline())
+            )
+            if not n:
+                self._eof = True
+            got += n
+        return got
+
+    def take_buffered(self, count: int) -> memoryview | None:
+        """Nothing is buffered here (unread bytes stay in the kernel or the TLS layer):
+        only a request for none is met."""
+        return memoryview(b"") if count == 0 else None
 
     def quick_ack(self) -> None:
         """Acknowledge what was received now (TCP_QUICKACK, Linux): see
