@@ -10,9 +10,10 @@ straight into it, and :meth:`BodyBuffers.finish` makes the ``bytes`` the Respons
 one copy.
 
 :class:`BodyBuffers` keeps a few freed buffers for the next bodies (``bytearray(n)``
-zero-fills its memory, which costs half a copy). A local-engine worker puts the body in
-its shared-memory ring instead (:class:`aioduct.local.shm.RingBodyBuffers`), where the
-parent reads it, so the worker copies nothing.
+zero-fills its memory, which costs half a copy). A local-engine worker receives the body
+into its shared-memory ring instead (:class:`aioduct.local.shm.RingBodyBuffers`), where
+the parent reads it: the Response still gets its ``bytes`` (the one copy), but the body
+is not copied again to reach the parent.
 """
 
 from __future__ import annotations
