@@ -167,6 +167,9 @@ class Dispatcher:
         ``#`` comes first, so URLs with the same prefix have the same origin (and the
         same site). URLs of one origin may have several prefixes (``HTTP://Host`` and
         ``http://host``): each is computed once, from the URL parsed, to the same shard.
+        A string without ``://`` is no URL a job can fetch (its worker answers
+        InvalidURL), so it does not matter which such strings share a prefix.
+        (:meth:`assign_many` computes the prefix inline, the same way.)
         """
         if len(self._shards) >= _SHARD_CACHE:
             self._shards.clear()
