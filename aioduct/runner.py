@@ -373,19 +373,16 @@ class Window:
         return sent + self._offer(items)
 
     async def afill(self, source: AsyncIterator[Job | str]) -> int:
-        """:meth:`fill` from an async source."""
+        """:meth:`fill` from an async source, each job offered as soon as it comes: an
+        async source may take its time, and the jobs it gave meanwhile should run."""
         sent = self._retry_held()
-        room = self.size - self.outstanding
-        if self.held or self.exhausted or room <= 0:
-            return sent
-        items: list[Job | str] = []
-        while len(items) < room:
+        while not self.held and not self.exhausted and self.outstanding < self.size:
             item = await anext(source, _END)
             if item is _END:
                 self.exhausted = True
                 break
-            items.append(item)
-        return sent + self._offer(items)
+            sent += self._offer([item])
+        return sent
 
     def _retry_held(self) -> int:
         """Offer the held jobs again; how many went."""

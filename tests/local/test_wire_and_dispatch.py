@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import zlib
 
@@ -172,6 +173,36 @@ def test_window_holds_what_does_not_fit_and_counts_it_when_it_goes() -> None:
     window.take()
     assert window.fill(items) == 0 and window.exhausted and window.finished
     assert [job.id for job in accepted] == list(range(12))
+
+
+def test_an_async_sources_jobs_are_offered_as_they_come() -> None:
+    """A job an async source gave is offered before the source is asked for the next
+    one: a source that waits (on a queue, on the network) does not hold back the jobs
+    it already gave."""
+    offered: list[str] = []
+
+    def submit(jobs: list[Job], sink: object) -> int:
+        offered.extend(job.url for job in jobs)
+        return len(jobs)
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def source():  # type: ignore[no-untyped-def]
+            yield "http://a.example/1"
+            await gate.wait()
+            yield "http://a.example/2"
+
+        window = Window(10, submit)
+        filling = asyncio.create_task(window.afill(source()))
+        for _ in range(10):  # event-loop steps, not time: the source is parked on the gate
+            await asyncio.sleep(0)
+        assert offered == ["http://a.example/1"] and not filling.done()
+        gate.set()
+        assert await filling == 2 and window.exhausted
+        assert offered == ["http://a.example/1", "http://a.example/2"]
+
+    asyncio.run(main())
 
 
 def test_a_dead_workers_jobs_are_resent_then_given_up() -> None:
