@@ -10,7 +10,6 @@ them passes by going the old way."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
@@ -18,13 +17,9 @@ import pytest
 import aioduct
 from aioduct.runtimes.blocking import BlockingStream
 from aioduct.testing.nginx import Nginx, deterministic_bytes
-from aioduct.testing.server import Conn, ScriptServer, ServerRequest
+from aioduct.testing.server import ScriptServer
 
-SIZE = 1 << 20
-
-
-def head(length: int) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length
+from .large_bodies import SIZE, serve
 
 
 @pytest.fixture
@@ -39,42 +34,6 @@ def direct(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(BlockingStream, "read_into", counted)
     return calls
-
-
-def serve(srv: ScriptServer) -> dict[str, bytes]:
-    """``/stall``: 200 kB of a 1 MiB body, then 1 s of nothing, then 0xAA bytes;
-    ``/cut``: half the body, then the connection closes; ``/steady``: the body in 25
-    pieces 0.04 s apart; ``/body?N``: an intact body, sent in pieces."""
-    bodies = {str(i): random.Random(i).randbytes(SIZE) for i in range(3)}
-
-    @srv.route("/stall")
-    async def stall(conn: Conn, req: ServerRequest) -> None:
-        await conn.send(head(SIZE) + b"x" * 200_000)
-        await conn.sleep(1.0)
-        await conn.send(b"\xaa" * (SIZE - 200_000))
-
-    @srv.route("/cut")
-    async def cut(conn: Conn, req: ServerRequest) -> None:
-        await conn.send(head(SIZE) + bodies["0"][: SIZE // 2])
-        conn.close()
-
-    @srv.route("/steady")
-    async def steady(conn: Conn, req: ServerRequest) -> None:
-        await conn.send(head(SIZE))
-        step = SIZE // 25 + 1
-        for i in range(0, SIZE, step):
-            await conn.sleep(0.04)
-            await conn.send(bodies["0"][i : i + step])
-
-    @srv.route("/body")
-    async def body(conn: Conn, req: ServerRequest) -> None:
-        data = bodies[req.query]
-        await conn.send(head(SIZE) + data[:1000])
-        for i in range(1000, SIZE, 200_000):
-            await conn.sleep(0.01)
-            await conn.send(data[i : i + 200_000])
-
-    return bodies
 
 
 def test_large_bodies_arrive_whole_and_the_connection_carries_on(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import random
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -21,17 +20,9 @@ import pytest
 import aioduct
 from aioduct import uring
 from aioduct.bodybuffers import BodyBuffers
-from aioduct.testing.server import Conn, ScriptServer, ServerRequest
+from aioduct.testing.server import ScriptServer
 
-SIZE = 1 << 20
-
-
-def head(length: int) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length
-
-
-def payload(size: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(size)
+from .large_bodies import serve
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -96,38 +87,6 @@ def settles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(UringStream, "_settle", counted)
     return calls
-
-
-def serve(srv: ScriptServer) -> dict[str, bytes]:
-    """``/stall``: 200 kB of a 1 MiB body, then nothing for 1 s, then the rest as
-    0xAA bytes (which must never show up in another body); ``/body?N``: an intact body,
-    sent in pieces so that it is received while a stalled one would resume."""
-    bodies = {str(i): payload(SIZE, i) for i in range(4)}
-
-    @srv.route("/stall")
-    async def stall(conn: Conn, req: ServerRequest) -> None:
-        await conn.send(head(SIZE) + b"x" * 200_000)
-        await conn.sleep(1.0)
-        await conn.send(b"\xaa" * (SIZE - 200_000))
-
-    @srv.route("/body")
-    async def body(conn: Conn, req: ServerRequest) -> None:
-        data = bodies[req.query]
-        await conn.send(head(SIZE) + data[:1000])
-        for i in range(1000, SIZE, 200_000):
-            await conn.sleep(0.05)
-            await conn.send(data[i : i + 200_000])
-
-    @srv.route("/steady")
-    async def steady(conn: Conn, req: ServerRequest) -> None:
-        # 1 MiB in 25 pieces 0.04 s apart: 1 s in all, never 0.3 s of silence.
-        data = bodies["0"]
-        await conn.send(head(SIZE))
-        for i in range(0, SIZE, SIZE // 25 + 1):
-            await conn.sleep(0.04)
-            await conn.send(data[i : i + SIZE // 25 + 1])
-
-    return bodies
 
 
 def test_read_timeout_mid_body_gives_the_buffer_back_only_when_the_kernel_has(
