@@ -488,14 +488,16 @@ class ConnectionPool(Generic[C]):
             while (self._idle or self._open_total) and not self._closed:
                 await self._runtime.sleep(interval)
                 self.evict_expired()
-        finally:
-            self._reaper = None
+        except asyncio.CancelledError:
             if not self._closed:
                 # Cancelled, and not by close(): the loop is ending (asyncio.run() and
                 # Runner cancel every task before closing it). Idle connections would
                 # outlive their loop, and on uvloop their sockets could never be closed
                 # afterwards; close them while the loop still runs.
                 self._close_idle()
+            raise
+        finally:
+            self._reaper = None
 
     # -- shutdown ------------------------------------------------------------------------------
 
