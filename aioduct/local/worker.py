@@ -154,9 +154,10 @@ class _Worker:
         #: A batch this size goes at once; a smaller one may wait (see _turn_ended).
         #: Twice the concurrency: the parent's window is four times it, so the running
         #: and queued half keep the worker busy while the other half waits to be sent.
-        #: At concurrency 10 that halves the frames per Result (10 -> 22 Results a
-        #: frame; parent 6.6 -> 4.2 µs a Result, 21,900 -> 25,300 requests/s on one
-        #: CPU); at 50, a turn's 50 Results still go when the hold ends.
+        #: At concurrency 10 that halves the frames per Result (10 -> ~22 Results a
+        #: frame; the parent's CPU 7.4 -> 5.2 µs a Result in python -m benches, the
+        #: requests/s within noise); at 50, a turn's 50 Results still go when the hold
+        #: ends.
         self.batch_target = 2 * hello.settings.concurrency
         self.loop = loop
         self.link: _Link | None = None
@@ -187,7 +188,7 @@ class _Worker:
         self.crashes_of: dict[int, int] = {}
 
     async def serve(self, sock: socket.socket, early: list[tuple[int, object]]) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self.done = loop.create_future()
         sock.setblocking(False)
         _, link = await loop.create_connection(lambda: _Link(self), sock=sock)
@@ -322,8 +323,7 @@ class _Worker:
         wire.append_frame(self.out, wire.HEARTBEAT, None)
         self._flush()
         assert self.hello.heartbeat is not None
-        loop = asyncio.get_running_loop()
-        self.beat_handle = loop.call_later(self.hello.heartbeat, self._beat)
+        self.beat_handle = self.loop.call_later(self.hello.heartbeat, self._beat)
 
     def _flush(self) -> None:
         if self.hold_handle is not None:
