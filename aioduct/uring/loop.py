@@ -199,10 +199,15 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
     def _loop_reading(self, fut: Any = None) -> None:
         # Scheduled by the stock __init__ and resume_reading(): start receiving.
         if self._read_fut is None and not self._closing and not self._paused:
-            if self._direct_wanted:
-                self._start_direct()
-            else:
-                self._start_recv()
+            self._receive_next()
+
+    def _receive_next(self) -> None:
+        """Start the next receive: into the protocol's destination while it wants
+        direct receives (see receive_direct), else into this transport's buffer."""
+        if self._direct_wanted:
+            self._start_direct()
+        else:
+            self._start_recv()
 
     def _start_recv(self) -> None:
         try:
@@ -318,10 +323,7 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
             self._data_view, self._spare_view = self._spare_view, filled
             self._data_received(filled[:res], res)
         if not self._closing and not self._paused and self._read_fut is None:
-            if self._direct_wanted:
-                self._start_direct()
-            else:
-                self._start_recv()
+            self._receive_next()
 
     def end_direct(self) -> bool:
         """Back to plain receives; ``True`` if a direct receive is still in flight.
@@ -384,12 +386,8 @@ class _UringSocketTransport(_LinuxCloseMixin, proactor_events._ProactorSocketTra
             return
         if region is None:
             self._direct_wanted = False
-        if self._closing or self._paused or self._read_fut is not None:
-            return
-        if self._direct_wanted:
-            self._start_direct()
-        else:
-            self._start_recv()
+        if not self._closing and not self._paused and self._read_fut is None:
+            self._receive_next()
 
     def _may_grow(self, size: int) -> bool:
         """Whether receive buffers of ``size`` may grow: not past 64 KiB for a protocol
