@@ -43,6 +43,15 @@ EXTRA_SYS: list[Callable[[], float]] = []
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def _stat_ticks(pid: int) -> tuple[int, int] | None:
+    """User and system ticks of a live process, from ``/proc/PID/stat`` (None: gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return int(fields[11]), int(fields[12])
+
+
 def processes_cpu(pids: list[int]) -> float:
     """CPU seconds of live processes, from /proc (0 for any that is gone).
 
@@ -56,24 +65,15 @@ def processes_cpu(pids: list[int]) -> float:
             continue
         except (OSError, ValueError, IndexError):
             pass
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / _TICK
+        ticks = _stat_ticks(pid)
+        if ticks is not None:
+            total += sum(ticks) / _TICK
     return total
 
 
 def processes_sys(pids: list[int]) -> float:
     """System (kernel) CPU seconds of live processes, from ``/proc/PID/stat`` (ticks)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(fields[12]) / _TICK
-    return total
+    return sum(ticks[1] for pid in pids if (ticks := _stat_ticks(pid)) is not None) / _TICK
 
 
 class BadResponse(Exception):
