@@ -241,30 +241,22 @@ class BlockingStream:
     async def drain(self, deadline: float | None) -> None:
         self._flush(deadline)
 
-    async def read(self, deadline: float | None) -> bytes:
+    async def read(self, deadline: float | None, size: int = _RECV_SIZE) -> bytes:
+        """Received bytes, at most ``size`` of plain TCP (TLS: one decrypted read)."""
         if self._out:
             self._flush(deadline)
         if self._eof:
             return b""
         tls = self._tls
-        data = self._recv_raw(deadline) if tls is None else self._read_tls(tls, deadline)
+        data = self._recv_raw(deadline, size) if tls is None else self._read_tls(tls, deadline)
         if not data:
             self._eof = True
         return data
 
-    async def read_head(self, deadline: float | None) -> bytes:
-        """The first read of a response: at most ``_HEAD_READ`` bytes of plain TCP (the
-        rest of a large body is left to :meth:`read_into`); over TLS, :meth:`read`."""
-        if self._tls is not None:
-            return await self.read(deadline)
-        if self._out:
-            self._flush(deadline)
-        if self._eof:
-            return b""
-        data = self._recv_raw(deadline, _HEAD_READ)
-        if not data:
-            self._eof = True
-        return data
+    def read_head(self, deadline: float | None) -> Coroutine[Any, Any, bytes]:
+        """The first read of a response: at most ``_HEAD_READ`` bytes of plain TCP, so
+        the rest of a large body is left to :meth:`read_into`."""
+        return self.read(deadline, _HEAD_READ)
 
     async def read_into(self, view: memoryview, deadline: Callable[[], float | None]) -> int:
         """Fill ``view`` with the next ``len(view)`` bytes; fewer only if the peer closed.
