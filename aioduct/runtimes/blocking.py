@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import select
 import socket
 import ssl
 import struct
@@ -123,7 +122,6 @@ class BlockingStream:
         "_closed",
         "_eof",
         "_out",
-        "_readable",
         "_recv_timeout",
         "_send_timeout",
         "_sock",
@@ -142,10 +140,6 @@ class BlockingStream:
         self._tls: TLSLayer | None = None
         self._buffer: bytearray | None = None  # plaintext out of the TLS layer
         self.writing_paused = False
-        #: Asked before each reuse whether anything arrived: a poll that finds nothing
-        #: returns an empty list, where a peeking recv raises (twice the cost).
-        self._readable = select.poll()
-        self._readable.register(sock, select.POLLIN)
 
     # -- the socket --------------------------------------------------------------------------
 
@@ -300,8 +294,6 @@ class BlockingStream:
         """Open, no EOF, and nothing waiting to be read (checked without blocking)."""
         if self._closed or self._eof:
             return False
-        if not self._readable.poll(0):
-            return True  # nothing there: the common case
         sock = self._sock
         try:
             pending = sock.recv(_RECV_SIZE if self._tls is not None else 1, _PEEK)
